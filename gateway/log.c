@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+int gw_log_level = GW_LOG_INFO;
+static const char *gw_prefix = "migrelay";
+
+void gw_log_set_prefix(const char *prefix)
+{
+	gw_prefix = prefix;
+}
+
+int gw_log_ratelimit_ok(long *last)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (*last == ts.tv_sec)
+		return 0;
+	*last = ts.tv_sec;
+	return 1;
+}
+
+void gw_log(int level, const char *func, int err, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warning", "info", "debug" };
+	char msg[1024];
+	size_t n;
+	va_list ap;
+
+	if (level > gw_log_level)
+		return;
+	n = (size_t)snprintf(msg, sizeof(msg), "%s: %s: ", gw_prefix, names[level]);
+	if (func && n < sizeof(msg))
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s: ", func);
+	if (n < sizeof(msg)) {
+		va_start(ap, fmt);
+		n += (size_t)vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
+		va_end(ap);
+	}
+	if (err && n < sizeof(msg))
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, ": %s", strerror(err < 0 ? -err : err));
+	if (n >= sizeof(msg) - 1)
+		n = sizeof(msg) - 2;
+	msg[n++] = '\n';
+	/* one write per line so lines from threads do not interleave */
+	fwrite(msg, 1, n, stderr);
+}
