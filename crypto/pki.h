@@ -14,11 +14,19 @@ struct pki_issue_opts {
 	const char *org;      /* subject O, may be NULL */
 	const char *dns[8];   /* SAN DNS names, NULL-terminated */
 	const char *ip[8];    /* SAN IP addresses (v4 or v6 text), NULL-terminated */
-	int days;             /* validity from now; default 365 */
+	int days;             /* validity from now; 0: 365 */
 	bool expired;         /* for tests: valid from 30 days ago until 1 day ago */
 };
 
-/* Creates <dir>/ca-cert.pem and <dir>/ca-key.pem (0600), ECDSA P-256 keys. Refuses to overwrite. Returns 0 or -errno with <err> set. */
+/*
+ * Creates <dir>/ca-cert.pem and <dir>/ca-key.pem (0600), ECDSA P-256 keys.
+ * Refuses to overwrite. <cn> NULL: "migrelay CA"; <days> <= 0: 3650.
+ * Returns 0 or -errno with <err> set.
+ *
+ * Both functions return -EINVAL only for bad arguments (a usage error:
+ * names, days, addresses), -EEXIST for files they refuse to overwrite,
+ * -EBADMSG for unusable CA files, other -errno from the file system.
+ */
 int pki_init(const char *dir, const char *cn, int days, char *err, size_t errlen) __attribute__((warn_unused_result));
 int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen) __attribute__((warn_unused_result));
 

@@ -25,9 +25,10 @@ struct psk_file {
 /*
  * Parses <len> bytes. Returns 0, or -EBADMSG with *bad_line set to the
  * 1-based line number (identity empty or too long or with ':' or control
- * characters, key not hex, odd length, shorter than PSK_MIN_KEY bytes or
- * longer than PSK_MAX_KEY, duplicate identity, too many entries, or no
- * entry at all).
+ * characters or preceded by blanks, key not hex, odd length, shorter than
+ * PSK_MIN_KEY bytes or longer than PSK_MAX_KEY, duplicate identity, too
+ * many entries), or to 0 when there is no entry at all. Blanks and '\r'
+ * at the end of a line are ignored. On failure <f> holds no key bytes.
  */
 int psk_parse(struct psk_file *f, const char *buf, size_t len, int *bad_line) __attribute__((warn_unused_result));
 const struct psk_entry *psk_find(const struct psk_file *f, const char *identity);

@@ -41,6 +41,15 @@ struct mr_tls;
 MR_MUST_CHECK int mr_tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, char *err, size_t errlen);
 
 /*
+ * Client credentials that verify the server against <dir>/ca-cert.pem but
+ * present no certificate of their own. Every migrelay server refuses such
+ * a client (MR_TLS_F_NO_CERT there, MR_TLS_F_PEER_REJECTED "certificate
+ * required" here); this exists to test that refusal and to probe a
+ * server's certificate. Returns 0 or -errno with <err> set.
+ */
+MR_MUST_CHECK int mr_tls_cfg_x509_nocert(struct mr_tls_cfg **out, const char *dir, char *err, size_t errlen);
+
+/*
  * PSK credentials from a QEMU keys.psk file (lines "identity:hexkey").
  * Server: every identity in the file is accepted. Client: <identity> picks
  * the line (NULL: the first line). Returns 0 or -errno with <err> set.
@@ -52,9 +61,25 @@ void mr_tls_cfg_free(struct mr_tls_cfg *cfg); /* NULL-safe */
 /*
  * Runs the handshake on connected socket <fd> (the session does not own
  * the fd; the caller closes it after mr_tls_free). Client: <peer_name> is
- * the host the user asked for; the server certificate must match it (DNS
- * or IP SAN) unless NULL. Returns 0 with *out set, or a negative errno
- * with *fail set and <err> holding a sentence for the user.
+ * the host the user asked for (a DNS name, or an IP address without
+ * brackets); the server certificate must match it (DNS or IP SAN) unless
+ * NULL. <timeout_ms> bounds the whole handshake (<= 0: 30 s). <cfg> must
+ * outlive the session; one cfg serves any number of sessions and threads.
+ * Returns 0 with *out set, or a negative errno (-ETIMEDOUT, -ECONNRESET,
+ * -EPROTO, -EACCES for any refusal, -ENOMEM, -EIO) with *fail set and
+ * <err> holding a sentence for the user. When this side refuses the peer,
+ * it first sends the peer the matching fatal alert (unknown CA,
+ * certificate expired, certificate required, bad certificate, decrypt
+ * error for PSK, no application protocol).
+ *
+ * In TLS 1.3 a client finishes its handshake before the server has looked
+ * at the client's certificate, so a client the server refuses usually
+ * gets 0 here, and learns of the refusal on its first mr_tls_recv: that
+ * returns -EIO and mr_tls_last_error names the alert, e.g. "the server
+ * rejected our certificate: unknown CA (...)". A mr_tls_send before that
+ * may succeed, or fail with -EPIPE once the server has closed. Clients
+ * should therefore wait for the server's first message (WELCOME) before
+ * reporting success.
  */
 MR_MUST_CHECK int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const char *peer_name,
 				   int timeout_ms, enum mr_tls_fail *fail, char *err, size_t errlen);
@@ -62,21 +87,36 @@ MR_MUST_CHECK int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, 
 /* Peer identity: the certificate's subject DN (RFC 4514 string) or the PSK username. */
 const char *mr_tls_peer_identity(const struct mr_tls *t);
 
-/* Sends all <len> bytes. Returns len, or -EPIPE/-ECONNRESET/-EIO. */
+/*
+ * Sends all <len> bytes (any size; GnuTLS cuts them into records). Returns
+ * len, or -EPIPE/-ECONNRESET/-EIO. Waits while the socket is full, also
+ * across SO_SNDTIMEO expiries. One sending thread per session.
+ */
 MR_MUST_CHECK ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len);
 
 /*
  * Receives up to <len> bytes. Returns > 0, 0 on a clean close_notify,
  * -ECONNRESET for an unclean close, -EAGAIN when the socket's receive
- * timeout expired, -EIO otherwise. A TLS alert from the peer sets <err>
- * via mr_tls_last_error.
+ * timeout (SO_RCVTIMEO) expired (call again to go on), -EIO otherwise. A
+ * TLS alert from the peer (-EIO) sets the text of mr_tls_last_error, which
+ * names the alert. One receiving thread per session; it may run while
+ * another thread is in mr_tls_send.
  */
 MR_MUST_CHECK ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len);
 
-/* Receives exactly <len> bytes: returns len, 0 on clean close before the first byte, negative otherwise. */
+/*
+ * Receives exactly <len> bytes: returns len, 0 on clean close before the
+ * first byte, negative otherwise: -EAGAIN only if nothing was received,
+ * -ETIMEDOUT if the receive timeout expired part way (the bytes so far
+ * are lost: treat the connection as broken), -ECONNRESET on a close part way.
+ */
 MR_MUST_CHECK ssize_t mr_tls_recv_all(struct mr_tls *t, void *p, size_t len);
 
-/* Text of the last failure on this session (alert name, GnuTLS reason). */
+/*
+ * Text of the last failure of mr_tls_send/recv on this session (alert
+ * name, GnuTLS reason), "" if none. The sender and the receiver write
+ * separate buffers, so a text stays valid while the other thread fails.
+ */
 const char *mr_tls_last_error(const struct mr_tls *t);
 
 /* Sends close_notify (best effort, does not wait for the peer's). */

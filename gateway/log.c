@@ -15,15 +15,30 @@ void gw_log_set_prefix(const char *prefix)
 	gw_prefix = prefix;
 }
 
-int gw_log_ratelimit_ok(long *last)
+static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int gw_log_ratelimit_ok(struct gw_ratelimit *rl)
 {
 	struct timespec ts;
+	int ok, dropped = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (*last == ts.tv_sec)
-		return 0;
-	*last = ts.tv_sec;
-	return 1;
+	pthread_mutex_lock(&rl_lock);
+	if (rl->sec != ts.tv_sec) {
+		dropped = rl->dropped;
+		rl->sec = ts.tv_sec;
+		rl->n = 0;
+		rl->dropped = 0;
+	}
+	ok = rl->n < GW_LOG_BURST;
+	if (ok)
+		rl->n++;
+	else
+		rl->dropped++;
+	pthread_mutex_unlock(&rl_lock);
+	if (dropped)
+		gw_log(GW_LOG_WARN, NULL, 0, "%d similar messages suppressed", dropped);
+	return ok;
 }
 
 void gw_log(int level, const char *func, int err, const char *fmt, ...)

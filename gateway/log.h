@@ -22,13 +22,18 @@ void gw_log(int level, const char *func, int err, const char *fmt, ...) __attrib
 #define gw_err_fr(r, ...) gw_log(GW_LOG_ERR, __func__, (r), __VA_ARGS__)
 #define gw_dbg_f(...) gw_log(GW_LOG_DEBUG, __func__, 0, __VA_ARGS__)
 
-/* At most one message per second per call site; the rest are counted and dropped. */
+/* At most GW_LOG_BURST messages per second per call site (a peer can trigger these); the rest are dropped and counted. */
+enum { GW_LOG_BURST = 10 };
+struct gw_ratelimit {
+	long sec;
+	int n, dropped;
+};
 #define gw_ratelimited(level, ...)                                                  \
 	do {                                                                          \
-		static long gw__last_;                                                \
-		if (gw_log_ratelimit_ok(&gw__last_))                                  \
+		static struct gw_ratelimit gw__rl_;                                   \
+		if (gw_log_ratelimit_ok(&gw__rl_))                                    \
 			gw_log((level), NULL, 0, __VA_ARGS__);                        \
 	} while (0)
-int gw_log_ratelimit_ok(long *last);
+int gw_log_ratelimit_ok(struct gw_ratelimit *rl);
 
 #endif

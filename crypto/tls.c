@@ -1,0 +1,1204 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TLS 1.3 sessions over GnuTLS for the control path and the handshake of
+ * every connection. GnuTLS error codes and alerts are turned into
+ * enum mr_tls_fail and one sentence for the user here and nowhere else.
+ *
+ * Certificates are checked by our own verify callback during the
+ * handshake, so that a failure can be named precisely and answered with
+ * the matching alert; GnuTLS itself sends no alert when a handshake fails,
+ * so we send one after it returns.
+ */
+#include "tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+
+#include "psk.h"
+
+/*
+ * TLS 1.3 only. For PSK only the key exchanges that add (EC)DHE, so a
+ * leaked keys.psk does not open recorded traffic (forward secrecy).
+ */
+#define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define TLS_PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK"
+
+enum {
+	TLS_MSG_LEN = 512,             /* bytes of a session's error text */
+	TLS_DEFAULT_TIMEOUT_MS = 30000, /* handshake limit when the caller gives none */
+	TLS_HEAD_LEN = 16,             /* first peer bytes kept to recognise non-TLS peers */
+	TLS_MAX_DN = 4096,             /* longest subject DN we accept as an identity */
+	TLS_MAX_PSK_FILE = 1 << 20,    /* a keys.psk larger than this is a mistake */
+	TLS_SHOW = 96,                 /* peer-supplied text shown in messages, bytes */
+};
+
+enum tls_last { TLS_LAST_NONE = 0, TLS_LAST_SEND = 1, TLS_LAST_RECV = 2 };
+
+struct mr_tls_cfg {
+	bool server;
+	bool psk;
+	char *src;                             /* directory or keys.psk path, for messages */
+	gnutls_priority_t prio;
+	gnutls_certificate_credentials_t x509;
+	gnutls_psk_server_credentials_t psk_srv;
+	gnutls_psk_client_credentials_t psk_cli;
+	struct psk_file *keys;                 /* PSK server: accepted identities */
+	char *psk_identity;                    /* PSK client: our identity */
+};
+
+struct mr_tls {
+	gnutls_session_t s;
+	const struct mr_tls_cfg *cfg;
+	int fd;
+	char *identity;
+
+	/* Handshake only (one thread): callbacks leave their verdict here. */
+	char *peer_name;
+	int timeout_ms;
+	enum mr_tls_fail cb_fail;
+	int cb_alert; /* alert to send for cb_fail, or -1 */
+	char cb_msg[TLS_MSG_LEN];
+	bool psk_seen, psk_known;
+	char psk_id[TLS_SHOW + 8];
+	bool capturing;
+	unsigned char head[TLS_HEAD_LEN];
+	size_t head_len;
+
+	/* Receiving thread only. */
+	int pull_errno;
+	char recv_err[TLS_MSG_LEN];
+	/* Sending thread only. */
+	char send_err[TLS_MSG_LEN];
+	/* Which of the two texts is newer; read by any thread. */
+	atomic_int last;
+};
+
+static void tls_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void tls_msg(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Copies at most TLS_SHOW bytes of peer-supplied <p> into <dst> with
+ * anything outside printable ASCII (and '"' and '\\') shown as \xNN, so a
+ * peer cannot forge log lines or hide text in messages.
+ */
+static void tls_printable(char *dst, size_t dstlen, const void *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = p;
+	size_t o = 0, i;
+
+	if (dstlen == 0)
+		return;
+	for (i = 0; i < n && i < TLS_SHOW; i++) {
+		unsigned char c = s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			if (o + 1 >= dstlen)
+				break;
+			dst[o++] = (char)c;
+		} else {
+			if (o + 4 >= dstlen)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	if (i < n && o + 3 < dstlen) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
+}
+
+static const char *tls_peer_role(const struct mr_tls *t)
+{
+	return t->cfg->server ? "client" : "server";
+}
+
+/* ---- credentials ---- */
+
+/* Opens and closes <path> so that a missing or unreadable file gets its own errno text. */
+static int tls_check_file(const char *path, const char *hint, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0) {
+		r = -errno;
+		tls_msg(err, errlen, "cannot read %s: %s%s", path, strerror(-r), hint);
+		return r;
+	}
+	close(fd);
+	return 0;
+}
+
+static int tls_cfg_new(struct mr_tls_cfg **out, const char *src, bool server, bool psk, char *err, size_t errlen)
+{
+	struct mr_tls_cfg *c;
+	const char *errpos = NULL;
+	int r;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->src = strdup(src))) {
+		free(c);
+		tls_msg(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->server = server;
+	c->psk = psk;
+	r = gnutls_priority_init(&c->prio, psk ? TLS_PRIO_PSK : TLS_PRIO_X509, &errpos);
+	if (r < 0) {
+		c->prio = NULL;
+		tls_msg(err, errlen, "this GnuTLS does not accept our TLS 1.3 settings: %s", gnutls_strerror(r));
+		mr_tls_cfg_free(c);
+		return -ENOTSUP;
+	}
+	*out = c;
+	return 0;
+}
+
+static int tls_path(char *out, size_t outlen, const char *dir, const char *name, char *err, size_t errlen)
+{
+	int n = snprintf(out, outlen, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= outlen) {
+		tls_msg(err, errlen, "path %.200s/%s is too long", dir, name);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* <with_cert>: false only for mr_tls_cfg_x509_nocert. */
+static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, bool with_cert, char *err,
+			size_t errlen)
+{
+	const char *role = server ? "server" : "client";
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], name[32], hint[160];
+	struct mr_tls_cfg *c = NULL;
+	int r;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!out || !dir || !*dir) {
+		tls_msg(err, errlen, "no TLS directory given");
+		return -EINVAL;
+	}
+	*out = NULL;
+	snprintf(hint, sizeof(hint), " (a %s needs ca-cert.pem, %s-cert.pem and %s-key.pem from `migrelay pki issue %s`)",
+		 role, role, role, role);
+	if ((r = tls_path(ca, sizeof(ca), dir, "ca-cert.pem", err, errlen)) < 0)
+		return r;
+	snprintf(name, sizeof(name), "%s-cert.pem", role);
+	if ((r = tls_path(cert, sizeof(cert), dir, name, err, errlen)) < 0)
+		return r;
+	snprintf(name, sizeof(name), "%s-key.pem", role);
+	if ((r = tls_path(key, sizeof(key), dir, name, err, errlen)) < 0)
+		return r;
+	if ((r = tls_check_file(ca, hint, err, errlen)) < 0)
+		return r;
+	if (with_cert && ((r = tls_check_file(cert, hint, err, errlen)) < 0 || (r = tls_check_file(key, hint, err, errlen)) < 0))
+		return r;
+
+	if ((r = tls_cfg_new(&c, dir, server, false, err, errlen)) < 0)
+		return r;
+	r = gnutls_certificate_allocate_credentials(&c->x509);
+	if (r < 0) {
+		c->x509 = NULL;
+		tls_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
+	if (r <= 0) {
+		tls_msg(err, errlen, "%s holds no usable CA certificate%s%s (it must be the PEM ca-cert.pem of `migrelay pki init`)",
+			ca, r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
+		r = -EINVAL;
+		goto out;
+	}
+	if (with_cert) {
+		r = gnutls_certificate_set_x509_key_file2(c->x509, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
+		if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
+			tls_msg(err, errlen, "%s is not the key of %s (issue both again with `migrelay pki issue %s`)", key,
+				cert, role);
+			r = -EINVAL;
+			goto out;
+		}
+		if (r < 0) {
+			tls_msg(err, errlen, "cannot load %s with %s: %s (they must be an unencrypted PEM pair%s)", cert,
+				key, gnutls_strerror(r), hint);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	*out = c;
+	c = NULL;
+	r = 0;
+out:
+	mr_tls_cfg_free(c);
+	return r;
+}
+
+int mr_tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, char *err, size_t errlen)
+{
+	return tls_cfg_x509(out, dir, server, true, err, errlen);
+}
+
+int mr_tls_cfg_x509_nocert(struct mr_tls_cfg **out, const char *dir, char *err, size_t errlen)
+{
+	return tls_cfg_x509(out, dir, false, false, err, errlen);
+}
+
+/* Reads keys.psk into a malloc'd NUL-terminated buffer; *len gets its size. */
+static int tls_read_psk_file(const char *file, char **buf, size_t *len, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t off = 0;
+	ssize_t n;
+	char *b = NULL;
+	int fd, r;
+
+	*buf = NULL;
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		tls_msg(err, errlen, "cannot read %s: %s (a PSK file holds lines identity:hexkey, as QEMU's keys.psk)",
+			file, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > TLS_MAX_PSK_FILE) {
+		tls_msg(err, errlen, "%s is not a regular file of at most %d bytes", file, TLS_MAX_PSK_FILE);
+		r = -EINVAL;
+		goto out;
+	}
+	b = malloc((size_t)st.st_size + 1);
+	if (!b) {
+		tls_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	while (off < (size_t)st.st_size) {
+		n = read(fd, b + off, (size_t)st.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			tls_msg(err, errlen, "cannot read %s: %s", file, strerror(-r));
+			goto out;
+		}
+		if (n == 0)
+			break; /* shrank under us: parse what is there */
+		off += (size_t)n;
+	}
+	b[off] = '\0';
+	*buf = b;
+	*len = off;
+	b = NULL;
+	r = 0;
+out:
+	if (b) {
+		explicit_bzero(b, (size_t)st.st_size + 1);
+		free(b);
+	}
+	close(fd);
+	return r;
+}
+
+static int tls_psk_server_cb(gnutls_session_t s, const gnutls_datum_t *user, gnutls_datum_t *key);
+
+int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const char *identity, char *err,
+		   size_t errlen)
+{
+	struct mr_tls_cfg *c = NULL;
+	struct psk_file *keys = NULL;
+	const struct psk_entry *e;
+	unsigned char kb[PSK_MAX_KEY];
+	gnutls_datum_t k = { kb, 0 };
+	char *buf = NULL;
+	size_t len = 0;
+	int r, bad_line = 0;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!out || !file || !*file) {
+		tls_msg(err, errlen, "no PSK file given");
+		return -EINVAL;
+	}
+	*out = NULL;
+	if ((r = tls_read_psk_file(file, &buf, &len, err, errlen)) < 0)
+		return r;
+	keys = malloc(sizeof(*keys));
+	if (!keys) {
+		tls_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	r = psk_parse(keys, buf, len, &bad_line);
+	if (r < 0) {
+		if (bad_line)
+			tls_msg(err, errlen,
+				"%s line %d is not \"identity:hexkey\" (identity: 1 to %d characters, no ':' or control characters, not repeated; key: %d to %d bytes as hex digits; at most %d lines)",
+				file, bad_line, PSK_MAX_IDENTITY, PSK_MIN_KEY, PSK_MAX_KEY, PSK_MAX_ENTRIES);
+		else
+			tls_msg(err, errlen, "%s holds no \"identity:hexkey\" line", file);
+		r = -EINVAL;
+		goto out;
+	}
+	if ((r = tls_cfg_new(&c, file, server, true, err, errlen)) < 0)
+		goto out;
+	if (server) {
+		if (gnutls_psk_allocate_server_credentials(&c->psk_srv) < 0) {
+			c->psk_srv = NULL;
+			tls_msg(err, errlen, "out of memory");
+			r = -ENOMEM;
+			goto out;
+		}
+		gnutls_psk_set_server_credentials_function2(c->psk_srv, tls_psk_server_cb);
+		c->keys = keys;
+		keys = NULL;
+	} else {
+		e = identity ? psk_find(keys, identity) : &keys->e[0];
+		if (!e) {
+			char shown[TLS_SHOW + 8];
+
+			tls_printable(shown, sizeof(shown), identity, strlen(identity));
+			tls_msg(err, errlen, "%s has no line for identity \"%s\" (add \"%s:hexkey\" to it, with the server's key)",
+				file, shown, shown);
+			r = -ENOENT;
+			goto out;
+		}
+		c->psk_identity = strdup(e->identity);
+		if (!c->psk_identity || gnutls_psk_allocate_client_credentials(&c->psk_cli) < 0) {
+			c->psk_cli = NULL;
+			tls_msg(err, errlen, "out of memory");
+			r = -ENOMEM;
+			goto out;
+		}
+		memcpy(kb, e->key, e->key_len);
+		k.size = (unsigned int)e->key_len;
+		r = gnutls_psk_set_client_credentials(c->psk_cli, e->identity, &k, GNUTLS_PSK_KEY_RAW);
+		if (r < 0) {
+			tls_msg(err, errlen, "cannot use the key of identity \"%s\" in %s: %s", e->identity, file,
+				gnutls_strerror(r));
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	*out = c;
+	c = NULL;
+	r = 0;
+out:
+	explicit_bzero(kb, sizeof(kb));
+	if (buf) {
+		explicit_bzero(buf, len);
+		free(buf);
+	}
+	if (keys) {
+		explicit_bzero(keys, sizeof(*keys));
+		free(keys);
+	}
+	mr_tls_cfg_free(c);
+	return r;
+}
+
+void mr_tls_cfg_free(struct mr_tls_cfg *c)
+{
+	if (!c)
+		return;
+	if (c->x509)
+		gnutls_certificate_free_credentials(c->x509);
+	if (c->psk_srv)
+		gnutls_psk_free_server_credentials(c->psk_srv);
+	if (c->psk_cli)
+		gnutls_psk_free_client_credentials(c->psk_cli);
+	if (c->prio)
+		gnutls_priority_deinit(c->prio);
+	if (c->keys) {
+		explicit_bzero(c->keys, sizeof(*c->keys));
+		free(c->keys);
+	}
+	free(c->psk_identity);
+	free(c->src);
+	free(c);
+}
+
+/* ---- transport: our pull keeps the first bytes, pushes stay GnuTLS's ---- */
+
+/* The first bytes of a TLS stream: a record type (20..23) and major version 3. */
+static bool tls_head_is_tls(const struct mr_tls *t)
+{
+	if (t->head_len == 0)
+		return true; /* nothing seen: not evidence either way */
+	if (t->head[0] < 0x14 || t->head[0] > 0x17)
+		return false;
+	return t->head_len < 2 || t->head[1] == 0x03;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct mr_tls *t = ptr;
+	ssize_t n = recv(t->fd, buf, len, 0);
+
+	if (n < 0) {
+		t->pull_errno = errno;
+		return n; /* errno still set: GnuTLS reads it */
+	}
+	if (n > 0 && t->capturing && t->head_len < sizeof(t->head)) {
+		size_t k = sizeof(t->head) - t->head_len;
+
+		if (k > (size_t)n)
+			k = (size_t)n;
+		memcpy(t->head + t->head_len, buf, k);
+		t->head_len += k;
+		/* fail at once instead of waiting for a record header that never comes */
+		if (!tls_head_is_tls(t)) {
+			t->pull_errno = EPROTO;
+			errno = EPROTO;
+			return -1;
+		}
+	}
+	return n;
+}
+
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct mr_tls *t = ptr;
+	struct pollfd p = { .fd = t->fd, .events = POLLIN };
+	int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : ms > INT_MAX ? INT_MAX : (int)ms;
+
+	return poll(&p, 1, timeout);
+}
+
+/* ---- handshake callbacks ---- */
+
+static void tls_cb_fail(struct mr_tls *t, enum mr_tls_fail f, int alert, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void tls_cb_fail(struct mr_tls *t, enum mr_tls_fail f, int alert, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->cb_fail != MR_TLS_OK)
+		return; /* keep the first, most specific reason */
+	t->cb_fail = f;
+	t->cb_alert = alert;
+	va_start(ap, fmt);
+	vsnprintf(t->cb_msg, sizeof(t->cb_msg), fmt, ap);
+	va_end(ap);
+}
+
+/* Subject DN of <crt> as RFC 4514 text, malloc'd; NULL on failure or if absurd. */
+static char *tls_crt_dn(gnutls_x509_crt_t crt)
+{
+	gnutls_datum_t dn = { NULL, 0 };
+	char *s = NULL;
+
+	if (gnutls_x509_crt_get_dn3(crt, &dn, 0) < 0)
+		return NULL;
+	if (dn.size > 0 && dn.size <= TLS_MAX_DN && !memchr(dn.data, '\0', dn.size)) {
+		s = malloc(dn.size + 1);
+		if (s) {
+			memcpy(s, dn.data, dn.size);
+			s[dn.size] = '\0';
+		}
+	}
+	gnutls_free(dn.data);
+	return s;
+}
+
+static void tls_fmt_time(char *buf, size_t len, time_t when)
+{
+	struct tm tm;
+
+	if (when == (time_t)-1 || !gmtime_r(&when, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M UTC", &tm))
+		snprintf(buf, len, "an unknown date");
+}
+
+/*
+ * Verifies the peer's chain against our CA, its key purpose and, on a
+ * client with a peer name, the DNS/IP SAN. Returns 0 to go on, -1 to stop
+ * the handshake with t->cb_fail set. Handshake thread.
+ */
+static int tls_verify_cb(gnutls_session_t s)
+{
+	struct mr_tls *t = gnutls_session_get_ptr(s);
+	const char *peer = tls_peer_role(t);
+	const char *purpose_name = t->cfg->server ? "client" : "server";
+	gnutls_typed_vdata_st data[2];
+	const gnutls_datum_t *certs;
+	gnutls_x509_crt_t crt = NULL;
+	unsigned int ncerts = 0, status = 0, n = 0;
+	char shown[TLS_SHOW + 8] = "?", when[40];
+	gnutls_datum_t why = { NULL, 0 };
+	char *dn = NULL;
+	int r, ret = -1;
+
+	certs = gnutls_certificate_get_peers(s, &ncerts);
+	if (!certs || ncerts == 0) {
+		tls_cb_fail(t, MR_TLS_F_NO_CERT, GNUTLS_A_CERTIFICATE_REQUIRED,
+			    "the %s sent no certificate (give it %s-cert.pem and %s-key.pem from `migrelay pki issue %s`)",
+			    peer, purpose_name, purpose_name, purpose_name);
+		return -1;
+	}
+	if (gnutls_x509_crt_init(&crt) < 0) {
+		tls_cb_fail(t, MR_TLS_F_INTERNAL, GNUTLS_A_INTERNAL_ERROR, "out of memory");
+		return -1;
+	}
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) < 0) {
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE, "the %s sent a certificate we cannot parse",
+			    peer);
+		goto out;
+	}
+	dn = tls_crt_dn(crt);
+	if (dn)
+		tls_printable(shown, sizeof(shown), dn, strlen(dn));
+
+	data[n].type = GNUTLS_DT_KEY_PURPOSE_OID;
+	data[n].data = (unsigned char *)(t->cfg->server ? GNUTLS_KP_TLS_WWW_CLIENT : GNUTLS_KP_TLS_WWW_SERVER);
+	data[n].size = 0;
+	n++;
+	if (!t->cfg->server && t->peer_name) {
+		data[n].type = GNUTLS_DT_DNS_HOSTNAME;
+		data[n].data = (unsigned char *)t->peer_name;
+		data[n].size = 0;
+		n++;
+	}
+	r = gnutls_certificate_verify_peers(s, data, n, &status);
+	if (r < 0) {
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
+			    "cannot verify the %s's certificate \"%s\": %s", peer, shown, gnutls_strerror(r));
+		goto out;
+	}
+	if (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA)) {
+		tls_cb_fail(t, MR_TLS_F_UNKNOWN_CA, GNUTLS_A_UNKNOWN_CA,
+			    "the %s's certificate \"%s\" is not signed by the CA in %s/ca-cert.pem (unknown CA: issue the %s's certificate with that CA, or give this side the CA that issued it)",
+			    peer, shown, t->cfg->src, peer);
+		goto out;
+	}
+	if (status & GNUTLS_CERT_EXPIRED) {
+		tls_fmt_time(when, sizeof(when), gnutls_x509_crt_get_expiration_time(crt));
+		tls_cb_fail(t, MR_TLS_F_EXPIRED, GNUTLS_A_CERTIFICATE_EXPIRED,
+			    "the %s's certificate \"%s\" expired on %s (issue a new one with `migrelay pki issue %s`, and check both hosts' clocks)",
+			    peer, shown, when, purpose_name);
+		goto out;
+	}
+	if (status & GNUTLS_CERT_NOT_ACTIVATED) {
+		tls_fmt_time(when, sizeof(when), gnutls_x509_crt_get_activation_time(crt));
+		tls_cb_fail(t, MR_TLS_F_EXPIRED, GNUTLS_A_CERTIFICATE_EXPIRED,
+			    "the %s's certificate \"%s\" is not valid before %s (check both hosts' clocks)", peer, shown,
+			    when);
+		goto out;
+	}
+	if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
+		char name[TLS_SHOW + 8];
+
+		tls_printable(name, sizeof(name), t->peer_name, strlen(t->peer_name));
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
+			    "the server's certificate \"%s\" is not valid for \"%s\" (connect to a name or address among its subject alternative names, or issue it again with --dns %s or --ip %s)",
+			    shown, name, name, name);
+		goto out;
+	}
+	if (status & GNUTLS_CERT_PURPOSE_MISMATCH) {
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
+			    "the %s's certificate \"%s\" is not meant for a TLS %s (issue one with `migrelay pki issue %s`)",
+			    peer, shown, purpose_name, purpose_name);
+		goto out;
+	}
+	if (status) {
+		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) < 0)
+			why.data = NULL;
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE, "the %s's certificate \"%s\" is not acceptable: %s",
+			    peer, shown, why.data ? (const char *)why.data : "verification failed");
+		gnutls_free(why.data);
+		goto out;
+	}
+	if (!dn) {
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
+			    "the %s's certificate has no usable subject name", peer);
+		goto out;
+	}
+	free(t->identity);
+	t->identity = dn;
+	dn = NULL;
+	ret = 0;
+out:
+	free(dn);
+	gnutls_x509_crt_deinit(crt);
+	return ret;
+}
+
+/*
+ * PSK server: looks up the identity the client offered. An unknown one
+ * gets a random key from GnuTLS (return 1), so that the client cannot
+ * tell it from a wrong key; we remember which it was for our own message.
+ */
+static int tls_psk_server_cb(gnutls_session_t s, const gnutls_datum_t *user, gnutls_datum_t *key)
+{
+	struct mr_tls *t = gnutls_session_get_ptr(s);
+	const struct psk_entry *e = NULL;
+	char id[PSK_MAX_IDENTITY + 1];
+
+	t->psk_seen = true;
+	t->psk_known = false;
+	tls_printable(t->psk_id, sizeof(t->psk_id), user->data, user->size);
+	if (user->size > 0 && user->size <= PSK_MAX_IDENTITY && !memchr(user->data, '\0', user->size)) {
+		memcpy(id, user->data, user->size);
+		id[user->size] = '\0';
+		e = psk_find(t->cfg->keys, id);
+	}
+	if (!e)
+		return 1;
+	key->data = gnutls_malloc(e->key_len);
+	if (!key->data)
+		return -1;
+	memcpy(key->data, e->key, e->key_len);
+	key->size = (unsigned int)e->key_len;
+	t->psk_known = true;
+	free(t->identity);
+	t->identity = strdup(id);
+	return t->identity ? 0 : -1;
+}
+
+static bool tls_alpn_ok(gnutls_session_t s)
+{
+	gnutls_datum_t p = { NULL, 0 };
+
+	return gnutls_alpn_get_selected_protocol(s, &p) == 0 && p.size == strlen(WIRE_ALPN) &&
+	       !memcmp(p.data, WIRE_ALPN, p.size);
+}
+
+/*
+ * Server: after the ClientHello is parsed, refuse a client that did not
+ * offer our ALPN (GnuTLS only refuses one that offered others).
+ */
+static int tls_hello_hook(gnutls_session_t s, unsigned int htype, unsigned int when, unsigned int incoming,
+			  const gnutls_datum_t *msg)
+{
+	struct mr_tls *t = gnutls_session_get_ptr(s);
+
+	if (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || when != GNUTLS_HOOK_POST || !incoming)
+		return 0;
+	if (tls_alpn_ok(s))
+		return 0;
+	tls_cb_fail(t, MR_TLS_F_PROTOCOL, GNUTLS_A_NO_APPLICATION_PROTOCOL,
+		    "the client did not offer the ALPN protocol \"%s\" (it is not a migrelay, or a migrelay of another version)",
+		    WIRE_ALPN);
+	return GNUTLS_E_NO_APPLICATION_PROTOCOL;
+}
+
+/* ---- failure classification ---- */
+
+/* Text for a fatal alert the peer sent us, in its words and with a fix. */
+static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t len)
+{
+	const char *peer = tls_peer_role(t);
+	const char *name = gnutls_alert_get_name((gnutls_alert_description_t)alert);
+
+	if (!name)
+		name = "unknown alert";
+	switch (alert) {
+	case GNUTLS_A_UNKNOWN_CA:
+		tls_msg(buf, len,
+			"the %s rejected our certificate: unknown CA (it does not trust the CA that issued our certificate; issue ours with the CA whose ca-cert.pem the %s uses)",
+			peer, peer);
+		break;
+	case GNUTLS_A_CERTIFICATE_EXPIRED:
+		tls_msg(buf, len,
+			"the %s rejected our certificate: certificate expired (issue a new one with `migrelay pki issue`, and check both hosts' clocks)",
+			peer);
+		break;
+	case GNUTLS_A_CERTIFICATE_REQUIRED:
+		tls_msg(buf, len,
+			"the %s rejected us: certificate required (we sent none; give this side a certificate from `migrelay pki issue`)",
+			peer);
+		break;
+	case GNUTLS_A_BAD_CERTIFICATE:
+	case GNUTLS_A_UNSUPPORTED_CERTIFICATE:
+	case GNUTLS_A_CERTIFICATE_REVOKED:
+	case GNUTLS_A_CERTIFICATE_UNKNOWN:
+		tls_msg(buf, len, "the %s rejected our certificate: %s (see the %s's log for the reason)", peer, name,
+			peer);
+		break;
+	case GNUTLS_A_NO_APPLICATION_PROTOCOL:
+		tls_msg(buf, len,
+			"the %s rejected us: no application protocol (it does not speak \"%s\"; is it a migrelay of another version?)",
+			peer, WIRE_ALPN);
+		break;
+	case GNUTLS_A_PROTOCOL_VERSION:
+		tls_msg(buf, len, "the %s rejected us: protocol version (migrelay speaks only TLS 1.3)", peer);
+		break;
+	case GNUTLS_A_DECRYPT_ERROR:
+	case GNUTLS_A_UNKNOWN_PSK_IDENTITY:
+	case GNUTLS_A_ILLEGAL_PARAMETER:
+		if (t->cfg->psk) {
+			tls_msg(buf, len,
+				"the %s rejected our PSK identity \"%s\": %s (the identity must be in the %s's keys.psk with the same key)",
+				peer, t->cfg->psk_identity ? t->cfg->psk_identity : "?", name, peer);
+			break;
+		}
+		tls_msg(buf, len, "the %s ended the handshake with TLS alert \"%s\"", peer, name);
+		break;
+	case GNUTLS_A_HANDSHAKE_FAILURE:
+	case GNUTLS_A_INSUFFICIENT_SECURITY:
+		tls_msg(buf, len,
+			"the %s rejected us: %s (no common TLS 1.3 parameters; do both sides use the same kind of credentials, x509 or PSK?)",
+			peer, name);
+		break;
+	default:
+		tls_msg(buf, len, "the %s ended the connection with TLS alert \"%s\"", peer, name);
+		break;
+	}
+}
+
+static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char *err, size_t errlen)
+{
+	const char *peer = tls_peer_role(t);
+	char shown[TLS_SHOW + 8];
+
+	*alert = -1;
+	if (t->cb_fail != MR_TLS_OK) {
+		*alert = t->cb_alert;
+		tls_msg(err, errlen, "%s", t->cb_msg);
+		return t->cb_fail;
+	}
+	if (!tls_head_is_tls(t)) {
+		tls_printable(shown, sizeof(shown), t->head, t->head_len);
+		tls_msg(err, errlen,
+			"the %s does not speak TLS: it sent \"%s\" (is that port a migrelay, and does the other side use TLS too?)",
+			peer, shown);
+		return MR_TLS_F_NOT_TLS;
+	}
+	switch (gr) {
+	case GNUTLS_E_TIMEDOUT:
+		tls_msg(err, errlen,
+			"no TLS handshake with the %s within %d ms (is the other side a migrelay speaking TLS, and is it reachable and not overloaded?)",
+			peer, t->timeout_ms);
+		return MR_TLS_F_TIMEOUT;
+	case GNUTLS_E_FATAL_ALERT_RECEIVED:
+		tls_alert_text(t, (int)gnutls_alert_get(t->s), err, errlen);
+		return MR_TLS_F_PEER_REJECTED;
+	case GNUTLS_E_PREMATURE_TERMINATION:
+	case GNUTLS_E_PULL_ERROR:
+	case GNUTLS_E_PUSH_ERROR:
+	case GNUTLS_E_SESSION_EOF:
+		if (gr == GNUTLS_E_PULL_ERROR && t->pull_errno)
+			tls_msg(err, errlen, "the connection to the %s failed during the TLS handshake: %s", peer,
+				strerror(t->pull_errno));
+		else
+			tls_msg(err, errlen,
+				"the %s closed the connection during the TLS handshake (it may have refused our credentials; see its log)",
+				peer);
+		return MR_TLS_F_IO;
+	case GNUTLS_E_MEMORY_ERROR:
+	case GNUTLS_E_INTERNAL_ERROR:
+		tls_msg(err, errlen, "TLS handshake with the %s failed: %s", peer, gnutls_strerror(gr));
+		*alert = GNUTLS_A_INTERNAL_ERROR;
+		return MR_TLS_F_INTERNAL;
+	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
+		tls_msg(err, errlen, "the %s does not offer TLS 1.3 (migrelay speaks only TLS 1.3)", peer);
+		*alert = GNUTLS_A_PROTOCOL_VERSION;
+		return MR_TLS_F_PROTOCOL;
+	default:
+		break;
+	}
+	if (t->cfg->server && (gr == GNUTLS_E_CERTIFICATE_REQUIRED || gr == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
+		tls_msg(err, errlen,
+			"the client sent no certificate (give it client-cert.pem and client-key.pem from `migrelay pki issue client`)");
+		*alert = GNUTLS_A_CERTIFICATE_REQUIRED;
+		return MR_TLS_F_NO_CERT;
+	}
+	if (t->cfg->server && t->cfg->psk) {
+		/* one alert for both cases: a client must not learn which identities exist */
+		*alert = GNUTLS_A_DECRYPT_ERROR;
+		if (t->psk_seen && !t->psk_known)
+			tls_msg(err, errlen,
+				"the client's PSK identity \"%s\" is not in %s (add a line \"identity:hexkey\" with the client's key)",
+				t->psk_id, t->cfg->src);
+		else if (t->psk_seen)
+			tls_msg(err, errlen,
+				"the client's key for PSK identity \"%s\" differs from the one in %s (both sides need the same line)",
+				t->psk_id, t->cfg->src);
+		else {
+			tls_msg(err, errlen,
+				"the client offered no pre-shared key (start it with a PSK file, as this server uses %s)",
+				t->cfg->src);
+			*alert = GNUTLS_A_HANDSHAKE_FAILURE;
+		}
+		return MR_TLS_F_PSK;
+	}
+	tls_msg(err, errlen, "TLS handshake with the %s failed: %s (migrelay needs TLS 1.3 and ALPN \"%s\" on both sides)",
+		peer, gnutls_strerror(gr), WIRE_ALPN);
+	*alert = gnutls_error_to_alert(gr, NULL);
+	return MR_TLS_F_PROTOCOL;
+}
+
+static int tls_fail_errno(enum mr_tls_fail f)
+{
+	switch (f) {
+	case MR_TLS_F_IO:
+		return -ECONNRESET;
+	case MR_TLS_F_TIMEOUT:
+		return -ETIMEDOUT;
+	case MR_TLS_F_NOT_TLS:
+	case MR_TLS_F_PROTOCOL:
+		return -EPROTO;
+	case MR_TLS_F_INTERNAL:
+		return -EIO;
+	default:
+		return -EACCES;
+	}
+}
+
+/* Best effort: a fatal alert must not hang us on a peer that stopped reading. */
+static void tls_send_alert(struct mr_tls *t, int alert)
+{
+	int r, tries = 3;
+
+	if (alert < 0)
+		return;
+	do
+		r = gnutls_alert_send(t->s, GNUTLS_AL_FATAL, (gnutls_alert_description_t)alert);
+	while ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && --tries > 0);
+}
+
+/* Checks what a successful handshake agreed on. Returns 0 or sets t->cb_fail. */
+static int tls_check_result(struct mr_tls *t)
+{
+	const char *peer = tls_peer_role(t);
+	gnutls_kx_algorithm_t kx;
+
+	if (gnutls_protocol_get_version(t->s) != GNUTLS_TLS1_3) {
+		tls_cb_fail(t, MR_TLS_F_PROTOCOL, GNUTLS_A_PROTOCOL_VERSION,
+			    "the %s negotiated a TLS version other than 1.3", peer);
+		return -1;
+	}
+	if (!tls_alpn_ok(t->s)) {
+		tls_cb_fail(t, MR_TLS_F_PROTOCOL, GNUTLS_A_NO_APPLICATION_PROTOCOL,
+			    "the %s did not agree on the ALPN protocol \"%s\" (it is not a migrelay, or a migrelay of another version)",
+			    peer, WIRE_ALPN);
+		return -1;
+	}
+	if (t->cfg->psk) {
+		kx = gnutls_kx_get(t->s);
+		if (kx != GNUTLS_KX_ECDHE_PSK && kx != GNUTLS_KX_DHE_PSK) {
+			tls_cb_fail(t, MR_TLS_F_PROTOCOL, GNUTLS_A_INSUFFICIENT_SECURITY,
+				    "the %s negotiated a PSK key exchange without (EC)DHE (no forward secrecy)", peer);
+			return -1;
+		}
+		if (!t->identity && !t->cfg->server)
+			t->identity = strdup(t->cfg->psk_identity);
+	} else if (gnutls_certificate_type_get(t->s) != GNUTLS_CRT_X509) {
+		tls_cb_fail(t, MR_TLS_F_PROTOCOL, GNUTLS_A_UNSUPPORTED_CERTIFICATE,
+			    "the %s did not authenticate with an X.509 certificate", peer);
+		return -1;
+	}
+	if (!t->identity) {
+		/* the verify callback or the PSK lookup sets it; no identity means neither ran */
+		tls_cb_fail(t, t->cfg->psk ? MR_TLS_F_PSK : MR_TLS_F_NO_CERT, GNUTLS_A_HANDSHAKE_FAILURE,
+			    "the %s did not authenticate itself", peer);
+		return -1;
+	}
+	return 0;
+}
+
+void mr_tls_free(struct mr_tls *t)
+{
+	if (!t)
+		return;
+	if (t->s)
+		gnutls_deinit(t->s);
+	free(t->identity);
+	free(t->peer_name);
+	free(t);
+}
+
+int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const char *peer_name, int timeout_ms,
+		     enum mr_tls_fail *fail, char *err, size_t errlen)
+{
+	static const gnutls_datum_t alpn = { (unsigned char *)WIRE_ALPN, sizeof(WIRE_ALPN) - 1 };
+	enum mr_tls_fail f = MR_TLS_F_INTERNAL;
+	struct mr_tls *t = NULL;
+	unsigned int flags;
+	int r, gr, alert;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (fail)
+		*fail = MR_TLS_F_INTERNAL;
+	if (!out || !cfg || fd < 0 || !fail) {
+		tls_msg(err, errlen, "invalid TLS handshake arguments");
+		return -EINVAL;
+	}
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t || (peer_name && !cfg->server && !(t->peer_name = strdup(peer_name)))) {
+		tls_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	t->cfg = cfg;
+	t->fd = fd;
+	t->cb_alert = -1;
+	t->capturing = true;
+	t->timeout_ms = timeout_ms > 0 ? timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
+	atomic_init(&t->last, TLS_LAST_NONE);
+
+	flags = (cfg->server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS;
+	gr = gnutls_init(&t->s, flags);
+	if (gr < 0) {
+		t->s = NULL;
+		tls_msg(err, errlen, "cannot start a TLS session: %s", gnutls_strerror(gr));
+		r = -ENOMEM;
+		goto out;
+	}
+	gnutls_session_set_ptr(t->s, t);
+	if ((gr = gnutls_priority_set(t->s, cfg->prio)) < 0 ||
+	    (gr = gnutls_alpn_set_protocols(t->s, &alpn, 1, GNUTLS_ALPN_MANDATORY)) < 0)
+		goto setup_failed;
+	if (cfg->psk)
+		gr = cfg->server ? gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, cfg->psk_srv)
+				 : gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, cfg->psk_cli);
+	else
+		gr = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, cfg->x509);
+	if (gr < 0)
+		goto setup_failed;
+	if (!cfg->psk) {
+		gnutls_session_set_verify_function(t->s, tls_verify_cb);
+		if (cfg->server) {
+			gnutls_certificate_server_set_request(t->s, GNUTLS_CERT_REQUIRE);
+			/*
+			 * Do not name our CA in the certificate request: a client
+			 * then sends the certificate it has even from another CA,
+			 * and we can say "unknown CA" instead of "no certificate".
+			 */
+			gnutls_certificate_send_x509_rdn_sequence(t->s, 1);
+		}
+	}
+	if (cfg->server)
+		gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_POST, tls_hello_hook);
+	/* receive through us (to see the first bytes), send with GnuTLS's sendmsg */
+	gnutls_transport_set_ptr2(t->s, t, (gnutls_transport_ptr_t)(intptr_t)fd);
+	gnutls_transport_set_pull_function(t->s, tls_pull);
+	gnutls_transport_set_pull_timeout_function(t->s, tls_pull_timeout);
+	gnutls_handshake_set_timeout(t->s, (unsigned int)t->timeout_ms);
+
+	do
+		gr = gnutls_handshake(t->s);
+	while (gr < 0 && !gnutls_error_is_fatal(gr));
+	t->capturing = false;
+	if (gr == 0 && tls_check_result(t) < 0)
+		gr = GNUTLS_E_CERTIFICATE_ERROR; /* t->cb_fail says why */
+	if (gr < 0) {
+		f = tls_classify(t, gr, &alert, err, errlen);
+		tls_send_alert(t, alert);
+		r = tls_fail_errno(f);
+		goto out;
+	}
+	free(t->peer_name);
+	t->peer_name = NULL;
+	*fail = MR_TLS_OK;
+	*out = t;
+	t = NULL;
+	return 0;
+
+setup_failed:
+	tls_msg(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(gr));
+	r = -EIO;
+out:
+	*fail = f;
+	mr_tls_free(t);
+	return r;
+}
+
+const char *mr_tls_peer_identity(const struct mr_tls *t)
+{
+	return t && t->identity ? t->identity : "";
+}
+
+/* Sending thread. */
+static void tls_send_error(struct mr_tls *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tls_send_error(struct mr_tls *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t->send_err, sizeof(t->send_err), fmt, ap);
+	va_end(ap);
+	atomic_store(&t->last, TLS_LAST_SEND);
+}
+
+/* Receiving thread. */
+static void tls_recv_error(struct mr_tls *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tls_recv_error(struct mr_tls *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t->recv_err, sizeof(t->recv_err), fmt, ap);
+	va_end(ap);
+	atomic_store(&t->last, TLS_LAST_RECV);
+}
+
+ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
+{
+	const unsigned char *c = p;
+	size_t off = 0;
+	ssize_t n;
+
+	if (!t || (!p && len))
+		return -EINVAL;
+	if (len > SSIZE_MAX)
+		return -EMSGSIZE;
+	while (off < len) {
+		/* GnuTLS sends at most one record per call and returns its size */
+		n = gnutls_record_send(t->s, c + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		/* GnuTLS keeps the pending record: call again with the same arguments */
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			continue;
+		if (n == GNUTLS_E_PUSH_ERROR || n == GNUTLS_E_INVALID_SESSION) {
+			tls_send_error(t,
+				       "cannot send to the %s: the connection is closed or reset (a receive on this connection may tell why)",
+				       tls_peer_role(t));
+			return -EPIPE;
+		}
+		tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t),
+			       n == 0 ? "no progress" : gnutls_strerror((int)n));
+		return -EIO;
+	}
+	return (ssize_t)len;
+}
+
+ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
+{
+	ssize_t n;
+	int alert;
+
+	if (!t || !p || len == 0)
+		return -EINVAL;
+	for (;;) {
+		t->pull_errno = 0;
+		n = gnutls_record_recv(t->s, p, len);
+		if (n >= 0)
+			return n;
+		switch (n) {
+		case GNUTLS_E_INTERRUPTED:
+		case GNUTLS_E_WARNING_ALERT_RECEIVED:
+			continue;
+		case GNUTLS_E_AGAIN:
+			tls_recv_error(t, "nothing from the %s within the receive timeout", tls_peer_role(t));
+			return -EAGAIN;
+		case GNUTLS_E_PREMATURE_TERMINATION:
+			tls_recv_error(t, "the %s closed the connection without a TLS close_notify", tls_peer_role(t));
+			return -ECONNRESET;
+		case GNUTLS_E_PULL_ERROR:
+			tls_recv_error(t, "cannot receive from the %s: %s", tls_peer_role(t),
+				       strerror(t->pull_errno ? t->pull_errno : EIO));
+			return t->pull_errno == ECONNRESET || t->pull_errno == EPIPE ? -ECONNRESET : -EIO;
+		case GNUTLS_E_FATAL_ALERT_RECEIVED:
+			alert = (int)gnutls_alert_get(t->s);
+			tls_alert_text(t, alert, t->recv_err, sizeof(t->recv_err));
+			atomic_store(&t->last, TLS_LAST_RECV);
+			return -EIO;
+		default:
+			tls_recv_error(t, "cannot receive from the %s: %s", tls_peer_role(t), gnutls_strerror((int)n));
+			return -EIO;
+		}
+	}
+}
+
+ssize_t mr_tls_recv_all(struct mr_tls *t, void *p, size_t len)
+{
+	unsigned char *c = p;
+	size_t off = 0;
+	ssize_t n;
+
+	if (!t || !p || len == 0 || len > SSIZE_MAX)
+		return -EINVAL;
+	while (off < len) {
+		n = mr_tls_recv(t, c + off, len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (off == 0)
+			return n; /* 0 (clean close), -EAGAIN or an error, nothing lost */
+		if (n == 0) {
+			tls_recv_error(t, "the %s closed the connection in the middle of a message", tls_peer_role(t));
+			return -ECONNRESET;
+		}
+		if (n == -EAGAIN) {
+			tls_recv_error(t, "the %s stopped sending in the middle of a message", tls_peer_role(t));
+			return -ETIMEDOUT;
+		}
+		return n;
+	}
+	return (ssize_t)len;
+}
+
+const char *mr_tls_last_error(const struct mr_tls *t)
+{
+	if (!t)
+		return "";
+	switch (atomic_load(&t->last)) {
+	case TLS_LAST_SEND:
+		return t->send_err;
+	case TLS_LAST_RECV:
+		return t->recv_err;
+	default:
+		return "";
+	}
+}
+
+void mr_tls_bye(struct mr_tls *t)
+{
+	int r, tries = 3;
+
+	if (!t || !t->s)
+		return;
+	do
+		r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
+	while ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && --tries > 0);
+}
+
+int mr_random(void *p, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (!p)
+		return -EINVAL;
+	return gnutls_rnd(GNUTLS_RND_KEY, p, len) < 0 ? -EIO : 0;
+}

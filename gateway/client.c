@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exitcodes.h"
+#include "log.h"
+#include "net.h"
+
+enum {
+	OPT_TO = 't',
+	OPT_TARGET = 'n',
+	OPT_CONNS = 'c',
+	OPT_TLS_DIR = 0x1000,
+	OPT_PSK_FILE,
+	OPT_PSK_ID,
+	OPT_SERVER_NAME,
+	OPT_COMPRESS,
+	OPT_JSON,
+	OPT_PROGRESS,
+	OPT_QUIET,
+};
+
+const struct option gw_client_longopts[] = {
+	{ "to", required_argument, NULL, OPT_TO },
+	{ "target", required_argument, NULL, OPT_TARGET },
+	{ "connections", required_argument, NULL, OPT_CONNS },
+	{ "tls-dir", required_argument, NULL, OPT_TLS_DIR },
+	{ "psk-file", required_argument, NULL, OPT_PSK_FILE },
+	{ "psk-identity", required_argument, NULL, OPT_PSK_ID },
+	{ "server-name", required_argument, NULL, OPT_SERVER_NAME },
+	{ "compress", required_argument, NULL, OPT_COMPRESS },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ NULL, 0, NULL, 0 },
+};
+
+const char gw_client_usage[] =
+	"Transport options:\n"
+	"  -t, --to HOST:PORT        the destination gateway (`migrelay serve`)\n"
+	"  -n, --target NAME         the target to reach there\n"
+	"  -c, --connections N       parallel TLS connections, 1 to 64 (default 1)\n"
+	"      --tls-dir DIR         x509 directory: ca-cert.pem, client-cert.pem, client-key.pem\n"
+	"                            (QEMU's tls-creds-x509 layout; default /etc/pki/qemu)\n"
+	"      --psk-file FILE       use a pre-shared key from FILE (QEMU keys.psk: identity:hexkey)\n"
+	"      --psk-identity NAME   which identity of the PSK file to use (default: the first)\n"
+	"      --server-name NAME    name the server certificate must carry (default: HOST of --to)\n"
+	"      --compress MODE       none, zstd or zstd:LEVEL (1-19) (default none)\n"
+	"      --json                machine-readable progress and report on stdout\n"
+	"      --progress            progress line on stderr even when it is not a terminal\n"
+	"      --quiet               no progress line\n";
+
+void gw_client_opts_init(struct gw_client_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->connections = 1;
+	o->zlevel = 3;
+}
+
+static int parse_int(const char *arg, int lo, int hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || v < lo || v > hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int gw_client_opt(struct gw_client_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_TO:
+		o->to = arg;
+		return 1;
+	case OPT_TARGET:
+		if (!wire_name_ok(arg, strlen(arg))) {
+			fprintf(stderr, "migrelay: --target \"%.80s\" is not a valid name (1-64 of A-Z a-z 0-9 . _ -)\n", arg);
+			return -1;
+		}
+		o->target = arg;
+		return 1;
+	case OPT_CONNS:
+		if (parse_int(arg, 1, WIRE_MAX_CONNS, &o->connections) < 0) {
+			fprintf(stderr, "migrelay: --connections must be a number from 1 to %d, not \"%.40s\"\n",
+				WIRE_MAX_CONNS, arg);
+			return -1;
+		}
+		return 1;
+	case OPT_TLS_DIR:
+		o->tls_dir = arg;
+		return 1;
+	case OPT_PSK_FILE:
+		o->psk_file = arg;
+		return 1;
+	case OPT_PSK_ID:
+		o->psk_identity = arg;
+		return 1;
+	case OPT_SERVER_NAME:
+		o->server_name = arg;
+		return 1;
+	case OPT_COMPRESS:
+		if (!strcmp(arg, "none")) {
+			o->compress = false;
+		} else if (!strcmp(arg, "zstd")) {
+			o->compress = true;
+		} else if (!strncmp(arg, "zstd:", 5) && parse_int(arg + 5, 1, 19, &o->zlevel) == 0) {
+			o->compress = true;
+		} else {
+			fprintf(stderr, "migrelay: --compress takes none, zstd or zstd:LEVEL (1-19), not \"%.40s\"\n",
+				arg);
+			return -1;
+		}
+		return 1;
+	case OPT_JSON:
+		o->json = true;
+		return 1;
+	case OPT_PROGRESS:
+		o->progress = true;
+		return 1;
+	case OPT_QUIET:
+		o->quiet = true;
+		return 1;
+	}
+	return 0;
+}
+
+int gw_client_opts_check(const struct gw_client_opts *o)
+{
+	if (!o->to) {
+		fprintf(stderr, "migrelay: --to HOST:PORT is required (the address of `migrelay serve`)\n");
+		return -1;
+	}
+	if (!o->target) {
+		fprintf(stderr, "migrelay: --target NAME is required (a name given to `migrelay serve --target`)\n");
+		return -1;
+	}
+	if (o->tls_dir && o->psk_file) {
+		fprintf(stderr, "migrelay: use either --tls-dir or --psk-file, not both\n");
+		return -1;
+	}
+	return 0;
+}
+
+const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, len, "%.1f %s", v, u[i]);
+	return buf;
+}
+
+/* Reads one setup frame (WELCOME or ERROR). Returns 0 with <h>/<p> filled, or an MR_EXIT_* code after printing. */
+static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p)
+{
+	uint8_t hb[WIRE_HDR_LEN];
+	ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
+
+	if (n == 0) {
+		fprintf(stderr, "migrelay: the server closed the connection after our %s without an answer\n", what);
+		return MR_EXIT_PEER_GONE;
+	}
+	if (n < 0) {
+		/* TLS 1.3: a server that refuses our certificate says so with an alert here. */
+		fprintf(stderr, "migrelay: no answer to %s: %s\n", what, mr_tls_last_error(t));
+		return n == -EAGAIN ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
+	}
+	if (wire_hdr_parse(h, hb, hb + sizeof(hb)) < 0 || h->len > WIRE_MAX_CONTROL ||
+	    (h->type != WIRE_T_WELCOME && h->type != WIRE_T_ERROR)) {
+		fprintf(stderr, "migrelay: the server answered %s with a malformed frame (is it a migrelay server of this version?)\n",
+			what);
+		return MR_EXIT_PROTOCOL;
+	}
+	if (h->len && mr_tls_recv_all(t, p, h->len) != (ssize_t)h->len) {
+		fprintf(stderr, "migrelay: connection lost while reading the answer to %s: %s\n", what,
+			mr_tls_last_error(t));
+		return MR_EXIT_PEER_GONE;
+	}
+	if (h->type == WIRE_T_ERROR) {
+		struct wire_errmsg em;
+
+		if (wire_error_decode(&em, p, h->len) < 0) {
+			fprintf(stderr, "migrelay: the server sent a malformed ERROR frame\n");
+			return MR_EXIT_PROTOCOL;
+		}
+		fprintf(stderr, "migrelay: the server refused %s: %s: %s\n", what, wire_error_name(em.code), em.text);
+		return gw_exit_for_wire_error(em.code);
+	}
+	return 0;
+}
+
+static int send_frame(struct mr_tls *t, uint8_t type, const uint8_t *p, uint32_t len)
+{
+	uint8_t buf[WIRE_HDR_LEN + WIRE_MAX_CONTROL];
+
+	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .len = len });
+	memcpy(buf + WIRE_HDR_LEN, p, len);
+	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
+}
+
+/* Connects and handshakes one connection. Returns 0 or an MR_EXIT_* code after printing. */
+static int open_conn(const struct gw_client_opts *o, struct mr_tls_cfg *cfg, const char *peer_name, int *fd_out,
+		     struct mr_tls **tls_out)
+{
+	char why[512] = "";
+	enum mr_tls_fail fail = MR_TLS_OK;
+	int fd, r;
+
+	fd = net_tcp_connect(o->to, GW_SETUP_TIMEOUT_MS, why, sizeof(why));
+	if (fd < 0) {
+		fprintf(stderr, "migrelay: %s\n", why);
+		return MR_EXIT_CONNECT;
+	}
+	net_set_timeouts(fd, GW_SETUP_TIMEOUT_MS, GW_SETUP_TIMEOUT_MS);
+	r = mr_tls_handshake(tls_out, cfg, fd, peer_name, GW_SETUP_TIMEOUT_MS, &fail, why, sizeof(why));
+	if (r < 0) {
+		fprintf(stderr, "migrelay: TLS handshake with %s failed: %s\n", o->to, why);
+		close(fd);
+		return fail == MR_TLS_F_TIMEOUT || fail == MR_TLS_F_IO ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
+{
+	struct mr_tls_cfg *cfg = NULL;
+	struct gw_session *s = NULL;
+	struct wire_hello hello;
+	struct wire_welcome w;
+	struct wire_hdr h;
+	struct mr_tls *t = NULL;
+	uint8_t buf[WIRE_MAX_CONTROL];
+	char err[512] = "", host[256], port[32];
+	const char *peer_name = o->server_name;
+	int r, fd = -1, n;
+
+	if (o->psk_file)
+		r = mr_tls_cfg_psk(&cfg, o->psk_file, false, o->psk_identity, err, sizeof(err));
+	else
+		r = mr_tls_cfg_x509(&cfg, o->tls_dir ? o->tls_dir : "/etc/pki/qemu", false, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "migrelay: %s\n", err);
+		return MR_EXIT_USAGE;
+	}
+	if (!peer_name && !o->psk_file && net_split_hostport(o->to, host, sizeof(host), port, sizeof(port)) == 0)
+		peer_name = host;
+
+	if ((r = open_conn(o, cfg, peer_name, &fd, &t)) != 0)
+		goto out;
+	memset(&hello, 0, sizeof(hello));
+	hello.version = WIRE_VERSION;
+	hello.nconns = (uint16_t)o->connections;
+	hello.flags = o->compress ? WIRE_HELLO_F_ZSTD : 0;
+	snprintf(hello.target, sizeof(hello.target), "%s", o->target);
+	hello.multifd = o->multifd;
+	hello.ndevices = (uint8_t)o->ndevices;
+	for (int i = 0; i < o->ndevices; i++)
+		snprintf(hello.devices[i], sizeof(hello.devices[i]), "%s", o->devices[i]);
+	n = wire_hello_encode(buf, sizeof(buf), &hello);
+	if (n < 0) {
+		fprintf(stderr, "migrelay: cannot encode HELLO (names too long?)\n");
+		r = MR_EXIT_USAGE;
+		goto out;
+	}
+	/* If the send fails, the server may have refused us already: the reply read says why. */
+	(void)send_frame(t, WIRE_T_HELLO, buf, (uint32_t)n);
+	if ((r = read_setup_reply(t, "HELLO", &h, buf)) != 0)
+		goto out;
+	if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != 0) {
+		fprintf(stderr, "migrelay: the server sent a malformed WELCOME\n");
+		r = MR_EXIT_PROTOCOL;
+		goto out;
+	}
+	{
+		struct gw_session_cfg sc = { .server = false, .window = w.window, .chunk_size = w.chunk_size,
+					     .max_streams = w.max_streams, .compress = o->compress,
+					     .zlevel = o->zlevel };
+
+		if (gw_session_new(&s, &sc) < 0) {
+			r = MR_EXIT_FAIL;
+			goto out;
+		}
+	}
+	s->own_cfg = cfg;
+	cfg = NULL;
+	s->id = w.session_id;
+	memcpy(s->token, w.token, WIRE_TOKEN_LEN);
+	s->nconns = o->connections;
+	snprintf(s->target, sizeof(s->target), "%s", o->target);
+	net_set_timeouts(fd, 0, 0);
+	r = gw_session_add_conn(s, 0, fd, t);
+	fd = -1;
+	t = NULL;
+	if (r < 0) {
+		r = MR_EXIT_FAIL;
+		goto out;
+	}
+	for (int i = 1; i < o->connections; i++) {
+		struct wire_join j = { .session_id = w.session_id, .conn_index = (uint16_t)i };
+		uint8_t jp[WIRE_JOIN_LEN];
+		char what[32];
+
+		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
+		wire_join_encode(jp, &j);
+		snprintf(what, sizeof(what), "JOIN of connection %d", i);
+		if ((r = open_conn(o, s->own_cfg, peer_name, &fd, &t)) != 0)
+			goto out;
+		(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
+		if ((r = read_setup_reply(t, what, &h, buf)) != 0)
+			goto out;
+		if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != i) {
+			fprintf(stderr, "migrelay: the server sent a malformed WELCOME for connection %d\n", i);
+			r = MR_EXIT_PROTOCOL;
+			goto out;
+		}
+		net_set_timeouts(fd, 0, 0);
+		r = gw_session_add_conn(s, i, fd, t);
+		fd = -1;
+		t = NULL;
+		if (r < 0) {
+			r = MR_EXIT_FAIL;
+			goto out;
+		}
+	}
+	*out = s;
+	s = NULL;
+	r = 0;
+out:
+	if (t)
+		mr_tls_free(t);
+	if (fd >= 0)
+		close(fd);
+	gw_session_close(s); /* frees the credentials it took over */
+	mr_tls_cfg_free(cfg);
+	return r;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/* Client side of a session: options shared by send, forward and migrate; connecting N connections. */
+#ifndef MR_GATEWAY_CLIENT_H
+#define MR_GATEWAY_CLIENT_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "session.h"
+
+struct gw_client_opts {
+	const char *to;          /* HOST:PORT */
+	const char *target;      /* target name */
+	const char *tls_dir;     /* x509 directory (QEMU layout) */
+	const char *psk_file;    /* keys.psk */
+	const char *psk_identity;
+	const char *server_name; /* name the server certificate must carry; default: the host of --to */
+	int connections;         /* 1..64 */
+	bool compress;
+	int zlevel;
+	uint8_t multifd;
+	int ndevices;
+	const char *devices[WIRE_MAX_DEVICES];
+	bool json;
+	bool progress;           /* force the progress line */
+	bool quiet;
+};
+
+/* getopt_long entries for the transport options, terminated like a normal table; ids from 0x1000 up. */
+extern const struct option gw_client_longopts[];
+#define GW_CLIENT_OPTSTRING "t:n:c:"
+
+/* Usage text for the transport options. */
+extern const char gw_client_usage[];
+
+void gw_client_opts_init(struct gw_client_opts *o);
+/* Handles option <c> with <arg>. Returns 1 if it was a transport option, 0 if not, -1 on a bad value (message printed). */
+int gw_client_opt(struct gw_client_opts *o, int c, const char *arg);
+/* Checks required options. Returns 0 or prints what is missing and returns -1. */
+int gw_client_opts_check(const struct gw_client_opts *o);
+
+/*
+ * Opens the session: connection 0 with HELLO, then the JOINs. Returns 0
+ * with *out set, or an MR_EXIT_* code after printing why.
+ */
+int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out);
+
+/* Human-readable byte count ("1.5 GiB") into buf. */
+const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len);
+
+#endif

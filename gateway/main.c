@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "exitcodes.h"
+
+static const char usage[] =
+	"Usage: migrelay COMMAND [options]   (migrelay COMMAND --help for details)\n"
+	"\n"
+	"A tunnelled transport gateway for QEMU live migration: one TCP port,\n"
+	"TLS 1.3 with mutual authentication, parallel connections, verified bytes.\n"
+	"\n"
+	"Commands:\n"
+	"  serve     the destination gateway (daemon)\n"
+	"  migrate   migrate a running QEMU through a gateway\n"
+	"  forward   relay a local unix socket to a target (multifd, NBD, libvirt)\n"
+	"  send      relay standard input to a target\n"
+	"  pki       create a CA and certificates\n"
+	"  version   print the version\n";
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{ "serve", cmd_serve }, { "send", cmd_send },       { "forward", cmd_forward },
+		{ "pki", cmd_pki },     { "migrate", cmd_migrate },
+	};
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? MR_EXIT_USAGE : MR_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		printf("migrelay %s (protocol %s)\n", MR_VERSION, "migrelay/1");
+		return MR_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "migrelay: unknown command \"%.40s\"\n\n%s", argv[1], usage);
+	return MR_EXIT_USAGE;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Sockets: TCP HOST:PORT and unix paths. All return an fd or -errno. */
+#ifndef MR_GATEWAY_NET_H
+#define MR_GATEWAY_NET_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "stream/wire.h"
+
+/* Splits "HOST:PORT" or "[V6]:PORT". Returns 0 or -EINVAL. */
+MR_MUST_CHECK int net_split_hostport(const char *spec, char *host, size_t hostlen, char *port, size_t portlen);
+/* Connects to HOST:PORT (each address in turn), <timeout_ms> per attempt. *why gets a sentence on failure. */
+MR_MUST_CHECK int net_tcp_connect(const char *spec, int timeout_ms, char *why, size_t whylen);
+MR_MUST_CHECK int net_tcp_listen(const char *spec, char *why, size_t whylen);
+MR_MUST_CHECK int net_unix_connect(const char *path);
+/* Removes a stale socket file first (only if it is a socket). */
+MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
+/* Socket options for data connections: TCP_NODELAY and large buffers. */
+void net_tune_tcp(int fd);
+/* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds (0 = none). */
+void net_set_timeouts(int fd, int rcv_ms, int snd_ms);
+/* write()/read() everything, retrying on EINTR. Return len or -errno (read: bytes read before EOF). */
+MR_MUST_CHECK ssize_t net_write_all(int fd, const void *p, size_t len);
+
+#endif

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+#include "qemu.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static uint64_t get_u64(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return 0;
+	return (uint64_t)json_object_get_int64(v);
+}
+
+int qemu_query_migrate(struct qmp *q, struct qemu_mig_info *mi, char *err, size_t errlen)
+{
+	struct json_object *ret = NULL, *v, *ram = NULL;
+	int r;
+
+	memset(mi, 0, sizeof(*mi));
+	r = qmp_cmd(q, "query-migrate", NULL, &ret, err, errlen);
+	if (r < 0)
+		return r;
+	if (json_object_object_get_ex(ret, "status", &v))
+		snprintf(mi->status, sizeof(mi->status), "%s", json_object_get_string(v));
+	else
+		strcpy(mi->status, "none");
+	if (json_object_object_get_ex(ret, "error-desc", &v))
+		snprintf(mi->error, sizeof(mi->error), "%s", json_object_get_string(v));
+	json_object_object_get_ex(ret, "ram", &ram);
+	mi->transferred = get_u64(ram, "transferred");
+	mi->remaining = get_u64(ram, "remaining");
+	mi->total = get_u64(ram, "total");
+	mi->dirty_rate = get_u64(ram, "dirty-pages-rate");
+	mi->passes = get_u64(ram, "dirty-sync-count");
+	mi->page_size = get_u64(ram, "page-size");
+	if (ram && json_object_object_get_ex(ram, "mbps", &v))
+		mi->mbps = json_object_get_double(v);
+	mi->total_time = get_u64(ret, "total-time");
+	mi->downtime = get_u64(ret, "downtime");
+	json_object_put(ret);
+	return 0;
+}
+
+int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t errlen)
+{
+	struct json_object *ret = NULL, *v;
+	int r = qmp_cmd(q, "query-status", NULL, &ret, err, errlen);
+
+	if (r < 0)
+		return r;
+	if (json_object_object_get_ex(ret, "status", &v))
+		snprintf(status, len, "%s", json_object_get_string(v));
+	else
+		snprintf(status, len, "unknown");
+	json_object_put(ret);
+	return 0;
+}
+
+bool qemu_mig_terminal(const char *status)
+{
+	return !strcmp(status, "completed") || !strcmp(status, "failed") || !strcmp(status, "cancelled");
+}

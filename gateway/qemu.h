@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* QEMU migration helpers on top of the QMP client: what both gateways ask QEMU. */
+#ifndef MR_GATEWAY_QEMU_H
+#define MR_GATEWAY_QEMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qmp.h"
+
+struct qemu_mig_info {
+	char status[32];      /* none, setup, active, completed, failed, cancelled, ... */
+	uint64_t transferred; /* ram.transferred, bytes */
+	uint64_t remaining;   /* ram.remaining */
+	uint64_t total;       /* ram.total */
+	uint64_t dirty_rate;  /* ram.dirty-pages-rate, pages/s */
+	uint64_t passes;      /* ram.dirty-sync-count */
+	uint64_t page_size;
+	uint64_t total_time;  /* ms */
+	uint64_t downtime;    /* ms */
+	double mbps;
+	char error[256];      /* error-desc when failed */
+};
+
+/* Returns 0 or -errno (err set). */
+MR_MUST_CHECK int qemu_query_migrate(struct qmp *q, struct qemu_mig_info *mi, char *err, size_t errlen);
+/* "running", "inmigrate", "postmigrate", "paused", ... into <status>. */
+MR_MUST_CHECK int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t errlen);
+bool qemu_mig_terminal(const char *status);
+
+#endif

@@ -1,0 +1,1262 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Session engine (PROTOCOL.md §2, §5). Threads:
+ *   conn reader  - reads frames, decodes DATA, puts chunks in reorder buffers
+ *   conn writer  - sends control frames first, then DATA chunks (compressing them)
+ *   stream out   - reads the local fd into chunks while credit allows
+ *   stream in    - writes reordered chunks to the local fd, ACKs, verifies END
+ * All shared state is under s->lock.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exitcodes.h"
+#include "log.h"
+#include "net.h"
+
+uint64_t gw_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int gw_exit_for_wire_error(int code)
+{
+	switch (code) {
+	case 0:
+		return MR_EXIT_OK;
+	case WIRE_E_NOT_ALLOWED:
+	case WIRE_E_BAD_TOKEN:
+	case WIRE_E_IDENTITY:
+		return MR_EXIT_AUTH;
+	case WIRE_E_NO_TARGET:
+	case WIRE_E_TARGET:
+		return MR_EXIT_TARGET;
+	case WIRE_E_DIGEST:
+		return MR_EXIT_DIGEST;
+	case WIRE_E_TRUNCATED:
+		return MR_EXIT_PEER_GONE;
+	case WIRE_E_PROTOCOL:
+		return MR_EXIT_PROTOCOL;
+	case WIRE_E_LIMIT:
+	case WIRE_E_UNSUPPORTED:
+		return MR_EXIT_USAGE;
+	default:
+		return MR_EXIT_FAIL;
+	}
+}
+
+static void deadline(struct timespec *ts, int timeout_ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void chunk_put(struct gw_chunk *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+		free(c);
+}
+
+/* ---- queues ---------------------------------------------------------- */
+
+/* Locked. Queues a control frame on <c>. Returns 0 or -ENOMEM/-EPIPE. */
+static int conn_queue_ctl(struct gw_conn *c, const struct wire_hdr *h, const void *payload)
+{
+	struct gw_qent *e;
+
+	if (c->dead)
+		return -EPIPE;
+	e = malloc(sizeof(*e) + WIRE_HDR_LEN + h->len);
+	if (!e)
+		return -ENOMEM;
+	e->next = NULL;
+	e->c = NULL;
+	e->len = WIRE_HDR_LEN + h->len;
+	wire_hdr_encode(e->buf, h);
+	if (h->len)
+		memcpy(e->buf + WIRE_HDR_LEN, payload, h->len);
+	if (c->ctl_tail)
+		c->ctl_tail->next = e;
+	else
+		c->ctl_head = e;
+	c->ctl_tail = e;
+	c->queued += e->len;
+	pthread_cond_signal(&c->cond);
+	return 0;
+}
+
+/* Locked. First live connection: where control frames go so that OPENs stay in order. */
+static struct gw_conn *first_live(struct gw_session *s)
+{
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && !s->conns[i]->dead && !s->conns[i]->closing)
+			return s->conns[i];
+	return NULL;
+}
+
+/* Locked. Sends a control frame on the first live connection; dropped if none (the session is failing then). */
+static void send_ctl(struct gw_session *s, uint8_t type, uint16_t stream, uint64_t seq, const void *p, uint32_t len)
+{
+	struct wire_hdr h = { .type = type, .stream = stream, .len = len, .seq = seq };
+	struct gw_conn *c = first_live(s);
+
+	if (c && conn_queue_ctl(c, &h, p) < 0)
+		gw_warn("conn %d: cannot queue %s frame", c->idx, wire_type_name(type));
+}
+
+/* Locked. Stripe scheduler: the live connection with the fewest bytes queued, round-robin on ties. */
+static struct gw_conn *pick_conn(struct gw_session *s)
+{
+	struct gw_conn *best = NULL;
+
+	for (int k = 0; k < WIRE_MAX_CONNS; k++) {
+		struct gw_conn *c = s->conns[(s->rr + (unsigned)k) % WIRE_MAX_CONNS];
+
+		if (!c || c->dead || c->closing)
+			continue;
+		if (!best || c->queued < best->queued)
+			best = c;
+	}
+	if (best)
+		s->rr = (unsigned)best->idx + 1;
+	return best;
+}
+
+/* Locked. Queues chunk <ch> on a connection other than <avoid> if possible. */
+static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
+{
+	struct gw_conn *c = pick_conn(s);
+	struct gw_qent *e;
+
+	if (!c)
+		return -EPIPE;
+	e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->next = NULL;
+	e->c = ch;
+	e->len = WIRE_HDR_LEN + ch->len;
+	atomic_fetch_add(&ch->refs, 1);
+	ch->conn = c->idx;
+	if (c->data_tail)
+		c->data_tail->next = e;
+	else
+		c->data_head = e;
+	c->data_tail = e;
+	c->queued += e->len;
+	pthread_cond_signal(&c->cond);
+	return 0;
+}
+
+/* ---- failure --------------------------------------------------------- */
+
+/* Locked. Marks one stream failed; wakes its pumps. */
+static void stream_fail_locked(struct gw_stream *st, int code, bool tell_peer, const char *text)
+{
+	if (st->fail_code || st->complete)
+		return;
+	snprintf(st->fail_text, sizeof(st->fail_text), "%s", text);
+	__atomic_store_n(&st->fail_code, code, __ATOMIC_RELEASE);
+	if (tell_peer) {
+		uint8_t buf[2 + WIRE_MAX_ERROR_TEXT];
+		int n = wire_error_encode(buf, (uint16_t)code, text);
+
+		send_ctl(st->s, WIRE_T_ERROR, st->id, 0, buf, (uint32_t)n);
+	}
+	st->s->open_streams--;
+	/* Unblock pumps stuck in local socket I/O; the fds are closed by ops->close at teardown. */
+	if (st->rfd >= 0)
+		shutdown(st->rfd, SHUT_RDWR);
+	if (st->wfd >= 0 && st->wfd != st->rfd)
+		shutdown(st->wfd, SHUT_RDWR);
+	pthread_cond_broadcast(&st->cond);
+	pthread_cond_broadcast(&st->s->cond);
+}
+
+static void vfail(struct gw_session *s, int code, bool tell_peer, const char *fmt, va_list ap)
+{
+	char text[WIRE_MAX_ERROR_TEXT + 1];
+
+	vsnprintf(text, sizeof(text), fmt, ap);
+	if (s->err_code)
+		return;
+	s->err_code = code;
+	snprintf(s->err_text, sizeof(s->err_text), "%s", text);
+	if (tell_peer) {
+		uint8_t buf[2 + WIRE_MAX_ERROR_TEXT];
+		int n = wire_error_encode(buf, (uint16_t)code, text);
+
+		for (int i = 0; i < WIRE_MAX_CONNS; i++)
+			if (s->conns[i] && !s->conns[i]->dead) {
+				struct wire_hdr h = { .type = WIRE_T_ERROR, .stream = WIRE_STREAM_SESSION,
+						      .len = (uint32_t)n };
+
+				(void)!conn_queue_ctl(s->conns[i], &h, buf);
+			}
+	}
+	for (int i = 0; i < s->nstreams; i++)
+		if (s->streams[i])
+			stream_fail_locked(s->streams[i], code, false, text);
+	pthread_cond_broadcast(&s->cond);
+}
+
+void gw_session_fail_locked(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail(s, code, tell_peer, fmt, ap);
+	va_end(ap);
+}
+
+void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&s->lock);
+	va_start(ap, fmt);
+	vfail(s, code, tell_peer, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Locked. Both directions verified: the stream is done. */
+static void stream_check_complete(struct gw_stream *st)
+{
+	if (st->complete || st->fail_code || !st->out_verified || !st->in_done)
+		return;
+	st->complete = true;
+	st->s->open_streams--;
+	pthread_cond_broadcast(&st->cond);
+	pthread_cond_broadcast(&st->s->cond);
+}
+
+/* ---- stream pumps ---------------------------------------------------- */
+
+static int stream_failed(const struct gw_stream *st)
+{
+	return __atomic_load_n(&st->fail_code, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Reads up to <cap> bytes: waits for the first bytes (checking for failure
+ * of the stream every 200 ms, since pipes and files cannot be shut down),
+ * then takes what is ready at once. Returns bytes, 0 at EOF, -errno.
+ */
+static ssize_t read_fill(const struct gw_stream *st, int fd, uint8_t *p, size_t cap)
+{
+	size_t got = 0;
+
+	while (got < cap) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		int pr;
+
+		pr = poll(&pfd, 1, got ? 0 : 200);
+		if (pr < 0 && errno != EINTR)
+			return got ? (ssize_t)got : -errno;
+		if (pr <= 0) {
+			if (got)
+				break;
+			if (stream_failed(st))
+				return -ECANCELED;
+			continue;
+		}
+		n = read(fd, p + got, cap - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (got)
+				break;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+static void *stream_out_main(void *arg)
+{
+	struct gw_stream *st = arg;
+	struct gw_session *s = st->s;
+	uint32_t csize = s->cfg.chunk_size;
+	uint64_t seq = 0;
+
+	for (;;) {
+		struct gw_chunk *ch;
+		ssize_t n;
+
+		pthread_mutex_lock(&s->lock);
+		while (!st->fail_code && !credit_can_send(&st->cr, csize))
+			pthread_cond_wait(&st->cond, &s->lock);
+		pthread_mutex_unlock(&s->lock);
+		if (stream_failed(st))
+			break;
+
+		ch = malloc(sizeof(*ch) + WIRE_HDR_LEN + csize);
+		if (!ch) {
+			gw_session_fail(s, WIRE_E_INTERNAL, true, "out of memory");
+			break;
+		}
+		n = st->rfd >= 0 ? read_fill(st, st->rfd, ch->mem + WIRE_HDR_LEN, csize) : 0;
+		if (n <= 0) {
+			uint8_t end[WIRE_END_LEN];
+			struct wire_end e;
+			char t[WIRE_MAX_ERROR_TEXT + 1];
+			int cr = (int)n;
+
+			free(ch);
+			if (n < 0)
+				snprintf(t, sizeof(t), "stream %u: reading the local side failed: %s", st->id,
+					 strerror((int)-n));
+			if (st->ops && st->ops->check && !stream_failed(st))
+				cr = st->ops->check(st, n == 0, (int)n, t, sizeof(t));
+			pthread_mutex_lock(&s->lock);
+			if (cr < 0 && !st->fail_code)
+				stream_fail_locked(st, WIRE_E_TARGET, true, t);
+			if (!st->fail_code) {
+				e.bytes = st->out_bytes;
+				digest_final(&st->out_dg, e.digest);
+				wire_end_encode(end, &e);
+				memcpy(st->out_end, end, sizeof(end));
+				st->out_end_sent = true;
+				send_ctl(s, WIRE_T_END, st->id, seq, end, sizeof(end));
+			}
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		digest_update(&st->out_dg, ch->mem + WIRE_HDR_LEN, (size_t)n);
+		atomic_init(&ch->refs, 1);
+		ch->next = NULL;
+		ch->seq = seq++;
+		ch->len = (uint32_t)n;
+		/* The header never changes, so re-sends on other connections share it. */
+		wire_hdr_encode(ch->mem, &(struct wire_hdr){ .type = WIRE_T_DATA, .stream = st->id, .len = ch->len,
+							     .seq = ch->seq });
+		pthread_mutex_lock(&s->lock);
+		if (st->fail_code) {
+			pthread_mutex_unlock(&s->lock);
+			free(ch);
+			break;
+		}
+		credit_on_send(&st->cr, ch->len);
+		st->out_bytes += ch->len;
+		if (st->unacked_tail)
+			st->unacked_tail->next = ch;
+		else
+			st->unacked_head = ch;
+		st->unacked_tail = ch;
+		if (queue_chunk(s, ch) < 0)
+			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false, "no connection left to send on");
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+/* Locked. ACK what was delivered (the ACK is also the credit, PROTOCOL.md §5.3). */
+static void send_ack(struct gw_stream *st)
+{
+	uint8_t p[WIRE_ACK_LEN];
+
+	wire_u64_encode(p, st->in_bytes);
+	st->in_acked = st->in_chunks;
+	st->in_acked_bytes = st->in_bytes;
+	send_ctl(st->s, WIRE_T_ACK, st->id, st->in_chunks, p, sizeof(p));
+}
+
+static void *stream_in_main(void *arg)
+{
+	struct gw_stream *st = arg;
+	struct gw_session *s = st->s;
+
+	for (;;) {
+		uint32_t len = 0;
+		uint8_t *buf = NULL;
+		int r = 0;
+
+		pthread_mutex_lock(&s->lock);
+		while (!st->fail_code && !(buf = reorder_pop(&st->ro, &len)) &&
+		       !(st->in_end_seen && st->in_chunks == st->in_end_chunks))
+			pthread_cond_wait(&st->cond, &s->lock);
+		if (st->fail_code) {
+			pthread_mutex_unlock(&s->lock);
+			if (buf)
+				free(buf);
+			break;
+		}
+		if (!buf) {
+			uint8_t dg[WIRE_DIGEST_LEN], vp[WIRE_VERIFIED_LEN];
+			char want[33], got[33];
+
+			digest_final(&st->in_dg, dg);
+			if (st->in_bytes != st->in_end.bytes || memcmp(dg, st->in_end.digest, sizeof(dg))) {
+				char t[WIRE_MAX_ERROR_TEXT + 1];
+
+				digest_hex(st->in_end.digest, want);
+				digest_hex(dg, got);
+				snprintf(t, sizeof(t),
+					 "stream %u: digest mismatch: sender says %llu bytes xxh3-128 %s, received %llu bytes xxh3-128 %s",
+					 st->id, (unsigned long long)st->in_end.bytes, want,
+					 (unsigned long long)st->in_bytes, got);
+				gw_err("%s", t);
+				stream_fail_locked(st, WIRE_E_DIGEST, true, t);
+				pthread_mutex_unlock(&s->lock);
+				break;
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (st->ops && st->ops->finish)
+				r = st->ops->finish(st);
+			pthread_mutex_lock(&s->lock);
+			if (r < 0) {
+				char t[128];
+
+				snprintf(t, sizeof(t), "stream %u: finishing the target failed: %s", st->id, strerror(-r));
+				stream_fail_locked(st, WIRE_E_TARGET, true, t);
+			} else if (!st->fail_code) {
+				st->in_done = true;
+				send_ack(st);
+				wire_u64_encode(vp, st->in_bytes);
+				send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
+				stream_check_complete(st);
+			}
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		pthread_mutex_unlock(&s->lock);
+
+		if (st->wfd >= 0) {
+			ssize_t w = net_write_all(st->wfd, buf, len);
+
+			if (w < 0)
+				r = (int)w;
+		}
+		digest_update(&st->in_dg, buf, len);
+		free(buf);
+
+		if (r < 0) {
+			char t[WIRE_MAX_ERROR_TEXT + 1];
+
+			snprintf(t, sizeof(t), "stream %u: writing to the target failed: %s", st->id, strerror(-r));
+			if (st->ops && st->ops->check && !stream_failed(st))
+				(void)st->ops->check(st, false, r, t, sizeof(t));
+			pthread_mutex_lock(&s->lock);
+			stream_fail_locked(st, WIRE_E_TARGET, true, t);
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		pthread_mutex_lock(&s->lock);
+		st->in_chunks++;
+		st->in_bytes += len;
+		st->in_held -= len;
+		/* ACK every quarter window, or when the writer caught up, so credit never stalls the sender. */
+		if (st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 ||
+		    st->in_bytes - st->in_acked_bytes >= s->cfg.window / 4 ||
+		    st->ro.slot[st->ro.next_seq % WIRE_WINDOW_CHUNKS].chunk == NULL)
+			send_ack(st);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+static int stream_start(struct gw_stream *st)
+{
+	int r;
+
+	if ((r = pthread_create(&st->out_thr, NULL, stream_out_main, st)) != 0)
+		return -r;
+	st->out_started = true;
+	if ((r = pthread_create(&st->in_thr, NULL, stream_in_main, st)) != 0)
+		return -r;
+	st->in_started = true;
+	return 0;
+}
+
+/* Locked. Allocates stream <id>. */
+static struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t role)
+{
+	struct gw_stream *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	if (digest_init(&st->out_dg) < 0 || digest_init(&st->in_dg) < 0) {
+		digest_free(&st->out_dg);
+		free(st);
+		return NULL;
+	}
+	st->s = s;
+	st->id = id;
+	st->role = role;
+	st->rfd = st->wfd = -1;
+	pthread_cond_init(&st->cond, NULL);
+	credit_init(&st->cr, s->cfg.window);
+	reorder_init(&st->ro);
+	s->streams[id] = st;
+	if (id >= s->nstreams)
+		s->nstreams = id + 1;
+	s->open_streams++;
+	return st;
+}
+
+int gw_stream_open(struct gw_session *s, uint8_t role, int rfd, int wfd, const struct gw_sink_ops *ops, void *ctx)
+{
+	struct gw_stream *st;
+	uint8_t p[WIRE_OPEN_LEN];
+	int id, r;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->err_code) {
+		r = -EPIPE;
+		goto out;
+	}
+	if (s->nstreams >= WIRE_MAX_STREAMS) {
+		r = -ENOSPC;
+		goto out;
+	}
+	if (s->open_streams >= s->cfg.max_streams) {
+		r = -EMFILE;
+		goto out;
+	}
+	id = s->nstreams;
+	st = stream_new(s, (uint16_t)id, role);
+	if (!st) {
+		r = -ENOMEM;
+		goto out;
+	}
+	gw_stream_attach(st, rfd, wfd, ops, ctx);
+	st->opened = true;
+	wire_open_encode(p, role);
+	send_ctl(s, WIRE_T_OPEN, st->id, 0, p, sizeof(p));
+	r = stream_start(st);
+	if (r < 0)
+		stream_fail_locked(st, WIRE_E_INTERNAL, true, "cannot start stream threads");
+	else
+		r = id;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_sink_ops *ops, void *ctx)
+{
+	st->rfd = rfd;
+	st->wfd = wfd;
+	st->ops = ops;
+	st->ctx = ctx;
+}
+
+/* ---- connection threads ---------------------------------------------- */
+
+/* Locked. Connection <c> is gone: re-send what it carried on the others (PROTOCOL.md §2.3). */
+static void conn_dead_locked(struct gw_conn *c)
+{
+	struct gw_session *s = c->s;
+	struct gw_qent *e;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	s->nlive--;
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+	pthread_cond_broadcast(&c->cond);
+	/* Drop what was queued; the resync below re-queues what matters. */
+	while ((e = c->ctl_head)) {
+		c->ctl_head = e->next;
+		free(e);
+	}
+	while ((e = c->data_head)) {
+		c->data_head = e->next;
+		chunk_put(e->c);
+		free(e);
+	}
+	c->ctl_tail = c->data_tail = NULL;
+	c->queued = 0;
+	pthread_cond_broadcast(&s->cond);
+
+	if (s->nlive == 0) {
+		if (!s->err_code && !s->finished && s->open_streams > 0)
+			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
+					       "the peer went away: all connections closed with %d stream(s) unfinished",
+					       s->open_streams);
+		return;
+	}
+	if (s->err_code || s->finished || s->open_streams == 0)
+		return; /* nothing in flight: a peer closing after its work is done */
+	gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
+	for (int i = 0; i < s->nstreams; i++) {
+		struct gw_stream *st = s->streams[i];
+
+		if (!st || st->fail_code)
+			continue;
+		if (!s->cfg.server && st->opened) {
+			uint8_t p[WIRE_OPEN_LEN];
+
+			wire_open_encode(p, st->role);
+			send_ctl(s, WIRE_T_OPEN, st->id, 0, p, sizeof(p));
+		}
+		for (struct gw_chunk *ch = st->unacked_head; ch; ch = ch->next)
+			if (ch->conn == c->idx && queue_chunk(s, ch) < 0)
+				break;
+		if (st->out_end_sent && !st->out_verified)
+			send_ctl(s, WIRE_T_END, st->id, st->cr.sent_chunks, st->out_end, WIRE_END_LEN);
+		send_ack(st);
+		if (st->in_done) {
+			uint8_t vp[WIRE_VERIFIED_LEN];
+
+			wire_u64_encode(vp, st->in_bytes);
+			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
+		}
+	}
+}
+
+static void *conn_writer_main(void *arg)
+{
+	struct gw_conn *c = arg;
+	struct gw_session *s = c->s;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct gw_qent *e;
+		const uint8_t *p;
+		size_t len;
+		ssize_t n;
+
+		while (!c->dead && !c->ctl_head && !c->data_head && !c->closing)
+			pthread_cond_wait(&c->cond, &s->lock);
+		if (c->dead)
+			break;
+		if ((e = c->ctl_head)) {
+			c->ctl_head = e->next;
+			if (!c->ctl_head)
+				c->ctl_tail = NULL;
+		} else if ((e = c->data_head)) {
+			c->data_head = e->next;
+			if (!c->data_head)
+				c->data_tail = NULL;
+		} else {
+			break; /* closing and drained */
+		}
+		c->queued -= e->len;
+		pthread_mutex_unlock(&s->lock);
+
+		if (e->c) {
+			struct gw_chunk *ch = e->c;
+			size_t zl = 0;
+			unsigned fl = codec_encode(c->enc, s->cfg.compress, ch->mem + WIRE_HDR_LEN, ch->len,
+						   c->txbuf + WIRE_HDR_LEN, &zl);
+
+			if (fl) {
+				wire_hdr_encode(c->txbuf, &(struct wire_hdr){ .type = WIRE_T_DATA, .flags = (uint8_t)fl,
+									     .stream = 0, .len = (uint32_t)zl,
+									     .seq = ch->seq });
+				/* stream id: copy from the chunk's own header */
+				memcpy(c->txbuf + 2, ch->mem + 2, 2);
+				p = c->txbuf;
+				len = WIRE_HDR_LEN + zl;
+			} else {
+				p = ch->mem;
+				len = WIRE_HDR_LEN + ch->len;
+			}
+		} else {
+			p = e->buf;
+			len = e->len;
+		}
+		n = mr_tls_send(c->tls, p, len);
+		chunk_put(e->c);
+		free(e);
+		pthread_mutex_lock(&s->lock);
+		if (n < 0) {
+			if (!c->closing && !s->finished && s->open_streams > 0)
+				gw_warn("connection %d: send failed: %s", c->idx, strerror((int)-n));
+			conn_dead_locked(c);
+			break;
+		}
+		c->tx_bytes += len;
+	}
+	if (c->closing && !c->dead)
+		mr_tls_bye(c->tls);
+	c->wr_done = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* Locked. A frame that breaks the protocol: the peer is not trusted further (PROTOCOL.md §7). */
+static void protocol_error(struct gw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void protocol_error(struct gw_conn *c, const char *fmt, ...)
+{
+	char t[WIRE_MAX_ERROR_TEXT + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t, sizeof(t), fmt, ap);
+	va_end(ap);
+	gw_ratelimited(GW_LOG_ERR, "connection %d: protocol error: %s", c->idx, t);
+	gw_session_fail_locked(c->s, WIRE_E_PROTOCOL, true, "protocol error: %s", t);
+}
+
+/* Locked. Looks up a stream the peer names; the server creates it on first sight (DATA may overtake OPEN). */
+static struct gw_stream *peer_stream(struct gw_conn *c, uint16_t id)
+{
+	struct gw_session *s = c->s;
+	struct gw_stream *st;
+
+	if (id >= WIRE_MAX_STREAMS)
+		return NULL;
+	st = s->streams[id];
+	if (st || !s->cfg.server)
+		return st;
+	if (s->open_streams >= s->cfg.max_streams) {
+		protocol_error(c, "stream %u exceeds the %u open streams allowed", id, s->cfg.max_streams);
+		return NULL;
+	}
+	st = stream_new(s, id, WIRE_ROLE_PLAIN);
+	if (!st)
+		gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "out of memory");
+	return st;
+}
+
+/* Locked. Handles one frame. Returns 0, or <0 when the connection must stop reading. */
+static int dispatch(struct gw_conn *c, const struct wire_hdr *h, const uint8_t *p, uint8_t *chunk)
+{
+	struct gw_session *s = c->s;
+	struct gw_stream *st = NULL;
+	uint64_t v;
+	int r;
+
+	switch (h->type) {
+	case WIRE_T_DATA:
+		if (!(st = peer_stream(c, h->stream)))
+			goto unknown_stream;
+		if (st->fail_code || st->in_done || (st->in_end_seen && h->seq >= st->in_end_chunks)) {
+			free(chunk);
+			return 0;
+		}
+		if (h->seq < st->in_chunks) {
+			free(chunk); /* delivered already: a re-send after a lost connection */
+			return 0;
+		}
+		r = reorder_put(&st->ro, h->seq, chunk, h->len);
+		if (r == 1) {
+			free(chunk);
+			return 0;
+		}
+		if (r < 0) {
+			free(chunk);
+			goto window;
+		}
+		/*
+		 * The sender can only have seen the ACKs we queued: everything
+		 * received beyond the last one plus the window breaks the credit
+		 * (PROTOCOL.md §5.3), however fast we write it out.
+		 */
+		if (credit_rx_check(h->seq, st->in_acked, st->in_bytes + st->in_held - st->in_acked_bytes, h->len,
+				    s->cfg.window) < 0) {
+			protocol_error(c, "stream %u: peer sent chunk %llu beyond its %u-byte window", h->stream,
+				       (unsigned long long)h->seq, s->cfg.window);
+			return -EBADMSG;
+		}
+		st->in_held += h->len;
+		pthread_cond_signal(&st->cond);
+		return 0;
+	case WIRE_T_ACK:
+		if (!(st = peer_stream(c, h->stream)) || wire_u64_decode(&v, p, h->len) < 0)
+			goto bad;
+		if (h->seq <= st->cr.acked_chunks && v <= st->cr.acked_bytes)
+			return 0; /* stale ACK re-sent after a reconnect */
+		if (credit_on_ack(&st->cr, h->seq, v) < 0) {
+			protocol_error(c, "stream %u: ACK of %llu chunks but %llu were sent", h->stream,
+				       (unsigned long long)h->seq, (unsigned long long)st->cr.sent_chunks);
+			return -EBADMSG;
+		}
+		while (st->unacked_head && st->unacked_head->seq < h->seq) {
+			struct gw_chunk *ch = st->unacked_head;
+
+			st->unacked_head = ch->next;
+			if (!st->unacked_head)
+				st->unacked_tail = NULL;
+			chunk_put(ch);
+		}
+		pthread_cond_broadcast(&st->cond);
+		return 0;
+	case WIRE_T_END:
+		if (!(st = peer_stream(c, h->stream)) || wire_end_decode(&st->in_end, p, h->len) < 0)
+			goto bad;
+		if (st->in_end_seen) {
+			if (st->in_end_chunks != h->seq) {
+				protocol_error(c, "stream %u: second END disagrees", h->stream);
+				return -EBADMSG;
+			}
+			return 0;
+		}
+		if (h->seq < st->in_chunks) {
+			protocol_error(c, "stream %u: END at chunk %llu after %llu were delivered", h->stream,
+				       (unsigned long long)h->seq, (unsigned long long)st->in_chunks);
+			return -EBADMSG;
+		}
+		st->in_end_seen = true;
+		st->in_end_chunks = h->seq;
+		pthread_cond_signal(&st->cond);
+		return 0;
+	case WIRE_T_VERIFIED:
+		if (!(st = peer_stream(c, h->stream)) || wire_u64_decode(&v, p, h->len) < 0)
+			goto bad;
+		if (!st->out_end_sent || v != st->out_bytes || h->seq != st->cr.sent_chunks) {
+			protocol_error(c, "stream %u: VERIFIED for %llu bytes, but %llu were sent%s", h->stream,
+				       (unsigned long long)v, (unsigned long long)st->out_bytes,
+				       st->out_end_sent ? "" : " and not ended");
+			return -EBADMSG;
+		}
+		if (!st->out_verified) {
+			st->out_verified = true;
+			stream_check_complete(st);
+		}
+		return 0;
+	case WIRE_T_OPEN: {
+		uint8_t role;
+		char why[200] = "";
+
+		if (!s->cfg.server || wire_open_decode(&role, p, h->len) < 0)
+			goto bad;
+		if (h->stream < s->next_open)
+			return 0; /* re-sent after a reconnect */
+		if (h->stream != s->next_open) {
+			protocol_error(c, "OPEN of stream %u, expected %d", h->stream, s->next_open);
+			return -EBADMSG;
+		}
+		if (!(st = peer_stream(c, h->stream)))
+			goto unknown_stream;
+		s->next_open++;
+		st->role = role;
+		/* Connect to the target outside the lock, still in order: this reader handles OPENs one by one. */
+		pthread_mutex_unlock(&s->lock);
+		r = s->on_open ? s->on_open(s, st, why, sizeof(why)) : -ENOTSUP;
+		pthread_mutex_lock(&s->lock);
+		if (r < 0) {
+			gw_err("session %016llx stream %u: %s", (unsigned long long)s->id, st->id, why);
+			stream_fail_locked(st, WIRE_E_TARGET, true, why);
+			return 0;
+		}
+		st->opened = true;
+		if (stream_start(st) < 0)
+			stream_fail_locked(st, WIRE_E_INTERNAL, true, "cannot start stream threads");
+		return 0;
+	}
+	case WIRE_T_ERROR: {
+		struct wire_errmsg em;
+
+		if (wire_error_decode(&em, p, h->len) < 0)
+			goto bad;
+		if (h->stream == WIRE_STREAM_SESSION) {
+			if (!s->err_code) {
+				s->err_from_peer = true;
+				gw_session_fail_locked(s, em.code, false, "peer: %s", em.text);
+			}
+			return 0;
+		}
+		if (!(st = peer_stream(c, h->stream)))
+			return 0;
+		if (!st->fail_code) {
+			char t[WIRE_MAX_ERROR_TEXT + 1];
+
+			snprintf(t, sizeof(t), "peer: %s", em.text);
+			stream_fail_locked(st, em.code, false, t);
+		}
+		return 0;
+	}
+	case WIRE_T_PING: {
+		struct wire_hdr ph = { .type = WIRE_T_PONG, .len = WIRE_PING_LEN };
+
+		(void)!conn_queue_ctl(c, &ph, p);
+		return 0;
+	}
+	case WIRE_T_PONG:
+		return 0;
+	case WIRE_T_BYE:
+		if (!s->cfg.server)
+			goto bad;
+		s->bye = true;
+		pthread_cond_broadcast(&s->cond);
+		return 0;
+	default:
+		goto bad;
+	}
+unknown_stream:
+	if (chunk)
+		free(chunk);
+	if (!s->err_code)
+		protocol_error(c, "%s for unknown stream %u", wire_type_name(h->type), h->stream);
+	return -EBADMSG;
+window:
+	protocol_error(c, "stream %u: chunk %llu outside the window (next %llu)", h->stream, (unsigned long long)h->seq,
+		       (unsigned long long)st->in_chunks);
+	return -EBADMSG;
+bad:
+	protocol_error(c, "unexpected or malformed %s frame", wire_type_name(h->type));
+	return -EBADMSG;
+}
+
+static void *conn_reader_main(void *arg)
+{
+	struct gw_conn *c = arg;
+	struct gw_session *s = c->s;
+	uint8_t hb[WIRE_HDR_LEN], ctl[WIRE_MAX_CONTROL];
+	const char *why = NULL;
+	ssize_t n;
+
+	for (;;) {
+		struct wire_hdr h;
+		uint8_t *chunk = NULL;
+		const uint8_t *p = ctl;
+		int r;
+
+		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
+		if (n <= 0) {
+			why = n == 0 ? "closed by the peer" : mr_tls_last_error(c->tls);
+			break;
+		}
+		r = wire_hdr_parse(&h, hb, hb + sizeof(hb));
+		if (r < 0) {
+			pthread_mutex_lock(&s->lock);
+			protocol_error(c, "bad frame header (type %u, length %u): %s", hb[0], wire_load_be32(hb + 4),
+				       r == -EMSGSIZE ? "length over the cap" : "unknown type or bad field");
+			pthread_mutex_unlock(&s->lock);
+			why = "protocol error";
+			break;
+		}
+		if (h.type == WIRE_T_DATA) {
+			if (h.flags == 0) {
+				if (h.len > s->cfg.chunk_size)
+					goto too_big;
+				chunk = malloc(h.len);
+				if (!chunk)
+					goto nomem;
+				n = h.len ? mr_tls_recv_all(c->tls, chunk, h.len) : 0;
+			} else {
+				n = mr_tls_recv_all(c->tls, c->rxbuf, h.len);
+				if (n == (ssize_t)h.len) {
+					uint32_t raw = wire_load_be32(c->rxbuf);
+
+					if (raw > s->cfg.chunk_size || raw == 0)
+						goto too_big;
+					chunk = malloc(raw);
+					if (!chunk)
+						goto nomem;
+					r = codec_decode(c->dec, h.flags, c->rxbuf, h.len, chunk, raw);
+					if (r != (int)raw) {
+						free(chunk);
+						pthread_mutex_lock(&s->lock);
+						protocol_error(c, "stream %u chunk %llu does not decompress", h.stream,
+							       (unsigned long long)h.seq);
+						pthread_mutex_unlock(&s->lock);
+						why = "protocol error";
+						break;
+					}
+					h.len = raw;
+				}
+			}
+		} else {
+			n = h.len ? mr_tls_recv_all(c->tls, ctl, h.len) : 0;
+		}
+		if (n < (ssize_t)h.len) {
+			free(chunk);
+			why = n < 0 ? mr_tls_last_error(c->tls) : "closed by the peer in the middle of a frame";
+			break;
+		}
+		c->rx_bytes += WIRE_HDR_LEN + h.len;
+		pthread_mutex_lock(&s->lock);
+		if (h.type == WIRE_T_DATA)
+			p = NULL;
+		r = dispatch(c, &h, p, chunk);
+		pthread_mutex_unlock(&s->lock);
+		if (r < 0) {
+			why = "protocol error";
+			break;
+		}
+		continue;
+too_big:
+		free(chunk);
+		pthread_mutex_lock(&s->lock);
+		protocol_error(c, "DATA chunk larger than the %u-byte chunk size", s->cfg.chunk_size);
+		pthread_mutex_unlock(&s->lock);
+		why = "protocol error";
+		break;
+nomem:
+		gw_session_fail(s, WIRE_E_INTERNAL, true, "out of memory");
+		why = "out of memory";
+		break;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0)
+		gw_warn("connection %d: %s", c->idx, why ? why : "closed");
+	/* Failing: let the writer flush the ERROR frame (2 s at most) before the socket goes. */
+	if (s->err_code && !c->dead) {
+		struct timespec ts;
+
+		c->closing = true;
+		pthread_cond_broadcast(&c->cond);
+		deadline(&ts, 2000);
+		while (!c->wr_done && !c->dead)
+			if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+				break;
+	}
+	conn_dead_locked(c);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* ---- session lifecycle ----------------------------------------------- */
+
+int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
+{
+	struct gw_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	if (!s->cfg.window)
+		s->cfg.window = GW_DEFAULT_WINDOW;
+	if (!s->cfg.chunk_size)
+		s->cfg.chunk_size = GW_DEFAULT_CHUNK;
+	if (!s->cfg.max_streams)
+		s->cfg.max_streams = GW_DEFAULT_MAX_STREAMS;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->started_ns = gw_now_ns();
+	*out = s;
+	return 0;
+}
+
+static void conn_free(struct gw_conn *c)
+{
+	if (!c)
+		return;
+	mr_tls_free(c->tls);
+	if (c->fd >= 0)
+		close(c->fd);
+	codec_free(c->enc);
+	codec_free(c->dec);
+	free(c->txbuf);
+	free(c->rxbuf);
+	pthread_cond_destroy(&c->cond);
+	free(c);
+}
+
+int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)
+{
+	struct gw_conn *c = calloc(1, sizeof(*c));
+	int r = -ENOMEM;
+
+	if (!c) {
+		mr_tls_free(tls);
+		close(fd);
+		return -ENOMEM;
+	}
+	c->s = s;
+	c->idx = idx;
+	c->fd = fd;
+	c->tls = tls;
+	pthread_cond_init(&c->cond, NULL);
+	c->enc = codec_new(s->cfg.zlevel > 0 ? s->cfg.zlevel : 3);
+	c->dec = codec_new(1);
+	c->txbuf = malloc(WIRE_HDR_LEN + WIRE_MAX_PAYLOAD);
+	c->rxbuf = malloc(WIRE_MAX_PAYLOAD);
+	if (!c->enc || !c->dec || !c->txbuf || !c->rxbuf)
+		goto fail;
+	pthread_mutex_lock(&s->lock);
+	if (idx < 0 || idx >= WIRE_MAX_CONNS || s->conns[idx]) {
+		pthread_mutex_unlock(&s->lock);
+		r = -EEXIST;
+		goto fail;
+	}
+	/* A peer that takes no bytes for a minute is gone; the writer must not block forever. */
+	net_set_timeouts(fd, 0, 60000);
+	s->conns[idx] = c;
+	s->nlive++;
+	s->never++;
+	if ((r = pthread_create(&c->rd, NULL, conn_reader_main, c)) != 0 ||
+	    (r = pthread_create(&c->wr, NULL, conn_writer_main, c)) != 0) {
+		/* Cannot happen short of resource exhaustion; the reader, if it started, owns the conn. */
+		gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "cannot start connection threads");
+		pthread_mutex_unlock(&s->lock);
+		return -r;
+	}
+	c->threads = true;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+fail:
+	conn_free(c);
+	return r;
+}
+
+void gw_session_bye(struct gw_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->bye)
+		send_ctl(s, WIRE_T_BYE, 0, 0, NULL, 0);
+	s->bye = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int gw_stream_wait(struct gw_session *s, int id, int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	if (timeout_ms >= 0)
+		deadline(&ts, timeout_ms);
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		struct gw_stream *st = s->streams[id];
+
+		if (st->complete) {
+			r = 0;
+			break;
+		}
+		if (st->fail_code) {
+			r = st->fail_code;
+			break;
+		}
+		if (timeout_ms >= 0) {
+			if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
+				r = -ETIMEDOUT;
+				break;
+			}
+		} else {
+			pthread_cond_wait(&s->cond, &s->lock);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int gw_session_wait_idle(struct gw_session *s, int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	if (timeout_ms >= 0)
+		deadline(&ts, timeout_ms);
+	pthread_mutex_lock(&s->lock);
+	while (s->open_streams > 0 && !s->err_code) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		else if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			break;
+		}
+	}
+	if (!r)
+		r = s->err_code;
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void gw_session_wait_dead(struct gw_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	while (s->nlive > 0)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void gw_session_close(struct gw_session *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->finished = true;
+	/* Any stream still open now did not end well. */
+	for (int i = 0; i < s->nstreams; i++) {
+		struct gw_stream *st = s->streams[i];
+
+		if (st && !st->complete && !st->fail_code)
+			stream_fail_locked(st, WIRE_E_TRUNCATED, false, "session closed before the stream ended");
+	}
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && !s->conns[i]->dead) {
+			s->conns[i]->closing = true;
+			pthread_cond_broadcast(&s->conns[i]->cond);
+		}
+	pthread_mutex_unlock(&s->lock);
+	/* Writers flush and send close_notify; then the sockets are shut so readers return. */
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && s->conns[i]->threads)
+			pthread_join(s->conns[i]->wr, NULL);
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && s->conns[i]->fd >= 0)
+			shutdown(s->conns[i]->fd, SHUT_RDWR);
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && s->conns[i]->threads)
+			pthread_join(s->conns[i]->rd, NULL);
+	for (int i = 0; i < s->nstreams; i++) {
+		struct gw_stream *st = s->streams[i];
+
+		if (!st)
+			continue;
+		if (st->out_started)
+			pthread_join(st->out_thr, NULL);
+		if (st->in_started)
+			pthread_join(st->in_thr, NULL);
+		if (st->fail_code && st->ops && st->ops->abort)
+			st->ops->abort(st);
+		if (st->ops && st->ops->close)
+			st->ops->close(st);
+		reorder_clear(&st->ro, free);
+		while (st->unacked_head) {
+			struct gw_chunk *ch = st->unacked_head;
+
+			st->unacked_head = ch->next;
+			chunk_put(ch);
+		}
+		digest_free(&st->out_dg);
+		digest_free(&st->in_dg);
+		pthread_cond_destroy(&st->cond);
+		free(st);
+	}
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		conn_free(s->conns[i]);
+	if (s->ctx_free)
+		s->ctx_free(s);
+	mr_tls_cfg_free(s->own_cfg);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void gw_session_stats(struct gw_session *s, struct gw_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < s->nstreams; i++)
+		if (s->streams[i]) {
+			out->raw_out += s->streams[i]->out_bytes;
+			out->raw_in += s->streams[i]->in_bytes;
+		}
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i]) {
+			out->wire_out += s->conns[i]->tx_bytes;
+			out->wire_in += s->conns[i]->rx_bytes;
+		}
+	out->live_conns = s->nlive;
+	pthread_mutex_unlock(&s->lock);
+}

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The session engine shared by both ends: a session owns N TLS connections
+ * and up to max_streams full-duplex streams. Each connection has a reader
+ * and a writer thread; each stream has a pump thread per direction (local
+ * fd -> chunks, and reorder buffer -> local fd). One mutex per session
+ * guards all of its state (PROTOCOL.md §2, §5).
+ */
+#ifndef MR_GATEWAY_SESSION_H
+#define MR_GATEWAY_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "crypto/tls.h"
+#include "stream/codec.h"
+#include "stream/credit.h"
+#include "stream/digest.h"
+#include "stream/frame.h"
+#include "stream/reorder.h"
+
+enum {
+	GW_DEFAULT_CHUNK = 256 << 10,      /* raw bytes per chunk */
+	GW_DEFAULT_WINDOW = 4 << 20,       /* bytes in flight per stream direction */
+	GW_DEFAULT_MAX_STREAMS = 8,        /* open at once per session */
+	GW_SETUP_TIMEOUT_MS = 10000,       /* TLS handshake and HELLO/JOIN */
+	GW_IDENTITY_MAX = 512,
+};
+
+struct gw_session;
+struct gw_stream;
+
+/* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
+struct gw_chunk {
+	struct gw_chunk *next; /* unacked list of its stream */
+	atomic_int refs;       /* 1 for the unacked list + 1 per queue entry */
+	uint64_t seq;
+	uint32_t len;
+	int conn;              /* connection it was last queued on */
+	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
+};
+
+struct gw_qent {
+	struct gw_qent *next;
+	struct gw_chunk *c; /* DATA, or NULL for a control frame in buf */
+	uint32_t len;
+	uint8_t buf[];
+};
+
+struct gw_conn {
+	struct gw_session *s;
+	int idx;
+	int fd;
+	struct mr_tls *tls;
+	pthread_t rd, wr;
+	bool threads;
+	pthread_cond_t cond; /* writer waits here for queue entries */
+	struct gw_qent *ctl_head, *ctl_tail, *data_head, *data_tail;
+	uint64_t queued; /* bytes waiting in the queues */
+	bool dead, closing, wr_done;
+	struct codec *enc, *dec;
+	uint8_t *txbuf, *rxbuf;
+	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
+};
+
+/* How a stream's inbound direction ends at the local side. */
+struct gw_sink_ops {
+	/* After the inbound END verified: finish the sink (rename a temp file, half-close a socket). 0 or -errno. */
+	int (*finish)(struct gw_stream *st);
+	/* The stream failed: undo what a success would have kept (remove a temp file). */
+	void (*abort)(struct gw_stream *st);
+	/* Both directions done or failed: release local resources. */
+	void (*close)(struct gw_stream *st);
+	/*
+	 * Optional, called unlocked from a pump thread. <eof>: the local side
+	 * ended its outbound direction; return 0 to send END, or -errno with
+	 * <why> set to fail the stream instead (a QEMU that failed to load).
+	 * Not <eof>: local I/O failed with <err>; may rewrite <why> with the
+	 * real reason (QEMU's own error text).
+	 */
+	int (*check)(struct gw_stream *st, bool eof, int err, char *why, size_t whylen);
+};
+
+struct gw_stream {
+	struct gw_session *s;
+	uint16_t id;
+	uint8_t role;
+	bool opened;       /* client: OPEN sent; server: OPEN received and target connected */
+	int rfd, wfd;      /* local fds; -1 for none (outbound ends at once / inbound discarded) */
+	const struct gw_sink_ops *ops;
+	void *ctx;         /* sink's own data */
+	pthread_cond_t cond;
+	pthread_t out_thr, in_thr;
+	bool out_started, in_started;
+
+	/* outbound: local rfd -> peer */
+	struct credit cr;
+	struct digest out_dg;
+	uint64_t out_bytes;
+	struct gw_chunk *unacked_head, *unacked_tail;
+	bool out_end_sent, out_verified;
+	uint8_t out_end[WIRE_END_LEN];
+
+	/* inbound: peer -> local wfd */
+	struct reorder ro;
+	struct digest in_dg;
+	uint64_t in_chunks, in_bytes, in_held, in_acked, in_acked_bytes;
+	bool in_end_seen, in_done;
+	struct wire_end in_end;
+	uint64_t in_end_chunks;
+
+	bool complete;     /* both directions verified */
+	int fail_code;     /* WIRE_E_*, 0 while fine */
+	char fail_text[WIRE_MAX_ERROR_TEXT + 1];
+};
+
+struct gw_session_cfg {
+	bool server;
+	uint32_t window, chunk_size;
+	uint16_t max_streams;
+	bool compress;
+	int zlevel;
+};
+
+struct gw_session {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* stream completion, connection death, failure */
+	struct gw_session_cfg cfg;
+	uint64_t id;
+	uint8_t token[WIRE_TOKEN_LEN];
+	char identity[GW_IDENTITY_MAX];
+	char target[WIRE_MAX_NAME + 1];
+	struct wire_hello hello; /* server: what the client asked for */
+	int nconns;              /* connections the session expects */
+	int nlive, never;        /* live connections; connections that ever joined */
+	struct gw_conn *conns[WIRE_MAX_CONNS];
+	struct gw_stream *streams[WIRE_MAX_STREAMS];
+	int nstreams;            /* ids used so far */
+	int open_streams;        /* not yet complete or failed */
+	int next_open;           /* server: next stream id OPEN must name */
+	unsigned rr;             /* round-robin cursor for the stripe scheduler */
+	bool bye;
+	bool finished;           /* no more work: conns being closed */
+	int err_code;            /* first session failure (WIRE_E_*) */
+	char err_text[WIRE_MAX_ERROR_TEXT + 1];
+	bool err_from_peer;
+	/* server: connect a newly opened stream to the target; runs in the reader thread of connection 0, unlocked */
+	int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen);
+	void *ctx;
+	void (*ctx_free)(struct gw_session *s); /* releases ctx at gw_session_close */
+	struct mr_tls_cfg *own_cfg; /* client: credentials its TLS sessions use; freed last */
+	uint64_t started_ns;
+};
+
+/* Allocates a session (no connections yet). Returns 0 or -ENOMEM. */
+MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg);
+
+/*
+ * Adds connection <idx> with an established TLS session and starts its
+ * threads. The session owns <tls> and <fd> from then on, even on failure.
+ * Returns 0, -EEXIST if the index is taken, -ENOMEM.
+ */
+MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
+
+/*
+ * Client: creates stream <role> on the next id with local fds and sink ops,
+ * sends OPEN and starts its pumps. Returns the stream id or -errno
+ * (-EMFILE when max_streams are open, -ENOSPC when the ids are used up).
+ */
+MR_MUST_CHECK int gw_stream_open(struct gw_session *s, uint8_t role, int rfd, int wfd,
+				 const struct gw_sink_ops *ops, void *ctx);
+
+/* Server on_open helpers: attach local fds to a stream the peer opened. */
+void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_sink_ops *ops, void *ctx);
+
+/* Client: no more streams; sends BYE. */
+void gw_session_bye(struct gw_session *s);
+
+/* Marks the session failed (first failure wins), tells the peer when <tell_peer>, fails every open stream. Locked by caller. */
+void gw_session_fail_locked(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/*
+ * Waits until stream <id> completed or failed, or the session failed, or
+ * <timeout_ms> passed (-1: forever). Returns 0 when complete, else the
+ * WIRE_E_* code of the failure (or -ETIMEDOUT).
+ */
+int gw_stream_wait(struct gw_session *s, int id, int timeout_ms);
+
+/* Waits until no stream is open (or the session failed). */
+int gw_session_wait_idle(struct gw_session *s, int timeout_ms);
+
+/* Server: waits until every connection is gone. */
+void gw_session_wait_dead(struct gw_session *s);
+
+/* Closes every connection (flushing queued frames first, then TLS close_notify), joins all threads, frees. NULL-safe. */
+void gw_session_close(struct gw_session *s);
+
+/* Total bytes: raw stream bytes both ways and TLS payload bytes on the wire both ways. */
+struct gw_stats {
+	uint64_t raw_out, raw_in, wire_out, wire_in;
+	int live_conns;
+};
+void gw_session_stats(struct gw_session *s, struct gw_stats *st);
+
+/* Maps a WIRE_E_* code to a process exit code. */
+int gw_exit_for_wire_error(int code);
+
+uint64_t gw_now_ns(void);
+
+#endif

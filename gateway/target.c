@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+#include "target.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+
+int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whylen)
+{
+	const char *eq = strchr(arg, '='), *spec;
+	size_t nl;
+
+	memset(t, 0, sizeof(*t));
+	if (!eq) {
+		snprintf(why, whylen, "--target \"%.100s\" must be NAME=SPEC (SPEC: discard, file:PATH, unix:PATH, qmp:PATH)",
+			 arg);
+		return -EINVAL;
+	}
+	nl = (size_t)(eq - arg);
+	if (!wire_name_ok(arg, nl)) {
+		snprintf(why, whylen, "--target name \"%.*s\" must be 1-64 characters of A-Z a-z 0-9 . _ -", (int)(nl > 64 ? 64 : nl),
+			 arg);
+		return -EINVAL;
+	}
+	memcpy(t->name, arg, nl);
+	spec = eq + 1;
+	if (!strcmp(spec, "discard")) {
+		t->kind = GW_TGT_DISCARD;
+		return 0;
+	}
+	if (!strncmp(spec, "file:", 5))
+		t->kind = GW_TGT_FILE;
+	else if (!strncmp(spec, "unix:", 5))
+		t->kind = GW_TGT_UNIX;
+	else if (!strncmp(spec, "qmp:", 4))
+		t->kind = GW_TGT_QMP;
+	else {
+		snprintf(why, whylen, "--target %s: unknown SPEC \"%.100s\" (use discard, file:PATH, unix:PATH or qmp:PATH)",
+			 t->name, spec);
+		return -EINVAL;
+	}
+	spec = strchr(spec, ':') + 1;
+	if (!*spec || strlen(spec) >= sizeof(t->path)) {
+		snprintf(why, whylen, "--target %s: the path is empty or too long", t->name);
+		return -EINVAL;
+	}
+	strcpy(t->path, spec);
+	if (t->kind == GW_TGT_QMP) {
+		char *opt = strstr(t->path, ",log=");
+
+		if (opt) {
+			snprintf(t->log, sizeof(t->log), "%s", opt + 5);
+			*opt = '\0';
+		}
+	}
+	return 0;
+}
+
+/* ---- unix socket ------------------------------------------------------ */
+
+static int sock_finish(struct gw_stream *st)
+{
+	/* The peer's direction is complete and verified: tell the local side with a half-close. */
+	if (shutdown(st->wfd, SHUT_WR) < 0 && errno != ENOTCONN)
+		return -errno;
+	return 0;
+}
+
+static void sock_close(struct gw_stream *st)
+{
+	if (st->rfd >= 0)
+		close(st->rfd);
+	if (st->wfd >= 0 && st->wfd != st->rfd)
+		close(st->wfd);
+	st->rfd = st->wfd = -1;
+}
+
+const struct gw_sink_ops gw_sock_ops = { .finish = sock_finish, .close = sock_close };
+
+/* ---- file: written under a temporary name, renamed after the verified END --- */
+
+struct file_sink {
+	char tmp[4200];
+	const char *final;
+	bool renamed;
+};
+
+static int file_finish(struct gw_stream *st)
+{
+	struct file_sink *f = st->ctx;
+
+	if (fsync(st->wfd) < 0)
+		return -errno;
+	if (rename(f->tmp, f->final) < 0)
+		return -errno;
+	f->renamed = true;
+	gw_info("stream %u: verified, wrote %s", st->id, f->final);
+	return 0;
+}
+
+static void file_abort(struct gw_stream *st)
+{
+	struct file_sink *f = st->ctx;
+
+	if (f && !f->renamed && unlink(f->tmp) == 0)
+		gw_warn("stream %u: failed, removed the partial file %s", st->id, f->tmp);
+}
+
+static void file_close(struct gw_stream *st)
+{
+	if (st->wfd >= 0)
+		close(st->wfd);
+	st->wfd = -1;
+	free(st->ctx);
+	st->ctx = NULL;
+}
+
+static const struct gw_sink_ops file_ops = { .finish = file_finish, .abort = file_abort, .close = file_close };
+
+static const struct gw_sink_ops discard_ops = { 0 };
+
+int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen)
+{
+	const struct gw_target *t = s->ctx;
+	int fd;
+
+	if (st->role != WIRE_ROLE_PLAIN) {
+		snprintf(why, whylen, "target %s takes plain streams only", t->name);
+		return -EINVAL;
+	}
+	switch (t->kind) {
+	case GW_TGT_DISCARD:
+		gw_stream_attach(st, -1, -1, &discard_ops, NULL);
+		return 0;
+	case GW_TGT_UNIX:
+		fd = net_unix_connect(t->path);
+		if (fd < 0) {
+			snprintf(why, whylen, "target %s: cannot connect to its socket: %s", t->name, strerror(-fd));
+			return fd;
+		}
+		gw_stream_attach(st, fd, fd, &gw_sock_ops, NULL);
+		return 0;
+	case GW_TGT_FILE: {
+		struct file_sink *f = calloc(1, sizeof(*f));
+
+		if (!f)
+			return -ENOMEM;
+		snprintf(f->tmp, sizeof(f->tmp), "%s.migrelay-XXXXXX", t->path);
+		fd = mkstemp(f->tmp);
+		if (fd < 0) {
+			int e = errno;
+
+			snprintf(why, whylen, "target %s: cannot create a file beside %s: %s", t->name, t->path,
+				 strerror(e));
+			free(f);
+			return -e;
+		}
+		fchmod(fd, 0640);
+		f->final = t->path;
+		gw_stream_attach(st, -1, fd, &file_ops, f);
+		return 0;
+	}
+	default:
+		snprintf(why, whylen, "target %s: this kind of target cannot take plain streams", t->name);
+		return -EINVAL;
+	}
+}

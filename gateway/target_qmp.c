@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Destination target qmp:PATH — a QEMU started with -incoming defer.
+ * The peer asks only for things from a fixed list (HELLO: multifd channel
+ * count, devices to export); everything said to QEMU is built here.
+ *
+ *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
+ *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
+ *             MIGRATION streams connect there in OPEN order, main first
+ *   disks     nbd-server-start unix:PRIVATE + nbd-server-add per device;
+ *             NBD streams connect to that socket
+ *
+ * The QMP socket is opened per operation and closed again, so that other
+ * clients of the monitor (libvirt, an operator) are not locked out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "qemu.h"
+#include "target.h"
+
+struct qmp_tsess {
+	struct gw_target *t;
+	pthread_mutex_t lock; /* one QMP conversation at a time */
+	char dir[64];         /* private directory for the sockets */
+	char mig_sock[128], nbd_sock[128];
+	bool multifd, nbd, nbd_started;
+	int mig_streams;
+	off_t log_off;        /* QEMU's log size at HELLO: its reason is written after it */
+};
+
+static int tq_open(struct qmp_tsess *ts, struct qmp **q, char *why, size_t whylen)
+{
+	char err[QMP_ERR_MAX];
+	int r = qmp_open(q, ts->t->path, 10000, err, sizeof(err));
+
+	if (r < 0)
+		snprintf(why, whylen, "destination QEMU: %s", err);
+	return r;
+}
+
+/* Appends the last error lines QEMU wrote to its log since the session started. */
+static void log_reason(struct qmp_tsess *ts, char *why, size_t whylen)
+{
+	char buf[4096], *lines[4] = { 0 };
+	int fd, nl = 0;
+	ssize_t n;
+	size_t len;
+
+	if (!ts->t->log[0])
+		return;
+	fd = open(ts->t->log, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	{
+		off_t end = lseek(fd, 0, SEEK_END), from = ts->log_off;
+
+		if (end - from > (off_t)sizeof(buf) - 1)
+			from = end - (off_t)sizeof(buf) + 1;
+		n = pread(fd, buf, sizeof(buf) - 1, from);
+	}
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		if (!*l)
+			continue;
+		if (nl == 4) {
+			memmove(lines, lines + 1, sizeof(lines[0]) * 3);
+			nl = 3;
+		}
+		lines[nl++] = l;
+	}
+	if (!nl)
+		return;
+	len = strlen(why);
+	snprintf(why + len, whylen - len, "; QEMU says:");
+	for (int i = 0; i < nl; i++) {
+		len = strlen(why);
+		snprintf(why + len, whylen - len, " %s", lines[i]);
+	}
+}
+
+/*
+ * check op for the main migration stream: the destination QEMU closed its
+ * end (eof) or took no more bytes. Asks QEMU how the load went.
+ */
+static int tq_check(struct gw_stream *st, bool eof, int ioerr, char *why, size_t whylen)
+{
+	struct qmp_tsess *ts = st->s->ctx;
+	struct qemu_mig_info mi;
+	struct qmp *q = NULL;
+	char err[QMP_ERR_MAX];
+	int r = -EIO;
+
+	pthread_mutex_lock(&ts->lock);
+	for (int i = 0; i < 300; i++) { /* 30 s at most for QEMU to finish loading */
+		if (!q && qmp_open(&q, ts->t->path, 2000, err, sizeof(err)) < 0) {
+			snprintf(why, whylen, "destination QEMU went away during the migration (%s)", err);
+			log_reason(ts, why, whylen);
+			break;
+		}
+		if (qemu_query_migrate(q, &mi, err, sizeof(err)) < 0) {
+			snprintf(why, whylen, "destination QEMU went away during the migration");
+			log_reason(ts, why, whylen);
+			break;
+		}
+		if (!strcmp(mi.status, "completed")) {
+			r = 0;
+			break;
+		}
+		if (!strcmp(mi.status, "failed")) {
+			snprintf(why, whylen, "destination QEMU failed to load the migration%s%s",
+				 mi.error[0] ? ": " : "", mi.error);
+			log_reason(ts, why, whylen);
+			break;
+		}
+		if (!eof) {
+			snprintf(why, whylen, "destination QEMU stopped taking the migration stream (%s, status %s)",
+				 strerror(-ioerr), mi.status);
+			log_reason(ts, why, whylen);
+			break;
+		}
+		usleep(100000);
+	}
+	qmp_close(q);
+	pthread_mutex_unlock(&ts->lock);
+	if (r == 0)
+		gw_info("destination QEMU loaded the migration");
+	else
+		gw_err("%s", why);
+	return r;
+}
+
+static void tq_sock_close(struct gw_stream *st)
+{
+	gw_sock_ops.close(st);
+}
+
+static int tq_sock_finish(struct gw_stream *st)
+{
+	return gw_sock_ops.finish(st);
+}
+
+static const struct gw_sink_ops tq_main_ops = { .finish = tq_sock_finish, .close = tq_sock_close, .check = tq_check };
+
+static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen)
+{
+	struct qmp_tsess *ts = s->ctx;
+	struct qmp *q = NULL;
+	char err[QMP_ERR_MAX];
+	int fd, r, sv[2];
+
+	if (st->role == WIRE_ROLE_NBD) {
+		if (!ts->nbd) {
+			snprintf(why, whylen, "no disks were asked for in this session");
+			return -EINVAL;
+		}
+		fd = net_unix_connect(ts->nbd_sock);
+		if (fd < 0) {
+			snprintf(why, whylen, "cannot reach the destination QEMU's NBD server: %s", strerror(-fd));
+			return fd;
+		}
+		gw_stream_attach(st, fd, fd, &gw_sock_ops, NULL);
+		return 0;
+	}
+	if (st->role != WIRE_ROLE_MIGRATION) {
+		snprintf(why, whylen, "target %s takes QEMU migration and NBD streams only", ts->t->name);
+		return -EINVAL;
+	}
+	if (ts->multifd) {
+		/* QEMU listens since migrate-incoming; channels connect in the source's accept order. */
+		if (ts->mig_streams >= (int)s->hello.multifd + 1) {
+			snprintf(why, whylen, "more migration channels than the %u multifd channels + 1 announced",
+				 s->hello.multifd);
+			return -EINVAL;
+		}
+		fd = net_unix_connect(ts->mig_sock);
+		if (fd < 0) {
+			snprintf(why, whylen, "cannot reach the destination QEMU's migration socket: %s", strerror(-fd));
+			return fd;
+		}
+		gw_stream_attach(st, fd, fd, ts->mig_streams == 0 ? &tq_main_ops : &gw_sock_ops, NULL);
+		ts->mig_streams++;
+		return 0;
+	}
+	if (ts->mig_streams) {
+		snprintf(why, whylen, "one migration stream only without multifd");
+		return -EINVAL;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		r = -errno;
+		snprintf(why, whylen, "socketpair: %s", strerror(errno));
+		return r;
+	}
+	pthread_mutex_lock(&ts->lock);
+	r = tq_open(ts, &q, why, whylen);
+	if (r == 0 && (r = qmp_getfd(q, sv[0], "migrelay-in", err, sizeof(err))) == 0)
+		r = qmp_cmdf(q, "migrate-incoming", NULL, err, sizeof(err), "{\"uri\": \"fd:migrelay-in\"}");
+	if (r < 0 && q)
+		snprintf(why, whylen, "destination QEMU refused the incoming migration: %s", err);
+	qmp_close(q);
+	pthread_mutex_unlock(&ts->lock);
+	close(sv[0]);
+	if (r < 0) {
+		close(sv[1]);
+		return r;
+	}
+	ts->mig_streams++;
+	gw_stream_attach(st, sv[1], sv[1], &tq_main_ops, NULL);
+	gw_info("session %016llx: destination QEMU is receiving (fd migration)", (unsigned long long)s->id);
+	return 0;
+}
+
+static void tq_free(struct gw_session *s)
+{
+	struct qmp_tsess *ts = s->ctx;
+	struct qmp *q = NULL;
+	char why[256], err[QMP_ERR_MAX];
+
+	if (!ts)
+		return;
+	if (ts->nbd_started) {
+		pthread_mutex_lock(&ts->lock);
+		if (tq_open(ts, &q, why, sizeof(why)) == 0 &&
+		    qmp_cmd(q, "nbd-server-stop", NULL, NULL, err, sizeof(err)) < 0)
+			gw_warn("nbd-server-stop: %s", err);
+		qmp_close(q);
+		pthread_mutex_unlock(&ts->lock);
+	}
+	if (ts->mig_sock[0])
+		unlink(ts->mig_sock);
+	if (ts->nbd_sock[0])
+		unlink(ts->nbd_sock);
+	if (ts->dir[0])
+		rmdir(ts->dir);
+	pthread_mutex_destroy(&ts->lock);
+	free(ts);
+	s->ctx = NULL;
+}
+
+static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen)
+{
+	struct qmp_tsess *ts = calloc(1, sizeof(*ts));
+	struct qmp *q = NULL;
+	char st[32], err[QMP_ERR_MAX];
+	struct stat sb;
+	int r;
+
+	if (!ts)
+		return -ENOMEM;
+	ts->t = t;
+	pthread_mutex_init(&ts->lock, NULL);
+	s->ctx = ts;
+	s->ctx_free = tq_free;
+	s->on_open = tq_open_stream;
+	if (t->log[0] && stat(t->log, &sb) == 0)
+		ts->log_off = sb.st_size;
+	if ((r = tq_open(ts, &q, why, whylen)) < 0)
+		return r;
+	if ((r = qemu_query_status(q, st, sizeof(st), err, sizeof(err))) < 0) {
+		snprintf(why, whylen, "destination QEMU: %s", err);
+		goto out;
+	}
+	if (strcmp(st, "inmigrate")) {
+		snprintf(why, whylen, "destination QEMU is %s, not waiting for a migration (start it with -incoming defer)",
+			 st);
+		r = -EBUSY;
+		goto out;
+	}
+	snprintf(ts->dir, sizeof(ts->dir), "/tmp/migrelay-dst-XXXXXX");
+	if (!mkdtemp(ts->dir)) {
+		r = -errno;
+		ts->dir[0] = '\0';
+		snprintf(why, whylen, "cannot create a private directory: %s", strerror(-r));
+		goto out;
+	}
+	if (s->hello.ndevices) {
+		snprintf(ts->nbd_sock, sizeof(ts->nbd_sock), "%s/nbd.sock", ts->dir);
+		r = qmp_cmdf(q, "nbd-server-start", NULL, err, sizeof(err),
+			     "{\"addr\": {\"type\": \"unix\", \"data\": {\"path\": \"%s\"}}}", ts->nbd_sock);
+		if (r < 0) {
+			snprintf(why, whylen, "destination QEMU refused to start its NBD server: %s", err);
+			goto out;
+		}
+		ts->nbd_started = true;
+		ts->nbd = true;
+		for (int i = 0; i < s->hello.ndevices; i++) {
+			/* Device names passed wire_name_ok: no quotes or backslashes to escape. */
+			r = qmp_cmdf(q, "nbd-server-add", NULL, err, sizeof(err),
+				     "{\"device\": \"%s\", \"writable\": true}", s->hello.devices[i]);
+			if (r < 0) {
+				snprintf(why, whylen, "destination QEMU cannot export disk %s: %s", s->hello.devices[i],
+					 err);
+				goto out;
+			}
+		}
+	}
+	if (s->hello.multifd) {
+		snprintf(ts->mig_sock, sizeof(ts->mig_sock), "%s/migrate.sock", ts->dir);
+		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
+			     "{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}]}");
+		if (r == 0)
+			r = qmp_cmdf(q, "migrate-set-parameters", NULL, err, sizeof(err), "{\"multifd-channels\": %u}",
+				     s->hello.multifd);
+		if (r == 0)
+			r = qmp_cmdf(q, "migrate-incoming", NULL, err, sizeof(err), "{\"uri\": \"unix:%s\"}",
+				     ts->mig_sock);
+		if (r < 0) {
+			snprintf(why, whylen, "destination QEMU refused multifd: %s", err);
+			goto out;
+		}
+		ts->multifd = true;
+	}
+	r = 0;
+out:
+	qmp_close(q);
+	return r;
+}
+
+int gw_target_session_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen)
+{
+	if (t->kind == GW_TGT_QMP)
+		return tq_init(s, t, why, whylen);
+	s->ctx = t;
+	s->on_open = gw_target_open;
+	return 0;
+}

@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The e2e test guest: a freestanding 32-bit multiboot kernel without paging.
+ *
+ * It fills guest-physical RAM from 2 MiB to the end of the usable region the
+ * loader reports with a deterministic mix of pages (by page number: ~30% zero,
+ * ~40% compressible repeating patterns, ~30% xorshift noise), prints
+ * "migrelay-guest: filled N MiB ..." on COM1 and then either halts for good
+ * ("idle" on the command line: RAM never changes again) or keeps rewriting
+ * the noise pages at a steady rate ("dirty", the default; "rate=N" sets
+ * N MiB/s, default 4), paced by the PIT at 100 Hz.
+ *
+ * Its own code, data and stack live below 2 MiB (see guest.ld), so the
+ * region above holds test data only.
+ */
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+#define MB_LOADER_MAGIC 0x2BADB002u
+#define MB_INFO_MEM 0x001u
+#define MB_INFO_CMDLINE 0x004u
+#define MB_INFO_MMAP 0x040u
+
+#define PAGE_SIZE 4096u
+#define DATA_START 0x200000u /* first byte of test data */
+#define TICK_HZ 100u
+#define PIT_HZ 1193182u
+#define COM1 0x3f8
+
+struct mb_info {
+	u32 flags;
+	u32 mem_lower, mem_upper; /* KiB below 1 MiB, KiB above 1 MiB */
+	u32 boot_device;
+	u32 cmdline;
+	u32 mods_count, mods_addr;
+	u32 syms[4];
+	u32 mmap_length, mmap_addr;
+} __attribute__((packed));
+
+struct mb_mmap {
+	u32 size; /* of the rest of this entry */
+	u64 addr, len;
+	u32 type; /* 1: usable RAM */
+} __attribute__((packed));
+
+struct idt_entry {
+	u16 off_lo, sel;
+	u8 zero, attr;
+	u16 off_hi;
+} __attribute__((packed));
+
+struct idt_desc {
+	u16 limit;
+	u32 base;
+} __attribute__((packed));
+
+extern char isr_stubs[];
+
+static struct idt_entry idt[48];
+static volatile u32 ticks;
+static u32 data_end;  /* end of the filled region, page aligned */
+static u32 dirty_pos; /* next page to consider for rewriting */
+static u32 generation;
+
+static inline void outb(u16 port, u8 v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline u8 inb(u16 port)
+{
+	u8 v;
+
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static void serial_init(void)
+{
+	outb(COM1 + 1, 0x00); /* no interrupts */
+	outb(COM1 + 3, 0x80); /* DLAB */
+	outb(COM1 + 0, 0x01); /* 115200 baud */
+	outb(COM1 + 1, 0x00);
+	outb(COM1 + 3, 0x03); /* 8N1 */
+	outb(COM1 + 2, 0xc7); /* FIFO on */
+	outb(COM1 + 4, 0x03);
+}
+
+static void putc_serial(char c)
+{
+	u32 n;
+
+	for (n = 0; n < 1000000 && !(inb(COM1 + 5) & 0x20); n++)
+		;
+	outb(COM1, (u8)c);
+}
+
+static void puts_serial(const char *s)
+{
+	while (*s) {
+		if (*s == '\n')
+			putc_serial('\r');
+		putc_serial(*s++);
+	}
+}
+
+static void putu_serial(u32 v)
+{
+	char buf[11];
+	int i = 10;
+
+	buf[i] = 0;
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && i > 0);
+	puts_serial(buf + i);
+}
+
+/* A 32-bit integer hash, so neighbouring pages get unrelated classes and seeds. */
+static u32 mix32(u32 x)
+{
+	x ^= x >> 16;
+	x *= 0x7feb352du;
+	x ^= x >> 15;
+	x *= 0x846ca68bu;
+	x ^= x >> 16;
+	return x;
+}
+
+enum page_class { PC_ZERO, PC_PATTERN, PC_NOISE };
+
+static enum page_class page_class(u32 pfn)
+{
+	u32 h = mix32(pfn) % 10;
+
+	if (h < 3)
+		return PC_ZERO;
+	if (h < 7)
+		return PC_PATTERN;
+	return PC_NOISE;
+}
+
+static void fill_zero(u32 *w)
+{
+	u32 i;
+
+	for (i = 0; i < PAGE_SIZE / 4; i++)
+		w[i] = 0;
+}
+
+/* A short run of letters (8..64 bytes), repeated over the page. */
+static void fill_pattern(u8 *b, u32 pfn)
+{
+	u32 h = mix32(pfn ^ 0x5bd1e995u);
+	u32 len = 8u << (h & 3);
+	u32 i;
+
+	for (i = 0; i < len; i++)
+		b[i] = (u8)('a' + (h + i * 7) % 26);
+	for (; i < PAGE_SIZE; i++)
+		b[i] = b[i - len];
+}
+
+static void fill_noise(u32 *w, u32 seed)
+{
+	u32 x = mix32(seed) | 1;
+	u32 i;
+
+	for (i = 0; i < PAGE_SIZE / 4; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		w[i] = x;
+	}
+}
+
+static void fill_page(u32 pfn)
+{
+	void *p = (void *)(pfn * PAGE_SIZE);
+
+	switch (page_class(pfn)) {
+	case PC_ZERO:
+		fill_zero(p);
+		break;
+	case PC_PATTERN:
+		fill_pattern(p, pfn);
+		break;
+	default:
+		fill_noise(p, pfn);
+		break;
+	}
+}
+
+/* Rewrites the next noise page with content derived from a running counter. */
+static void dirty_one(void)
+{
+	u32 first = DATA_START / PAGE_SIZE, last = data_end / PAGE_SIZE;
+	u32 n;
+
+	for (n = 0; n < 64; n++) {
+		if (dirty_pos < first || dirty_pos >= last)
+			dirty_pos = first;
+		if (page_class(dirty_pos) == PC_NOISE)
+			break;
+		dirty_pos++;
+	}
+	fill_noise((u32 *)(dirty_pos * PAGE_SIZE), dirty_pos ^ (++generation * 0x9e3779b9u));
+	dirty_pos++;
+}
+
+static void halt_forever(void)
+{
+	for (;;)
+		__asm__ volatile("cli; hlt");
+}
+
+void isr_dispatch(u32 vec);
+void isr_dispatch(u32 vec)
+{
+	if (vec < 32) {
+		puts_serial("migrelay-guest: exception ");
+		putu_serial(vec);
+		puts_serial("\n");
+		halt_forever();
+	}
+	if (vec == 32)
+		ticks++;
+	if (vec >= 40)
+		outb(0xa0, 0x20);
+	outb(0x20, 0x20);
+}
+
+static void idt_init(void)
+{
+	struct idt_desc d;
+	u32 i, off;
+
+	for (i = 0; i < 48; i++) {
+		off = (u32)isr_stubs + 16 * i;
+		idt[i].off_lo = (u16)off;
+		idt[i].off_hi = (u16)(off >> 16);
+		idt[i].sel = 0x08;
+		idt[i].zero = 0;
+		idt[i].attr = 0x8e; /* present, ring 0, 32-bit interrupt gate */
+	}
+	d.limit = sizeof(idt) - 1;
+	d.base = (u32)idt;
+	__asm__ volatile("lidt %0" : : "m"(d));
+}
+
+/* PIC remapped to vectors 32..47 with only IRQ 0 unmasked; PIT channel 0 at TICK_HZ. */
+static void timer_init(void)
+{
+	u32 div = PIT_HZ / TICK_HZ;
+
+	outb(0x20, 0x11);
+	outb(0xa0, 0x11);
+	outb(0x21, 32);
+	outb(0xa1, 40);
+	outb(0x21, 4);
+	outb(0xa1, 2);
+	outb(0x21, 1);
+	outb(0xa1, 1);
+	outb(0x21, 0xfe);
+	outb(0xa1, 0xff);
+	outb(0x43, 0x34);
+	outb(0x40, (u8)div);
+	outb(0x40, (u8)(div >> 8));
+}
+
+/* Finds <key> as a whole word in the command line; returns what follows it or 0. */
+static const char *cmdline_word(const char *cl, const char *key)
+{
+	const char *p, *k;
+
+	for (p = cl; p && *p; p++) {
+		if (p != cl && p[-1] != ' ')
+			continue;
+		for (k = key; *k && *p == *k; k++, p++)
+			;
+		if (!*k && (*p == 0 || *p == ' ' || *p == '='))
+			return p;
+		if (!*p)
+			break;
+	}
+	return 0;
+}
+
+/* The end of the usable region that contains 1 MiB, capped below 4 GiB. */
+static u32 ram_end(const struct mb_info *mbi)
+{
+	const u8 *p, *end;
+	const struct mb_mmap *e;
+	u64 top;
+
+	if (mbi->flags & MB_INFO_MMAP) {
+		p = (const u8 *)mbi->mmap_addr;
+		end = p + mbi->mmap_length;
+		for (; p + sizeof(*e) <= end; p += e->size + 4) {
+			e = (const struct mb_mmap *)p;
+			if (e->type != 1 || e->addr > 0x100000u || e->addr + e->len <= 0x100000u)
+				continue;
+			top = e->addr + e->len;
+			if (top > 0xfff00000ull)
+				top = 0xfff00000ull;
+			return (u32)top & ~(PAGE_SIZE - 1);
+		}
+	}
+	if (mbi->flags & MB_INFO_MEM)
+		return (0x100000u + mbi->mem_upper * 1024u) & ~(PAGE_SIZE - 1);
+	return 0;
+}
+
+void guest_main(u32 magic, const struct mb_info *mbi);
+void guest_main(u32 magic, const struct mb_info *mbi)
+{
+	const char *cl = "", *v;
+	u32 pfn, rate = 4, acc = 0, seen;
+	int idle;
+
+	serial_init();
+	if (magic != MB_LOADER_MAGIC) {
+		puts_serial("migrelay-guest: not started by a multiboot loader\n");
+		halt_forever();
+	}
+	if (mbi->flags & MB_INFO_CMDLINE)
+		cl = (const char *)mbi->cmdline;
+	idle = cmdline_word(cl, "idle") != 0;
+	v = cmdline_word(cl, "rate");
+	if (v && *v == '=') {
+		for (rate = 0, v++; *v >= '0' && *v <= '9' && rate < 1024; v++)
+			rate = rate * 10 + (u32)(*v - '0');
+	}
+	data_end = ram_end(mbi);
+	if (data_end <= DATA_START + PAGE_SIZE) {
+		puts_serial("migrelay-guest: no usable RAM above 2 MiB\n");
+		halt_forever();
+	}
+	for (pfn = DATA_START / PAGE_SIZE; pfn < data_end / PAGE_SIZE; pfn++)
+		fill_page(pfn);
+	puts_serial("migrelay-guest: filled ");
+	putu_serial((data_end - DATA_START) >> 20);
+	puts_serial(" MiB, end 0x");
+	for (pfn = 0; pfn < 8; pfn++)
+		putc_serial("0123456789abcdef"[(data_end >> (28 - 4 * pfn)) & 15]);
+	puts_serial(idle ? ", idle\n" : ", dirty ");
+	if (idle)
+		halt_forever();
+	putu_serial(rate);
+	puts_serial(" MiB/s\n");
+
+	idt_init();
+	timer_init();
+	seen = ticks;
+	for (;;) {
+		__asm__ volatile("sti; hlt; cli");
+		while (seen != ticks) {
+			seen++;
+			/* pages per tick = rate * 256 / TICK_HZ, carried over in acc */
+			for (acc += rate * 256; acc >= TICK_HZ; acc -= TICK_HZ)
+				dirty_one();
+		}
+	}
+}

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A misbehaving client for integration tests: completes a real TLS
+ * handshake, then does one scripted thing a correct client never does, and
+ * prints what the server answered as "ERROR <code> <text>", "WELCOME",
+ * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
+ *
+ *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME --case CASE [--expect WHAT]
+ *   CASE: hello            plain HELLO (prints WELCOME)
+ *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
+ *         join-identity    as above with the right token, over --tls-dir2 (another identity)
+ *         oversize         after WELCOME, a DATA header claiming 4 GiB
+ *         unknown-type     after WELCOME, a frame of type 0x42
+ *         truncate         after WELCOME, OPEN + 100 KiB of DATA, then close without END
+ *         window           after WELCOME, OPEN + 6 MB of chunks 1..60 without chunk 0, so
+ *                          nothing can be delivered and the 4 MiB window must overflow
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypto/tls.h"
+#include "gateway/net.h"
+#include "stream/frame.h"
+
+static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
+
+static struct mr_tls_cfg *load(const char *dir)
+{
+	struct mr_tls_cfg *cfg = NULL;
+	char err[512];
+	int r = psk_file ? mr_tls_cfg_psk(&cfg, psk_file, false, NULL, err, sizeof(err))
+			 : mr_tls_cfg_x509(&cfg, dir, false, err, sizeof(err));
+
+	if (r < 0) {
+		fprintf(stderr, "rawpeer: %s\n", err);
+		exit(2);
+	}
+	return cfg;
+}
+
+static struct mr_tls *conn(struct mr_tls_cfg *cfg, int *fdp)
+{
+	char why[512];
+	enum mr_tls_fail f;
+	struct mr_tls *t;
+	int fd = net_tcp_connect(to, 5000, why, sizeof(why));
+
+	if (fd < 0) {
+		fprintf(stderr, "rawpeer: %s\n", why);
+		exit(2);
+	}
+	net_set_timeouts(fd, 5000, 5000);
+	if (mr_tls_handshake(&t, cfg, fd, NULL, 5000, &f, why, sizeof(why)) < 0) {
+		printf("HANDSHAKE %s\n", why);
+		exit(expect && !strcmp(expect, "HANDSHAKE") ? 0 : 1);
+	}
+	*fdp = fd;
+	return t;
+}
+
+static void put(struct mr_tls *t, uint8_t type, uint8_t flags, uint16_t stream, uint64_t seq, const void *p,
+		uint32_t len, uint32_t claimed)
+{
+	uint8_t *buf = malloc(WIRE_HDR_LEN + len);
+
+	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .flags = flags, .stream = stream, .len = claimed,
+						 .seq = seq });
+	if (len)
+		memcpy(buf + WIRE_HDR_LEN, p, len);
+	if (mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0) {
+		free(buf);
+		return; /* the server may already have hung up; the answer tells */
+	}
+	free(buf);
+}
+
+/* Reads frames until WELCOME or ERROR or the end; prints it into <out>. */
+static void answer(struct mr_tls *t, char *out, size_t outlen, struct wire_welcome *w)
+{
+	for (;;) {
+		uint8_t hb[WIRE_HDR_LEN], p[WIRE_MAX_CONTROL];
+		struct wire_hdr h;
+		ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
+
+		if (n == -EAGAIN) {
+			snprintf(out, outlen, "TIMEOUT");
+			return;
+		}
+		if (n <= 0) {
+			snprintf(out, outlen, "CLOSED");
+			return;
+		}
+		if (wire_hdr_parse(&h, hb, hb + sizeof(hb)) < 0 || h.len > WIRE_MAX_CONTROL ||
+		    mr_tls_recv_all(t, p, h.len) != (ssize_t)h.len) {
+			snprintf(out, outlen, "GARBAGE");
+			return;
+		}
+		if (h.type == WIRE_T_ERROR) {
+			struct wire_errmsg em;
+
+			if (wire_error_decode(&em, p, h.len) < 0)
+				snprintf(out, outlen, "GARBAGE");
+			else
+				snprintf(out, outlen, "ERROR %s %s", wire_error_name(em.code), em.text);
+			return;
+		}
+		if (h.type == WIRE_T_WELCOME) {
+			if (w && wire_welcome_decode(w, p, h.len) < 0) {
+				snprintf(out, outlen, "GARBAGE");
+				return;
+			}
+			snprintf(out, outlen, "WELCOME");
+			return;
+		}
+		/* ACKs and the like: keep reading */
+	}
+}
+
+static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct wire_welcome *w, char *out,
+			    size_t outlen)
+{
+	struct wire_hello hl = { .version = WIRE_VERSION, .nconns = (uint16_t)nconns };
+	uint8_t p[WIRE_MAX_CONTROL];
+	struct mr_tls *t = conn(cfg, fd);
+	int n;
+
+	snprintf(hl.target, sizeof(hl.target), "%s", target);
+	n = wire_hello_encode(p, sizeof(p), &hl);
+	if (n < 0)
+		exit(2);
+	put(t, WIRE_T_HELLO, 0, 0, 0, p, (uint32_t)n, (uint32_t)n);
+	answer(t, out, outlen, w);
+	return t;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "to", required_argument, NULL, 't' },	     { "tls-dir", required_argument, NULL, 'd' },
+		{ "tls-dir2", required_argument, NULL, 'D' }, { "psk-file", required_argument, NULL, 'p' },
+		{ "target", required_argument, NULL, 'n' },   { "case", required_argument, NULL, 'c' },
+		{ "expect", required_argument, NULL, 'e' },   { NULL, 0, NULL, 0 },
+	};
+	struct wire_welcome w;
+	struct mr_tls_cfg *cfg;
+	struct mr_tls *t, *t2;
+	char out[600] = "";
+	int c, fd, fd2;
+
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 't': to = optarg; break;
+		case 'd': tls_dir = optarg; break;
+		case 'D': tls_dir2 = optarg; break;
+		case 'p': psk_file = optarg; break;
+		case 'n': target = optarg; break;
+		case 'c': tcase = optarg; break;
+		case 'e': expect = optarg; break;
+		default: return 2;
+		}
+	}
+	if (!to || !tcase || (!tls_dir && !psk_file)) {
+		fprintf(stderr, "usage: rawpeer --to H:P --tls-dir D --case CASE [--expect PREFIX]\n");
+		return 2;
+	}
+	cfg = load(tls_dir);
+	t = hello(cfg, &fd, 2, &w, out, sizeof(out));
+	if (!strcmp(tcase, "hello")) {
+		/* out says WELCOME or the refusal */
+	} else if (strncmp(out, "WELCOME", 7)) {
+		/* refused before the case could run: print that */
+	} else if (!strcmp(tcase, "join-bad-token") || !strcmp(tcase, "join-identity")) {
+		struct wire_join j = { .session_id = w.session_id, .conn_index = 1 };
+		uint8_t jp[WIRE_JOIN_LEN];
+		struct mr_tls_cfg *cfg2 = cfg;
+
+		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
+		if (!strcmp(tcase, "join-bad-token"))
+			j.token[7] ^= 0x01;
+		else
+			cfg2 = load(tls_dir2);
+		wire_join_encode(jp, &j);
+		t2 = conn(cfg2, &fd2);
+		put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
+		answer(t2, out, sizeof(out), NULL);
+	} else if (!strcmp(tcase, "oversize")) {
+		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
+		answer(t, out, sizeof(out), NULL);
+	} else if (!strcmp(tcase, "unknown-type")) {
+		put(t, 0x42, 0, 0, 0, NULL, 0, 0);
+		answer(t, out, sizeof(out), NULL);
+	} else if (!strcmp(tcase, "truncate") || !strcmp(tcase, "window")) {
+		uint8_t op[WIRE_OPEN_LEN];
+		static uint8_t data[100 << 10];
+		int window = !strcmp(tcase, "window"), chunks = window ? 60 : 1;
+
+		memset(data, 0xa5, sizeof(data));
+		wire_open_encode(op, WIRE_ROLE_PLAIN);
+		put(t, WIRE_T_OPEN, 0, 0, 0, op, sizeof(op), sizeof(op));
+		for (int i = 0; i < chunks; i++)
+			put(t, WIRE_T_DATA, 0, 0, (uint64_t)(i + window), data, sizeof(data), sizeof(data));
+		if (!strcmp(tcase, "truncate")) {
+			mr_tls_free(t);
+			close(fd);
+			printf("SENT-TRUNCATED\n");
+			return expect && !strcmp(expect, "SENT-TRUNCATED") ? 0 : 1;
+		}
+		answer(t, out, sizeof(out), NULL);
+	} else {
+		fprintf(stderr, "rawpeer: unknown case %s\n", tcase);
+		return 2;
+	}
+	printf("%s\n", out);
+	return !expect || !strncmp(out, expect, strlen(expect)) ? 0 : 1;
+}
