@@ -927,6 +927,7 @@ static void *conn_reader_main(void *arg)
 		struct wire_hdr h;
 		uint8_t *chunk = NULL;
 		const uint8_t *p = ctl;
+		uint32_t wlen;
 		int r;
 
 		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
@@ -943,6 +944,7 @@ static void *conn_reader_main(void *arg)
 			why = "protocol error";
 			break;
 		}
+		wlen = h.len;
 		if (h.type == WIRE_T_DATA) {
 			if (h.flags == 0) {
 				if (h.len > s->cfg.chunk_size)
@@ -977,12 +979,12 @@ static void *conn_reader_main(void *arg)
 		} else {
 			n = h.len ? mr_tls_recv_all(c->tls, ctl, h.len) : 0;
 		}
-		if (n < (ssize_t)h.len) {
+		if (n < (ssize_t)wlen) {
 			free(chunk);
 			why = n < 0 ? mr_tls_last_error(c->tls) : "closed by the peer in the middle of a frame";
 			break;
 		}
-		c->rx_bytes += WIRE_HDR_LEN + h.len;
+		c->rx_bytes += WIRE_HDR_LEN + wlen;
 		pthread_mutex_lock(&s->lock);
 		if (h.type == WIRE_T_DATA)
 			p = NULL;

@@ -1,0 +1,29 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# fd: migration through two migrelay gateways: a 256 MiB guest that keeps
+# dirtying pages, with 1 connection, then with 4 connections and zstd; the
+# destination's RAM must equal the source's (data region exactly).
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/migrelay.sh"
+
+e2e_init test_migrelay_fd
+e2e_accel
+mr_e2e_pki
+t0=$(e2e_now)
+
+run() {
+	local n=$1 src=src$1 dst=dst$1 port
+	shift
+	port=$(e2e_free_port)
+	e2e_start_dst "$dst" 256 dirty
+	mr_e2e_serve "gw$n" "$port" --target "vm=qmp:$(e2e_qmp_sock "$dst"),log=$E2E_TMP/$dst.log"
+	e2e_start_src "$src" 256 dirty
+	mr_e2e_migrate "$src" "$port" vm "$@" || e2e_fail "migrelay migrate $* failed"
+	grep -q "completed and verified" "$E2E_TMP/$src-migrate.log" || e2e_fail "no verified report"
+	e2e_ram_check "$src" "$dst" data
+	e2e_stop "$src" "$dst" "gw$n"
+}
+
+run 1 --connections 1
+run 2 --connections 4 --compress zstd
+e2e_log "passed in $(e2e_since "$t0") s"
