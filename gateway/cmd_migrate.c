@@ -151,6 +151,7 @@ struct mig {
 	char dir[64];
 	struct listener mf, nbd[WIRE_MAX_DEVICES];
 	int main_id;
+	int nbd_nodes; /* NBD client nodes added so far */
 	char err[QMP_ERR_MAX];
 };
 
@@ -217,42 +218,67 @@ static int wait_jobs(struct mig *m, bool want_ready)
 	return -ECANCELED;
 }
 
+/*
+ * Mirrors every --copy-storage node into an NBD client whose socket is a
+ * stream of the session, and waits until all are in sync. The NBD export
+ * on the destination carries the node's own name.
+ */
 static int start_mirrors(struct mig *m)
 {
+	int r = qmp_cmdf(m->q, "migrate-set-capabilities", NULL, m->err, sizeof(m->err),
+			 "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": true}]}");
+
+	if (r < 0)
+		return r;
 	for (int i = 0; i < m->o.ndevices; i++) {
 		char path[128];
-		int r;
+		const char *d = m->o.devices[i]; /* passed wire_name_ok: nothing to escape */
 
 		snprintf(path, sizeof(path), "%s/nbd-%d.sock", m->dir, i);
 		if ((r = listener_start(&m->nbd[i], m->s, path, WIRE_ROLE_NBD, 64)) < 0) {
 			snprintf(m->err, sizeof(m->err), "cannot listen for the disk mirror: %s", strerror(-r));
 			return r;
 		}
-		/* Names passed wire_name_ok: nothing to escape. */
-		r = qmp_cmdf(m->q, "drive-mirror", NULL, m->err, sizeof(m->err),
-			     "{\"device\": \"%s\", \"job-id\": \"migrelay-%s\", \"target\": \"nbd:unix:%s:exportname=%s\", "
-			     "\"sync\": \"full\", \"mode\": \"existing\", \"format\": \"raw\"}",
-			     m->o.devices[i], m->o.devices[i], path, m->o.devices[i]);
+		r = qmp_cmdf(m->q, "blockdev-add", NULL, m->err, sizeof(m->err),
+			     "{\"driver\": \"nbd\", \"node-name\": \"migrelay-nbd-%s\", "
+			     "\"server\": {\"type\": \"unix\", \"path\": \"%s\"}, \"export\": \"%s\"}",
+			     d, path, d);
+		if (r < 0)
+			return r;
+		m->nbd_nodes = i + 1;
+		r = qmp_cmdf(m->q, "blockdev-mirror", NULL, m->err, sizeof(m->err),
+			     "{\"job-id\": \"migrelay-%s\", \"device\": \"%s\", \"target\": \"migrelay-nbd-%s\", "
+			     "\"sync\": \"full\"}",
+			     d, d, d);
 		if (r < 0)
 			return r;
 	}
 	return wait_jobs(m, true);
 }
 
+/* Ends the mirrors (a cancelled mirror that was ready leaves a consistent copy) and waits until they are gone. */
 static void cancel_mirrors(struct mig *m)
 {
 	char err[QMP_ERR_MAX];
 
-	for (int i = 0; i < m->o.ndevices; i++) {
-		char args[160];
-		struct json_object *a;
-
-		snprintf(args, sizeof(args), "{\"device\": \"migrelay-%s\"}", m->o.devices[i]);
-		a = json_tokener_parse(args);
-		if (qmp_cmd(m->q, "block-job-cancel", a, NULL, err, sizeof(err)) < 0)
+	for (int i = 0; i < m->o.ndevices; i++)
+		if (qmp_cmdf(m->q, "block-job-cancel", NULL, err, sizeof(err), "{\"device\": \"migrelay-%s\"}",
+			     m->o.devices[i]) < 0)
 			gw_dbg("block-job-cancel %s: %s", m->o.devices[i], err);
-		json_object_put(a);
-	}
+	if (wait_jobs(m, false) < 0)
+		gw_warn("disk mirrors did not end: %s", m->err);
+}
+
+/* Removes the NBD client nodes: their connections, and so the NBD streams, end. */
+static void drop_nbd_nodes(struct mig *m)
+{
+	char err[QMP_ERR_MAX];
+
+	for (int i = 0; i < m->nbd_nodes; i++)
+		if (qmp_cmdf(m->q, "blockdev-del", NULL, err, sizeof(err), "{\"node-name\": \"migrelay-nbd-%s\"}",
+			     m->o.devices[i]) < 0)
+			gw_warn("blockdev-del migrelay-nbd-%s: %s", m->o.devices[i], err);
+	m->nbd_nodes = 0;
 }
 
 int cmd_migrate(int argc, char **argv)
@@ -450,6 +476,8 @@ int cmd_migrate(int argc, char **argv)
 
 	/* Follow QEMU until it is done, and the session until every stream is verified. */
 	for (int tick = 0;; tick++) {
+		static double last_print;
+
 		double secs = (double)(gw_now_ns() - t0) / 1e9;
 		int serr;
 
@@ -482,8 +510,10 @@ int cmd_migrate(int argc, char **argv)
 		if (serr && !m.err[0])
 			snprintf(m.err, sizeof(m.err), "%s", m.s->err_text);
 		pthread_mutex_unlock(&m.s->lock);
-		if (!m.o.quiet && (tick % 4 == 0 || qemu_mig_terminal(mi.status)))
+		if (!m.o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(mi.status) || tick == 0)) {
 			progress_line(&m, &mi, secs, tty);
+			last_print = secs;
+		}
 		if (serr) {
 			char err[QMP_ERR_MAX];
 
@@ -503,19 +533,27 @@ int cmd_migrate(int argc, char **argv)
 			rc = MR_EXIT_QEMU;
 			goto out;
 		}
+		if (!strcmp(mi.status, "pre-switchover")) {
+			/* The vCPUs are stopped: the mirrors are final; end them before the switch-over, as libvirt does. */
+			cancel_mirrors(&m);
+			if (qmp_cmdf(m.q, "migrate-continue", NULL, m.err, sizeof(m.err),
+				     "{\"state\": \"pre-switchover\"}") < 0) {
+				fprintf(stderr, "migrelay migrate: source QEMU refused to continue: %s\n", m.err);
+				rc = MR_EXIT_QEMU;
+				goto out;
+			}
+			continue;
+		}
 		if (!strcmp(mi.status, "completed"))
 			break;
-		usleep(250000);
+		usleep(mirrors ? 50000 : 250000);
 	}
 	completed = true;
 	if (tty && !m.o.json && !m.o.quiet)
 		fputc('\n', stderr);
 
-	/* The source is stopped now: the mirrors have converged; end them as libvirt does. */
 	if (mirrors) {
-		cancel_mirrors(&m);
-		if (wait_jobs(&m, false) < 0)
-			gw_warn("disk mirrors did not end: %s", m.err);
+		drop_nbd_nodes(&m);
 		for (int i = 0; i < m.o.ndevices; i++)
 			listener_stop(&m.nbd[i]);
 	}
@@ -569,7 +607,10 @@ out:
 
 		if (mirrors) {
 			cancel_mirrors(&m);
-			(void)wait_jobs(&m, false);
+			drop_nbd_nodes(&m);
+			if (qmp_cmdf(m.q, "migrate-set-capabilities", NULL, err, sizeof(err),
+				     "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": false}]}") < 0)
+				gw_dbg("pause-before-switchover off: %s", err);
 		}
 		/* If QEMU had already handed the guest over, take it back: the destination did not make it. */
 		if (completed && qemu_query_status(m.q, status, sizeof(status), err, sizeof(err)) == 0 &&

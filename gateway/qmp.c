@@ -472,8 +472,10 @@ int qmp_getfd(struct qmp *q, int fd, const char *name, char *err, size_t errlen)
 	struct json_object *args;
 	int r;
 
-	if (fd < 0)
+	if (fd < 0) {
+		set_err(err, errlen, "qmp getfd %s: no file descriptor", name);
 		return -EBADF;
+	}
 	args = json_object_new_object();
 	if (!args || json_object_object_add(args, "fdname", json_object_new_string(name)) < 0) {
 		json_object_put(args);

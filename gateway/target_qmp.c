@@ -7,7 +7,7 @@
  *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
- *   disks     nbd-server-start unix:PRIVATE + nbd-server-add per device;
+ *   disks     nbd-server-start unix:PRIVATE + block-export-add per device;
  *             NBD streams connect to that socket
  *
  * The QMP socket is opened per operation and closed again, so that other
@@ -296,8 +296,10 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		ts->nbd = true;
 		for (int i = 0; i < s->hello.ndevices; i++) {
 			/* Device names passed wire_name_ok: no quotes or backslashes to escape. */
-			r = qmp_cmdf(q, "nbd-server-add", NULL, err, sizeof(err),
-				     "{\"device\": \"%s\", \"writable\": true}", s->hello.devices[i]);
+			r = qmp_cmdf(q, "block-export-add", NULL, err, sizeof(err),
+				     "{\"type\": \"nbd\", \"id\": \"migrelay-%s\", \"node-name\": \"%s\", "
+				     "\"name\": \"%s\", \"writable\": true}",
+				     s->hello.devices[i], s->hello.devices[i], s->hello.devices[i]);
 			if (r < 0) {
 				snprintf(why, whylen, "destination QEMU cannot export disk %s: %s", s->hello.devices[i],
 					 err);

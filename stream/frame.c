@@ -214,10 +214,13 @@ int wire_hello_encode(uint8_t *out, size_t cap, const struct wire_hello *h)
 	for (unsigned i = 0; off >= 0 && i < h->ndevices; i++)
 		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_DEVICE, h->devices[i],
 			      strnlen(h->devices[i], sizeof(h->devices[i])));
-	if (off > WIRE_MAX_CONTROL)
-		return -EMSGSIZE;
 	return off;
 }
+
+/* The largest HELLO the encoder can produce fits a control frame (§6). */
+_Static_assert(WIRE_HELLO_FIXED_LEN + (2 + WIRE_MAX_NAME) + 3 + WIRE_MAX_DEVICES * (2 + WIRE_MAX_NAME) <=
+		       WIRE_MAX_CONTROL,
+	       "HELLO over the control cap");
 
 /* Copies a validated name into a NUL-terminated field of WIRE_MAX_NAME + 1 bytes. */
 static int take_name(char dst[WIRE_MAX_NAME + 1], const uint8_t *v, size_t vlen)

@@ -15,6 +15,7 @@
 #   e2e_spawn N CMD...       any background process, killed at exit
 #   e2e_stop N...            stop processes started here
 #   e2e_on_exit CMD...       run CMD at exit, before processes are stopped
+#   e2e_wait_until SECS CMD...  poll CMD until it succeeds
 #   e2e_make_disk F MIB [empty]  qcow2 image with a known pattern; e2e_disk_args F gives
 #                            the -blockdev/-device arguments (node "disk0")
 #
@@ -261,16 +262,19 @@ e2e_migrate_unix() {
 # destination paused and never continued; dumps guest-physical RAM 0..size
 # of both with pmemsave and compares them page by page (ramcmp.py).
 e2e_ram_check() {
-	local src=$1 dst=$2 how=${3:-data} size end opts=() t0 rc out
+	local src=$1 dst=$2 how=${3:-data} size end opts=() t0 rc out p1 p2
 	t0=$(e2e_now)
 	e2e_qmp "$dst" --wait-status paused 60 || e2e_fail "destination $dst is not paused"
 	e2e_qmp "$src" --wait-status postmigrate 60 || e2e_fail "source $src is not in postmigrate"
 	size=$(e2e_qmp "$src" query-memory-size-summary | python3 -c 'import json, sys; print(json.load(sys.stdin)["base-memory"])') ||
 		e2e_fail "query-memory-size-summary"
-	e2e_qmp "$src" pmemsave "{\"val\": 0, \"size\": $size, \"filename\": \"$E2E_TMP/$src.ram\"}" >/dev/null ||
-		e2e_fail "pmemsave on $src"
-	e2e_qmp "$dst" pmemsave "{\"val\": 0, \"size\": $size, \"filename\": \"$E2E_TMP/$dst.ram\"}" >/dev/null ||
-		e2e_fail "pmemsave on $dst"
+	# both dumps at once; each QEMU writes its own file
+	e2e_qmp "$src" pmemsave "{\"val\": 0, \"size\": $size, \"filename\": \"$E2E_TMP/$src.ram\"}" >/dev/null &
+	p1=$!
+	e2e_qmp "$dst" pmemsave "{\"val\": 0, \"size\": $size, \"filename\": \"$E2E_TMP/$dst.ram\"}" >/dev/null &
+	p2=$!
+	wait $p1 || e2e_fail "pmemsave on $src"
+	wait $p2 || e2e_fail "pmemsave on $dst"
 	[ "$how" = whole ] && opts+=(--whole)
 	end=${E2E_DATAEND[$src]:-}
 	[ -n "$end" ] && opts+=(--data-end "$end")
@@ -292,6 +296,17 @@ e2e_ram_check() {
 	e2e_log "RAM check ($how) passed in $(e2e_since "$t0") s"
 }
 
+# e2e_wait_until SECS CMD...: polls CMD every 0.1 s until it succeeds (0) or SECS pass (1).
+e2e_wait_until() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # e2e_free_port: a TCP port on 127.0.0.1 that was free a moment ago.
 e2e_free_port() {
 	python3 -c 'import socket
@@ -300,8 +315,8 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
-# e2e_make_disk FILE MIB: a qcow2 image with data at the start, the middle
-# and the end, and holes between.
+# e2e_make_disk FILE MIB [empty]: a qcow2 image with data at the start, the
+# middle and the end, and holes between (or nothing but holes).
 e2e_make_disk() {
 	local f=$1 mib=$2
 	qemu-img create -q -f qcow2 "$f" "${mib}M" || e2e_fail "qemu-img create $f"

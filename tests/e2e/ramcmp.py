@@ -25,6 +25,7 @@ import sys
 PAGE = 4096
 BLOCK = 1 << 20
 MAX_LINES = 2000  # differing pages printed; the count is always exact
+ZERO = bytes(PAGE)
 
 
 def mix32(x):
@@ -42,11 +43,18 @@ def page_class(pfn):
     return "zero" if h < 3 else "pattern" if h < 7 else "noise"
 
 
+_patterns = {}
+
+
 def pattern_page(pfn):
     h = mix32(pfn ^ 0x5BD1E995)
-    n = 8 << (h & 3)
-    run = bytes(ord("a") + (h + i * 7) % 26 for i in range(n))
-    return (run * (PAGE // n + 1))[:PAGE]
+    key = (h % 26, h & 3)  # all the page depends on
+    page = _patterns.get(key)
+    if page is None:
+        n = 8 << (h & 3)
+        run = bytes(ord("a") + (h + i * 7) % 26 for i in range(n))
+        page = _patterns[key] = (run * (PAGE // n + 1))[:PAGE]
+    return page
 
 
 def noise_page(seed):
@@ -118,7 +126,7 @@ def main(argv):
                 pfn = addr // PAGE
                 cls = page_class(pfn)
                 if cls == "zero":
-                    want = bytes(PAGE)
+                    want = ZERO
                 elif cls == "pattern":
                     want = pattern_page(pfn)
                 elif whole and pfn % 97 == 0:

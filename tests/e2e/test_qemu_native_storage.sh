@@ -8,7 +8,9 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 e2e_init test_qemu_native_storage
-command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || e2e_skip "qemu-img or qemu-io not found"
+for tool in qemu-img qemu-io; do
+	command -v $tool >/dev/null || e2e_skip "$tool not found"
+done
 e2e_accel
 t0=$(e2e_now)
 T=$E2E_TMP

@@ -115,6 +115,14 @@ static void test_encode_choices(void **state)
 	assert_int_equal(roundtrip(c, true, b, WIRE_MAX_CHUNK, &n), 0);
 	assert_int_equal(roundtrip(c, true, b, 100, &n), 0);
 
+	/* Nothing to encode, or too much: raw, and nothing written. */
+	n = 99;
+	assert_int_equal(codec_encode(c, true, NULL, 10, b, &n), 0);
+	assert_int_equal(n, 10);
+	assert_int_equal(codec_encode(c, true, b, 0, b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(codec_encode(c, true, b, WIRE_MAX_CHUNK + 1, b, &n), 0);
+
 	/* A chunk where zstd saves just a few bytes: either way, never bigger. */
 	fill_random(b, 4096, 9);
 	memset(b + 4000, 'a', 96);
@@ -175,6 +183,8 @@ static void test_decode_hostile(void **state)
 	assert_int_equal(codec_decode(c, 0, p, 0, dst, WIRE_MAX_CHUNK), -EBADMSG);
 	assert_int_equal(codec_decode(c, 0, p, WIRE_MAX_CHUNK + 1, dst, WIRE_MAX_CHUNK), -EBADMSG);
 	assert_int_equal(codec_decode(c, 0, p, 17, NULL, 0), 17);
+	wire_store_be32(p, 10);
+	assert_int_equal(codec_decode(c, WIRE_F_ZERO, p, 4, NULL, WIRE_MAX_CHUNK), -EINVAL);
 
 	/* ZERO: the raw length is bounded before anything is written. */
 	static const struct {

@@ -138,6 +138,12 @@ static void test_hex_free(void **state)
 	assert_string_equal(out, "00112233445566778899aabbccddeeff");
 	digest_free(NULL);
 	digest_free(&d);
+	/* A digest whose init failed reads as the empty stream and ignores updates. */
+	digest_update(&d, "abc", 3);
+	digest_update_zero(&d, 5);
+	digest_final(&d, in);
+	digest_hex(in, out);
+	assert_string_equal(out, "99aa06d3014798d86001c324468d497f");
 	assert_int_equal(digest_init(&d), 0);
 	digest_free(&d);
 	assert_null(d.state);
