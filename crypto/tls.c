@@ -11,6 +11,7 @@
  */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -620,10 +621,13 @@ static int tls_verify_cb(gnutls_session_t s)
 	if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
 		char name[TLS_SHOW + 8];
 
+		unsigned char addr[16];
+		bool ip = inet_pton(AF_INET, t->peer_name, addr) == 1 || inet_pton(AF_INET6, t->peer_name, addr) == 1;
+
 		tls_printable(name, sizeof(name), t->peer_name, strlen(t->peer_name));
 		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
-			    "the server's certificate \"%s\" is not valid for \"%s\" (connect to a name or address among its subject alternative names, or issue it again with --dns %s or --ip %s)",
-			    shown, name, name, name);
+			    "the server's certificate \"%s\" is not valid for \"%s\" (connect to a name or address among its subject alternative names, or issue it again with %s %s)",
+			    shown, name, ip ? "--ip" : "--dns", name);
 		goto out;
 	}
 	if (status & GNUTLS_CERT_PURPOSE_MISMATCH) {
@@ -716,14 +720,74 @@ static int tls_hello_hook(gnutls_session_t s, unsigned int htype, unsigned int w
 
 /* ---- failure classification ---- */
 
+/* RFC 8446 names, which people search for; GnuTLS's own texts differ. */
+static const char *tls_alert_name(int alert)
+{
+	switch (alert) {
+	case GNUTLS_A_CLOSE_NOTIFY:
+		return "close notify";
+	case GNUTLS_A_UNEXPECTED_MESSAGE:
+		return "unexpected message";
+	case GNUTLS_A_BAD_RECORD_MAC:
+		return "bad record MAC";
+	case GNUTLS_A_RECORD_OVERFLOW:
+		return "record overflow";
+	case GNUTLS_A_HANDSHAKE_FAILURE:
+		return "handshake failure";
+	case GNUTLS_A_BAD_CERTIFICATE:
+		return "bad certificate";
+	case GNUTLS_A_UNSUPPORTED_CERTIFICATE:
+		return "unsupported certificate";
+	case GNUTLS_A_CERTIFICATE_REVOKED:
+		return "certificate revoked";
+	case GNUTLS_A_CERTIFICATE_EXPIRED:
+		return "certificate expired";
+	case GNUTLS_A_CERTIFICATE_UNKNOWN:
+		return "certificate unknown";
+	case GNUTLS_A_ILLEGAL_PARAMETER:
+		return "illegal parameter";
+	case GNUTLS_A_UNKNOWN_CA:
+		return "unknown CA";
+	case GNUTLS_A_ACCESS_DENIED:
+		return "access denied";
+	case GNUTLS_A_DECODE_ERROR:
+		return "decode error";
+	case GNUTLS_A_DECRYPT_ERROR:
+		return "decrypt error";
+	case GNUTLS_A_PROTOCOL_VERSION:
+		return "protocol version";
+	case GNUTLS_A_INSUFFICIENT_SECURITY:
+		return "insufficient security";
+	case GNUTLS_A_INTERNAL_ERROR:
+		return "internal error";
+	case GNUTLS_A_USER_CANCELED:
+		return "user canceled";
+	case GNUTLS_A_MISSING_EXTENSION:
+		return "missing extension";
+	case GNUTLS_A_UNSUPPORTED_EXTENSION:
+		return "unsupported extension";
+	case GNUTLS_A_UNKNOWN_PSK_IDENTITY:
+		return "unknown PSK identity";
+	case GNUTLS_A_CERTIFICATE_REQUIRED:
+		return "certificate required";
+	case GNUTLS_A_NO_APPLICATION_PROTOCOL:
+		return "no application protocol";
+	default:
+		return NULL;
+	}
+}
+
 /* Text for a fatal alert the peer sent us, in its words and with a fix. */
 static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t len)
 {
 	const char *peer = tls_peer_role(t);
-	const char *name = gnutls_alert_get_name((gnutls_alert_description_t)alert);
+	const char *name = tls_alert_name(alert);
+	char other[32];
 
-	if (!name)
-		name = "unknown alert";
+	if (!name) {
+		snprintf(other, sizeof(other), "alert %d", alert);
+		name = other;
+	}
 	switch (alert) {
 	case GNUTLS_A_UNKNOWN_CA:
 		tls_msg(buf, len,
@@ -826,6 +890,21 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 		tls_msg(err, errlen, "the %s does not offer TLS 1.3 (migrelay speaks only TLS 1.3)", peer);
 		*alert = GNUTLS_A_PROTOCOL_VERSION;
 		return MR_TLS_F_PROTOCOL;
+	case GNUTLS_E_NO_CIPHER_SUITES:
+		/* what a TLS 1.2-only ClientHello gets from a TLS 1.3-only server */
+		tls_msg(err, errlen,
+			"the %s offers no TLS 1.3 cipher suite (migrelay speaks only TLS 1.3; is the peer an older TLS stack?)",
+			peer);
+		*alert = GNUTLS_A_HANDSHAKE_FAILURE;
+		return MR_TLS_F_PROTOCOL;
+	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
+		if (!t->cfg->server && t->cfg->psk) {
+			tls_msg(err, errlen,
+				"the server authenticates with a certificate, but this side has only a pre-shared key (use the same kind of credentials on both sides)");
+			*alert = GNUTLS_A_HANDSHAKE_FAILURE;
+			return MR_TLS_F_PROTOCOL;
+		}
+		break;
 	default:
 		break;
 	}
@@ -848,7 +927,7 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 				t->psk_id, t->cfg->src);
 		else {
 			tls_msg(err, errlen,
-				"the client offered no pre-shared key (start it with a PSK file, as this server uses %s)",
+				"the client offered no pre-shared key with an (EC)DHE key exchange (give it a PSK file like %s; migrelay does not use PSK without forward secrecy)",
 				t->cfg->src);
 			*alert = GNUTLS_A_HANDSHAKE_FAILURE;
 		}
@@ -1089,11 +1168,12 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 		/* GnuTLS keeps the pending record: call again with the same arguments */
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
-		if (n == GNUTLS_E_PUSH_ERROR || n == GNUTLS_E_INVALID_SESSION) {
+		if (n == GNUTLS_E_PUSH_ERROR || n == GNUTLS_E_INVALID_SESSION || n == GNUTLS_E_PREMATURE_TERMINATION) {
+			/* GnuTLS reports EPIPE and ECONNRESET from send() as premature termination */
 			tls_send_error(t,
 				       "cannot send to the %s: the connection is closed or reset (a receive on this connection may tell why)",
 				       tls_peer_role(t));
-			return -EPIPE;
+			return n == GNUTLS_E_PREMATURE_TERMINATION ? -ECONNRESET : -EPIPE;
 		}
 		tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t),
 			       n == 0 ? "no progress" : gnutls_strerror((int)n));
