@@ -842,8 +842,40 @@ static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t 
 	}
 }
 
+/*
+ * After a failed write or an early EOF in the handshake: the peer may have
+ * refused us with a fatal alert that is still unread in the socket, sent
+ * before its handshake keys existed and so in plaintext, possibly behind
+ * a plaintext handshake record or a ChangeCipherSpec (after a
+ * HelloRetryRequest). Walks the plaintext records we can peek at without
+ * consuming them. Returns the alert, or -1.
+ */
+static int tls_peek_plain_alert(const struct mr_tls *t)
+{
+	unsigned char b[4096];
+	ssize_t n = recv(t->fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+	size_t off = 0, len;
+
+	while (n > 0 && (size_t)n - off >= 5 && b[off + 1] == 0x03) {
+		len = (size_t)b[off + 3] << 8 | b[off + 4];
+		if (b[off] == 0x15) {
+			if (len != 2 || (size_t)n - off < 7 || b[off + 5] != GNUTLS_AL_FATAL)
+				return -1;
+			return b[off + 6];
+		}
+		if (b[off] != 0x14 && b[off] != 0x16)
+			return -1; /* application data: encrypted, not ours to read */
+		if ((size_t)n - off - 5 < len)
+			return -1;
+		off += 5 + len;
+	}
+	return -1;
+}
+
 static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char *err, size_t errlen)
 {
+	int peer_alert;
+
 	const char *peer = tls_peer_role(t);
 	char shown[TLS_SHOW + 8];
 
@@ -873,6 +905,11 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR:
 	case GNUTLS_E_SESSION_EOF:
+		peer_alert = tls_peek_plain_alert(t);
+		if (peer_alert >= 0) {
+			tls_alert_text(t, peer_alert, err, errlen);
+			return MR_TLS_F_PEER_REJECTED;
+		}
 		if (gr == GNUTLS_E_PULL_ERROR && t->pull_errno)
 			tls_msg(err, errlen, "the connection to the %s failed during the TLS handshake: %s", peer,
 				strerror(t->pull_errno));

@@ -601,7 +601,8 @@ static void conn_dead_locked(struct gw_conn *c)
 	}
 	if (s->err_code || s->finished || s->open_streams == 0)
 		return; /* nothing in flight: a peer closing after its work is done */
-	gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
+	if (!c->clean_close)
+		gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
 	for (int i = 0; i < s->nstreams; i++) {
 		struct gw_stream *st = s->streams[i];
 
@@ -933,6 +934,7 @@ static void *conn_reader_main(void *arg)
 		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
 		if (n <= 0) {
 			why = n == 0 ? "closed by the peer" : mr_tls_last_error(c->tls);
+			c->clean_close = n == 0;
 			break;
 		}
 		r = wire_hdr_parse(&h, hb, hb + sizeof(hb));
@@ -1008,7 +1010,7 @@ nomem:
 		break;
 	}
 	pthread_mutex_lock(&s->lock);
-	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0)
+	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0 && !c->clean_close)
 		gw_warn("connection %d: %s", c->idx, why ? why : "closed");
 	/* Failing: let the writer flush the ERROR frame (2 s at most) before the socket goes. */
 	if (s->err_code && !c->dead) {

@@ -60,6 +60,7 @@ struct gw_conn {
 	struct gw_qent *ctl_head, *ctl_tail, *data_head, *data_tail;
 	uint64_t queued; /* bytes waiting in the queues */
 	bool dead, closing, wr_done;
+	bool clean_close; /* the peer closed with a TLS close_notify */
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */

@@ -433,18 +433,18 @@ int wire_error_decode(struct wire_errmsg *e, const uint8_t *p, size_t len)
 const char *wire_error_name(uint16_t code)
 {
 	static const char *const names[] = {
-	    [WIRE_E_NONE] = "no error",
-	    [WIRE_E_PROTOCOL] = "protocol error",
-	    [WIRE_E_NOT_ALLOWED] = "not allowed",
-	    [WIRE_E_NO_TARGET] = "no such target",
-	    [WIRE_E_BAD_TOKEN] = "bad join token",
-	    [WIRE_E_IDENTITY] = "identity mismatch",
-	    [WIRE_E_DIGEST] = "digest mismatch",
-	    [WIRE_E_TARGET] = "target failed",
-	    [WIRE_E_LIMIT] = "limit reached",
-	    [WIRE_E_TRUNCATED] = "stream truncated",
-	    [WIRE_E_INTERNAL] = "internal error",
-	    [WIRE_E_UNSUPPORTED] = "not supported",
+		[WIRE_E_NONE] = "no error",
+		[WIRE_E_PROTOCOL] = "protocol error",
+		[WIRE_E_NOT_ALLOWED] = "not allowed",
+		[WIRE_E_NO_TARGET] = "no such target",
+		[WIRE_E_BAD_TOKEN] = "bad join token",
+		[WIRE_E_IDENTITY] = "identity mismatch",
+		[WIRE_E_DIGEST] = "digest mismatch",
+		[WIRE_E_TARGET] = "target failed",
+		[WIRE_E_LIMIT] = "limit reached",
+		[WIRE_E_TRUNCATED] = "stream truncated",
+		[WIRE_E_INTERNAL] = "internal error",
+		[WIRE_E_UNSUPPORTED] = "not supported",
 	};
 
 	if (code < sizeof(names) / sizeof(names[0]) && names[code])
@@ -455,10 +455,18 @@ const char *wire_error_name(uint16_t code)
 const char *wire_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-	    [WIRE_T_HELLO] = "HELLO", [WIRE_T_WELCOME] = "WELCOME",   [WIRE_T_JOIN] = "JOIN",
-	    [WIRE_T_OPEN] = "OPEN",   [WIRE_T_DATA] = "DATA",	      [WIRE_T_ACK] = "ACK",
-	    [WIRE_T_END] = "END",     [WIRE_T_VERIFIED] = "VERIFIED", [WIRE_T_ERROR] = "ERROR",
-	    [WIRE_T_PING] = "PING",   [WIRE_T_PONG] = "PONG",	      [WIRE_T_BYE] = "BYE",
+		[WIRE_T_HELLO] = "HELLO",
+		[WIRE_T_WELCOME] = "WELCOME",
+		[WIRE_T_JOIN] = "JOIN",
+		[WIRE_T_OPEN] = "OPEN",
+		[WIRE_T_DATA] = "DATA",
+		[WIRE_T_ACK] = "ACK",
+		[WIRE_T_END] = "END",
+		[WIRE_T_VERIFIED] = "VERIFIED",
+		[WIRE_T_ERROR] = "ERROR",
+		[WIRE_T_PING] = "PING",
+		[WIRE_T_PONG] = "PONG",
+		[WIRE_T_BYE] = "BYE",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

@@ -187,6 +187,7 @@ static void test_decode_hostile(void **state)
 	assert_int_equal(codec_decode(c, WIRE_F_ZERO, p, 4, NULL, WIRE_MAX_CHUNK), -EINVAL);
 
 	/* ZERO: the raw length is bounded before anything is written. */
+	/* clang-format off */
 	static const struct {
 		size_t len;
 		uint32_t raw;
@@ -202,6 +203,7 @@ static void test_decode_hostile(void **state)
 		{ 3, 1, WIRE_MAX_CHUNK, -EBADMSG },
 		{ 5, 1, WIRE_MAX_CHUNK, -EBADMSG },
 	};
+	/* clang-format on */
 	for (size_t i = 0; i < sizeof(zero_cases) / sizeof(zero_cases[0]); i++) {
 		memset(p, 0xff, 8);
 		wire_store_be32(p, zero_cases[i].raw);

@@ -16,6 +16,7 @@ enum { W = 1000 }; /* a small window keeps the tables readable */
 
 /* SEND: can_send(len) must be <want>, and if 1 the chunk is sent. ACK: on_ack(chunks, bytes) must be <want>. */
 enum { SEND, ACK };
+/* clang-format off */
 static const struct step {
 	int op;
 	uint64_t a, b;
@@ -47,6 +48,7 @@ static const struct step {
 	{ SEND, 5000, 0, 0 },       /* not alone now */
 	{ ACK, 6, 6401, 0 },
 };
+/* clang-format on */
 
 static void test_script(void **state)
 {
@@ -107,6 +109,7 @@ static void test_default_window(void **state)
 	assert_true(credit_can_send(&c, WIRE_MAX_CHUNK));
 }
 
+/* clang-format off */
 static const struct {
 	uint64_t seq, delivered, held;
 	uint32_t len, window;
@@ -127,6 +130,7 @@ static const struct {
 	{ 1, 0, 1, UINT32_MAX, UINT32_MAX, -EBADMSG },
 	{ 1, 0, 1, UINT32_MAX - 1, UINT32_MAX, 0 },
 };
+/* clang-format on */
 
 static void test_rx_check(void **state)
 {

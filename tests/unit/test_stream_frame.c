@@ -42,6 +42,7 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
 }
 
 /* Headers: type flags stream len seq. */
+/* clang-format off */
 static const struct {
 	const char *hex;
 	int want;
@@ -117,6 +118,7 @@ static const struct {
 	{ "09 00 0040 00000002 0000000000000000", -EBADMSG },      /* ERROR: < 64 or 0xffff */
 	{ "09 00 fffe 00000002 0000000000000000", -EBADMSG },
 };
+/* clang-format on */
 
 static void test_hdr_table(void **state)
 {
@@ -224,6 +226,7 @@ static void test_frame_parse(void **state)
 	assert_int_equal(wire_frame_parse(&f, buf, buf + WIRE_HDR_LEN), -EMSGSIZE);
 }
 
+/* clang-format off */
 static const struct {
 	const char *s;
 	bool ok;
@@ -246,6 +249,7 @@ static const struct {
 	{ "semi;colon", false },
 	{ "x:y", false },
 };
+/* clang-format on */
 
 static void test_name_ok(void **state)
 {
@@ -356,6 +360,7 @@ static void test_hello_encode_bad(void **state)
 }
 
 /* HELLO payloads: be16 version, be16 nconns, be32 flags, then TLVs. */
+/* clang-format off */
 static const struct {
 	const char *hex;
 	int want;
@@ -388,6 +393,7 @@ static const struct {
 	{ "0001 0001 00000000 01 02 766d 03 01 64 03 01 64", -EBADMSG }, /* same device twice */
 	{ "0001 0001 00000000 01 02 766d 03 01 2e", -EBADMSG },
 };
+/* clang-format on */
 
 static void test_hello_decode_table(void **state)
 {
@@ -461,6 +467,7 @@ static void test_welcome(void **state)
 	assert_int_equal(wire_welcome_decode(&g, b, sizeof(b) - 1), -EBADMSG);
 	assert_int_equal(wire_welcome_decode(&g, NULL, 0), -EBADMSG);
 
+	/* clang-format off */
 	static const struct {
 		uint16_t conn_index, max_streams;
 		uint32_t window, chunk;
@@ -477,6 +484,7 @@ static void test_welcome(void **state)
 		{ 0, 8, 4 << 20, 0, -EBADMSG },                        /* chunk size 0 */
 		{ 0, 8, 4 << 20, WIRE_MAX_CHUNK + 1, -EBADMSG },
 	};
+	/* clang-format on */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		w.conn_index = cases[i].conn_index;
 		w.max_streams = cases[i].max_streams;
@@ -501,10 +509,12 @@ static void test_join(void **state)
 	assert_int_equal(wire_join_decode(&g, b, sizeof(b) + 1), -EBADMSG);
 	assert_int_equal(wire_join_decode(&g, b, sizeof(b) - 1), -EBADMSG);
 
+	/* clang-format off */
 	static const struct {
 		uint16_t idx;
 		int want;
 	} cases[] = { { 1, 0 }, { 63, 0 }, { 0, -EBADMSG }, { 64, -EBADMSG }, { 0xffff, -EBADMSG } };
+	/* clang-format on */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		j.conn_index = cases[i].idx;
 		wire_join_encode(b, &j);
@@ -515,14 +525,22 @@ static void test_join(void **state)
 
 static void test_open_end_u64(void **state)
 {
+	/* clang-format off */
 	static const struct {
 		const char *hex;
 		int want;
 	} open_cases[] = {
-		{ "00000000", 0 }, { "01000000", 0 },	    { "02000000", 0 },	 { "03000000", -EBADMSG },
-		{ "ff000000", -EBADMSG }, { "00010000", -EBADMSG }, { "00000001", -EBADMSG }, { "000000", -EBADMSG },
-		{ "0000000000", -EBADMSG },
+		{ "00000000", 0 },             /* PLAIN */
+		{ "01000000", 0 },             /* MIGRATION */
+		{ "02000000", 0 },             /* NBD */
+		{ "03000000", -EBADMSG },      /* unknown role */
+		{ "ff000000", -EBADMSG },
+		{ "00010000", -EBADMSG },      /* reserved bytes must be 0 */
+		{ "00000001", -EBADMSG },
+		{ "000000", -EBADMSG },        /* short */
+		{ "0000000000", -EBADMSG },    /* long */
 	};
+	/* clang-format on */
 	struct wire_end e = { .bytes = 0xfedcba9876543210ull }, ge;
 	uint8_t b[WIRE_END_LEN + 1], role;
 	uint64_t v;

@@ -48,6 +48,7 @@ static struct reorder *ro_new(void)
 
 /* A script step: put <seq> (want result) or pop (want seq, or -1 for nothing). */
 enum { PUT, POP };
+/* clang-format off */
 static const struct step {
 	int op;
 	uint64_t seq;
@@ -73,6 +74,7 @@ static const struct step {
 	{ PUT, 259, -ERANGE }, /* 3 + 256 */
 	{ PUT, 2, 1 },
 };
+/* clang-format on */
 
 static void test_script(void **state)
 {
