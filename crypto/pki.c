@@ -151,7 +151,7 @@ static int pki_write(const char *path, const gnutls_datum_t *d, mode_t mode, boo
 {
 	char tmp[PATH_MAX];
 	const char *target = path;
-	int fd = -1, r, n;
+	int fd, r, n;
 
 	if (!excl) {
 		n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
@@ -172,27 +172,18 @@ static int pki_write(const char *path, const gnutls_datum_t *d, mode_t mode, boo
 			pki_msg(err, errlen, "cannot create %s: %s", excl ? path : tmp, strerror(-r));
 		return r;
 	}
-	if (fchmod(fd, mode) < 0 || (r = pki_write_all(fd, d->data, d->size)) < 0 || fsync(fd) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto fail;
-	}
-	fd = -1;
-	if (!excl && rename(tmp, path) < 0) {
-		r = -errno;
-		goto fail;
-	}
-	return 0;
-fail:
+	r = fchmod(fd, mode) < 0 ? -errno : 0;
 	if (r == 0)
-		r = -EIO;
+		r = pki_write_all(fd, d->data, d->size);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && !excl && rename(tmp, path) < 0)
+		r = -errno;
+	if (r == 0)
+		return 0;
 	pki_msg(err, errlen, "cannot write %s: %s", path, strerror(-r));
-	if (fd >= 0)
-		close(fd);
 	unlink(target);
 	return r;
 }
@@ -302,7 +293,8 @@ static int pki_crt_base(gnutls_x509_crt_t crt, gnutls_x509_privkey_t key, const 
 	if (org && (r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_ORGANIZATION_NAME, 0, org,
 						       (unsigned int)strlen(org))) < 0)
 		return r;
-	if ((r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, (unsigned int)strlen(cn))) < 0 ||
+	if ((r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn,
+						(unsigned int)strlen(cn))) < 0 ||
 	    (r = gnutls_x509_crt_set_key(crt, key)) < 0 ||
 	    (r = gnutls_x509_privkey_get_key_id(key, GNUTLS_KEYID_USE_SHA1, id, &idlen)) < 0 ||
 	    (r = gnutls_x509_crt_set_subject_key_id(crt, id, idlen)) < 0)
@@ -433,8 +425,8 @@ static int pki_load_ca(const char *dir, gnutls_x509_crt_t *crt, gnutls_x509_priv
 		r = -EBADMSG;
 		goto out;
 	}
-	if (gnutls_x509_crt_get_key_id(*crt, 0, id1, &l1) < 0 || gnutls_x509_privkey_get_key_id(*key, 0, id2, &l2) < 0 ||
-	    l1 != l2 || memcmp(id1, id2, l1)) {
+	if (gnutls_x509_crt_get_key_id(*crt, 0, id1, &l1) < 0 ||
+	    gnutls_x509_privkey_get_key_id(*key, 0, id2, &l2) < 0 || l1 != l2 || memcmp(id1, id2, l1)) {
 		pki_msg(err, errlen, "%s does not belong to %s (both must come from the same `migrelay pki init`)", kpath,
 			path);
 		r = -EBADMSG;
@@ -596,7 +588,8 @@ int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen)
 
 	if ((r = pki_load_ca(o->ca_dir, &ca, &ca_key, &ca_pem, err, errlen)) < 0)
 		goto out;
-	if ((r = pki_mkdirs(o->out_dir, err, errlen)) < 0 || (r = pki_copy_ca(o->out_dir, &ca_pem, true, err, errlen)) < 0)
+	if ((r = pki_mkdirs(o->out_dir, err, errlen)) < 0 ||
+	    (r = pki_copy_ca(o->out_dir, &ca_pem, true, err, errlen)) < 0)
 		goto out;
 
 	if ((r = pki_genkey(&key)) < 0 || (r = gnutls_x509_crt_init(&crt)) < 0 ||
@@ -604,8 +597,8 @@ int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen)
 	    (r = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
 	    /* keyEncipherment is meaningless for ECDSA but QEMU insists on it */
 	    (r = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE | GNUTLS_KEY_KEY_ENCIPHERMENT)) < 0 ||
-	    (r = gnutls_x509_crt_set_key_purpose_oid(crt, o->server ? GNUTLS_KP_TLS_WWW_SERVER : GNUTLS_KP_TLS_WWW_CLIENT,
-						     0)) < 0 ||
+	    (r = gnutls_x509_crt_set_key_purpose_oid(
+		     crt, o->server ? GNUTLS_KP_TLS_WWW_SERVER : GNUTLS_KP_TLS_WWW_CLIENT, 0)) < 0 ||
 	    (r = gnutls_x509_crt_get_subject_key_id(ca, id, &idlen, NULL)) < 0 ||
 	    (r = gnutls_x509_crt_set_authority_key_id(crt, id, idlen)) < 0) {
 		pki_msg(err, errlen, "cannot create the %s certificate: %s", base, gnutls_strerror(r));

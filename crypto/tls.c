@@ -226,7 +226,8 @@ static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, b
 		return r;
 	if ((r = tls_check_file(ca, hint, err, errlen)) < 0)
 		return r;
-	if (with_cert && ((r = tls_check_file(cert, hint, err, errlen)) < 0 || (r = tls_check_file(key, hint, err, errlen)) < 0))
+	if (with_cert &&
+	    ((r = tls_check_file(cert, hint, err, errlen)) < 0 || (r = tls_check_file(key, hint, err, errlen)) < 0))
 		return r;
 
 	if ((r = tls_cfg_new(&c, dir, server, false, err, errlen)) < 0)
@@ -619,10 +620,9 @@ static int tls_verify_cb(gnutls_session_t s)
 		goto out;
 	}
 	if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
-		char name[TLS_SHOW + 8];
-
 		unsigned char addr[16];
 		bool ip = inet_pton(AF_INET, t->peer_name, addr) == 1 || inet_pton(AF_INET6, t->peer_name, addr) == 1;
+		char name[TLS_SHOW + 8];
 
 		tls_printable(name, sizeof(name), t->peer_name, strlen(t->peer_name));
 		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_BAD_CERTIFICATE,
@@ -822,10 +822,10 @@ static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t 
 	case GNUTLS_A_DECRYPT_ERROR:
 	case GNUTLS_A_UNKNOWN_PSK_IDENTITY:
 	case GNUTLS_A_ILLEGAL_PARAMETER:
-		if (t->cfg->psk) {
+		if (t->cfg->psk && !t->cfg->server) {
 			tls_msg(buf, len,
 				"the %s rejected our PSK identity \"%s\": %s (the identity must be in the %s's keys.psk with the same key)",
-				peer, t->cfg->psk_identity ? t->cfg->psk_identity : "?", name, peer);
+				peer, t->cfg->psk_identity, name, peer);
 			break;
 		}
 		tls_msg(buf, len, "the %s ended the handshake with TLS alert \"%s\"", peer, name);
@@ -874,10 +874,9 @@ static int tls_peek_plain_alert(const struct mr_tls *t)
 
 static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char *err, size_t errlen)
 {
-	int peer_alert;
-
 	const char *peer = tls_peer_role(t);
 	char shown[TLS_SHOW + 8];
+	int peer_alert;
 
 	*alert = -1;
 	if (t->cb_fail != MR_TLS_OK) {
@@ -1119,7 +1118,8 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 		}
 	}
 	if (cfg->server)
-		gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_POST, tls_hello_hook);
+		gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_POST,
+						   tls_hello_hook);
 	/* receive through us (to see the first bytes), send with GnuTLS's sendmsg */
 	gnutls_transport_set_ptr2(t->s, t, (gnutls_transport_ptr_t)(intptr_t)fd);
 	gnutls_transport_set_pull_function(t->s, tls_pull);

@@ -23,6 +23,8 @@ enum {
 	OPT_JSON,
 	OPT_PROGRESS,
 	OPT_QUIET,
+	OPT_RECONNECT,
+	OPT_KEEPALIVE,
 };
 
 const struct option gw_client_longopts[] = {
@@ -37,6 +39,8 @@ const struct option gw_client_longopts[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "progress", no_argument, NULL, OPT_PROGRESS },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
+	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -51,6 +55,10 @@ const char gw_client_usage[] =
 	"      --psk-identity NAME   which identity of the PSK file to use (default: the first)\n"
 	"      --server-name NAME    name the server certificate must carry (default: HOST of --to)\n"
 	"      --compress MODE       none, zstd or zstd:LEVEL (1-19) (default none)\n"
+	"      --reconnect-timeout S lost connections are rejoined for up to S seconds while the\n"
+	"                            session has no connection left (default 30; 0: fail at once)\n"
+	"      --keepalive S         PING after S seconds of silence; a connection silent for\n"
+	"                            3 x S is dropped and rejoined (default 5)\n"
 	"      --json                machine-readable progress and report on stdout\n"
 	"      --progress            progress line on stderr even when it is not a terminal\n"
 	"      --quiet               no progress line\n";
@@ -129,6 +137,22 @@ int gw_client_opt(struct gw_client_opts *o, int c, const char *arg)
 	case OPT_QUIET:
 		o->quiet = true;
 		return 1;
+	case OPT_RECONNECT:
+	case OPT_KEEPALIVE: {
+		int v;
+
+		if (parse_int(arg, c == OPT_RECONNECT ? 0 : 1, c == OPT_RECONNECT ? 3600 : 600, &v) < 0) {
+			fprintf(stderr, "migrelay: --%s takes seconds (%s), not \"%.40s\"\n",
+				c == OPT_RECONNECT ? "reconnect-timeout" : "keepalive",
+				c == OPT_RECONNECT ? "0-3600" : "1-600", arg);
+			return -1;
+		}
+		if (c == OPT_RECONNECT)
+			o->reconnect_ms = v ? v * 1000 : -1;
+		else
+			o->keepalive_ms = v * 1000;
+		return 1;
+	}
 	}
 	return 0;
 }
@@ -167,29 +191,38 @@ const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len)
 	return buf;
 }
 
+/* Messages of connection setup: to stderr for the first connection, to the debug log for rejoins. */
+#define SAY(...)                                                 \
+	do {                                                     \
+		if (loud)                                        \
+			fprintf(stderr, __VA_ARGS__);            \
+		else                                             \
+			gw_dbg(__VA_ARGS__);                     \
+	} while (0)
+
 /* Reads one setup frame (WELCOME or ERROR). Returns 0 with <h>/<p> filled, or an MR_EXIT_* code after printing. */
-static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p)
+static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p, bool loud)
 {
 	uint8_t hb[WIRE_HDR_LEN];
 	ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
 
 	if (n == 0) {
-		fprintf(stderr, "migrelay: the server closed the connection after our %s without an answer\n", what);
+		SAY("migrelay: the server closed the connection after our %s without an answer\n", what);
 		return MR_EXIT_PEER_GONE;
 	}
 	if (n < 0) {
 		/* TLS 1.3: a server that refuses our certificate says so with an alert here. */
-		fprintf(stderr, "migrelay: no answer to %s: %s\n", what, mr_tls_last_error(t));
+		SAY("migrelay: no answer to %s: %s\n", what, mr_tls_last_error(t));
 		return n == -EAGAIN ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
 	}
 	if (wire_hdr_parse(h, hb, hb + sizeof(hb)) < 0 || h->len > WIRE_MAX_CONTROL ||
 	    (h->type != WIRE_T_WELCOME && h->type != WIRE_T_ERROR)) {
-		fprintf(stderr, "migrelay: the server answered %s with a malformed frame (is it a migrelay server of this version?)\n",
+		SAY("migrelay: the server answered %s with a malformed frame (is it a migrelay server of this version?)\n",
 			what);
 		return MR_EXIT_PROTOCOL;
 	}
 	if (h->len && mr_tls_recv_all(t, p, h->len) != (ssize_t)h->len) {
-		fprintf(stderr, "migrelay: connection lost while reading the answer to %s: %s\n", what,
+		SAY("migrelay: connection lost while reading the answer to %s: %s\n", what,
 			mr_tls_last_error(t));
 		return MR_EXIT_PEER_GONE;
 	}
@@ -197,10 +230,10 @@ static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr 
 		struct wire_errmsg em;
 
 		if (wire_error_decode(&em, p, h->len) < 0) {
-			fprintf(stderr, "migrelay: the server sent a malformed ERROR frame\n");
+			SAY("migrelay: the server sent a malformed ERROR frame\n");
 			return MR_EXIT_PROTOCOL;
 		}
-		fprintf(stderr, "migrelay: the server refused %s: %s: %s\n", what, wire_error_name(em.code), em.text);
+		SAY("migrelay: the server refused %s: %s: %s\n", what, wire_error_name(em.code), em.text);
 		return gw_exit_for_wire_error(em.code);
 	}
 	return 0;
@@ -216,27 +249,69 @@ static int send_frame(struct mr_tls *t, uint8_t type, const uint8_t *p, uint32_t
 }
 
 /* Connects and handshakes one connection. Returns 0 or an MR_EXIT_* code after printing. */
-static int open_conn(const struct gw_client_opts *o, struct mr_tls_cfg *cfg, const char *peer_name, int *fd_out,
-		     struct mr_tls **tls_out)
+static int open_conn(const char *to, struct mr_tls_cfg *cfg, const char *peer_name, int *fd_out,
+		     struct mr_tls **tls_out, bool loud)
 {
 	char why[512] = "";
 	enum mr_tls_fail fail = MR_TLS_OK;
 	int fd, r;
 
-	fd = net_tcp_connect(o->to, GW_SETUP_TIMEOUT_MS, why, sizeof(why));
+	fd = net_tcp_connect(to, GW_SETUP_TIMEOUT_MS, why, sizeof(why));
 	if (fd < 0) {
-		fprintf(stderr, "migrelay: %s\n", why);
+		SAY("migrelay: %s\n", why);
 		return MR_EXIT_CONNECT;
 	}
 	net_set_timeouts(fd, GW_SETUP_TIMEOUT_MS, GW_SETUP_TIMEOUT_MS);
 	r = mr_tls_handshake(tls_out, cfg, fd, peer_name, GW_SETUP_TIMEOUT_MS, &fail, why, sizeof(why));
 	if (r < 0) {
-		fprintf(stderr, "migrelay: TLS handshake with %s failed: %s\n", o->to, why);
+		SAY("migrelay: TLS handshake with %s failed: %s\n", to, why);
 		close(fd);
 		return fail == MR_TLS_F_TIMEOUT || fail == MR_TLS_F_IO ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
 	}
 	*fd_out = fd;
 	return 0;
+}
+
+struct rejoin_ctx {
+	char to[300];
+	char peer_name[256];
+	bool has_peer_name;
+};
+
+/* Session timer thread: a new connection JOINs as <idx> (PROTOCOL.md §2.3). */
+static int client_rejoin(struct gw_session *s, int idx, int *fd_out, struct mr_tls **tls_out)
+{
+	struct rejoin_ctx *rc = s->rejoin_ctx;
+	struct wire_join j = { .session_id = s->id, .conn_index = (uint16_t)idx };
+	struct wire_welcome w;
+	struct wire_hdr h;
+	uint8_t jp[WIRE_JOIN_LEN], buf[WIRE_MAX_CONTROL];
+	struct mr_tls *t = NULL;
+	int fd = -1, r;
+
+	memcpy(j.token, s->token, WIRE_TOKEN_LEN);
+	wire_join_encode(jp, &j);
+	if (open_conn(rc->to, s->own_cfg, rc->has_peer_name ? rc->peer_name : NULL, &fd, &t, false) != 0)
+		return -ECONNREFUSED;
+	(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
+	r = read_setup_reply(t, "JOIN", &h, buf, false);
+	if (r == 0 && (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != idx))
+		r = MR_EXIT_PROTOCOL;
+	if (r != 0) {
+		mr_tls_free(t);
+		close(fd);
+		return r == MR_EXIT_AUTH ? -ENOENT : -ECONNRESET;
+	}
+	net_set_timeouts(fd, 0, 0);
+	*fd_out = fd;
+	*tls_out = t;
+	return 0;
+}
+
+static void client_ctx_free(struct gw_session *s)
+{
+	free(s->rejoin_ctx);
+	s->rejoin_ctx = NULL;
 }
 
 int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
@@ -263,7 +338,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	if (!peer_name && !o->psk_file && net_split_hostport(o->to, host, sizeof(host), port, sizeof(port)) == 0)
 		peer_name = host;
 
-	if ((r = open_conn(o, cfg, peer_name, &fd, &t)) != 0)
+	if ((r = open_conn(o->to, cfg, peer_name, &fd, &t, true)) != 0)
 		goto out;
 	memset(&hello, 0, sizeof(hello));
 	hello.version = WIRE_VERSION;
@@ -282,7 +357,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	}
 	/* If the send fails, the server may have refused us already: the reply read says why. */
 	(void)send_frame(t, WIRE_T_HELLO, buf, (uint32_t)n);
-	if ((r = read_setup_reply(t, "HELLO", &h, buf)) != 0)
+	if ((r = read_setup_reply(t, "HELLO", &h, buf, true)) != 0)
 		goto out;
 	if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != 0) {
 		fprintf(stderr, "migrelay: the server sent a malformed WELCOME\n");
@@ -292,7 +367,8 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	{
 		struct gw_session_cfg sc = { .server = false, .window = w.window, .chunk_size = w.chunk_size,
 					     .max_streams = w.max_streams, .compress = o->compress,
-					     .zlevel = o->zlevel };
+					     .zlevel = o->zlevel, .reconnect_ms = o->reconnect_ms,
+					     .keepalive_ms = o->keepalive_ms };
 
 		if (gw_session_new(&s, &sc) < 0) {
 			r = MR_EXIT_FAIL;
@@ -301,6 +377,22 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	}
 	s->own_cfg = cfg;
 	cfg = NULL;
+	{
+		struct rejoin_ctx *rc = calloc(1, sizeof(*rc));
+
+		if (!rc) {
+			r = MR_EXIT_FAIL;
+			goto out;
+		}
+		snprintf(rc->to, sizeof(rc->to), "%s", o->to);
+		if (peer_name) {
+			snprintf(rc->peer_name, sizeof(rc->peer_name), "%s", peer_name);
+			rc->has_peer_name = true;
+		}
+		s->rejoin_ctx = rc;
+		s->rejoin = client_rejoin;
+		s->ctx_free = client_ctx_free;
+	}
 	s->id = w.session_id;
 	memcpy(s->token, w.token, WIRE_TOKEN_LEN);
 	s->nconns = o->connections;
@@ -321,10 +413,10 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
 		wire_join_encode(jp, &j);
 		snprintf(what, sizeof(what), "JOIN of connection %d", i);
-		if ((r = open_conn(o, s->own_cfg, peer_name, &fd, &t)) != 0)
+		if ((r = open_conn(o->to, s->own_cfg, peer_name, &fd, &t, true)) != 0)
 			goto out;
 		(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
-		if ((r = read_setup_reply(t, what, &h, buf)) != 0)
+		if ((r = read_setup_reply(t, what, &h, buf, true)) != 0)
 			goto out;
 		if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != i) {
 			fprintf(stderr, "migrelay: the server sent a malformed WELCOME for connection %d\n", i);

@@ -21,6 +21,8 @@ struct gw_client_opts {
 	uint8_t multifd;
 	int ndevices;
 	const char *devices[WIRE_MAX_DEVICES];
+	int reconnect_ms;        /* 0: default; -1: no reconnection */
+	int keepalive_ms;        /* 0: default */
 	bool json;
 	bool progress;           /* force the progress line */
 	bool quiet;

@@ -25,7 +25,7 @@
 #include "session.h"
 #include "target.h"
 
-enum { SRV_MAX_TARGETS = 64, SRV_DEFAULT_MAX_SESSIONS = 16, SRV_MAX_PENDING = 64 };
+enum { SRV_MAX_TARGETS = 64, SRV_DEFAULT_MAX_SESSIONS = 16, SRV_DEFAULT_MAX_PENDING = 1024 };
 
 struct server {
 	struct mr_tls_cfg *tls;
@@ -35,6 +35,7 @@ struct server {
 	int max_sessions;
 	uint32_t window;
 	uint16_t max_streams;
+	int reconnect_ms, keepalive_ms, handshake_ms, max_pending;
 	pthread_mutex_t lock; /* registry and counters */
 	struct gw_session *sessions[256];
 	int nsessions;
@@ -98,7 +99,8 @@ static void *session_supervisor(void *arg)
 	int ok;
 
 	pthread_mutex_lock(&s->lock);
-	while (s->nlive > 0 && !s->err_code)
+	/* With streams open and every connection gone, the session waits for a rejoin (its timer enforces the timeout). */
+	while (!s->err_code && (s->nlive > 0 || (s->open_streams > 0 && s->cfg.reconnect_ms > 0)))
 		pthread_cond_wait(&s->cond, &s->lock);
 	ok = !s->err_code && s->open_streams == 0;
 	pthread_mutex_unlock(&s->lock);
@@ -138,6 +140,8 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	if (hello.version != WIRE_VERSION)
 		return refuse(t, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
 			      hello.version, WIRE_VERSION);
+	if (hello.flags & WIRE_HELLO_F_PLAINTEXT)
+		return refuse(t, peer, WIRE_E_UNSUPPORTED, "this server does not offer the plaintext mode");
 	if (!(tgt = find_target(hello.target)))
 		return refuse(t, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello.target);
 	if (!identity_allowed(tgt, identity))
@@ -149,7 +153,8 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	{
 		struct gw_session_cfg sc = { .server = true, .window = srv.window, .chunk_size = GW_DEFAULT_CHUNK,
 					     .max_streams = srv.max_streams,
-					     .compress = (hello.flags & WIRE_HELLO_F_ZSTD) != 0, .zlevel = 3 };
+					     .compress = (hello.flags & WIRE_HELLO_F_ZSTD) != 0, .zlevel = 3,
+					     .reconnect_ms = srv.reconnect_ms, .keepalive_ms = srv.keepalive_ms };
 
 		if (gw_session_new(&s, &sc) < 0)
 			return refuse(t, peer, WIRE_E_INTERNAL, "out of memory");
@@ -255,10 +260,11 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	w.chunk_size = s->cfg.chunk_size;
 	wire_welcome_encode(wp, &w);
 	pthread_mutex_lock(&s->lock);
-	if (s->conns[j.conn_index] && !s->conns[j.conn_index]->dead) {
+	if ((s->conns[j.conn_index] && !s->conns[j.conn_index]->dead) || s->err_code) {
 		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection %u is already there", j.conn_index);
+		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection %u is already there, or the session failed",
+			      j.conn_index);
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (send_frame(t, WIRE_T_WELCOME, 0, wp, sizeof(wp)) < 0) {
@@ -268,7 +274,8 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 		return;
 	}
 	net_set_timeouts(fd, 0, 0);
-	if (gw_session_add_conn(s, j.conn_index, fd, t) < 0)
+	/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried. */
+	if (gw_session_replace_conn(s, j.conn_index, fd, t) < 0)
 		gw_warn("%s: JOIN of connection %u failed", peer, j.conn_index);
 	pthread_mutex_unlock(&srv.lock);
 }
@@ -284,8 +291,8 @@ static void *handshake_main(void *arg)
 	ssize_t n;
 	int fd = a->fd;
 
-	net_set_timeouts(fd, GW_SETUP_TIMEOUT_MS, GW_SETUP_TIMEOUT_MS);
-	if (mr_tls_handshake(&t, srv.tls, fd, NULL, GW_SETUP_TIMEOUT_MS, &fail, why, sizeof(why)) < 0) {
+	net_set_timeouts(fd, srv.handshake_ms, srv.handshake_ms);
+	if (mr_tls_handshake(&t, srv.tls, fd, NULL, srv.handshake_ms, &fail, why, sizeof(why)) < 0) {
 		gw_ratelimited(GW_LOG_WARN, "%s: TLS handshake failed: %s", a->peer, why);
 		goto out;
 	}
@@ -348,6 +355,13 @@ static const char serve_usage[] =
 	"      --max-streams N       streams open at once per session (default 8)\n"
 	"      --window BYTES        bytes in flight per stream direction (default 4194304);\n"
 	"                            memory per session is at most 2 x max-streams x window\n"
+	"      --reconnect-timeout S  how long a session whose connections are all gone waits\n"
+	"                            for them to rejoin (default 30; 0: fail at once)\n"
+	"      --keepalive S         PING after S seconds of silence; a connection silent for\n"
+	"                            3 x S is dropped (default 5)\n"
+	"      --handshake-timeout S TLS handshake and HELLO/JOIN must finish within S (default 10)\n"
+	"      --max-pending N       connections still in their handshake at once (default 1024);\n"
+	"                            more are closed at once\n"
 	"  -v, --verbose             debug logging\n"
 	"  -h, --help                this text\n";
 
@@ -361,7 +375,8 @@ static void on_signal(int sig)
 
 int cmd_serve(int argc, char **argv)
 {
-	enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW };
+	enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
+	       O_HS_TIMEOUT, O_MAX_PENDING };
 	static const struct option lo[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "target", required_argument, NULL, 'T' },
 		{ "tls-dir", required_argument, NULL, O_TLS }, { "psk-file", required_argument, NULL, O_PSK },
@@ -369,11 +384,16 @@ int cmd_serve(int argc, char **argv)
 		{ "max-sessions", required_argument, NULL, O_MAXS },
 		{ "max-streams", required_argument, NULL, O_MAXST },
 		{ "window", required_argument, NULL, O_WINDOW }, { "verbose", no_argument, NULL, 'v' },
+		{ "reconnect-timeout", required_argument, NULL, O_RECONNECT },
+		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
+		{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
+		{ "max-pending", required_argument, NULL, O_MAX_PENDING },
 		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 	};
 	const char *listen_spec = NULL, *tls_dir = NULL, *psk_file = NULL;
 	char why[512] = "";
 	struct sigaction sa = { .sa_handler = on_signal };
+	pthread_attr_t hs_attr;
 	int c, lfd, r;
 	long v;
 
@@ -381,6 +401,8 @@ int cmd_serve(int argc, char **argv)
 	srv.max_sessions = SRV_DEFAULT_MAX_SESSIONS;
 	srv.window = GW_DEFAULT_WINDOW;
 	srv.max_streams = GW_DEFAULT_MAX_STREAMS;
+	srv.handshake_ms = GW_SETUP_TIMEOUT_MS;
+	srv.max_pending = SRV_DEFAULT_MAX_PENDING;
 	while ((c = getopt_long(argc, argv, "l:T:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -429,6 +451,25 @@ int cmd_serve(int argc, char **argv)
 			}
 			break;
 		}
+		case O_RECONNECT:
+		case O_KEEPALIVE:
+		case O_HS_TIMEOUT:
+		case O_MAX_PENDING:
+			v = strtol(optarg, NULL, 10);
+			if (c == O_RECONNECT && v >= 0 && v <= 3600)
+				srv.reconnect_ms = v ? (int)v * 1000 : -1;
+			else if (c == O_KEEPALIVE && v >= 1 && v <= 600)
+				srv.keepalive_ms = (int)v * 1000;
+			else if (c == O_HS_TIMEOUT && v >= 1 && v <= 600)
+				srv.handshake_ms = (int)v * 1000;
+			else if (c == O_MAX_PENDING && v >= 1 && v <= 65536)
+				srv.max_pending = (int)v;
+			else {
+				fprintf(stderr, "migrelay serve: bad value \"%.40s\" (--reconnect-timeout 0-3600 s, --keepalive 1-600 s, --handshake-timeout 1-600 s, --max-pending 1-65536)\n",
+					optarg);
+				return MR_EXIT_USAGE;
+			}
+			break;
 		case O_MAXS:
 		case O_MAXST:
 		case O_WINDOW:
@@ -485,6 +526,9 @@ int cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* Handshake threads are many and shallow: a small stack bounds their memory. */
+	pthread_attr_init(&hs_attr);
+	pthread_attr_setstacksize(&hs_attr, 256 << 10);
 	gw_info("listening on %s (%s), %d target(s)%s", listen_spec, psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509",
 		srv.ntargets, srv.allow.n ? "" : ", every authenticated peer allowed");
 	while (!stop_flag) {
@@ -502,7 +546,7 @@ int cmd_serve(int argc, char **argv)
 			continue;
 		}
 		pthread_mutex_lock(&srv.lock);
-		if (srv.pending >= SRV_MAX_PENDING) {
+		if (srv.pending >= srv.max_pending) {
 			pthread_mutex_unlock(&srv.lock);
 			gw_ratelimited(GW_LOG_WARN, "too many handshakes in progress; dropping a connection");
 			close(fd);
@@ -530,7 +574,7 @@ int cmd_serve(int argc, char **argv)
 			snprintf(a->peer, sizeof(a->peer), "%s:%u", ip, ntohs(s4->sin_port));
 		}
 		net_tune_tcp(fd);
-		if (pthread_create(&thr, NULL, handshake_main, a) != 0) {
+		if (pthread_create(&thr, &hs_attr, handshake_main, a) != 0) {
 			close(fd);
 			free(a);
 			pthread_mutex_lock(&srv.lock);

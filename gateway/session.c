@@ -145,8 +145,11 @@ static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 	struct gw_conn *c = pick_conn(s);
 	struct gw_qent *e;
 
-	if (!c)
-		return -EPIPE;
+	if (!c) {
+		/* No connection now: kept in the unacked list, sent again when one rejoins. */
+		ch->conn = -1;
+		return 0;
+	}
 	e = malloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -366,7 +369,7 @@ static void *stream_out_main(void *arg)
 			st->unacked_head = ch;
 		st->unacked_tail = ch;
 		if (queue_chunk(s, ch) < 0)
-			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false, "no connection left to send on");
+			gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "out of memory");
 		pthread_mutex_unlock(&s->lock);
 	}
 	return NULL;
@@ -565,6 +568,43 @@ void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_si
 
 /* ---- connection threads ---------------------------------------------- */
 
+/*
+ * Locked. After losing connection <lost> (or, with -1, after a rejoin):
+ * re-queue the unacknowledged chunks that were on a connection that is gone,
+ * and repeat the control state a lost frame may have carried: OPENs, ENDs,
+ * ACKs and VERIFIEDs (PROTOCOL.md §2.3). The receiver drops duplicates.
+ */
+static void resync_locked(struct gw_session *s, int lost)
+{
+	for (int i = 0; i < s->nstreams; i++) {
+		struct gw_stream *st = s->streams[i];
+
+		if (!st || st->fail_code)
+			continue;
+		if (!s->cfg.server && st->opened) {
+			uint8_t p[WIRE_OPEN_LEN];
+
+			wire_open_encode(p, st->role);
+			send_ctl(s, WIRE_T_OPEN, st->id, 0, p, sizeof(p));
+		}
+		for (struct gw_chunk *ch = st->unacked_head; ch; ch = ch->next) {
+			bool gone = ch->conn < 0 || ch->conn == lost || !s->conns[ch->conn] || s->conns[ch->conn]->dead;
+
+			if (gone && queue_chunk(s, ch) < 0)
+				break;
+		}
+		if (st->out_end_sent && !st->out_verified)
+			send_ctl(s, WIRE_T_END, st->id, st->cr.sent_chunks, st->out_end, WIRE_END_LEN);
+		send_ack(st);
+		if (st->in_done) {
+			uint8_t vp[WIRE_VERIFIED_LEN];
+
+			wire_u64_encode(vp, st->in_bytes);
+			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
+		}
+	}
+}
+
 /* Locked. Connection <c> is gone: re-send what it carried on the others (PROTOCOL.md §2.3). */
 static void conn_dead_locked(struct gw_conn *c)
 {
@@ -593,40 +633,22 @@ static void conn_dead_locked(struct gw_conn *c)
 	pthread_cond_broadcast(&s->cond);
 
 	if (s->nlive == 0) {
-		if (!s->err_code && !s->finished && s->open_streams > 0)
+		s->all_dead_ns = gw_now_ns();
+		/* Without reconnection the session ends here; with it, the timer waits for a rejoin. */
+		if (s->cfg.reconnect_ms < 0 && !s->err_code && !s->finished && s->open_streams > 0)
 			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
 					       "the peer went away: all connections closed with %d stream(s) unfinished",
 					       s->open_streams);
+		else if (!s->err_code && !s->finished && s->open_streams > 0)
+			gw_warn("all connections lost; waiting up to %d s for them to come back",
+				s->cfg.reconnect_ms / 1000);
 		return;
 	}
 	if (s->err_code || s->finished || s->open_streams == 0)
 		return; /* nothing in flight: a peer closing after its work is done */
 	if (!c->clean_close)
 		gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
-	for (int i = 0; i < s->nstreams; i++) {
-		struct gw_stream *st = s->streams[i];
-
-		if (!st || st->fail_code)
-			continue;
-		if (!s->cfg.server && st->opened) {
-			uint8_t p[WIRE_OPEN_LEN];
-
-			wire_open_encode(p, st->role);
-			send_ctl(s, WIRE_T_OPEN, st->id, 0, p, sizeof(p));
-		}
-		for (struct gw_chunk *ch = st->unacked_head; ch; ch = ch->next)
-			if (ch->conn == c->idx && queue_chunk(s, ch) < 0)
-				break;
-		if (st->out_end_sent && !st->out_verified)
-			send_ctl(s, WIRE_T_END, st->id, st->cr.sent_chunks, st->out_end, WIRE_END_LEN);
-		send_ack(st);
-		if (st->in_done) {
-			uint8_t vp[WIRE_VERIFIED_LEN];
-
-			wire_u64_encode(vp, st->in_bytes);
-			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
-		}
-	}
+	resync_locked(s, c->idx);
 }
 
 static void *conn_writer_main(void *arg)
@@ -692,6 +714,7 @@ static void *conn_writer_main(void *arg)
 			break;
 		}
 		c->tx_bytes += len;
+		c->last_tx_ns = gw_now_ns();
 	}
 	if (c->closing && !c->dead)
 		mr_tls_bye(c->tls);
@@ -986,8 +1009,9 @@ static void *conn_reader_main(void *arg)
 			why = n < 0 ? mr_tls_last_error(c->tls) : "closed by the peer in the middle of a frame";
 			break;
 		}
-		c->rx_bytes += WIRE_HDR_LEN + wlen;
 		pthread_mutex_lock(&s->lock);
+		c->rx_bytes += WIRE_HDR_LEN + wlen;
+		c->last_rx_ns = gw_now_ns();
 		if (h.type == WIRE_T_DATA)
 			p = NULL;
 		r = dispatch(c, &h, p, chunk);
@@ -1043,6 +1067,10 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 		s->cfg.chunk_size = GW_DEFAULT_CHUNK;
 	if (!s->cfg.max_streams)
 		s->cfg.max_streams = GW_DEFAULT_MAX_STREAMS;
+	if (!s->cfg.reconnect_ms)
+		s->cfg.reconnect_ms = GW_DEFAULT_RECONNECT_MS;
+	if (s->cfg.keepalive_ms <= 0)
+		s->cfg.keepalive_ms = GW_DEFAULT_KEEPALIVE_MS;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->started_ns = gw_now_ns();
@@ -1063,6 +1091,88 @@ static void conn_free(struct gw_conn *c)
 	free(c->rxbuf);
 	pthread_cond_destroy(&c->cond);
 	free(c);
+}
+
+/*
+ * Session timer: keepalive (PING after keepalive_ms of send silence; a
+ * connection that stays silent for 3 x keepalive_ms is dropped, which
+ * catches half-open connections), the reconnect deadline, and on the client
+ * the rejoin of dead connections with backoff.
+ */
+static void *session_timer_main(void *arg)
+{
+	struct gw_session *s = arg;
+	uint64_t ka = (uint64_t)s->cfg.keepalive_ms * 1000000ull;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->finished) {
+		struct timespec ts;
+		uint64_t now;
+
+		deadline(&ts, GW_TICK_MS);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+		if (s->finished)
+			break;
+		now = gw_now_ns();
+		for (int i = 0; i < WIRE_MAX_CONNS; i++) {
+			struct gw_conn *c = s->conns[i];
+
+			if (!c || c->dead || c->closing)
+				continue;
+			if (now - c->last_rx_ns > 3 * ka) {
+				gw_warn("connection %d: nothing received for %llu s; dropping it", c->idx,
+					(unsigned long long)((now - c->last_rx_ns) / 1000000000ull));
+				/* The reader fails on the shut socket and declares the connection dead. */
+				shutdown(c->fd, SHUT_RDWR);
+				c->last_rx_ns = now;
+			} else if (now - c->last_tx_ns > ka && !c->ctl_head) {
+				struct wire_hdr h = { .type = WIRE_T_PING, .len = WIRE_PING_LEN };
+				uint8_t nonce[WIRE_PING_LEN];
+
+				wire_u64_encode(nonce, now);
+				(void)!conn_queue_ctl(c, &h, nonce);
+				c->last_tx_ns = now; /* one PING per period, sent or not */
+			}
+		}
+		if (s->err_code || s->open_streams == 0)
+			continue;
+		if (s->nlive == 0 && s->cfg.reconnect_ms > 0 &&
+		    now - s->all_dead_ns > (uint64_t)s->cfg.reconnect_ms * 1000000ull) {
+			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
+					       "no connection came back within the %d s reconnect timeout; %d stream(s) unfinished",
+					       s->cfg.reconnect_ms / 1000, s->open_streams);
+			continue;
+		}
+		if (!s->rejoin)
+			continue;
+		for (int i = 0; i < s->nconns && !s->finished && !s->err_code; i++) {
+			struct gw_conn *c = s->conns[i];
+			struct mr_tls *tls = NULL;
+			int fd = -1, r;
+
+			if (!c || !c->dead || now < s->rejoin_at_ns[i])
+				continue;
+			pthread_mutex_unlock(&s->lock);
+			r = s->rejoin(s, i, &fd, &tls);
+			if (r == 0)
+				r = gw_session_replace_conn(s, i, fd, tls);
+			pthread_mutex_lock(&s->lock);
+			if (r == 0) {
+				gw_info("connection %d rejoined the session", i);
+				s->rejoin_tries[i] = 0;
+			} else if (r == -ENOENT) {
+				gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
+						       "the server no longer knows this session; it cannot be resumed");
+			} else {
+				int k = s->rejoin_tries[i] < 5 ? s->rejoin_tries[i]++ : 5;
+
+				/* Backoff 100 ms, 200 ms, ... 3.2 s; the reconnect timeout bounds the attempts. */
+				s->rejoin_at_ns[i] = gw_now_ns() + (100000000ull << k);
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
 }
 
 int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)
@@ -1097,6 +1207,10 @@ int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tl
 	s->conns[idx] = c;
 	s->nlive++;
 	s->never++;
+	s->all_dead_ns = 0;
+	c->last_rx_ns = c->last_tx_ns = gw_now_ns();
+	if (!s->timer_started && pthread_create(&s->timer, NULL, session_timer_main, s) == 0)
+		s->timer_started = true;
 	if ((r = pthread_create(&c->rd, NULL, conn_reader_main, c)) != 0 ||
 	    (r = pthread_create(&c->wr, NULL, conn_writer_main, c)) != 0) {
 		/* Cannot happen short of resource exhaustion; the reader, if it started, owns the conn. */
@@ -1110,6 +1224,43 @@ int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tl
 fail:
 	conn_free(c);
 	return r;
+}
+
+int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)
+{
+	struct gw_conn *old;
+	int r;
+
+	if (idx < 0 || idx >= WIRE_MAX_CONNS) {
+		mr_tls_free(tls);
+		close(fd);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&s->lock);
+	old = s->conns[idx];
+	if (s->finished || (old && !old->dead)) {
+		pthread_mutex_unlock(&s->lock);
+		mr_tls_free(tls);
+		close(fd);
+		return -EEXIST;
+	}
+	s->conns[idx] = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (old) {
+		/* Dead: its reader has returned or is returning, its writer sees c->dead. */
+		if (old->threads) {
+			pthread_join(old->wr, NULL);
+			pthread_join(old->rd, NULL);
+		}
+		conn_free(old);
+	}
+	r = gw_session_add_conn(s, idx, fd, tls);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	resync_locked(s, -1);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
 void gw_session_bye(struct gw_session *s)
@@ -1196,6 +1347,12 @@ void gw_session_close(struct gw_session *s)
 		if (st && !st->complete && !st->fail_code)
 			stream_fail_locked(st, WIRE_E_TRUNCATED, false, "session closed before the stream ended");
 	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	/* The timer may be rejoining a connection: let it finish first. */
+	if (s->timer_started)
+		pthread_join(s->timer, NULL);
+	pthread_mutex_lock(&s->lock);
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)
 		if (s->conns[i] && !s->conns[i]->dead) {
 			s->conns[i]->closing = true;

@@ -27,6 +27,9 @@ enum {
 	GW_DEFAULT_MAX_STREAMS = 8,        /* open at once per session */
 	GW_SETUP_TIMEOUT_MS = 10000,       /* TLS handshake and HELLO/JOIN */
 	GW_IDENTITY_MAX = 512,
+	GW_DEFAULT_RECONNECT_MS = 30000,   /* a session without connections waits this long for a rejoin */
+	GW_DEFAULT_KEEPALIVE_MS = 5000,    /* PING after this much send silence; dead after 3x receive silence */
+	GW_TICK_MS = 250,                  /* session timer period */
 };
 
 struct gw_session;
@@ -61,6 +64,7 @@ struct gw_conn {
 	uint64_t queued; /* bytes waiting in the queues */
 	bool dead, closing, wr_done;
 	bool clean_close; /* the peer closed with a TLS close_notify */
+	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
@@ -123,6 +127,8 @@ struct gw_session_cfg {
 	uint16_t max_streams;
 	bool compress;
 	int zlevel;
+	int reconnect_ms; /* 0: default; < 0: fail as soon as every connection is gone */
+	int keepalive_ms; /* 0: default */
 };
 
 struct gw_session {
@@ -136,6 +142,17 @@ struct gw_session {
 	struct wire_hello hello; /* server: what the client asked for */
 	int nconns;              /* connections the session expects */
 	int nlive, never;        /* live connections; connections that ever joined */
+	uint64_t all_dead_ns;    /* when the last connection went, 0 while one lives */
+	uint64_t rejoin_at_ns[WIRE_MAX_CONNS]; /* client: next rejoin attempt per dead connection */
+	int rejoin_tries[WIRE_MAX_CONNS];
+	pthread_t timer;
+	bool timer_started;
+	/*
+	 * Client: opens a new connection and JOINs it as index <idx>; called
+	 * unlocked from the timer thread. Returns 0 with *fd and *tls set, or -errno.
+	 */
+	int (*rejoin)(struct gw_session *s, int idx, int *fd, struct mr_tls **tls);
+	void *rejoin_ctx;
 	struct gw_conn *conns[WIRE_MAX_CONNS];
 	struct gw_stream *streams[WIRE_MAX_STREAMS];
 	int nstreams;            /* ids used so far */
@@ -164,6 +181,14 @@ MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_sessio
  * Returns 0, -EEXIST if the index is taken, -ENOMEM.
  */
 MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
+
+/*
+ * Like gw_session_add_conn for a connection index that was used before and
+ * whose connection died (a rejoin): waits for the dead one's threads, frees
+ * it, adds the new one and re-sends what the dead one carried.
+ * Returns 0, -EEXIST if the old connection still lives.
+ */
+MR_MUST_CHECK int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
 
 /*
  * Client: creates stream <role> on the next id with local fds and sink ops,

@@ -23,7 +23,7 @@ e2e_start_src src1 256 dirty
 killer=$!
 rc=0
 timeout 120 "$MIGRELAY" migrate --qmp "$(e2e_qmp_sock src1)" --to "127.0.0.1:$port" --target vm \
-	--tls-dir "$E2E_TMP/cli" --connections 2 --bandwidth 20M >/dev/null 2>"$E2E_TMP/m1.log" || rc=$?
+	--tls-dir "$E2E_TMP/cli" --connections 2 --bandwidth 20M --reconnect-timeout 3 >/dev/null 2>"$E2E_TMP/m1.log" || rc=$?
 wait "$killer" || true
 e2e_log "tunnel killed: migrate exit $rc: $(grep -v '^ ' "$E2E_TMP/m1.log" | tail -n 2 | tr '\n' ' ')"
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || e2e_fail "migrate exit $rc after the tunnel died (expected a failure, not a hang)"
