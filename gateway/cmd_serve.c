@@ -35,7 +35,7 @@ struct server {
 	int max_sessions;
 	uint32_t window;
 	uint16_t max_streams;
-	int reconnect_ms, keepalive_ms, handshake_ms, max_pending;
+	int reconnect_ms, keepalive_ms, handshake_ms, max_pending, idle_ms, max_conns;
 	pthread_mutex_t lock; /* registry and counters */
 	struct gw_session *sessions[256];
 	int nsessions;
@@ -147,6 +147,9 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	if (!identity_allowed(tgt, identity))
 		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
 			      identity, tgt->name);
+	if (hello.nconns > srv.max_conns)
+		return refuse(t, peer, WIRE_E_LIMIT, "%u connections asked for; this server allows %d per session (--max-connections)",
+			      hello.nconns, srv.max_conns);
 	if ((hello.multifd || hello.ndevices) && tgt->kind != GW_TGT_QMP)
 		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      tgt->name);
@@ -154,7 +157,8 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 		struct gw_session_cfg sc = { .server = true, .window = srv.window, .chunk_size = GW_DEFAULT_CHUNK,
 					     .max_streams = srv.max_streams,
 					     .compress = (hello.flags & WIRE_HELLO_F_ZSTD) != 0, .zlevel = 3,
-					     .reconnect_ms = srv.reconnect_ms, .keepalive_ms = srv.keepalive_ms };
+					     .reconnect_ms = srv.reconnect_ms, .keepalive_ms = srv.keepalive_ms,
+					     .idle_ms = srv.idle_ms };
 
 		if (gw_session_new(&s, &sc) < 0)
 			return refuse(t, peer, WIRE_E_INTERNAL, "out of memory");
@@ -355,7 +359,10 @@ static const char serve_usage[] =
 	"      --max-streams N       streams open at once per session (default 8)\n"
 	"      --window BYTES        bytes in flight per stream direction (default 4194304);\n"
 	"                            memory per session is at most 2 x max-streams x window\n"
-	"      --reconnect-timeout S  how long a session whose connections are all gone waits\n"
+	"      --max-connections N   connections per session (default 16, at most 64)\n"
+	"      --idle-timeout S      close a session that has no open stream for S seconds\n"
+	"                            (default 600; 0: never)\n"
+	"      --reconnect-timeout S how long a session whose connections are all gone waits\n"
 	"                            for them to rejoin (default 30; 0: fail at once)\n"
 	"      --keepalive S         PING after S seconds of silence; a connection silent for\n"
 	"                            3 x S is dropped (default 5)\n"
@@ -376,7 +383,7 @@ static void on_signal(int sig)
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
-	       O_HS_TIMEOUT, O_MAX_PENDING };
+	       O_HS_TIMEOUT, O_MAX_PENDING, O_IDLE, O_MAXC };
 	static const struct option lo[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "target", required_argument, NULL, 'T' },
 		{ "tls-dir", required_argument, NULL, O_TLS }, { "psk-file", required_argument, NULL, O_PSK },
@@ -388,6 +395,8 @@ int cmd_serve(int argc, char **argv)
 		{ "keepalive", required_argument, NULL, O_KEEPALIVE },
 		{ "handshake-timeout", required_argument, NULL, O_HS_TIMEOUT },
 		{ "max-pending", required_argument, NULL, O_MAX_PENDING },
+		{ "idle-timeout", required_argument, NULL, O_IDLE },
+		{ "max-connections", required_argument, NULL, O_MAXC },
 		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 	};
 	const char *listen_spec = NULL, *tls_dir = NULL, *psk_file = NULL;
@@ -403,6 +412,8 @@ int cmd_serve(int argc, char **argv)
 	srv.max_streams = GW_DEFAULT_MAX_STREAMS;
 	srv.handshake_ms = GW_SETUP_TIMEOUT_MS;
 	srv.max_pending = SRV_DEFAULT_MAX_PENDING;
+	srv.idle_ms = 600 * 1000;
+	srv.max_conns = 16;
 	while ((c = getopt_long(argc, argv, "l:T:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -451,6 +462,19 @@ int cmd_serve(int argc, char **argv)
 			}
 			break;
 		}
+		case O_IDLE:
+		case O_MAXC:
+			v = strtol(optarg, NULL, 10);
+			if (c == O_IDLE && v >= 0 && v <= 86400)
+				srv.idle_ms = (int)v * 1000;
+			else if (c == O_MAXC && v >= 1 && v <= WIRE_MAX_CONNS)
+				srv.max_conns = (int)v;
+			else {
+				fprintf(stderr, "migrelay serve: bad value \"%.40s\" (--idle-timeout 0-86400 s, --max-connections 1-%d)\n",
+					optarg, WIRE_MAX_CONNS);
+				return MR_EXIT_USAGE;
+			}
+			break;
 		case O_RECONNECT:
 		case O_KEEPALIVE:
 		case O_HS_TIMEOUT:

@@ -183,7 +183,8 @@ static void stream_fail_locked(struct gw_stream *st, int code, bool tell_peer, c
 
 		send_ctl(st->s, WIRE_T_ERROR, st->id, 0, buf, (uint32_t)n);
 	}
-	st->s->open_streams--;
+	if (--st->s->open_streams == 0)
+		st->s->idle_since_ns = gw_now_ns();
 	/* Unblock pumps stuck in local socket I/O; the fds are closed by ops->close at teardown. */
 	if (st->rfd >= 0)
 		shutdown(st->rfd, SHUT_RDWR);
@@ -246,7 +247,8 @@ static void stream_check_complete(struct gw_stream *st)
 	if (st->complete || st->fail_code || !st->out_verified || !st->in_done)
 		return;
 	st->complete = true;
-	st->s->open_streams--;
+	if (--st->s->open_streams == 0)
+		st->s->idle_since_ns = gw_now_ns();
 	pthread_cond_broadcast(&st->cond);
 	pthread_cond_broadcast(&st->s->cond);
 }
@@ -1074,6 +1076,7 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->started_ns = gw_now_ns();
+	s->idle_since_ns = s->started_ns;
 	*out = s;
 	return 0;
 }
@@ -1133,6 +1136,12 @@ static void *session_timer_main(void *arg)
 				(void)!conn_queue_ctl(c, &h, nonce);
 				c->last_tx_ns = now; /* one PING per period, sent or not */
 			}
+		}
+		if (!s->err_code && s->open_streams == 0 && s->cfg.idle_ms > 0 && s->nlive > 0 &&
+		    now - s->idle_since_ns > (uint64_t)s->cfg.idle_ms * 1000000ull) {
+			gw_session_fail_locked(s, WIRE_E_LIMIT, true, "session idle for %d s without a stream; closed",
+					       s->cfg.idle_ms / 1000);
+			continue;
 		}
 		if (s->err_code || s->open_streams == 0)
 			continue;

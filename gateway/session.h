@@ -129,6 +129,7 @@ struct gw_session_cfg {
 	int zlevel;
 	int reconnect_ms; /* 0: default; < 0: fail as soon as every connection is gone */
 	int keepalive_ms; /* 0: default */
+	int idle_ms;      /* server: close a session with no open stream after this long (0: never) */
 };
 
 struct gw_session {
@@ -143,6 +144,7 @@ struct gw_session {
 	int nconns;              /* connections the session expects */
 	int nlive, never;        /* live connections; connections that ever joined */
 	uint64_t all_dead_ns;    /* when the last connection went, 0 while one lives */
+	uint64_t idle_since_ns;  /* when the last open stream ended (or the session began) */
 	uint64_t rejoin_at_ns[WIRE_MAX_CONNS]; /* client: next rejoin attempt per dead connection */
 	int rejoin_tries[WIRE_MAX_CONNS];
 	pthread_t timer;
