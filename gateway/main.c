@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,14 @@ int main(int argc, char **argv)
 		{ "pki", cmd_pki },     { "migrate", cmd_migrate },
 	};
 
+	/*
+	 * Chunks are 256 KiB: above glibc's default mmap threshold, each one
+	 * would be a fresh mmap whose pages fault in on the hot path. Keep them
+	 * on the heap and let freed ones be reused; the flow-control windows
+	 * bound how much is live.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage, argc < 2 ? stderr : stdout);
 		return argc < 2 ? MR_EXIT_USAGE : MR_EXIT_OK;

@@ -109,7 +109,7 @@ static int group_setup(void **state)
 	char err[512], a[PATH_MAX], b[PATH_MAX];
 
 	(void)state;
-	snprintf(root, sizeof(root), "%s/mr-tls-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	snprintf(root, sizeof(root), "%s/mr-tls-test.XXXXXX", tmp && *tmp ? tmp : P_tmpdir);
 	if (!mkdtemp(root))
 		return -1;
 	join(d_ca1, root, "ca1");
