@@ -81,10 +81,22 @@ struct mr_tls {
 	unsigned char head[TLS_HEAD_LEN];
 	size_t head_len;
 
+	/*
+	 * After the handshake the socket is read through rbuf and written
+	 * through sbuf: GnuTLS reads each record in two recv() calls and
+	 * writes each 16 KiB record with its own send(), and system calls are
+	 * what a migration stream pays for most on a virtual machine.
+	 */
+	bool buffered;
 	/* Receiving thread only. */
+	unsigned char *rbuf;
+	size_t rpos, rlen;
 	int pull_errno;
 	char recv_err[TLS_MSG_LEN];
 	/* Sending thread only. */
+	unsigned char *sbuf;
+	size_t slen;
+	int push_errno;
 	char send_err[TLS_MSG_LEN];
 	/* Which of the two texts is newer; read by any thread. */
 	atomic_int last;
@@ -464,10 +476,82 @@ static bool tls_head_is_tls(const struct mr_tls *t)
 	return t->head_len < 2 || t->head[1] == 0x03;
 }
 
+enum { TLS_RBUF = 256 << 10, TLS_SBUF = (1 << 20) + (64 << 10) };
+
+/* True while this thread is inside mr_tls_send: only then are records collected in sbuf. */
+static __thread bool tls_in_send;
+
+/* Sending thread. Writes out sbuf. Returns 0, or -1 with errno set. */
+static int tls_flush(struct mr_tls *t)
+{
+	size_t off = 0;
+
+	while (off < t->slen) {
+		ssize_t n = send(t->fd, t->sbuf + off, t->slen - off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			/* EAGAIN: SO_SNDTIMEO expired; keep trying, as GnuTLS would (shutdown() ends it) */
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			t->push_errno = errno;
+			t->slen = 0;
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	t->slen = 0;
+	return 0;
+}
+
+static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt)
+{
+	struct mr_tls *t = ptr;
+	size_t total = 0;
+
+	if (!t->buffered || !tls_in_send) {
+		struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)iovcnt };
+
+		return sendmsg(t->fd, &m, MSG_NOSIGNAL);
+	}
+	for (int i = 0; i < iovcnt; i++) {
+		if (t->slen + iov[i].iov_len > TLS_SBUF && tls_flush(t) < 0)
+			return -1;
+		if (iov[i].iov_len > TLS_SBUF) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		memcpy(t->sbuf + t->slen, iov[i].iov_base, iov[i].iov_len);
+		t->slen += iov[i].iov_len;
+		total += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
 static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
 	struct mr_tls *t = ptr;
-	ssize_t n = recv(t->fd, buf, len, 0);
+	ssize_t n;
+
+	if (t->buffered) {
+		if (t->rpos == t->rlen && len < TLS_RBUF) {
+			n = recv(t->fd, t->rbuf, TLS_RBUF, 0);
+			if (n <= 0) {
+				if (n < 0)
+					t->pull_errno = errno;
+				return n;
+			}
+			t->rpos = 0;
+			t->rlen = (size_t)n;
+		}
+		if (t->rpos < t->rlen) {
+			size_t k = t->rlen - t->rpos < len ? t->rlen - t->rpos : len;
+
+			memcpy(buf, t->rbuf + t->rpos, k);
+			t->rpos += k;
+			return (ssize_t)k;
+		}
+	}
+	n = recv(t->fd, buf, len, 0);
 
 	if (n < 0) {
 		t->pull_errno = errno;
@@ -495,6 +579,9 @@ static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 	struct mr_tls *t = ptr;
 	struct pollfd p = { .fd = t->fd, .events = POLLIN };
 	int timeout = ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : ms > INT_MAX ? INT_MAX : (int)ms;
+
+	if (t->buffered && t->rpos < t->rlen)
+		return 1;
 
 	return poll(&p, 1, timeout);
 }
@@ -1052,6 +1139,8 @@ void mr_tls_free(struct mr_tls *t)
 		gnutls_deinit(t->s);
 	free(t->identity);
 	free(t->peer_name);
+	free(t->rbuf);
+	free(t->sbuf);
 	free(t);
 }
 
@@ -1120,9 +1209,10 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	if (cfg->server)
 		gnutls_handshake_set_hook_function(t->s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_POST,
 						   tls_hello_hook);
-	/* receive through us (to see the first bytes), send with GnuTLS's sendmsg */
-	gnutls_transport_set_ptr2(t->s, t, (gnutls_transport_ptr_t)(intptr_t)fd);
+	/* both directions through us: the first bytes are inspected, and records are batched (tls_pull, tls_vec_push) */
+	gnutls_transport_set_ptr2(t->s, t, t);
 	gnutls_transport_set_pull_function(t->s, tls_pull);
+	gnutls_transport_set_vec_push_function(t->s, tls_vec_push);
 	gnutls_transport_set_pull_timeout_function(t->s, tls_pull_timeout);
 	gnutls_handshake_set_timeout(t->s, (unsigned int)t->timeout_ms);
 
@@ -1140,6 +1230,9 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	}
 	free(t->peer_name);
 	t->peer_name = NULL;
+	t->rbuf = malloc(TLS_RBUF);
+	t->sbuf = malloc(TLS_SBUF);
+	t->buffered = t->rbuf && t->sbuf; /* without the buffers, plain unbuffered I/O still works */
 	*fail = MR_TLS_OK;
 	*out = t;
 	t = NULL;
@@ -1195,6 +1288,7 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 		return -EINVAL;
 	if (len > SSIZE_MAX)
 		return -EMSGSIZE;
+	tls_in_send = true;
 	while (off < len) {
 		/* GnuTLS sends at most one record per call and returns its size */
 		n = gnutls_record_send(t->s, c + off, len - off);
@@ -1205,6 +1299,8 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 		/* GnuTLS keeps the pending record: call again with the same arguments */
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			continue;
+		tls_in_send = false;
+		t->slen = 0;
 		if (n == GNUTLS_E_PUSH_ERROR || n == GNUTLS_E_INVALID_SESSION || n == GNUTLS_E_PREMATURE_TERMINATION) {
 			/* GnuTLS reports EPIPE and ECONNRESET from send() as premature termination */
 			tls_send_error(t,
@@ -1215,6 +1311,13 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 		tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t),
 			       n == 0 ? "no progress" : gnutls_strerror((int)n));
 		return -EIO;
+	}
+	tls_in_send = false;
+	if (t->slen && tls_flush(t) < 0) {
+		int e = t->push_errno;
+
+		tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(e));
+		return e == ECONNRESET ? -ECONNRESET : -EPIPE;
 	}
 	return (ssize_t)len;
 }

@@ -54,7 +54,8 @@ const char gw_client_usage[] =
 	"      --psk-file FILE       use a pre-shared key from FILE (QEMU keys.psk: identity:hexkey)\n"
 	"      --psk-identity NAME   which identity of the PSK file to use (default: the first)\n"
 	"      --server-name NAME    name the server certificate must carry (default: HOST of --to)\n"
-	"      --compress MODE       none, zstd or zstd:LEVEL (1-19) (default none)\n"
+	"      --compress MODE       none, zstd, zstd:LEVEL (1-19), or auto: zstd only while the\n"
+	"                            network, not the CPU, is the bottleneck (default none)\n"
 	"      --reconnect-timeout S lost connections are rejoined for up to S seconds while the\n"
 	"                            session has no connection left (default 30; 0: fail at once)\n"
 	"      --keepalive S         PING after S seconds of silence; a connection silent for\n"
@@ -116,14 +117,17 @@ int gw_client_opt(struct gw_client_opts *o, int c, const char *arg)
 		o->server_name = arg;
 		return 1;
 	case OPT_COMPRESS:
+		o->compress_auto = false;
 		if (!strcmp(arg, "none")) {
 			o->compress = false;
+		} else if (!strcmp(arg, "auto")) {
+			o->compress = o->compress_auto = true;
 		} else if (!strcmp(arg, "zstd")) {
 			o->compress = true;
 		} else if (!strncmp(arg, "zstd:", 5) && parse_int(arg + 5, 1, 19, &o->zlevel) == 0) {
 			o->compress = true;
 		} else {
-			fprintf(stderr, "migrelay: --compress takes none, zstd or zstd:LEVEL (1-19), not \"%.40s\"\n",
+			fprintf(stderr, "migrelay: --compress takes none, auto, zstd or zstd:LEVEL (1-19), not \"%.40s\"\n",
 				arg);
 			return -1;
 		}
@@ -367,6 +371,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	{
 		struct gw_session_cfg sc = { .server = false, .window = w.window, .chunk_size = w.chunk_size,
 					     .max_streams = w.max_streams, .compress = o->compress,
+					     .compress_auto = o->compress_auto,
 					     .zlevel = o->zlevel, .reconnect_ms = o->reconnect_ms,
 					     .keepalive_ms = o->keepalive_ms };
 

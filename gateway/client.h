@@ -17,6 +17,7 @@ struct gw_client_opts {
 	const char *server_name; /* name the server certificate must carry; default: the host of --to */
 	int connections;         /* 1..64 */
 	bool compress;
+	bool compress_auto;
 	int zlevel;
 	uint8_t multifd;
 	int ndevices;

@@ -251,9 +251,9 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 		return refuse(t, peer, WIRE_E_IDENTITY,
 			      "JOIN refused: identity \"%.100s\" is not the session's identity", identity);
 	}
-	if (j.conn_index == 0 || j.conn_index >= s->nconns) {
+	if (j.conn_index >= s->nconns) {
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 1..%d", j.conn_index,
+		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
 			      s->nconns - 1);
 	}
 	w.session_id = s->id;

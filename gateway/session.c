@@ -653,10 +653,37 @@ static void conn_dead_locked(struct gw_conn *c)
 	resync_locked(s, c->idx);
 }
 
+/*
+ * compress auto (writer thread only): compress while chunks wait in this
+ * connection's queue, which means the connection, not the CPU, is the
+ * bottleneck; and stop trying for a while when the data does not compress
+ * (less than 1/8 saved on most recent tries).
+ */
+static bool auto_wants_zstd(struct gw_conn *c, uint64_t backlog)
+{
+	if (c->z_skip) {
+		c->z_skip--;
+		return false;
+	}
+	return backlog >= 2 * (uint64_t)c->s->cfg.chunk_size;
+}
+
+static void auto_account(struct gw_conn *c, bool saved)
+{
+	c->z_tried++;
+	c->z_saved += saved;
+	if (c->z_tried < 8)
+		return;
+	if (c->z_saved * 4 < c->z_tried)
+		c->z_skip = 64; /* incompressible lately: send the next 64 chunks raw */
+	c->z_tried = c->z_saved = 0;
+}
+
 static void *conn_writer_main(void *arg)
 {
 	struct gw_conn *c = arg;
 	struct gw_session *s = c->s;
+	uint64_t backlog = 0;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -681,13 +708,17 @@ static void *conn_writer_main(void *arg)
 			break; /* closing and drained */
 		}
 		c->queued -= e->len;
+		backlog = c->queued;
 		pthread_mutex_unlock(&s->lock);
 
 		if (e->c) {
 			struct gw_chunk *ch = e->c;
 			size_t zl = 0;
-			unsigned fl = codec_encode(c->enc, s->cfg.compress, ch->mem + WIRE_HDR_LEN, ch->len,
-						   c->txbuf + WIRE_HDR_LEN, &zl);
+			bool z = s->cfg.compress && (!s->cfg.compress_auto || auto_wants_zstd(c, backlog));
+			unsigned fl = codec_encode(c->enc, z, ch->mem + WIRE_HDR_LEN, ch->len, c->txbuf + WIRE_HDR_LEN, &zl);
+
+			if (z && s->cfg.compress_auto)
+				auto_account(c, fl == WIRE_F_ZSTD && zl < ch->len - ch->len / 8);
 
 			if (fl) {
 				wire_hdr_encode(c->txbuf, &(struct wire_hdr){ .type = WIRE_T_DATA, .flags = (uint8_t)fl,
@@ -1159,7 +1190,8 @@ static void *session_timer_main(void *arg)
 			struct mr_tls *tls = NULL;
 			int fd = -1, r;
 
-			if (!c || !c->dead || now < s->rejoin_at_ns[i])
+			if (!c || !c->dead || now < s->rejoin_at_ns[i] ||
+			    (s->nlive > 0 && s->rejoin_tries[i] >= GW_REJOIN_TRIES))
 				continue;
 			pthread_mutex_unlock(&s->lock);
 			r = s->rejoin(s, i, &fd, &tls);
@@ -1173,10 +1205,18 @@ static void *session_timer_main(void *arg)
 				gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
 						       "the server no longer knows this session; it cannot be resumed");
 			} else {
-				int k = s->rejoin_tries[i] < 5 ? s->rejoin_tries[i]++ : 5;
+				int k = s->rejoin_tries[i] < 5 ? s->rejoin_tries[i] : 5;
 
-				/* Backoff 100 ms, 200 ms, ... 3.2 s; the reconnect timeout bounds the attempts. */
+				/*
+				 * Backoff 100 ms, 200 ms, ... 3.2 s. While other connections
+				 * live, give up on this one after GW_REJOIN_TRIES; with none
+				 * left, the reconnect timeout bounds the attempts.
+				 */
+				s->rejoin_tries[i]++;
 				s->rejoin_at_ns[i] = gw_now_ns() + (100000000ull << k);
+				if (s->rejoin_tries[i] == GW_REJOIN_TRIES && s->nlive > 0)
+					gw_warn("connection %d: giving up rejoining it after %d attempts; %d connection(s) carry on",
+						i, GW_REJOIN_TRIES, s->nlive);
 			}
 		}
 	}
@@ -1266,8 +1306,9 @@ int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls
 	r = gw_session_add_conn(s, idx, fd, tls);
 	if (r < 0)
 		return r;
+	/* What the old connection at this index carried is gone with it, though the index lives again. */
 	pthread_mutex_lock(&s->lock);
-	resync_locked(s, -1);
+	resync_locked(s, idx);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

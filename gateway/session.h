@@ -30,6 +30,7 @@ enum {
 	GW_DEFAULT_RECONNECT_MS = 30000,   /* a session without connections waits this long for a rejoin */
 	GW_DEFAULT_KEEPALIVE_MS = 5000,    /* PING after this much send silence; dead after 3x receive silence */
 	GW_TICK_MS = 250,                  /* session timer period */
+	GW_REJOIN_TRIES = 10,              /* rejoin attempts per connection while others live */
 };
 
 struct gw_session;
@@ -65,6 +66,8 @@ struct gw_conn {
 	bool dead, closing, wr_done;
 	bool clean_close; /* the peer closed with a TLS close_notify */
 	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
+	/* compress auto: recent outcome, and chunks to send raw before trying again */
+	uint32_t z_tried, z_saved, z_skip;
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
@@ -126,6 +129,7 @@ struct gw_session_cfg {
 	uint32_t window, chunk_size;
 	uint16_t max_streams;
 	bool compress;
+	bool compress_auto; /* compress only while the connections, not the CPU, hold things up */
 	int zlevel;
 	int reconnect_ms; /* 0: default; < 0: fail as soon as every connection is gone */
 	int keepalive_ms; /* 0: default */

@@ -339,7 +339,8 @@ int wire_join_decode(struct wire_join *j, const uint8_t *p, size_t len)
 	memset(j, 0, sizeof(*j));
 	if (!p || len != WIRE_JOIN_LEN)
 		return -EBADMSG;
-	if (wire_load_be16(p + 40) == 0 || wire_load_be16(p + 40) >= WIRE_MAX_CONNS)
+	/* 0 is valid: connection 0 may be rejoined after it was lost (§2.3). */
+	if (wire_load_be16(p + 40) >= WIRE_MAX_CONNS)
 		return -EBADMSG;
 	j->session_id = wire_load_be64(p);
 	memcpy(j->token, p + 8, WIRE_TOKEN_LEN);

@@ -56,6 +56,8 @@ static struct mr_tls *conn(struct mr_tls_cfg *cfg, int *fdp)
 	net_set_timeouts(fd, 5000, 5000);
 	if (mr_tls_handshake(&t, cfg, fd, NULL, 5000, &f, why, sizeof(why)) < 0) {
 		printf("HANDSHAKE %s\n", why);
+		close(fd);
+		mr_tls_cfg_free(cfg);
 		exit(expect && !strcmp(expect, "HANDSHAKE") ? 0 : 1);
 	}
 	*fdp = fd;
@@ -187,6 +189,10 @@ int main(int argc, char **argv)
 		t2 = conn(cfg2, &fd2);
 		put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
 		answer(t2, out, sizeof(out), NULL);
+		mr_tls_free(t2);
+		close(fd2);
+		if (cfg2 != cfg)
+			mr_tls_cfg_free(cfg2);
 	} else if (!strcmp(tcase, "oversize")) {
 		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
 		answer(t, out, sizeof(out), NULL);
@@ -206,6 +212,7 @@ int main(int argc, char **argv)
 		if (!strcmp(tcase, "truncate")) {
 			mr_tls_free(t);
 			close(fd);
+			mr_tls_cfg_free(cfg);
 			printf("SENT-TRUNCATED\n");
 			return expect && !strcmp(expect, "SENT-TRUNCATED") ? 0 : 1;
 		}
@@ -214,6 +221,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rawpeer: unknown case %s\n", tcase);
 		return 2;
 	}
+	mr_tls_free(t);
+	close(fd);
+	mr_tls_cfg_free(cfg);
 	printf("%s\n", out);
 	return !expect || !strncmp(out, expect, strlen(expect)) ? 0 : 1;
 }

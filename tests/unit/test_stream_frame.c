@@ -513,7 +513,7 @@ static void test_join(void **state)
 	static const struct {
 		uint16_t idx;
 		int want;
-	} cases[] = { { 1, 0 }, { 63, 0 }, { 0, -EBADMSG }, { 64, -EBADMSG }, { 0xffff, -EBADMSG } };
+	} cases[] = { { 1, 0 }, { 63, 0 }, { 0, 0 /* rejoin of connection 0 */ }, { 64, -EBADMSG }, { 0xffff, -EBADMSG } };
 	/* clang-format on */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		j.conn_index = cases[i].idx;
