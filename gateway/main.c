@@ -18,6 +18,7 @@ static const char usage[] =
 	"  forward   relay a local unix socket to a target (multifd, NBD, libvirt)\n"
 	"  send      relay standard input to a target\n"
 	"  pki       create a CA and certificates\n"
+	"  bench     measure what a path carries (synthetic migration stream)\n"
 	"  version   print the version\n";
 
 int main(int argc, char **argv)
@@ -27,7 +28,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{ "serve", cmd_serve }, { "send", cmd_send },       { "forward", cmd_forward },
-		{ "pki", cmd_pki },     { "migrate", cmd_migrate },
+		{ "pki", cmd_pki },     { "migrate", cmd_migrate }, { "bench", cmd_bench },
 	};
 
 	/*
