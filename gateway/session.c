@@ -654,6 +654,24 @@ static void conn_dead_locked(struct gw_conn *c)
 }
 
 /*
+ * Bytes one connection sends before it is replaced to get fresh TLS keys:
+ * 64 GiB, far below AES-GCM's limit of about 370 GiB per key (RFC 8446
+ * §5.5). MIGRELAY_REKEY_BYTES lowers it (tests, cautious operators).
+ */
+static uint64_t gw_rekey_bytes(void)
+{
+	static uint64_t v;
+
+	if (!v) {
+		const char *e = getenv("MIGRELAY_REKEY_BYTES");
+		unsigned long long x = e ? strtoull(e, NULL, 10) : 0;
+
+		v = x >= (1 << 20) && x <= (64ull << 30) ? x : 64ull << 30;
+	}
+	return v;
+}
+
+/*
  * compress auto (writer thread only): compress while chunks wait in this
  * connection's queue, which means the connection, not the CPU, is the
  * bottleneck; and stop trying for a while when the data does not compress
@@ -741,13 +759,28 @@ static void *conn_writer_main(void *arg)
 		free(e);
 		pthread_mutex_lock(&s->lock);
 		if (n < 0) {
-			if (!c->closing && !s->finished && s->open_streams > 0)
+			if (!c->closing && !c->clean_close && !s->finished && s->open_streams > 0)
 				gw_warn("connection %d: send failed: %s", c->idx, strerror((int)-n));
 			conn_dead_locked(c);
 			break;
 		}
 		c->tx_bytes += len;
 		c->last_tx_ns = gw_now_ns();
+		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing) {
+			/*
+			 * Fresh keys by a fresh handshake, long before the AEAD usage
+			 * limits of one key: drop this connection as if lost; its
+			 * chunks go on the others and the client rejoins it (§2.3).
+			 * GnuTLS's own key update is not safe with one thread sending
+			 * and another receiving on the session.
+			 */
+			gw_info("connection %d: %llu bytes sent under one key; reconnecting for fresh keys", c->idx,
+				(unsigned long long)c->tx_bytes);
+			c->clean_close = true;
+			mr_tls_bye(c->tls); /* the peer sees a clean close, not a failure */
+			shutdown(c->fd, SHUT_RDWR);
+			c->tx_bytes = 0;
+		}
 	}
 	if (c->closing && !c->dead)
 		mr_tls_bye(c->tls);
@@ -990,7 +1023,7 @@ static void *conn_reader_main(void *arg)
 		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
 		if (n <= 0) {
 			why = n == 0 ? "closed by the peer" : mr_tls_last_error(c->tls);
-			c->clean_close = n == 0;
+			c->clean_close = c->clean_close || n == 0;
 			break;
 		}
 		r = wire_hdr_parse(&h, hb, hb + sizeof(hb));

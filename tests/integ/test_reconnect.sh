@@ -6,7 +6,9 @@
 #  3. cut for longer than the reconnect timeout: both ends fail with a clear
 #     error, the sender exits 7, nothing is delivered;
 #  4. connections frozen (half-open: no RST, no bytes): keepalive notices
-#     within 3 intervals, the connections are dropped and rejoined.
+#     within 3 intervals, the connections are dropped and rejoined;
+#  5. fresh keys by reconnection: with MIGRELAY_REKEY_BYTES at 8 MiB, every
+#     connection is replaced (new TLS handshake) about 15 times per 256 MiB.
 . "$(dirname "$0")/lib.sh"
 : "${CUTPROXY:?CUTPROXY must point at tests/tools/cutproxy.py}"
 mr_setup
@@ -70,3 +72,12 @@ send_via --connections 2 --keepalive 1 <"$T/in256" >/dev/null 2>"$T/send4.log" |
 cmp "$T/in256" "$T/out.bin" || fail "256 MiB through a freeze differs"
 grep -q "nothing received" "$T/send4.log" "$T/serve-$port.log" || fail "keepalive did not notice the frozen connections"
 ok "half-open connections frozen for 6 s: keepalive dropped them, byte-exact"
+
+# 5. rekey by reconnection
+rm -f "$T/out.bin"
+MIGRELAY_REKEY_BYTES=$((8 << 20)) "$MIGRELAY" send --to "127.0.0.1:$port" --target f --tls-dir "$T/cli" --connections 2 \
+	--quiet <"$T/in256" >/dev/null 2>"$T/send5.log" || { cat "$T/send5.log"; fail "send with rekeying"; }
+cmp "$T/in256" "$T/out.bin" || fail "256 MiB with rekeying differs"
+n=$(grep -c "reconnecting for fresh keys" "$T/send5.log")
+[ "$n" -ge 10 ] || { cat "$T/send5.log"; fail "only $n rekeys"; }
+ok "$n connection replacements for fresh keys in 256 MiB: byte-exact"
