@@ -5,7 +5,9 @@
 #     SIGKILL): migrate fails with "peer gone", the source QEMU reports the
 #     failure and the guest keeps running on the source;
 #  2. a destination that refuses (another RAM size): migrate fails with
-#     QEMU's own reason, and the guest keeps running on the source.
+#     QEMU's own reason, and the guest keeps running on the source;
+#  3. Ctrl-C (SIGINT) during the migration: migrate_cancel, exit 10, the
+#     guest keeps running on the source.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/migrelay.sh"
 
@@ -45,4 +47,24 @@ e2e_log "destination refuses: migrate exit $rc: $(grep -v '^ ' "$E2E_TMP/m2.log"
 [ "$rc" = 9 ] || e2e_fail "expected exit 9 (QEMU refused), got $rc"
 grep -qi "length mismatch\|ram\|size" "$E2E_TMP/m2.log" || e2e_fail "the error does not give QEMU's reason"
 e2e_qmp src2 --wait-status running 10 || e2e_fail "the guest is not running on the source"
+e2e_stop src2 dst2
+
+# 3. cancelled by SIGINT
+port=$(e2e_free_port)
+e2e_start_dst dst3 256 dirty
+mr_e2e_serve gw3 "$port" --target "vm=qmp:$(e2e_qmp_sock dst3),log=$E2E_TMP/dst3.log"
+e2e_start_src src3 256 dirty
+rc=0
+"$MIGRELAY" migrate --qmp "$(e2e_qmp_sock src3)" --to "127.0.0.1:$port" --target vm --tls-dir "$E2E_TMP/cli" \
+	--bandwidth 20M >/dev/null 2>"$E2E_TMP/m3.log" &
+mpid=$!
+sleep 2
+kill -INT "$mpid"
+timeout 60 tail --pid="$mpid" -f /dev/null || e2e_fail "migrate did not end within 60 s of SIGINT"
+wait "$mpid" || rc=$?
+e2e_log "cancelled: migrate exit $rc: $(grep -v '^ ' "$E2E_TMP/m3.log" | tail -n 1)"
+[ "$rc" = 10 ] || e2e_fail "expected exit 10 (cancelled), got $rc"
+python3 "$E2E_DIR/qmp.py" "$(e2e_qmp_sock src3)" --wait-migration 30 >"$E2E_TMP/src3.mig" && e2e_fail "source QEMU says the migration completed"
+grep -q '"status": "cancelled"' "$E2E_TMP/src3.mig" || e2e_fail "source QEMU status: $(cat "$E2E_TMP/src3.mig")"
+e2e_qmp src3 --wait-status running 10 || e2e_fail "the guest is not running on the source"
 e2e_log "passed in $(e2e_since "$t0") s"

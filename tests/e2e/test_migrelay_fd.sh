@@ -1,8 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # fd: migration through two migrelay gateways: a 256 MiB guest that keeps
-# dirtying pages, with 1 connection, then with 4 connections and zstd; the
-# destination's RAM must equal the source's (data region exactly).
+# dirtying pages, with 1 connection, then with 4 connections and zstd (the
+# destination's RAM must equal the source's: data region exactly); then an
+# idle guest with 2 connections, compress auto and JSON progress, whose whole
+# RAM must be equal.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/migrelay.sh"
 
@@ -11,19 +13,25 @@ e2e_accel
 mr_e2e_pki
 t0=$(e2e_now)
 
+# run N MODE CHECK migrate-args...: MODE is the guest's (dirty, idle), CHECK data or whole
 run() {
-	local n=$1 src=src$1 dst=dst$1 port
-	shift
+	local n=$1 mode=$2 check=$3 src=src$1 dst=dst$1 port
+	shift 3
 	port=$(e2e_free_port)
-	e2e_start_dst "$dst" 256 dirty
+	e2e_start_dst "$dst" 256 "$mode"
 	mr_e2e_serve "gw$n" "$port" --target "vm=qmp:$(e2e_qmp_sock "$dst"),log=$E2E_TMP/$dst.log"
-	e2e_start_src "$src" 256 dirty
+	e2e_start_src "$src" 256 "$mode"
 	mr_e2e_migrate "$src" "$port" vm "$@" || e2e_fail "migrelay migrate $* failed"
-	grep -q "completed and verified" "$E2E_TMP/$src-migrate.log" || e2e_fail "no verified report"
-	e2e_ram_check "$src" "$dst" data
+	grep -q "completed and verified" "$E2E_TMP/$src-migrate.log" ||
+		grep -q '"status":"completed".*"verified":true' "$E2E_TMP/$src-migrate.out" || e2e_fail "no verified report"
+	e2e_ram_check "$src" "$dst" "$check"
 	e2e_stop "$src" "$dst" "gw$n"
 }
 
-run 1 --connections 1
-run 2 --connections 4 --compress zstd
+run 1 dirty data --connections 1
+run 2 dirty data --connections 4 --compress zstd
+# An idle guest: the whole RAM, the first 2 MiB included, must be equal.
+run 3 idle whole --connections 2 --compress auto --json
+grep -q '"event":"progress"' "$E2E_TMP/src3-migrate.out" || e2e_fail "no JSON progress lines"
+e2e_log "JSON report: $(grep '"event":"report"' "$E2E_TMP/src3-migrate.out")"
 e2e_log "passed in $(e2e_since "$t0") s"
