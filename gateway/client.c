@@ -84,6 +84,51 @@ static int parse_int(const char *arg, int lo, int hi, int *out)
 	return 0;
 }
 
+void gw_client_longopts_with(struct option *lo, const struct option *extra)
+{
+	int n = 0;
+
+	for (int i = 0; gw_client_longopts[i].name; i++)
+		lo[n++] = gw_client_longopts[i];
+	for (int i = 0; extra && extra[i].name && n < GW_LONGOPTS_MAX - 2; i++)
+		lo[n++] = extra[i];
+	lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+int gw_parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t mul = 1;
+
+	if (end == s || !(v > 0) || v > 1e18)
+		return -1;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end)
+		return -1;
+	*out = (uint64_t)(v * (double)mul);
+	return 0;
+}
+
 int gw_client_opt(struct gw_client_opts *o, int c, const char *arg)
 {
 	switch (c) {

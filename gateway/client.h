@@ -37,6 +37,16 @@ extern const struct option gw_client_longopts[];
 extern const char gw_client_usage[];
 
 void gw_client_opts_init(struct gw_client_opts *o);
+
+enum { GW_LONGOPTS_MAX = 48 };
+/*
+ * Fills <lo> (GW_LONGOPTS_MAX entries) with the transport options, the
+ * command's own <extra> options (terminated by a NULL name) and --help ('h').
+ */
+void gw_client_longopts_with(struct option *lo, const struct option *extra);
+
+/* "512M", "1.5G", "100k", optionally followed by B: bytes. Returns 0 or -1. */
+int gw_parse_bytes(const char *s, uint64_t *out);
 /* Handles option <c> with <arg>. Returns 1 if it was a transport option, 0 if not, -1 on a bad value (message printed). */
 int gw_client_opt(struct gw_client_opts *o, int c, const char *arg);
 /* Checks required options. Returns 0 or prints what is missing and returns -1. */

@@ -111,25 +111,6 @@ static void *gen_main(void *arg)
 	return NULL;
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	uint64_t mul = 1;
-
-	if (end == s || v <= 0)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	}
-	if (*end)
-		return -1;
-	*out = (uint64_t)(v * (double)mul);
-	return 0;
-}
-
 /* utime+stime (seconds) and VmHWM (KiB) of process <pid> (0: self). */
 static void proc_usage(pid_t pid, double *cpu, long *hwm_kb)
 {
@@ -246,16 +227,15 @@ int cmd_bench(int argc, char **argv)
 	gw_log_set_prefix("migrelay bench");
 	gw_client_opts_init(&o);
 	{
-		struct option lo[40];
-		int n = 0;
+		static const struct option extra[] = {
+			{ "local", no_argument, NULL, O_LOCAL },
+			{ "profile", required_argument, NULL, O_PROFILE },
+			{ "size", required_argument, NULL, O_SIZE },
+			{ NULL, 0, NULL, 0 },
+		};
+		struct option lo[GW_LONGOPTS_MAX];
 
-		for (; gw_client_longopts[n].name; n++)
-			lo[n] = gw_client_longopts[n];
-		lo[n++] = (struct option){ "local", no_argument, NULL, O_LOCAL };
-		lo[n++] = (struct option){ "profile", required_argument, NULL, O_PROFILE };
-		lo[n++] = (struct option){ "size", required_argument, NULL, O_SIZE };
-		lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-		lo[n] = (struct option){ NULL, 0, NULL, 0 };
+		gw_client_longopts_with(lo, extra);
 		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "h", lo, NULL)) != -1) {
 			if (c == 'h') {
 				printf("%s%s", bench_usage, gw_client_usage);
@@ -274,7 +254,7 @@ int cmd_bench(int argc, char **argv)
 				continue;
 			}
 			if (c == O_SIZE) {
-				if (parse_size(optarg, &g.size) < 0) {
+				if (gw_parse_bytes(optarg, &g.size) < 0) {
 					fprintf(stderr, "migrelay bench: --size takes bytes such as 512M or 4G\n");
 					return MR_EXIT_USAGE;
 				}

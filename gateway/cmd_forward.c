@@ -72,14 +72,10 @@ int cmd_forward(int argc, char **argv)
 	gw_log_set_prefix("migrelay forward");
 	gw_client_opts_init(&o);
 	{
-		struct option lo[32];
-		int n = 0;
+		static const struct option extra[] = { { "listen", required_argument, NULL, 'l' }, { NULL, 0, NULL, 0 } };
+		struct option lo[GW_LONGOPTS_MAX];
 
-		for (; gw_client_longopts[n].name; n++)
-			lo[n] = gw_client_longopts[n];
-		lo[n++] = (struct option){ "listen", required_argument, NULL, 'l' };
-		lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-		lo[n] = (struct option){ NULL, 0, NULL, 0 };
+		gw_client_longopts_with(lo, extra);
 		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "l:h", lo, NULL)) != -1) {
 			if (c == 'h') {
 				printf("%s%s", forward_usage, gw_client_usage);

@@ -119,27 +119,6 @@ static void listener_stop(struct listener *l)
 	l->started = false;
 }
 
-static int parse_rate(const char *s, uint64_t *out)
-{
-	char *end;
-	double v = strtod(s, &end);
-	uint64_t mul = 1;
-
-	if (end == s || v <= 0)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end)
-		return -1;
-	*out = (uint64_t)(v * (double)mul);
-	return 0;
-}
-
 struct mig {
 	struct gw_client_opts o;
 	const char *qmp_path;
@@ -298,19 +277,15 @@ int cmd_migrate(int argc, char **argv)
 	m.main_id = -1;
 	{
 		enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO };
-		struct option lo[40];
-		int n = 0;
+		static const struct option extra[] = {
+			{ "qmp", required_argument, NULL, 'q' },	    { "bandwidth", required_argument, NULL, O_BW },
+			{ "downtime", required_argument, NULL, O_DT },	    { "multifd", required_argument, NULL, O_MF },
+			{ "copy-storage", required_argument, NULL, O_CS }, { "timeout", required_argument, NULL, O_TO },
+			{ NULL, 0, NULL, 0 },
+		};
+		struct option lo[GW_LONGOPTS_MAX];
 
-		for (; gw_client_longopts[n].name; n++)
-			lo[n] = gw_client_longopts[n];
-		lo[n++] = (struct option){ "qmp", required_argument, NULL, 'q' };
-		lo[n++] = (struct option){ "bandwidth", required_argument, NULL, O_BW };
-		lo[n++] = (struct option){ "downtime", required_argument, NULL, O_DT };
-		lo[n++] = (struct option){ "multifd", required_argument, NULL, O_MF };
-		lo[n++] = (struct option){ "copy-storage", required_argument, NULL, O_CS };
-		lo[n++] = (struct option){ "timeout", required_argument, NULL, O_TO };
-		lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-		lo[n] = (struct option){ NULL, 0, NULL, 0 };
+		gw_client_longopts_with(lo, extra);
 		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "q:h", lo, NULL)) != -1) {
 			long v;
 
@@ -322,7 +297,7 @@ int cmd_migrate(int argc, char **argv)
 				m.qmp_path = optarg;
 				continue;
 			case O_BW:
-				if (parse_rate(optarg, &m.bandwidth) < 0) {
+				if (gw_parse_bytes(optarg, &m.bandwidth) < 0) {
 					fprintf(stderr, "migrelay migrate: --bandwidth takes bytes/s such as 500M, not \"%.40s\"\n",
 						optarg);
 					return MR_EXIT_USAGE;

@@ -44,13 +44,9 @@ int cmd_send(int argc, char **argv)
 	gw_log_set_prefix("migrelay send");
 	gw_client_opts_init(&o);
 	{
-		struct option lo[32];
-		int n = 0;
+		struct option lo[GW_LONGOPTS_MAX];
 
-		for (; gw_client_longopts[n].name; n++)
-			lo[n] = gw_client_longopts[n];
-		lo[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-		lo[n] = (struct option){ NULL, 0, NULL, 0 };
+		gw_client_longopts_with(lo, NULL);
 		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "h", lo, NULL)) != -1) {
 			if (c == 'h') {
 				printf("%s%s", send_usage, gw_client_usage);
