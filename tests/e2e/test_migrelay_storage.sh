@@ -54,12 +54,17 @@ while not os.path.exists(stop) and time.time() < deadline:
         errs += 1; last = str(r)
     else:
         ok += 1
+        if ok == 3:
+            open(out + ".started", "w").close()
     time.sleep(0.01)
 open(out, "w").write("%d %d %s\n" % (ok, errs, last[:200]))
 PY
 writer=$!
-sleep 0.5
-mr_e2e_migrate src "$port" vm --copy-storage disk0 --connections 2 || e2e_fail "migrelay migrate --copy-storage failed"
+for ((i = 0; i < 300; i++)); do [ -e "$T/writes.started" ] && break; sleep 0.1; done
+[ -e "$T/writes.started" ] || e2e_fail "the disk writer did not start"
+# A bandwidth cap keeps RAM moving for a few seconds while the writer goes on.
+mr_e2e_migrate src "$port" vm --copy-storage disk0 --connections 2 --bandwidth 40M ||
+	e2e_fail "migrelay migrate --copy-storage failed"
 touch "$T/migrated"
 wait "$writer" || true
 read -r writes werrs wlast <"$T/writes"
