@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 #
 # Helpers for bench/compare, sourced after tests/e2e/lib.sh (whose QEMU start
 # helpers, QMP client and RAM check they reuse).
@@ -320,7 +320,7 @@ w("Median of %d round(s) (min–max in brackets). Every run migrates a freshly s
   "the network device of the private namespace carried in both directions, TCP/IP headers "
   "included (%s). **vs tcp** and **vs best peer** divide the total time by that of "
   "`qemu-tcp` and by that of the fastest encrypted non-migrelay transport (%s): below 1 is faster. "
-  "**Integrity**: runs whose destination RAM (the guest's data region) equals the source's."
+  "**Integrity**: completed runs whose destination RAM (the guest's data region) equals the source's."
   % (meta["rounds"], meta["wire_where"], best_peer[1] if best_peer else "none measured"))
 w("")
 w("| transport | what | runs ok | total ms | downtime ms | wall s | RAM/total MiB/s | stream/total MiB/s "
@@ -343,14 +343,21 @@ for t in meta["transports"]:
                 and x["status"] == "ok" and num(x, "total_ms")])
     vt = "%.2f" % (m / base) if m and base else "–"
     vp = "%.2f" % (m / best_peer[0]) if m and best_peer else "–"
-    integ = "%d/%d pass" % (r["pass"], r["runs"])
-    if r["pass"] < r["runs"]:
+    integ = "%d/%d pass" % (r["pass"], r["ok"]) if r["ok"] else "–"
+    if r["pass"] < r["ok"]:
         integ = "**" + integ + "**"
     w("| %s | %s | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         tid, desc, r["ok"], r["runs"], rng(r["total"], "%.0f"), rng(r["down"], "%.0f"),
         rng(r["wall"], "%.2f"), rng(thr, "%.0f"), rng(r["bps"], "%.0f", 1 / MiB),
         rng(r["qbytes"], "%.0f", 1 / MiB), rng(r["wire"], "%.0f", 1 / MiB), vt, vp, integ))
 w("")
+mr = [(med(t["id"]), t["id"]) for t in meta["transports"] if t["class"] == "migrelay" and med(t["id"])]
+if mr:
+    m, tid = min(mr)
+    w("Fastest migrelay variant: **%s**, median total %.0f ms%s%s." % (
+        tid, m, ", %.2f× the time of qemu-tcp" % (m / base) if base else "",
+        ", %.2f× the time of the best encrypted peer (%s)" % (m / best_peer[0], best_peer[1]) if best_peer else ""))
+    w("")
 fails = [(t["id"], e) for t in meta["transports"] if t["class"] != "na" for e in res[t["id"]]["errors"]]
 if fails:
     w("## Failures")
