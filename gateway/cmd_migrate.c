@@ -127,7 +127,7 @@ struct mig {
 	int timeout_s;
 	struct qmp *q;
 	struct gw_session *s;
-	char dir[64];
+	char dir[96];
 	struct listener mf, nbd[WIRE_MAX_DEVICES];
 	int main_id;
 	int nbd_nodes; /* NBD client nodes added so far */
@@ -376,9 +376,9 @@ int cmd_migrate(int argc, char **argv)
 	rc = MR_EXIT_FAIL;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	snprintf(m.dir, sizeof(m.dir), "/tmp/migrelay-src-XXXXXX");
-	if (!mkdtemp(m.dir)) {
-		fprintf(stderr, "migrelay migrate: cannot create a private directory: %s\n", strerror(errno));
+	if ((r = net_private_dir(m.dir, sizeof(m.dir), "migrelay-src")) < 0) {
+		fprintf(stderr, "migrelay migrate: cannot create a private directory for sockets: %s (see MIGRELAY_SOCKET_DIR)\n",
+			strerror(-r));
 		m.dir[0] = '\0';
 		goto out;
 	}

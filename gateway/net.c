@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -230,4 +231,20 @@ ssize_t net_write_all(int fd, const void *p, size_t len)
 		done += (size_t)n;
 	}
 	return (ssize_t)len;
+}
+
+int net_private_dir(char *buf, size_t len, const char *prefix)
+{
+	const char *base = getenv("MIGRELAY_SOCKET_DIR");
+
+	if (!base || !*base)
+		base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	/* sun_path holds 108 bytes: leave room for the socket names inside */
+	if ((size_t)snprintf(buf, len, "%s/%s-XXXXXX", base, prefix) >= len || strlen(buf) > 80)
+		return -ENAMETOOLONG;
+	if (!mkdtemp(buf))
+		return -errno;
+	return 0;
 }

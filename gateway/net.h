@@ -20,6 +20,14 @@ MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
 void net_tune_tcp(int fd);
 /* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds (0 = none). */
 void net_set_timeouts(int fd, int rcv_ms, int snd_ms);
+/*
+ * Makes a private directory (mode 0700) for sockets, named <prefix>-XXXXXX,
+ * in $MIGRELAY_SOCKET_DIR, else $TMPDIR, else /tmp. QEMU must be able to
+ * create its listening sockets there (multifd, NBD): same user, or a shared
+ * directory. Returns 0 with the path in <buf>, or -errno.
+ */
+MR_MUST_CHECK int net_private_dir(char *buf, size_t len, const char *prefix);
+
 /* write()/read() everything, retrying on EINTR. Return len or -errno (read: bytes read before EOF). */
 MR_MUST_CHECK ssize_t net_write_all(int fd, const void *p, size_t len);
 

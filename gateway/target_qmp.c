@@ -30,7 +30,7 @@
 struct qmp_tsess {
 	struct gw_target *t;
 	pthread_mutex_t lock; /* one QMP conversation at a time */
-	char dir[64];         /* private directory for the sockets */
+	char dir[96];         /* private directory for the sockets */
 	char mig_sock[128], nbd_sock[128];
 	bool multifd, nbd, nbd_started;
 	int mig_streams;
@@ -277,9 +277,7 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		r = -EBUSY;
 		goto out;
 	}
-	snprintf(ts->dir, sizeof(ts->dir), "/tmp/migrelay-dst-XXXXXX");
-	if (!mkdtemp(ts->dir)) {
-		r = -errno;
+	if ((r = net_private_dir(ts->dir, sizeof(ts->dir), "migrelay-dst")) < 0) {
 		ts->dir[0] = '\0';
 		snprintf(why, whylen, "cannot create a private directory: %s", strerror(-r));
 		goto out;
