@@ -100,7 +100,9 @@ for w in "${words[@]}"; do
 		args+=("$w")
 	fi
 done
-[ "${args[0]}" = "$MIGRELAY" ] && [ "${args[1]}" = serve ] || fail "ExecStart expands to ${args[*]}"
+if [ "${args[0]}" != "$MIGRELAY" ] || [ "${args[1]}" != serve ]; then
+	fail "ExecStart expands to ${args[*]}"
+fi
 "${args[@]}" >"$T/serve-$port.log" 2>&1 &
 MR_PIDS+=($!)
 mr_wait_port "$port"
