@@ -8,6 +8,8 @@
  */
 #include "pki.h"
 
+#include "msg.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -38,18 +40,6 @@ enum {
 
 #define PKI_DAY 86400
 
-static void pki_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void pki_msg(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Maps a GnuTLS error to -errno for our callers. */
 static int pki_errno(int gr)
@@ -69,7 +59,7 @@ static int pki_path(char *out, size_t outlen, const char *dir, const char *name,
 	int n = snprintf(out, outlen, "%s/%s", dir, name);
 
 	if (n < 0 || (size_t)n >= outlen) {
-		pki_msg(err, errlen, "path %.200s/%s is too long", dir, name);
+		crypto_msg(err, errlen, "path %.200s/%s is too long", dir, name);
 		return -ENAMETOOLONG;
 	}
 	return 0;
@@ -88,18 +78,18 @@ static int pki_read(const char *path, gnutls_datum_t *d, const char *hint, char 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		pki_msg(err, errlen, "cannot read %s: %s%s", path, strerror(-r), hint);
+		crypto_msg(err, errlen, "cannot read %s: %s%s", path, strerror(-r), hint);
 		return r;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > PKI_MAX_FILE) {
 		r = -EBADMSG;
-		pki_msg(err, errlen, "%s is not a PEM file of reasonable size%s", path, hint);
+		crypto_msg(err, errlen, "%s is not a PEM file of reasonable size%s", path, hint);
 		goto out;
 	}
 	d->data = gnutls_malloc((size_t)st.st_size + 1);
 	if (!d->data) {
 		r = -ENOMEM;
-		pki_msg(err, errlen, "out of memory reading %s", path);
+		crypto_msg(err, errlen, "out of memory reading %s", path);
 		goto out;
 	}
 	while (off < (size_t)st.st_size) {
@@ -108,7 +98,7 @@ static int pki_read(const char *path, gnutls_datum_t *d, const char *hint, char 
 			continue;
 		if (n <= 0) {
 			r = n < 0 ? -errno : -EIO;
-			pki_msg(err, errlen, "cannot read %s: %s", path, strerror(-r));
+			crypto_msg(err, errlen, "cannot read %s: %s", path, strerror(-r));
 			goto out;
 		}
 		off += (size_t)n;
@@ -156,7 +146,7 @@ static int pki_write(const char *path, const gnutls_datum_t *d, mode_t mode, boo
 	if (!excl) {
 		n = snprintf(tmp, sizeof(tmp), "%s.tmpXXXXXX", path);
 		if (n < 0 || (size_t)n >= sizeof(tmp)) {
-			pki_msg(err, errlen, "path %.200s is too long", path);
+			crypto_msg(err, errlen, "path %.200s is too long", path);
 			return -ENAMETOOLONG;
 		}
 		fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 until we widen it */
@@ -167,9 +157,9 @@ static int pki_write(const char *path, const gnutls_datum_t *d, mode_t mode, boo
 	if (fd < 0) {
 		r = -errno;
 		if (r == -EEXIST)
-			pki_msg(err, errlen, "%s already exists; refusing to overwrite it (remove it or pick another directory)", path);
+			crypto_msg(err, errlen, "%s already exists; refusing to overwrite it (remove it or pick another directory)", path);
 		else
-			pki_msg(err, errlen, "cannot create %s: %s", excl ? path : tmp, strerror(-r));
+			crypto_msg(err, errlen, "cannot create %s: %s", excl ? path : tmp, strerror(-r));
 		return r;
 	}
 	r = fchmod(fd, mode) < 0 ? -errno : 0;
@@ -183,7 +173,7 @@ static int pki_write(const char *path, const gnutls_datum_t *d, mode_t mode, boo
 		r = -errno;
 	if (r == 0)
 		return 0;
-	pki_msg(err, errlen, "cannot write %s: %s", path, strerror(-r));
+	crypto_msg(err, errlen, "cannot write %s: %s", path, strerror(-r));
 	unlink(target);
 	return r;
 }
@@ -197,7 +187,7 @@ static int pki_mkdirs(const char *dir, char *err, size_t errlen)
 	int r;
 
 	if (len == 0 || len >= sizeof(buf)) {
-		pki_msg(err, errlen, "directory name \"%.200s\" is empty or too long", dir);
+		crypto_msg(err, errlen, "directory name \"%.200s\" is empty or too long", dir);
 		return -EINVAL;
 	}
 	memcpy(buf, dir, len + 1);
@@ -207,14 +197,14 @@ static int pki_mkdirs(const char *dir, char *err, size_t errlen)
 		buf[i] = '\0';
 		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
 			r = -errno;
-			pki_msg(err, errlen, "cannot create directory %s: %s", buf, strerror(-r));
+			crypto_msg(err, errlen, "cannot create directory %s: %s", buf, strerror(-r));
 			return r;
 		}
 		if (i < len)
 			buf[i] = '/';
 	}
 	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		pki_msg(err, errlen, "%s is not a directory", dir);
+		crypto_msg(err, errlen, "%s is not a directory", dir);
 		return -ENOTDIR;
 	}
 	return 0;
@@ -340,23 +330,23 @@ int pki_init(const char *dir, const char *cn, int days, char *err, size_t errlen
 	if (days <= 0)
 		days = PKI_CA_DAYS;
 	if (!dir || !*dir) {
-		pki_msg(err, errlen, "no CA directory given (use --dir DIR)");
+		crypto_msg(err, errlen, "no CA directory given (use --dir DIR)");
 		return -EINVAL;
 	}
 	if (!pki_name_ok(cn)) {
-		pki_msg(err, errlen, "CA name \"%.80s\" must be 1 to %d characters without control characters", cn,
+		crypto_msg(err, errlen, "CA name \"%.80s\" must be 1 to %d characters without control characters", cn,
 			PKI_MAX_NAME);
 		return -EINVAL;
 	}
 	if (days > PKI_MAX_DAYS) {
-		pki_msg(err, errlen, "--days %d is more than %d (100 years)", days, PKI_MAX_DAYS);
+		crypto_msg(err, errlen, "--days %d is more than %d (100 years)", days, PKI_MAX_DAYS);
 		return -EINVAL;
 	}
 	if ((r = pki_path(cert_path, sizeof(cert_path), dir, "ca-cert.pem", err, errlen)) < 0 ||
 	    (r = pki_path(key_path, sizeof(key_path), dir, "ca-key.pem", err, errlen)) < 0)
 		return r;
 	if (access(cert_path, F_OK) == 0 || access(key_path, F_OK) == 0) {
-		pki_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"%s already holds a CA (ca-cert.pem or ca-key.pem); refusing to overwrite it (pick another --dir, or remove the old CA and every certificate it issued)",
 			dir);
 		return -EEXIST;
@@ -370,7 +360,7 @@ int pki_init(const char *dir, const char *cn, int days, char *err, size_t errlen
 	    (r = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN)) < 0 ||
 	    (r = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
 	    (r = pki_export(crt, key, &cpem, &kpem)) < 0) {
-		pki_msg(err, errlen, "cannot create the CA certificate: %s", gnutls_strerror(r));
+		crypto_msg(err, errlen, "cannot create the CA certificate: %s", gnutls_strerror(r));
 		r = pki_errno(r);
 		goto out;
 	}
@@ -410,24 +400,24 @@ static int pki_load_ca(const char *dir, gnutls_x509_crt_t *crt, gnutls_x509_priv
 	    (r = pki_read(path, cpem, hint, err, errlen)) < 0 || (r = pki_read(kpath, &kpem, hint, err, errlen)) < 0)
 		goto out;
 	if ((r = gnutls_x509_crt_init(crt)) < 0 || (r = gnutls_x509_crt_import(*crt, cpem, GNUTLS_X509_FMT_PEM)) < 0) {
-		pki_msg(err, errlen, "%s holds no usable certificate: %s", path, gnutls_strerror(r));
+		crypto_msg(err, errlen, "%s holds no usable certificate: %s", path, gnutls_strerror(r));
 		r = pki_errno(r);
 		goto out;
 	}
 	if ((r = gnutls_x509_privkey_init(key)) < 0 ||
 	    (r = gnutls_x509_privkey_import2(*key, &kpem, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN)) < 0) {
-		pki_msg(err, errlen, "%s holds no usable unencrypted private key: %s", kpath, gnutls_strerror(r));
+		crypto_msg(err, errlen, "%s holds no usable unencrypted private key: %s", kpath, gnutls_strerror(r));
 		r = pki_errno(r);
 		goto out;
 	}
 	if (gnutls_x509_crt_get_ca_status(*crt, &critical) <= 0) {
-		pki_msg(err, errlen, "%s is not a CA certificate (basicConstraints CA:TRUE is missing)", path);
+		crypto_msg(err, errlen, "%s is not a CA certificate (basicConstraints CA:TRUE is missing)", path);
 		r = -EBADMSG;
 		goto out;
 	}
 	if (gnutls_x509_crt_get_key_id(*crt, 0, id1, &l1) < 0 ||
 	    gnutls_x509_privkey_get_key_id(*key, 0, id2, &l2) < 0 || l1 != l2 || memcmp(id1, id2, l1)) {
-		pki_msg(err, errlen, "%s does not belong to %s (both must come from the same `migrelay pki init`)", kpath,
+		crypto_msg(err, errlen, "%s does not belong to %s (both must come from the same `migrelay pki init`)", kpath,
 			path);
 		r = -EBADMSG;
 		goto out;
@@ -457,7 +447,7 @@ static int pki_copy_ca(const char *out_dir, const gnutls_datum_t *cpem, bool che
 			return r;
 		r = 0;
 		if (have.size != cpem->size || memcmp(have.data, cpem->data, cpem->size)) {
-			pki_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"%s holds another CA's certificate; refusing to replace it (pick another --out directory or remove that file)",
 				path);
 			r = -EEXIST;
@@ -502,7 +492,7 @@ static int pki_add_sans(gnutls_x509_crt_t crt, const struct pki_issue_opts *o, c
 	}
 	return 0;
 fail:
-	pki_msg(err, errlen, "cannot add a subject alternative name: %s", gnutls_strerror(r));
+	crypto_msg(err, errlen, "cannot add a subject alternative name: %s", gnutls_strerror(r));
 	return pki_errno(r);
 }
 
@@ -512,39 +502,39 @@ static int pki_check_opts(const struct pki_issue_opts *o, char *err, size_t errl
 	size_t i;
 
 	if (!o->ca_dir || !*o->ca_dir || !o->out_dir || !*o->out_dir) {
-		pki_msg(err, errlen, "both the CA directory (--ca) and the output directory (--out) are needed");
+		crypto_msg(err, errlen, "both the CA directory (--ca) and the output directory (--out) are needed");
 		return -EINVAL;
 	}
 	if (!pki_name_ok(o->cn)) {
-		pki_msg(err, errlen, "--cn \"%.80s\" must be 1 to %d characters without control characters",
+		crypto_msg(err, errlen, "--cn \"%.80s\" must be 1 to %d characters without control characters",
 			o->cn ? o->cn : "", PKI_MAX_NAME);
 		return -EINVAL;
 	}
 	if (o->org && !pki_name_ok(o->org)) {
-		pki_msg(err, errlen, "--org \"%.80s\" must be 1 to %d characters without control characters", o->org,
+		crypto_msg(err, errlen, "--org \"%.80s\" must be 1 to %d characters without control characters", o->org,
 			PKI_MAX_NAME);
 		return -EINVAL;
 	}
 	if (o->days < 0 || o->days > PKI_MAX_DAYS) {
-		pki_msg(err, errlen, "--days %d must be between 1 and %d", o->days, PKI_MAX_DAYS);
+		crypto_msg(err, errlen, "--days %d must be between 1 and %d", o->days, PKI_MAX_DAYS);
 		return -EINVAL;
 	}
 	for (i = 0; i < 8 && o->dns[i]; i++) {
 		if (!pki_dns_ok(o->dns[i])) {
-			pki_msg(err, errlen, "--dns \"%.80s\" is not a DNS name (letters, digits, '-', '.', '*')",
+			crypto_msg(err, errlen, "--dns \"%.80s\" is not a DNS name (letters, digits, '-', '.', '*')",
 				o->dns[i]);
 			return -EINVAL;
 		}
 	}
 	for (i = 0; i < 8 && o->ip[i]; i++) {
 		if (inet_pton(AF_INET, o->ip[i], addr) != 1 && inet_pton(AF_INET6, o->ip[i], addr) != 1) {
-			pki_msg(err, errlen, "--ip \"%.80s\" is not an IPv4 or IPv6 address (no brackets, no port)",
+			crypto_msg(err, errlen, "--ip \"%.80s\" is not an IPv4 or IPv6 address (no brackets, no port)",
 				o->ip[i]);
 			return -EINVAL;
 		}
 	}
 	if (o->server && !o->dns[0] && !o->ip[0] && !pki_dns_ok(o->cn)) {
-		pki_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"a server certificate needs a host name: give --dns NAME or --ip ADDR (the CN \"%.80s\" is not a DNS name)",
 			o->cn);
 		return -EINVAL;
@@ -567,7 +557,7 @@ int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen)
 	if (err && errlen)
 		err[0] = '\0';
 	if (!o) {
-		pki_msg(err, errlen, "no options");
+		crypto_msg(err, errlen, "no options");
 		return -EINVAL;
 	}
 	if ((r = pki_check_opts(o, err, errlen)) < 0)
@@ -601,7 +591,7 @@ int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen)
 		     crt, o->server ? GNUTLS_KP_TLS_WWW_SERVER : GNUTLS_KP_TLS_WWW_CLIENT, 0)) < 0 ||
 	    (r = gnutls_x509_crt_get_subject_key_id(ca, id, &idlen, NULL)) < 0 ||
 	    (r = gnutls_x509_crt_set_authority_key_id(crt, id, idlen)) < 0) {
-		pki_msg(err, errlen, "cannot create the %s certificate: %s", base, gnutls_strerror(r));
+		crypto_msg(err, errlen, "cannot create the %s certificate: %s", base, gnutls_strerror(r));
 		r = pki_errno(r);
 		goto out;
 	}
@@ -609,7 +599,7 @@ int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen)
 		goto out;
 	if ((r = gnutls_x509_crt_sign2(crt, ca, ca_key, GNUTLS_DIG_SHA256, 0)) < 0 ||
 	    (r = pki_export(crt, key, &cpem, &kpem)) < 0) {
-		pki_msg(err, errlen, "cannot sign the %s certificate with the CA in %s: %s", base, o->ca_dir,
+		crypto_msg(err, errlen, "cannot sign the %s certificate with the CA in %s: %s", base, o->ca_dir,
 			gnutls_strerror(r));
 		r = pki_errno(r);
 		goto out;

@@ -31,6 +31,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
+#include "msg.h"
 #include "psk.h"
 
 /*
@@ -102,18 +103,6 @@ struct mr_tls {
 	atomic_int last;
 };
 
-static void tls_msg(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void tls_msg(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * Copies at most TLS_SHOW bytes of peer-supplied <p> into <dst> with
@@ -166,7 +155,7 @@ static int tls_check_file(const char *path, const char *hint, char *err, size_t 
 
 	if (fd < 0) {
 		r = -errno;
-		tls_msg(err, errlen, "cannot read %s: %s%s", path, strerror(-r), hint);
+		crypto_msg(err, errlen, "cannot read %s: %s%s", path, strerror(-r), hint);
 		return r;
 	}
 	close(fd);
@@ -183,7 +172,7 @@ static int tls_cfg_new(struct mr_tls_cfg **out, const char *src, bool server, bo
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->src = strdup(src))) {
 		free(c);
-		tls_msg(err, errlen, "out of memory");
+		crypto_msg(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	c->server = server;
@@ -191,7 +180,7 @@ static int tls_cfg_new(struct mr_tls_cfg **out, const char *src, bool server, bo
 	r = gnutls_priority_init(&c->prio, psk ? TLS_PRIO_PSK : TLS_PRIO_X509, &errpos);
 	if (r < 0) {
 		c->prio = NULL;
-		tls_msg(err, errlen, "this GnuTLS does not accept our TLS 1.3 settings: %s", gnutls_strerror(r));
+		crypto_msg(err, errlen, "this GnuTLS does not accept our TLS 1.3 settings: %s", gnutls_strerror(r));
 		mr_tls_cfg_free(c);
 		return -ENOTSUP;
 	}
@@ -204,7 +193,7 @@ static int tls_path(char *out, size_t outlen, const char *dir, const char *name,
 	int n = snprintf(out, outlen, "%s/%s", dir, name);
 
 	if (n < 0 || (size_t)n >= outlen) {
-		tls_msg(err, errlen, "path %.200s/%s is too long", dir, name);
+		crypto_msg(err, errlen, "path %.200s/%s is too long", dir, name);
 		return -ENAMETOOLONG;
 	}
 	return 0;
@@ -222,7 +211,7 @@ static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, b
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out || !dir || !*dir) {
-		tls_msg(err, errlen, "no TLS directory given");
+		crypto_msg(err, errlen, "no TLS directory given");
 		return -EINVAL;
 	}
 	*out = NULL;
@@ -247,13 +236,13 @@ static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, b
 	r = gnutls_certificate_allocate_credentials(&c->x509);
 	if (r < 0) {
 		c->x509 = NULL;
-		tls_msg(err, errlen, "out of memory");
+		crypto_msg(err, errlen, "out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
 	r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
 	if (r <= 0) {
-		tls_msg(err, errlen, "%s holds no usable CA certificate%s%s (it must be the PEM ca-cert.pem of `migrelay pki init`)",
+		crypto_msg(err, errlen, "%s holds no usable CA certificate%s%s (it must be the PEM ca-cert.pem of `migrelay pki init`)",
 			ca, r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
 		r = -EINVAL;
 		goto out;
@@ -261,13 +250,13 @@ static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, b
 	if (with_cert) {
 		r = gnutls_certificate_set_x509_key_file2(c->x509, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
 		if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-			tls_msg(err, errlen, "%s is not the key of %s (issue both again with `migrelay pki issue %s`)", key,
+			crypto_msg(err, errlen, "%s is not the key of %s (issue both again with `migrelay pki issue %s`)", key,
 				cert, role);
 			r = -EINVAL;
 			goto out;
 		}
 		if (r < 0) {
-			tls_msg(err, errlen, "cannot load %s with %s: %s (they must be an unencrypted PEM pair%s)", cert,
+			crypto_msg(err, errlen, "cannot load %s with %s: %s (they must be an unencrypted PEM pair%s)", cert,
 				key, gnutls_strerror(r), hint);
 			r = -EINVAL;
 			goto out;
@@ -304,18 +293,18 @@ static int tls_read_psk_file(const char *file, char **buf, size_t *len, char *er
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		tls_msg(err, errlen, "cannot read %s: %s (a PSK file holds lines identity:hexkey, as QEMU's keys.psk)",
+		crypto_msg(err, errlen, "cannot read %s: %s (a PSK file holds lines identity:hexkey, as QEMU's keys.psk)",
 			file, strerror(-r));
 		return r;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > TLS_MAX_PSK_FILE) {
-		tls_msg(err, errlen, "%s is not a regular file of at most %d bytes", file, TLS_MAX_PSK_FILE);
+		crypto_msg(err, errlen, "%s is not a regular file of at most %d bytes", file, TLS_MAX_PSK_FILE);
 		r = -EINVAL;
 		goto out;
 	}
 	b = malloc((size_t)st.st_size + 1);
 	if (!b) {
-		tls_msg(err, errlen, "out of memory");
+		crypto_msg(err, errlen, "out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
@@ -325,7 +314,7 @@ static int tls_read_psk_file(const char *file, char **buf, size_t *len, char *er
 			continue;
 		if (n < 0) {
 			r = -errno;
-			tls_msg(err, errlen, "cannot read %s: %s", file, strerror(-r));
+			crypto_msg(err, errlen, "cannot read %s: %s", file, strerror(-r));
 			goto out;
 		}
 		if (n == 0)
@@ -363,7 +352,7 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 	if (err && errlen)
 		err[0] = '\0';
 	if (!out || !file || !*file) {
-		tls_msg(err, errlen, "no PSK file given");
+		crypto_msg(err, errlen, "no PSK file given");
 		return -EINVAL;
 	}
 	*out = NULL;
@@ -371,18 +360,18 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 		return r;
 	keys = malloc(sizeof(*keys));
 	if (!keys) {
-		tls_msg(err, errlen, "out of memory");
+		crypto_msg(err, errlen, "out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
 	r = psk_parse(keys, buf, len, &bad_line);
 	if (r < 0) {
 		if (bad_line)
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"%s line %d is not \"identity:hexkey\" (identity: 1 to %d characters, no ':' or control characters, not repeated; key: %d to %d bytes as hex digits; at most %d lines)",
 				file, bad_line, PSK_MAX_IDENTITY, PSK_MIN_KEY, PSK_MAX_KEY, PSK_MAX_ENTRIES);
 		else
-			tls_msg(err, errlen, "%s holds no \"identity:hexkey\" line", file);
+			crypto_msg(err, errlen, "%s holds no \"identity:hexkey\" line", file);
 		r = -EINVAL;
 		goto out;
 	}
@@ -391,7 +380,7 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 	if (server) {
 		if (gnutls_psk_allocate_server_credentials(&c->psk_srv) < 0) {
 			c->psk_srv = NULL;
-			tls_msg(err, errlen, "out of memory");
+			crypto_msg(err, errlen, "out of memory");
 			r = -ENOMEM;
 			goto out;
 		}
@@ -404,7 +393,7 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 			char shown[TLS_SHOW + 8];
 
 			tls_printable(shown, sizeof(shown), identity, strlen(identity));
-			tls_msg(err, errlen, "%s has no line for identity \"%s\" (add \"%s:hexkey\" to it, with the server's key)",
+			crypto_msg(err, errlen, "%s has no line for identity \"%s\" (add \"%s:hexkey\" to it, with the server's key)",
 				file, shown, shown);
 			r = -ENOENT;
 			goto out;
@@ -412,7 +401,7 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 		c->psk_identity = strdup(e->identity);
 		if (!c->psk_identity || gnutls_psk_allocate_client_credentials(&c->psk_cli) < 0) {
 			c->psk_cli = NULL;
-			tls_msg(err, errlen, "out of memory");
+			crypto_msg(err, errlen, "out of memory");
 			r = -ENOMEM;
 			goto out;
 		}
@@ -420,7 +409,7 @@ int mr_tls_cfg_psk(struct mr_tls_cfg **out, const char *file, bool server, const
 		k.size = (unsigned int)e->key_len;
 		r = gnutls_psk_set_client_credentials(c->psk_cli, e->identity, &k, GNUTLS_PSK_KEY_RAW);
 		if (r < 0) {
-			tls_msg(err, errlen, "cannot use the key of identity \"%s\" in %s: %s", e->identity, file,
+			crypto_msg(err, errlen, "cannot use the key of identity \"%s\" in %s: %s", e->identity, file,
 				gnutls_strerror(r));
 			r = -EINVAL;
 			goto out;
@@ -877,17 +866,17 @@ static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t 
 	}
 	switch (alert) {
 	case GNUTLS_A_UNKNOWN_CA:
-		tls_msg(buf, len,
+		crypto_msg(buf, len,
 			"the %s rejected our certificate: unknown CA (it does not trust the CA that issued our certificate; issue ours with the CA whose ca-cert.pem the %s uses)",
 			peer, peer);
 		break;
 	case GNUTLS_A_CERTIFICATE_EXPIRED:
-		tls_msg(buf, len,
+		crypto_msg(buf, len,
 			"the %s rejected our certificate: certificate expired (issue a new one with `migrelay pki issue`, and check both hosts' clocks)",
 			peer);
 		break;
 	case GNUTLS_A_CERTIFICATE_REQUIRED:
-		tls_msg(buf, len,
+		crypto_msg(buf, len,
 			"the %s rejected us: certificate required (we sent none; give this side a certificate from `migrelay pki issue`)",
 			peer);
 		break;
@@ -895,36 +884,36 @@ static void tls_alert_text(const struct mr_tls *t, int alert, char *buf, size_t 
 	case GNUTLS_A_UNSUPPORTED_CERTIFICATE:
 	case GNUTLS_A_CERTIFICATE_REVOKED:
 	case GNUTLS_A_CERTIFICATE_UNKNOWN:
-		tls_msg(buf, len, "the %s rejected our certificate: %s (see the %s's log for the reason)", peer, name,
+		crypto_msg(buf, len, "the %s rejected our certificate: %s (see the %s's log for the reason)", peer, name,
 			peer);
 		break;
 	case GNUTLS_A_NO_APPLICATION_PROTOCOL:
-		tls_msg(buf, len,
+		crypto_msg(buf, len,
 			"the %s rejected us: no application protocol (it does not speak \"%s\"; is it a migrelay of another version?)",
 			peer, WIRE_ALPN);
 		break;
 	case GNUTLS_A_PROTOCOL_VERSION:
-		tls_msg(buf, len, "the %s rejected us: protocol version (migrelay speaks only TLS 1.3)", peer);
+		crypto_msg(buf, len, "the %s rejected us: protocol version (migrelay speaks only TLS 1.3)", peer);
 		break;
 	case GNUTLS_A_DECRYPT_ERROR:
 	case GNUTLS_A_UNKNOWN_PSK_IDENTITY:
 	case GNUTLS_A_ILLEGAL_PARAMETER:
 		if (t->cfg->psk && !t->cfg->server) {
-			tls_msg(buf, len,
+			crypto_msg(buf, len,
 				"the %s rejected our PSK identity \"%s\": %s (the identity must be in the %s's keys.psk with the same key)",
 				peer, t->cfg->psk_identity, name, peer);
 			break;
 		}
-		tls_msg(buf, len, "the %s ended the handshake with TLS alert \"%s\"", peer, name);
+		crypto_msg(buf, len, "the %s ended the handshake with TLS alert \"%s\"", peer, name);
 		break;
 	case GNUTLS_A_HANDSHAKE_FAILURE:
 	case GNUTLS_A_INSUFFICIENT_SECURITY:
-		tls_msg(buf, len,
+		crypto_msg(buf, len,
 			"the %s rejected us: %s (no common TLS 1.3 parameters; do both sides use the same kind of credentials, x509 or PSK?)",
 			peer, name);
 		break;
 	default:
-		tls_msg(buf, len, "the %s ended the connection with TLS alert \"%s\"", peer, name);
+		crypto_msg(buf, len, "the %s ended the connection with TLS alert \"%s\"", peer, name);
 		break;
 	}
 }
@@ -968,19 +957,19 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 	*alert = -1;
 	if (t->cb_fail != MR_TLS_OK) {
 		*alert = t->cb_alert;
-		tls_msg(err, errlen, "%s", t->cb_msg);
+		crypto_msg(err, errlen, "%s", t->cb_msg);
 		return t->cb_fail;
 	}
 	if (!tls_head_is_tls(t)) {
 		tls_printable(shown, sizeof(shown), t->head, t->head_len);
-		tls_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"the %s does not speak TLS: it sent \"%s\" (is that port a migrelay, and does the other side use TLS too?)",
 			peer, shown);
 		return MR_TLS_F_NOT_TLS;
 	}
 	switch (gr) {
 	case GNUTLS_E_TIMEDOUT:
-		tls_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"no TLS handshake with the %s within %d ms (is the other side a migrelay speaking TLS, and is it reachable and not overloaded?)",
 			peer, t->timeout_ms);
 		return MR_TLS_F_TIMEOUT;
@@ -997,32 +986,32 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 			return MR_TLS_F_PEER_REJECTED;
 		}
 		if (gr == GNUTLS_E_PULL_ERROR && t->pull_errno)
-			tls_msg(err, errlen, "the connection to the %s failed during the TLS handshake: %s", peer,
+			crypto_msg(err, errlen, "the connection to the %s failed during the TLS handshake: %s", peer,
 				strerror(t->pull_errno));
 		else
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"the %s closed the connection during the TLS handshake (it may have refused our credentials; see its log)",
 				peer);
 		return MR_TLS_F_IO;
 	case GNUTLS_E_MEMORY_ERROR:
 	case GNUTLS_E_INTERNAL_ERROR:
-		tls_msg(err, errlen, "TLS handshake with the %s failed: %s", peer, gnutls_strerror(gr));
+		crypto_msg(err, errlen, "TLS handshake with the %s failed: %s", peer, gnutls_strerror(gr));
 		*alert = GNUTLS_A_INTERNAL_ERROR;
 		return MR_TLS_F_INTERNAL;
 	case GNUTLS_E_UNSUPPORTED_VERSION_PACKET:
-		tls_msg(err, errlen, "the %s does not offer TLS 1.3 (migrelay speaks only TLS 1.3)", peer);
+		crypto_msg(err, errlen, "the %s does not offer TLS 1.3 (migrelay speaks only TLS 1.3)", peer);
 		*alert = GNUTLS_A_PROTOCOL_VERSION;
 		return MR_TLS_F_PROTOCOL;
 	case GNUTLS_E_NO_CIPHER_SUITES:
 		/* what a TLS 1.2-only ClientHello gets from a TLS 1.3-only server */
-		tls_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"the %s offers no TLS 1.3 cipher suite (migrelay speaks only TLS 1.3; is the peer an older TLS stack?)",
 			peer);
 		*alert = GNUTLS_A_HANDSHAKE_FAILURE;
 		return MR_TLS_F_PROTOCOL;
 	case GNUTLS_E_INSUFFICIENT_CREDENTIALS:
 		if (!t->cfg->server && t->cfg->psk) {
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"the server authenticates with a certificate, but this side has only a pre-shared key (use the same kind of credentials on both sides)");
 			*alert = GNUTLS_A_HANDSHAKE_FAILURE;
 			return MR_TLS_F_PROTOCOL;
@@ -1032,7 +1021,7 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 		break;
 	}
 	if (t->cfg->server && (gr == GNUTLS_E_CERTIFICATE_REQUIRED || gr == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
-		tls_msg(err, errlen,
+		crypto_msg(err, errlen,
 			"the client sent no certificate (give it client-cert.pem and client-key.pem from `migrelay pki issue client`)");
 		*alert = GNUTLS_A_CERTIFICATE_REQUIRED;
 		return MR_TLS_F_NO_CERT;
@@ -1041,22 +1030,22 @@ static enum mr_tls_fail tls_classify(struct mr_tls *t, int gr, int *alert, char 
 		/* one alert for both cases: a client must not learn which identities exist */
 		*alert = GNUTLS_A_DECRYPT_ERROR;
 		if (t->psk_seen && !t->psk_known)
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"the client's PSK identity \"%s\" is not in %s (add a line \"identity:hexkey\" with the client's key)",
 				t->psk_id, t->cfg->src);
 		else if (t->psk_seen)
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"the client's key for PSK identity \"%s\" differs from the one in %s (both sides need the same line)",
 				t->psk_id, t->cfg->src);
 		else {
-			tls_msg(err, errlen,
+			crypto_msg(err, errlen,
 				"the client offered no pre-shared key with an (EC)DHE key exchange (give it a PSK file like %s; migrelay does not use PSK without forward secrecy)",
 				t->cfg->src);
 			*alert = GNUTLS_A_HANDSHAKE_FAILURE;
 		}
 		return MR_TLS_F_PSK;
 	}
-	tls_msg(err, errlen, "TLS handshake with the %s failed: %s (migrelay needs TLS 1.3 and ALPN \"%s\" on both sides)",
+	crypto_msg(err, errlen, "TLS handshake with the %s failed: %s (migrelay needs TLS 1.3 and ALPN \"%s\" on both sides)",
 		peer, gnutls_strerror(gr), WIRE_ALPN);
 	*alert = gnutls_error_to_alert(gr, NULL);
 	return MR_TLS_F_PROTOCOL;
@@ -1158,13 +1147,13 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	if (fail)
 		*fail = MR_TLS_F_INTERNAL;
 	if (!out || !cfg || fd < 0 || !fail) {
-		tls_msg(err, errlen, "invalid TLS handshake arguments");
+		crypto_msg(err, errlen, "invalid TLS handshake arguments");
 		return -EINVAL;
 	}
 	*out = NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t || (peer_name && !cfg->server && !(t->peer_name = strdup(peer_name)))) {
-		tls_msg(err, errlen, "out of memory");
+		crypto_msg(err, errlen, "out of memory");
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1179,7 +1168,7 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	gr = gnutls_init(&t->s, flags);
 	if (gr < 0) {
 		t->s = NULL;
-		tls_msg(err, errlen, "cannot start a TLS session: %s", gnutls_strerror(gr));
+		crypto_msg(err, errlen, "cannot start a TLS session: %s", gnutls_strerror(gr));
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1239,7 +1228,7 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	return 0;
 
 setup_failed:
-	tls_msg(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(gr));
+	crypto_msg(err, errlen, "cannot set up the TLS session: %s", gnutls_strerror(gr));
 	r = -EIO;
 out:
 	*fail = f;
