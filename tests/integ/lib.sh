@@ -48,6 +48,17 @@ mr_pki() {
 	"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/cli" --cn client1 --org "migrelay tests" >/dev/null
 }
 
+# Credentials that must be refused: $T/cli2 (CN=client2, same CA), $T/expired
+# (CN=client1, expired), $T/foreign (CN=client1 from another CA; it trusts the
+# right CA, so only its own certificate is wrong).
+mr_pki_refused() {
+	"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/cli2" --cn client2 >/dev/null
+	"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/expired" --cn client1 --expired >/dev/null
+	"$MIGRELAY" pki init --dir "$T/ca2" --cn "another CA" >/dev/null
+	"$MIGRELAY" pki issue client --ca "$T/ca2" --out "$T/foreign" --cn client1 >/dev/null
+	cp "$T/ca/ca-cert.pem" "$T/foreign/ca-cert.pem"
+}
+
 # Waits until something listens on 127.0.0.1:$1 (10 s at most).
 mr_wait_port() {
 	local i

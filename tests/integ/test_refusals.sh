@@ -5,12 +5,7 @@
 mr_setup
 mr_pki
 : "${RAWPEER:?RAWPEER must point at the mr_rawpeer test tool}"
-"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/cli2" --cn client2 >/dev/null
-"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/expired" --cn client1 --expired >/dev/null
-"$MIGRELAY" pki init --dir "$T/ca2" --cn "another CA" >/dev/null
-"$MIGRELAY" pki issue client --ca "$T/ca2" --out "$T/foreign" --cn client1 >/dev/null
-# The client trusts the right CA, but its own certificate comes from another one.
-cp "$T/ca/ca-cert.pem" "$T/foreign/ca-cert.pem"
+mr_pki_refused
 mkdir -p "$T/nocert" && cp "$T/cli/ca-cert.pem" "$T/nocert/"
 
 port=$(mr_free_port)

@@ -7,11 +7,7 @@
 mr_setup
 mr_pki
 : "${RAWPEER:?RAWPEER must point at the mr_rawpeer test tool}"
-"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/cli2" --cn client2 >/dev/null
-"$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/expired" --cn client1 --expired >/dev/null
-"$MIGRELAY" pki init --dir "$T/ca2" --cn "another CA" >/dev/null
-"$MIGRELAY" pki issue client --ca "$T/ca2" --out "$T/foreign" --cn client1 >/dev/null
-cp "$T/ca/ca-cert.pem" "$T/foreign/ca-cert.pem"
+mr_pki_refused
 port=$(mr_free_port)
 mr_serve "$port" --tls-dir "$T/srv" --target "f=file:$T/out.bin" --allow "CN=client1,*"
 pport=$(mr_free_port)
