@@ -95,7 +95,7 @@ static void *session_supervisor(void *arg)
 {
 	struct gw_session *s = arg;
 	struct gw_stats st;
-	char a[32], b[32];
+	char a[32], b[32], line[GW_IDENTITY_MAX + 128], what[WIRE_MAX_ERROR_TEXT + 64];
 	int ok;
 
 	pthread_mutex_lock(&s->lock);
@@ -114,14 +114,20 @@ static void *session_supervisor(void *arg)
 	pthread_mutex_unlock(&srv.lock);
 
 	gw_session_stats(s, &st);
+	snprintf(line, sizeof(line), "session %016llx (%s, target %s) ", (unsigned long long)s->id, s->identity,
+		 s->target);
 	if (ok)
-		gw_info("session %016llx (%s, target %s) done: %d stream(s), received %s, sent %s, all verified",
-			(unsigned long long)s->id, s->identity, s->target, s->nstreams,
-			gw_fmt_bytes(st.raw_in, a, sizeof(a)), gw_fmt_bytes(st.raw_out, b, sizeof(b)));
+		snprintf(what, sizeof(what), "done: %d stream(s), received %s, sent %s, all verified", s->nstreams,
+			 gw_fmt_bytes(st.raw_in, a, sizeof(a)), gw_fmt_bytes(st.raw_out, b, sizeof(b)));
 	else
-		gw_err("session %016llx (%s, target %s) failed: %s", (unsigned long long)s->id, s->identity, s->target,
-		       s->err_code ? s->err_text : "connections closed before every stream ended");
+		snprintf(what, sizeof(what), "failed: %s",
+			 s->err_code ? s->err_text : "connections closed before every stream ended");
+	/* Close first (a failed file target removes its temporary file), then say how it ended. */
 	gw_session_close(s);
+	if (ok)
+		gw_info("%s%s", line, what);
+	else
+		gw_err("%s%s", line, what);
 	return NULL;
 }
 
