@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ struct listener {
 	int accepted;
 	pthread_t thr;
 	bool started;
-	volatile int stop;
+	atomic_int stop;
 	int ids[WIRE_MAX_STREAMS];
 	int err;
 };
@@ -71,7 +72,7 @@ static void *listener_main(void *arg)
 {
 	struct listener *l = arg;
 
-	while (!l->stop && l->accepted < l->max) {
+	while (!atomic_load(&l->stop) && l->accepted < l->max) {
 		struct pollfd pfd = { .fd = l->lfd, .events = POLLIN };
 		int fd, id;
 
@@ -113,7 +114,7 @@ static void listener_stop(struct listener *l)
 {
 	if (!l->started)
 		return;
-	l->stop = 1;
+	atomic_store(&l->stop, 1);
 	pthread_join(l->thr, NULL);
 	close(l->lfd);
 	l->started = false;

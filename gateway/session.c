@@ -1011,6 +1011,7 @@ static void *conn_reader_main(void *arg)
 	struct gw_session *s = c->s;
 	uint8_t hb[WIRE_HDR_LEN], ctl[WIRE_MAX_CONTROL];
 	const char *why = NULL;
+	bool peer_clean = false;
 	ssize_t n;
 
 	for (;;) {
@@ -1023,7 +1024,7 @@ static void *conn_reader_main(void *arg)
 		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
 		if (n <= 0) {
 			why = n == 0 ? "closed by the peer" : mr_tls_last_error(c->tls);
-			c->clean_close = c->clean_close || n == 0;
+			peer_clean = n == 0;
 			break;
 		}
 		r = wire_hdr_parse(&h, hb, hb + sizeof(hb));
@@ -1100,6 +1101,8 @@ nomem:
 		break;
 	}
 	pthread_mutex_lock(&s->lock);
+	if (peer_clean)
+		c->clean_close = true;
 	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0 && !c->clean_close)
 		gw_warn("connection %d: %s", c->idx, why ? why : "closed");
 	/* Failing: let the writer flush the ERROR frame (2 s at most) before the socket goes. */
