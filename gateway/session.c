@@ -660,15 +660,17 @@ static void conn_dead_locked(struct gw_conn *c)
  */
 static uint64_t gw_rekey_bytes(void)
 {
-	static uint64_t v;
+	static _Atomic uint64_t v; /* computed once; any thread may race to compute the same value */
+	uint64_t r = atomic_load_explicit(&v, memory_order_relaxed);
 
-	if (!v) {
+	if (!r) {
 		const char *e = getenv("MIGRELAY_REKEY_BYTES");
 		unsigned long long x = e ? strtoull(e, NULL, 10) : 0;
 
-		v = x >= (1 << 20) && x <= (64ull << 30) ? x : 64ull << 30;
+		r = x >= (1 << 20) && x <= (64ull << 30) ? x : 64ull << 30;
+		atomic_store_explicit(&v, r, memory_order_relaxed);
 	}
-	return v;
+	return r;
 }
 
 /*
