@@ -59,6 +59,9 @@ out=$(rp --case unknown-type) ; echo "$out" | grep -qi "^ERROR.*protocol" || fai
 ok "unknown frame type: $out"
 out=$(rp --case window) ; echo "$out" | grep -qi "^ERROR.*window" || fail "window overrun: $out"
 ok "window overrun: $out"
+# The daemon reports a session's end after closing it (and removing a partial file).
+mr_wait_log "$T/serve-$port.log" "session .* failed: protocol error: stream 0: peer sent chunk" 10 ||
+	fail "the daemon did not end the session that overran its window"
 nothing_delivered "protocol errors"
 rp --case truncate --expect SENT-TRUNCATED >/dev/null || fail "truncate case did not run"
 mr_wait_log "$T/serve-$port.log" "failed: no connection came back" 10 || fail "server did not report the cut stream"
