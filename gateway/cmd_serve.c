@@ -40,6 +40,7 @@ struct server {
 	struct gw_session *sessions[256];
 	int nsessions;
 	int pending;
+	int closing; /* sessions unregistered, still being closed */
 };
 
 static struct server srv = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -73,9 +74,10 @@ static int send_frame(struct mr_tls *t, uint8_t type, uint16_t stream, const uin
 	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
 }
 
-/* Refuses a setup frame with ERROR; the caller then closes. */
-static void refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
+/* Refuses a setup frame with ERROR, then frees <t> and closes <fd>: the caller must not use them again. */
+static void refuse(struct mr_tls *t, int fd, const char *peer, int code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static void refuse(struct mr_tls *t, int fd, const char *peer, int code, const char *fmt, ...)
 {
 	uint8_t p[2 + WIRE_MAX_ERROR_TEXT];
 	char text[WIRE_MAX_ERROR_TEXT + 1];
@@ -89,6 +91,8 @@ static void refuse(struct mr_tls *t, const char *peer, int code, const char *fmt
 	n = wire_error_encode(p, (uint16_t)code, text);
 	(void)!send_frame(t, WIRE_T_ERROR, WIRE_STREAM_SESSION, p, (uint32_t)n);
 	mr_tls_bye(t);
+	mr_tls_free(t);
+	close(fd);
 }
 
 static void *session_supervisor(void *arg)
@@ -111,6 +115,7 @@ static void *session_supervisor(void *arg)
 			srv.sessions[i] = srv.sessions[--srv.nsessions];
 			break;
 		}
+	srv.closing++;
 	pthread_mutex_unlock(&srv.lock);
 
 	gw_session_stats(s, &st);
@@ -124,6 +129,9 @@ static void *session_supervisor(void *arg)
 			 s->err_code ? s->err_text : "connections closed before every stream ended");
 	/* Close first (a failed file target removes its temporary file), then say how it ended. */
 	gw_session_close(s);
+	pthread_mutex_lock(&srv.lock);
+	srv.closing--;
+	pthread_mutex_unlock(&srv.lock);
 	if (ok)
 		gw_info("%s%s", line, what);
 	else
@@ -142,22 +150,22 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	pthread_t thr;
 
 	if (wire_hello_decode(&hello, p, len) < 0)
-		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed HELLO");
+		return refuse(t, fd, peer, WIRE_E_PROTOCOL, "malformed HELLO");
 	if (hello.version != WIRE_VERSION)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
+		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
 			      hello.version, WIRE_VERSION);
 	if (hello.flags & WIRE_HELLO_F_PLAINTEXT)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED, "this server does not offer the plaintext mode");
+		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED, "this server does not offer the plaintext mode");
 	if (!(tgt = find_target(hello.target)))
-		return refuse(t, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello.target);
+		return refuse(t, fd, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello.target);
 	if (!identity_allowed(tgt, identity))
-		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
+		return refuse(t, fd, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
 			      identity, tgt->name);
 	if (hello.nconns > srv.max_conns)
-		return refuse(t, peer, WIRE_E_LIMIT, "%u connections asked for; this server allows %d per session (--max-connections)",
+		return refuse(t, fd, peer, WIRE_E_LIMIT, "%u connections asked for; this server allows %d per session (--max-connections)",
 			      hello.nconns, srv.max_conns);
 	if ((hello.multifd || hello.ndevices) && tgt->kind != GW_TGT_QMP)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
+		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      tgt->name);
 	{
 		struct gw_session_cfg sc = { .server = true, .window = srv.window, .chunk_size = GW_DEFAULT_CHUNK,
@@ -167,11 +175,11 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 					     .idle_ms = srv.idle_ms };
 
 		if (gw_session_new(&s, &sc) < 0)
-			return refuse(t, peer, WIRE_E_INTERNAL, "out of memory");
+			return refuse(t, fd, peer, WIRE_E_INTERNAL, "out of memory");
 	}
 	if (mr_random(&s->id, sizeof(s->id)) < 0 || mr_random(s->token, sizeof(s->token)) < 0) {
 		gw_session_close(s);
-		return refuse(t, peer, WIRE_E_INTERNAL, "no random numbers");
+		return refuse(t, fd, peer, WIRE_E_INTERNAL, "no random numbers");
 	}
 	s->nconns = hello.nconns;
 	s->hello = hello;
@@ -182,7 +190,7 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 
 		if (gw_target_session_init(s, tgt, why, sizeof(why)) < 0) {
 			gw_session_close(s);
-			return refuse(t, peer, WIRE_E_TARGET, "%s", why);
+			return refuse(t, fd, peer, WIRE_E_TARGET, "%s", why);
 		}
 	}
 
@@ -190,7 +198,7 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	if (srv.nsessions >= srv.max_sessions) {
 		pthread_mutex_unlock(&srv.lock);
 		gw_session_close(s);
-		return refuse(t, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
+		return refuse(t, fd, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
 			      srv.max_sessions);
 	}
 	w.session_id = s->id;
@@ -240,7 +248,7 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	uint8_t wp[WIRE_WELCOME_LEN];
 
 	if (wire_join_decode(&j, p, len) < 0)
-		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed JOIN");
+		return refuse(t, fd, peer, WIRE_E_PROTOCOL, "malformed JOIN");
 	pthread_mutex_lock(&srv.lock);
 	for (int i = 0; i < srv.nsessions; i++)
 		if (srv.sessions[i]->id == j.session_id) {
@@ -250,16 +258,16 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	/* Unknown session and wrong token read the same to the peer. */
 	if (!s || !ct_equal(s->token, j.token, WIRE_TOKEN_LEN)) {
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_BAD_TOKEN, "JOIN refused: no such session or wrong token");
+		return refuse(t, fd, peer, WIRE_E_BAD_TOKEN, "JOIN refused: no such session or wrong token");
 	}
 	if (strcmp(s->identity, identity)) {
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_IDENTITY,
+		return refuse(t, fd, peer, WIRE_E_IDENTITY,
 			      "JOIN refused: identity \"%.100s\" is not the session's identity", identity);
 	}
 	if (j.conn_index >= s->nconns) {
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
+		return refuse(t, fd, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
 			      s->nconns - 1);
 	}
 	w.session_id = s->id;
@@ -273,7 +281,7 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	if ((s->conns[j.conn_index] && !s->conns[j.conn_index]->dead) || s->err_code) {
 		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_unlock(&srv.lock);
-		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection %u is already there, or the session failed",
+		return refuse(t, fd, peer, WIRE_E_PROTOCOL, "JOIN refused: connection %u is already there, or the session failed",
 			      j.conn_index);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -314,7 +322,9 @@ static void *handshake_main(void *arg)
 	}
 	if (wire_hdr_parse(&h, hb, hb + sizeof(hb)) < 0 || (h.type != WIRE_T_HELLO && h.type != WIRE_T_JOIN) ||
 	    h.len > WIRE_MAX_CONTROL) {
-		refuse(t, a->peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u", hb[0]);
+		refuse(t, fd, a->peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u", hb[0]);
+		t = NULL;
+		fd = -1;
 		goto out;
 	}
 	if (h.len && mr_tls_recv_all(t, p, h.len) != (ssize_t)h.len) {
@@ -616,5 +626,28 @@ int cmd_serve(int argc, char **argv)
 	}
 	gw_info("stopping");
 	close(lfd);
+	/* End the sessions (their peers get an ERROR) and let handshakes finish: 10 s at most. */
+	pthread_mutex_lock(&srv.lock);
+	for (int i = 0; i < srv.nsessions; i++)
+		gw_session_fail(srv.sessions[i], WIRE_E_LIMIT, true, "the server is stopping");
+	pthread_mutex_unlock(&srv.lock);
+	for (int i = 0; i < 200; i++) {
+		int busy;
+
+		pthread_mutex_lock(&srv.lock);
+		busy = srv.nsessions + srv.pending + srv.closing;
+		pthread_mutex_unlock(&srv.lock);
+		if (!busy)
+			break;
+		usleep(50000);
+	}
+	pthread_attr_destroy(&hs_attr);
+	for (int i = 0; i < srv.ntargets; i++)
+		authz_free(&srv.targets[i].allow);
+	authz_free(&srv.allow);
+	pthread_mutex_lock(&srv.lock);
+	if (!srv.nsessions && !srv.pending && !srv.closing)
+		mr_tls_cfg_free(srv.tls); /* nothing uses the credentials any more */
+	pthread_mutex_unlock(&srv.lock);
 	return MR_EXIT_OK;
 }
