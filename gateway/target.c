@@ -61,6 +61,10 @@ int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whyl
 			snprintf(t->log, sizeof(t->log), "%s", opt + 5);
 			*opt = '\0';
 		}
+		if (!t->path[0] || (opt && !t->log[0])) {
+			snprintf(why, whylen, "--target %s: qmp: needs a QMP socket path (and ,log=FILE a file)", t->name);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }

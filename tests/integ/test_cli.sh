@@ -28,6 +28,7 @@ expect2 "not a valid name" send --to 127.0.0.1:1 --target "../etc"
 expect2 "listen" serve --target x=discard
 expect2 "NAME=SPEC" serve --listen 127.0.0.1:0 --target nothing
 expect2 "unknown SPEC" serve --listen 127.0.0.1:0 --target x=tcp:1.2.3.4
+expect2 "QMP socket path" serve --listen 127.0.0.1:0 --target "x=qmp:,log=/tmp/q.log"
 expect2 "given twice" serve --listen 127.0.0.1:0 --target x=discard --target x=discard
 expect2 "cannot read|no such" serve --listen 127.0.0.1:0 --target x=discard --tls-dir "$T/nonexistent"
 expect2 "qmp" migrate --to 127.0.0.1:1 --target x
