@@ -154,6 +154,11 @@ static void check_target(const char *arg)
 			CHECK(r < 0);
 			return;
 		}
+		if (spec[0] == 'q' && (logp = strstr(rest, ",log=")) && !logp[5]) {
+			/* "qmp:PATH,log=" names no log file */
+			CHECK(r < 0);
+			return;
+		}
 		CHECK(r == 0);
 		CHECK(t.kind == (spec[0] == 'f' ? GW_TGT_FILE : spec[0] == 'u' ? GW_TGT_UNIX : GW_TGT_QMP));
 		CHECK(t.path[0]);
