@@ -216,6 +216,9 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 		return;
 	}
 	srv.sessions[srv.nsessions++] = s;
+	/* Log now: once the connection is handed over, <identity> (inside the TLS session) and <s> may go at any time. */
+	gw_info("session %016llx: %s (%s) for target %s, %u connection(s)%s", (unsigned long long)s->id, peer,
+		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "");
 	net_set_timeouts(fd, 0, 0);
 	if (gw_session_add_conn(s, 0, fd, t) < 0 || pthread_create(&thr, NULL, session_supervisor, s) != 0) {
 		srv.sessions[--srv.nsessions] = NULL;
@@ -226,8 +229,6 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	}
 	pthread_detach(thr);
 	pthread_mutex_unlock(&srv.lock);
-	gw_info("session %016llx: %s (%s) for target %s, %u connection(s)%s", (unsigned long long)s->id, peer,
-		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "");
 }
 
 static int ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
