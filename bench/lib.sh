@@ -217,6 +217,15 @@ print(",".join(["ok" if r.get("ok") else "failed", v(m.get("total-time")), v(m.g
 PY
 }
 
+# bench_report_mem OUT_JSON: "rss_start_kib,rss_peak_kib" of `migrelay migrate`'s report, or ","
+bench_report_mem() {
+	python3 - "$1" <<'PY'
+import json, sys
+rep = (json.load(open(sys.argv[1])).get("report") or {})
+print("%s,%s" % (rep.get("rss_start_kib", ""), rep.get("rss_peak_kib", "")))
+PY
+}
+
 # bench_best_count CSV LIST: the connection count (of transports mr-cN in LIST)
 # with the lowest median total time so far; empty if none succeeded yet.
 bench_best_count() {
@@ -354,9 +363,54 @@ w("")
 mr = [(med(t["id"]), t["id"]) for t in meta["transports"] if t["class"] == "migrelay" and med(t["id"])]
 if mr:
     m, tid = min(mr)
-    w("Fastest migrelay variant: **%s**, median total %.0f ms%s%s." % (
-        tid, m, ", %.2f× the time of qemu-tcp" % (m / base) if base else "",
-        ", %.2f× the time of the best encrypted peer (%s)" % (m / best_peer[0], best_peer[1]) if best_peer else ""))
+    w("Fastest encrypted migrelay variant: **%s**, median total %.0f ms%s%s." % (
+        tid, m, ", %.2f× the time of qemu-tcp (%.2f× its throughput)" % (m / base, base / m) if base else "",
+        ", %.2f× the time of the best encrypted peer, %s (%.2f× its throughput)" % (
+            m / best_peer[0], best_peer[1], best_peer[0] / m) if best_peer else ""))
+    w("")
+    pl = med("mr-plain")
+    if pl and base:
+        w("migrelay plaintext (mr-plain): median total %.0f ms, %.2f× the time of qemu-tcp (%.2f× its throughput)."
+          % (pl, pl / base, base / pl))
+        w("")
+    nz = [(med(t), t) for t in ("mr-c1", "mr-c2", "mr-c4") if med(t)]
+    au = med("mr-auto")
+    if au and nz:
+        notes = res["mr-auto"]["notes"]
+        cnt = None
+        for n in notes:
+            if n.split()[0].isdigit():
+                cnt = "mr-c" + n.split()[0]
+        ref = (med(cnt), cnt) if cnt and med(cnt) else min(nz)
+        w("Compression auto (mr-auto): median total %.0f ms, %.2f× the time of %s without compression (%.0f ms)."
+          % (au, au / ref[0], ref[1], ref[0]))
+        w("")
+mem = []
+for t in meta["transports"]:
+    tid = t["id"]
+    ok = [r for r in rows if r["transport"] == tid and r["status"] == "ok" and r.get("dst_gw_peak_kib")]
+    if not ok:
+        continue
+    def growth(r, a, b):
+        if r.get(a) and r.get(b):
+            return (float(r[b]) - float(r[a])) / 1024
+        return None
+    src = stat([growth(r, "src_gw_start_kib", "src_gw_peak_kib") for r in ok])
+    dst = stat([growth(r, "dst_gw_idle_kib", "dst_gw_peak_kib") for r in ok])
+    srcp = stat([float(r["src_gw_peak_kib"]) / 1024 for r in ok if r.get("src_gw_peak_kib")])
+    dstp = stat([float(r["dst_gw_peak_kib"]) / 1024 for r in ok if r.get("dst_gw_peak_kib")])
+    mem.append((tid, src, srcp, dst, dstp))
+if mem:
+    w("## Gateway memory")
+    w("")
+    w("Peak resident memory of each gateway during the migration (VmHWM) and its growth over the gateway's "
+      "size before the migration: the source's `migrelay migrate` after its handshakes, the destination's "
+      "`migrelay serve` once it listened. MiB, median (min–max).")
+    w("")
+    w("| transport | source peak | source growth | destination peak | destination growth |")
+    w("|---|---|---|---|---|")
+    for tid, src, srcp, dst, dstp in mem:
+        w("| %s | %s | %s | %s | %s |" % (tid, rng(srcp, "%.1f"), rng(src, "%.1f"), rng(dstp, "%.1f"), rng(dst, "%.1f")))
     w("")
 fails = [(t["id"], e) for t in meta["transports"] if t["class"] != "na" for e in res[t["id"]]["errors"]]
 if fails:
@@ -376,7 +430,7 @@ with open(md_path, "w") as fh:
     fh.write("\n".join(out))
 
 # chart: median total time per transport, min-max as error bars
-colors = {"plain": "#8c8c8c", "peer": "#e08a2c", "migrelay": "#2c6fb0"}
+colors = {"plain": "#8c8c8c", "peer": "#e08a2c", "migrelay": "#2c6fb0", "mrplain": "#7fa7cf"}
 data = []
 for i, t in enumerate([t for t in meta["transports"] if t["class"] != "na" and res[t["id"]]["total"]]):
     m, lo, hi = (x / 1000 for x in res[t["id"]]["total"])

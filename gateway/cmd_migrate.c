@@ -22,6 +22,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "net.h"
+#include "progress.h"
 #include "qemu.h"
 #include "target.h"
 
@@ -269,6 +270,7 @@ int cmd_migrate(int argc, char **argv)
 	char status[32];
 	int c, r, rc = MR_EXIT_FAIL, sv[2] = { -1, -1 };
 	uint64_t t0;
+	long rss0 = 0, rss = 0, peak = 0;
 	bool tty = isatty(STDERR_FILENO), completed = false, mirrors = false;
 
 	gw_log_set_prefix("migrelay migrate");
@@ -374,6 +376,7 @@ int cmd_migrate(int argc, char **argv)
 
 	if ((rc = gw_client_connect(&m.o, &m.s)) != 0)
 		goto out;
+	gw_proc_mem(0, &rss0, &peak);
 	rc = MR_EXIT_FAIL;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -557,13 +560,15 @@ int cmd_migrate(int argc, char **argv)
 		double ratio;
 
 		gw_session_stats(m.s, &st);
+		gw_proc_mem(0, &rss, &peak);
 		ratio = st.wire_out ? (double)st.raw_out / (double)st.wire_out : 1.0;
 		if (m.o.json)
 			printf("{\"event\":\"report\",\"status\":\"completed\",\"seconds\":%.3f,\"qemu_total_time_ms\":%" PRIu64
 			       ",\"downtime_ms\":%" PRIu64 ",\"stream_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
-			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,\"verified\":true}\n",
+			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,"
+			       "\"rss_start_kib\":%ld,\"rss_peak_kib\":%ld,\"verified\":true}\n",
 			       secs, mi.total_time, mi.downtime, st.raw_out, st.wire_out, ratio, m.o.connections,
-			       m.o.multifd, m.o.ndevices);
+			       m.o.multifd, m.o.ndevices, rss0, peak);
 		else {
 			char a[32], b[32];
 
@@ -574,6 +579,8 @@ int cmd_migrate(int argc, char **argv)
 				gw_fmt_bytes(st.wire_out, b, sizeof(b)), ratio,
 				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, m.o.connections,
 				m.o.multifd ? ", multifd" : "", m.o.ndevices ? ", disks mirrored" : "");
+			fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)rss0 / 1024.0,
+				(double)peak / 1024.0);
 		}
 	}
 	rc = MR_EXIT_OK;

@@ -100,13 +100,18 @@ static void *session_supervisor(void *arg)
 	struct gw_session *s = arg;
 	struct gw_stats st;
 	char a[32], b[32], line[GW_IDENTITY_MAX + 128], what[WIRE_MAX_ERROR_TEXT + 64];
-	int ok;
+	char sfail[WIRE_MAX_ERROR_TEXT + 32] = "";
+	int ok, nfailed = 0;
 
 	pthread_mutex_lock(&s->lock);
 	/* With streams open and every connection gone, the session waits for a rejoin (its timer enforces the timeout). */
 	while (!s->err_code && (s->nlive > 0 || (s->open_streams > 0 && s->cfg.reconnect_ms > 0)))
 		pthread_cond_wait(&s->cond, &s->lock);
-	ok = !s->err_code && s->open_streams == 0;
+	/* A stream can fail on its own (its target would not open) while the session stays sound. */
+	for (int i = 0; i < s->nstreams; i++)
+		if (s->streams[i] && s->streams[i]->fail_code && nfailed++ == 0)
+			snprintf(sfail, sizeof(sfail), "stream %d: %s", i, s->streams[i]->fail_text);
+	ok = !s->err_code && s->open_streams == 0 && nfailed == 0;
 	pthread_mutex_unlock(&s->lock);
 
 	pthread_mutex_lock(&srv.lock);
@@ -124,9 +129,12 @@ static void *session_supervisor(void *arg)
 	if (ok)
 		snprintf(what, sizeof(what), "done: %d stream(s), received %s, sent %s, all verified", s->nstreams,
 			 gw_fmt_bytes(st.raw_in, a, sizeof(a)), gw_fmt_bytes(st.raw_out, b, sizeof(b)));
+	else if (s->err_code)
+		snprintf(what, sizeof(what), "failed: %s", s->err_text);
+	else if (nfailed)
+		snprintf(what, sizeof(what), "failed: %d of %d stream(s) failed; %s", nfailed, s->nstreams, sfail);
 	else
-		snprintf(what, sizeof(what), "failed: %s",
-			 s->err_code ? s->err_text : "connections closed before every stream ended");
+		snprintf(what, sizeof(what), "failed: connections closed before every stream ended");
 	/* Close first (a failed file target removes its temporary file), then say how it ended. */
 	gw_session_close(s);
 	pthread_mutex_lock(&srv.lock);

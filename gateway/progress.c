@@ -79,3 +79,24 @@ void gw_progress_stop(struct gw_progress *p)
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->lock);
 }
+
+void gw_proc_mem(int pid, long *rss_kib, long *peak_kib)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	*rss_kib = 0;
+	*peak_kib = 0;
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/status");
+	if (!(f = fopen(path, "re")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "VmRSS: %ld", rss_kib) == 1)
+			continue;
+		(void)sscanf(line, "VmHWM: %ld", peak_kib);
+	}
+	fclose(f);
+}

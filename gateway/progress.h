@@ -25,4 +25,7 @@ struct gw_progress {
 void gw_progress_start(struct gw_progress *p, struct gw_session *s, FILE *out, bool json, bool force, bool quiet);
 void gw_progress_stop(struct gw_progress *p);
 
+/* Resident size now and its peak (VmRSS, VmHWM) of process <pid>, 0 for this one, in KiB; 0 where unknown. */
+void gw_proc_mem(int pid, long *rss_kib, long *peak_kib);
+
 #endif

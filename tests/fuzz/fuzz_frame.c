@@ -17,14 +17,7 @@
 
 #include "stream/codec.h"
 #include "stream/frame.h"
-
-#define CHECK(x)                                                                                                       \
-	do {                                                                                                           \
-		if (!(x)) {                                                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);                          \
-			abort();                                                                                       \
-		}                                                                                                      \
-	} while (0)
+#include "check.h"
 
 /* Re-encoding every chunk is slow for big ones; small chunks cover the same code. */
 enum { REENCODE_MAX = 16 << 10 };

@@ -14,14 +14,7 @@
 #include <string.h>
 
 #include "stream/frame.h"
-
-#define CHECK(x)                                                                                                       \
-	do {                                                                                                           \
-		if (!(x)) {                                                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);                          \
-			abort();                                                                                       \
-		}                                                                                                      \
-	} while (0)
+#include "check.h"
 
 static void hello(const uint8_t *p, size_t len)
 {

@@ -17,14 +17,7 @@
 
 #include "crypto/authz.h"
 #include "crypto/psk.h"
-
-#define CHECK(x)                                                                                                       \
-	do {                                                                                                           \
-		if (!(x)) {                                                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);                          \
-			abort();                                                                                       \
-		}                                                                                                      \
-	} while (0)
+#include "check.h"
 
 enum { REF_MAX = 512 /* bytes of pattern and identity the reference matcher takes */ };
 

@@ -21,14 +21,7 @@
 
 #include "stream/credit.h"
 #include "stream/reorder.h"
-
-#define CHECK(x)                                                                                                       \
-	do {                                                                                                           \
-		if (!(x)) {                                                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);                          \
-			abort();                                                                                       \
-		}                                                                                                      \
-	} while (0)
+#include "check.h"
 
 enum { OP_PUT, OP_POP, OP_DRAIN, OP_CLEAR, OP_SEND, OP_ACK, OP_COUNT };
 enum { MAGIC_LIVE = 0x6c697665, MAGIC_DEAD = 0x64656164 };

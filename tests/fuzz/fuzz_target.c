@@ -27,14 +27,7 @@
 #include "gateway/log.h"
 #include "gateway/target.h"
 #include "stream/frame.h"
-
-#define CHECK(x)                                                                                                       \
-	do {                                                                                                           \
-		if (!(x)) {                                                                                            \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x);                          \
-			abort();                                                                                       \
-		}                                                                                                      \
-	} while (0)
+#include "check.h"
 
 enum {
 	PATTERN_MAX = 1024, /* bytes; authz.h: longer patterns are refused */
