@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmds.h"
 #include "exitcodes.h"
+#include "log.h"
 
 static const char usage[] =
 	"Usage: migrelay COMMAND [options]   (migrelay COMMAND --help for details)\n"
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	if (getenv("MIGRELAY_DEBUG") && strcmp(getenv("MIGRELAY_DEBUG"), "0"))
+		gw_log_level = GW_LOG_DEBUG;
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		fputs(usage, argc < 2 ? stderr : stdout);
 		return argc < 2 ? MR_EXIT_USAGE : MR_EXIT_OK;

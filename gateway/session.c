@@ -674,36 +674,68 @@ static uint64_t gw_rekey_bytes(void)
 }
 
 /*
- * compress auto (writer thread only): compress while chunks wait in this
- * connection's queue, which means the connection, not the CPU, is the
- * bottleneck; and stop trying for a while when the data does not compress
- * (less than 1/8 saved on most recent tries).
+ * compress auto, called locked by a writer after it sent a chunk of <raw>
+ * bytes. Compress only while that gets the data out sooner: the wall time
+ * per raw byte over a window of the session's chunks is what a slow network
+ * (credit waits for ACKs) and a busy CPU (zstd's time, on 2 cores also
+ * taken from QEMU) both show up in. After a warm-up window, one window
+ * sends raw, a probe window compresses, then the cheaper mode goes on; the other is tried again in a
+ * shorter probe window after z_every windows (doubling up to
+ * GW_AUTO_EXPLORE_MAX while the choice holds, back to GW_AUTO_EXPLORE when
+ * it flips), so the choice follows the data (zero pages, incompressible
+ * pages) and the network as the migration goes.
  */
-static bool auto_wants_zstd(struct gw_conn *c, uint64_t backlog)
+static void auto_account(struct gw_session *s, uint32_t raw)
 {
-	if (c->z_skip) {
-		c->z_skip--;
-		return false;
-	}
-	return backlog >= 2 * (uint64_t)c->s->cfg.chunk_size;
-}
+	uint64_t now = gw_now_ns();
+	bool was = s->z_on, best;
 
-static void auto_account(struct gw_conn *c, bool saved)
-{
-	c->z_tried++;
-	c->z_saved += saved;
-	if (c->z_tried < 8)
+	if (!s->z_t0)
+		s->z_t0 = now;
+	s->z_raw += raw;
+	if (s->z_raw < (s->z_probe || !s->z_every ? GW_AUTO_PROBE : GW_AUTO_WINDOW))
 		return;
-	if (c->z_saved * 4 < c->z_tried)
-		c->z_skip = 64; /* incompressible lately: send the next 64 chunks raw */
-	c->z_tried = c->z_saved = 0;
+	if (!s->z_every) {
+		/* the first window warms up (QEMU's first pass starts slowly): not a measurement */
+		s->z_every = GW_AUTO_EXPLORE;
+		s->z_t0 = now;
+		s->z_raw = 0;
+		return;
+	}
+	s->z_cost[was] = (double)(now - s->z_t0) / (double)s->z_raw;
+	gw_dbg("compress auto: %s %.2f ns/byte, %s %.2f ns/byte", was ? "zstd" : "raw", s->z_cost[was],
+	       was ? "raw" : "zstd", s->z_cost[!was]);
+	s->z_t0 = now;
+	s->z_raw = 0;
+	s->z_probe = false;
+	s->z_windows++;
+	if (!s->z_cost[!was]) { /* the other mode not measured yet */
+		s->z_on = !was;
+		s->z_probe = true;
+		return;
+	}
+	best = s->z_cost[1] < s->z_cost[0];
+	if (best != was) {
+		s->z_on = best;
+		s->z_every = GW_AUTO_EXPLORE;
+		s->z_windows = 0;
+		return;
+	}
+	if (s->z_windows >= s->z_every) {
+		s->z_on = !was;
+		s->z_probe = true;
+		s->z_windows = 0;
+		if (s->z_every < GW_AUTO_EXPLORE_MAX)
+			s->z_every *= 2;
+	}
 }
 
 static void *conn_writer_main(void *arg)
 {
 	struct gw_conn *c = arg;
 	struct gw_session *s = c->s;
-	uint64_t backlog = 0;
+	uint32_t raw;
+	bool z;
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -728,17 +760,16 @@ static void *conn_writer_main(void *arg)
 			break; /* closing and drained */
 		}
 		c->queued -= e->len;
-		backlog = c->queued;
+
+		z = s->cfg.compress && (!s->cfg.compress_auto || s->z_on);
 		pthread_mutex_unlock(&s->lock);
 
 		if (e->c) {
 			struct gw_chunk *ch = e->c;
 			size_t zl = 0;
-			bool z = s->cfg.compress && (!s->cfg.compress_auto || auto_wants_zstd(c, backlog));
-			unsigned fl = codec_encode(c->enc, z, ch->mem + WIRE_HDR_LEN, ch->len, c->txbuf + WIRE_HDR_LEN, &zl);
+			unsigned fl;
 
-			if (z && s->cfg.compress_auto)
-				auto_account(c, fl == WIRE_F_ZSTD && zl < ch->len - ch->len / 8);
+			fl = codec_encode(c->enc, z, ch->mem + WIRE_HDR_LEN, ch->len, c->txbuf + WIRE_HDR_LEN, &zl);
 
 			if (fl) {
 				wire_hdr_encode(c->txbuf, &(struct wire_hdr){ .type = WIRE_T_DATA, .flags = (uint8_t)fl,
@@ -757,9 +788,12 @@ static void *conn_writer_main(void *arg)
 			len = e->len;
 		}
 		n = mr_tls_send(c->tls, p, len);
+		raw = e->c ? e->c->len : 0;
 		chunk_put(e->c);
 		free(e);
 		pthread_mutex_lock(&s->lock);
+		if (raw && s->cfg.compress_auto && n >= 0)
+			auto_account(s, raw);
 		if (n < 0) {
 			if (!c->closing && !c->clean_close && !s->finished && s->open_streams > 0)
 				gw_warn("connection %d: send failed: %s", c->idx, strerror((int)-n));

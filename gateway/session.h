@@ -31,6 +31,10 @@ enum {
 	GW_DEFAULT_KEEPALIVE_MS = 5000,    /* PING after this much send silence; dead after 3x receive silence */
 	GW_TICK_MS = 250,                  /* session timer period */
 	GW_REJOIN_TRIES = 10,              /* rejoin attempts per connection while others live */
+	GW_AUTO_WINDOW = 32 << 20,         /* compress auto: raw bytes per measurement window (session) */
+	GW_AUTO_PROBE = 16 << 20,          /* compress auto: raw bytes of a window that tries the other mode */
+	GW_AUTO_EXPLORE = 8,               /* compress auto: windows before the other mode is tried again, at first */
+	GW_AUTO_EXPLORE_MAX = 64,
 };
 
 struct gw_session;
@@ -66,8 +70,6 @@ struct gw_conn {
 	bool dead, closing, wr_done;
 	bool clean_close; /* the peer closed with a TLS close_notify */
 	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
-	/* compress auto: recent outcome, and chunks to send raw before trying again */
-	uint32_t z_tried, z_saved, z_skip;
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
@@ -165,6 +167,14 @@ struct gw_session {
 	int open_streams;        /* not yet complete or failed */
 	int next_open;           /* server: next stream id OPEN must name */
 	unsigned rr;             /* round-robin cursor for the stripe scheduler */
+	/*
+	 * compress auto (under lock): wall time per raw byte sent, measured
+	 * over windows of raw bytes in one mode; see auto_account().
+	 */
+	bool z_on, z_probe;
+	uint64_t z_t0, z_raw;
+	double z_cost[2];
+	uint32_t z_windows, z_every;
 	bool bye;
 	bool finished;           /* no more work: conns being closed */
 	int err_code;            /* first session failure (WIRE_E_*) */
