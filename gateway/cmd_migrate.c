@@ -561,9 +561,10 @@ int cmd_migrate(int argc, char **argv)
 		if (m.o.json)
 			printf("{\"event\":\"report\",\"status\":\"completed\",\"seconds\":%.3f,\"qemu_total_time_ms\":%" PRIu64
 			       ",\"downtime_ms\":%" PRIu64 ",\"stream_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
-			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,\"verified\":true}\n",
+			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,\"verified\":true"
+			       ",\"insecure_plaintext\":%s}\n",
 			       secs, mi.total_time, mi.downtime, st.raw_out, st.wire_out, ratio, m.o.connections,
-			       m.o.multifd, m.o.ndevices);
+			       m.o.multifd, m.o.ndevices, m.o.plaintext ? "true" : "false");
 		else {
 			char a[32], b[32];
 
@@ -574,6 +575,9 @@ int cmd_migrate(int argc, char **argv)
 				gw_fmt_bytes(st.wire_out, b, sizeof(b)), ratio,
 				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, m.o.connections,
 				m.o.multifd ? ", multifd" : "", m.o.ndevices ? ", disks mirrored" : "");
+			if (m.o.plaintext)
+				fprintf(stderr,
+					"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
 		}
 	}
 	rc = MR_EXIT_OK;
