@@ -150,6 +150,27 @@ grep -q "marker seen downstream" "$T/proxy-echo.out" ||
 	{ cat "$T/proxy-echo.out"; fail "plaintext echo: the answer's markers are not visible on the wire"; }
 ok "plaintext both ways: 32 MiB echoed byte-exact, markers visible in the answer direction too"
 
+# forward: connections to its unix socket are streams of a plaintext session.
+"$MIGRELAY" forward --listen "unix:$T/fwd.sock" --to "127.0.0.1:$port" --target e --tls-dir "$T/cli" \
+	--connections 2 --insecure-plaintext 2>"$T/fwd.log" &
+MR_PIDS+=($!)
+mr_wait_file "$T/fwd.sock" 10 || { cat "$T/fwd.log"; fail "forward did not listen"; }
+python3 - "$T/fwd.sock" <<'PY' || { cat "$T/fwd.log"; fail "echo through forward --insecure-plaintext"; }
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+for i in range(10):
+    msg = b"through forward in plaintext %d\n" % i
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        got += s.recv(100)
+    assert got == msg, (got, msg)
+s.shutdown(socket.SHUT_WR)
+assert s.recv(10) == b""
+PY
+mr_wait_log "$T/fwd.log" "warning: $WARN" || { cat "$T/fwd.log"; fail "forward did not warn"; }
+ok "forward --insecure-plaintext: 10 round trips through an echo target, warning logged"
+
 # A connection reset in the middle: its chunks are re-sent, it rejoins in plaintext.
 PROXY_ARGS=(--reset 0.4:1)
 proxy_run reset --connections 4 --insecure-plaintext --reconnect-timeout 20
