@@ -101,6 +101,16 @@ struct mr_tls {
 	char send_err[TLS_MSG_LEN];
 	/* Which of the two texts is newer; read by any thread. */
 	atomic_int last;
+
+	/*
+	 * Plaintext mode (mr_tls_set_plaintext): set before the session's
+	 * threads start, then only read. Until then the pull below follows the
+	 * TLS record boundaries of every byte GnuTLS took, so the switch can
+	 * check that GnuTLS holds no part of a record.
+	 */
+	bool plaintext;
+	unsigned char rec_hdr[5];
+	size_t rec_hdr_len, rec_left;
 };
 
 
@@ -516,9 +526,8 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int
 	return (ssize_t)total;
 }
 
-static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+static ssize_t tls_pull_bytes(struct mr_tls *t, void *buf, size_t len)
 {
-	struct mr_tls *t = ptr;
 	ssize_t n;
 
 	if (t->buffered) {
@@ -560,6 +569,37 @@ static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 			return -1;
 		}
 	}
+	return n;
+}
+
+/* Receiving thread. Follows the record headers (5 bytes, the last two the length) in what GnuTLS pulled. */
+static void tls_track_records(struct mr_tls *t, const unsigned char *p, size_t n)
+{
+	while (n) {
+		if (t->rec_left) {
+			size_t k = n < t->rec_left ? n : t->rec_left;
+
+			t->rec_left -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		t->rec_hdr[t->rec_hdr_len++] = *p++;
+		n--;
+		if (t->rec_hdr_len == sizeof(t->rec_hdr)) {
+			t->rec_left = (size_t)t->rec_hdr[3] << 8 | t->rec_hdr[4];
+			t->rec_hdr_len = 0;
+		}
+	}
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
+{
+	struct mr_tls *t = ptr;
+	ssize_t n = tls_pull_bytes(t, buf, len);
+
+	if (n > 0)
+		tls_track_records(t, buf, (size_t)n);
 	return n;
 }
 
@@ -1267,6 +1307,86 @@ static void tls_recv_error(struct mr_tls *t, const char *fmt, ...)
 	atomic_store(&t->last, TLS_LAST_RECV);
 }
 
+int mr_tls_set_plaintext(struct mr_tls *t)
+{
+	if (!t || !t->s)
+		return -EINVAL;
+	if (t->plaintext)
+		return 0;
+	/*
+	 * Both sides switch at the same point of the byte stream: GnuTLS must
+	 * hold neither decrypted bytes we have not read nor part of a record.
+	 * What our buffer holds beyond the last record is already raw.
+	 */
+	if (gnutls_record_check_pending(t->s) || t->rec_hdr_len || t->rec_left) {
+		tls_recv_error(t, "the %s sent TLS data past the point where both sides switch to plaintext",
+			       tls_peer_role(t));
+		return -EPROTO;
+	}
+	t->plaintext = true;
+	return 0;
+}
+
+/* Sending thread, plaintext mode. */
+static ssize_t tls_plain_send(struct mr_tls *t, const unsigned char *p, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(t->fd, p + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			int e = errno;
+
+			/* EAGAIN: SO_SNDTIMEO expired; keep trying, as in TLS mode (shutdown() ends it) */
+			if (e == EINTR || e == EAGAIN)
+				continue;
+			tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(e));
+			return e == ECONNRESET ? -ECONNRESET : -EPIPE;
+		}
+		off += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+/* Receiving thread, plaintext mode: what rbuf still holds first, then the socket. */
+static ssize_t tls_plain_recv(struct mr_tls *t, void *p, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	for (;;) {
+		if (t->rpos < t->rlen) {
+			size_t k = t->rlen - t->rpos < len ? t->rlen - t->rpos : len;
+
+			memcpy(p, t->rbuf + t->rpos, k);
+			t->rpos += k;
+			return (ssize_t)k;
+		}
+		if (t->buffered && len < TLS_RBUF) {
+			n = recv(t->fd, t->rbuf, TLS_RBUF, 0);
+			if (n > 0) {
+				t->rpos = 0;
+				t->rlen = (size_t)n;
+				continue;
+			}
+		} else {
+			n = recv(t->fd, p, len, 0);
+		}
+		if (n >= 0)
+			return n; /* 0: the peer's FIN, which stands for close_notify in this mode */
+		e = errno;
+		if (e == EINTR)
+			continue;
+		if (e == EAGAIN || e == EWOULDBLOCK) {
+			tls_recv_error(t, "nothing from the %s within the receive timeout", tls_peer_role(t));
+			return -EAGAIN;
+		}
+		tls_recv_error(t, "cannot receive from the %s: %s", tls_peer_role(t), strerror(e));
+		return e == ECONNRESET || e == EPIPE ? -ECONNRESET : -EIO;
+	}
+}
+
 ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 {
 	const unsigned char *c = p;
@@ -1277,6 +1397,8 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 		return -EINVAL;
 	if (len > SSIZE_MAX)
 		return -EMSGSIZE;
+	if (t->plaintext)
+		return tls_plain_send(t, c, len);
 	tls_in_send = true;
 	while (off < len) {
 		/* GnuTLS sends at most one record per call and returns its size */
@@ -1318,6 +1440,8 @@ ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
 
 	if (!t || !p || len == 0)
 		return -EINVAL;
+	if (t->plaintext)
+		return tls_plain_recv(t, p, len);
 	for (;;) {
 		t->pull_errno = 0;
 		n = gnutls_record_recv(t->s, p, len);
@@ -1398,6 +1522,10 @@ void mr_tls_bye(struct mr_tls *t)
 
 	if (!t || !t->s)
 		return;
+	if (t->plaintext) {
+		shutdown(t->fd, SHUT_WR); /* no TLS record may follow the switch: the FIN says it */
+		return;
+	}
 	do
 		r = gnutls_bye(t->s, GNUTLS_SHUT_WR);
 	while ((r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) && --tries > 0);

@@ -113,6 +113,19 @@ MR_MUST_CHECK ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len);
 MR_MUST_CHECK ssize_t mr_tls_recv_all(struct mr_tls *t, void *p, size_t len);
 
 /*
+ * Switches the session to plaintext: from this call on mr_tls_send,
+ * mr_tls_recv and mr_tls_recv_all move raw bytes over the socket (bytes
+ * already received after the last TLS record are raw), and mr_tls_bye
+ * sends a FIN instead of close_notify. The handshake and everything
+ * exchanged before stay authenticated by TLS; nothing after is. Both
+ * sides must call it at the same point of the byte stream, before the
+ * session's sending and receiving threads start. Returns 0, -EINVAL, or
+ * -EPROTO when GnuTLS still holds application data or part of a record
+ * (the peer sent TLS data past the switch point; mr_tls_last_error says so).
+ */
+MR_MUST_CHECK int mr_tls_set_plaintext(struct mr_tls *t);
+
+/*
  * Text of the last failure of mr_tls_send/recv on this session (alert
  * name, GnuTLS reason), "" if none. The sender and the receiver write
  * separate buffers, so a text stays valid while the other thread fails.

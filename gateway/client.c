@@ -25,6 +25,7 @@ enum {
 	OPT_QUIET,
 	OPT_RECONNECT,
 	OPT_KEEPALIVE,
+	OPT_PLAINTEXT,
 };
 
 const struct option gw_client_longopts[] = {
@@ -41,6 +42,7 @@ const struct option gw_client_longopts[] = {
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 	{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
+	{ "insecure-plaintext", no_argument, NULL, OPT_PLAINTEXT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -60,6 +62,10 @@ const char gw_client_usage[] =
 	"                            session has no connection left (default 30; 0: fail at once)\n"
 	"      --keepalive S         PING after S seconds of silence; a connection silent for\n"
 	"                            3 x S is dropped and rejoined (default 5)\n"
+	"      --insecure-plaintext  INSECURE: after the TLS handshake and HELLO/JOIN, move the\n"
+	"                            data unencrypted and without TLS integrity (the ceiling for\n"
+	"                            benchmarks, or isolated migration networks only). The server\n"
+	"                            must offer it (`migrelay serve --insecure-plaintext`)\n"
 	"      --json                machine-readable progress and report on stdout\n"
 	"      --progress            progress line on stderr even when it is not a terminal\n"
 	"      --quiet               no progress line\n";
@@ -180,6 +186,9 @@ int gw_client_opt(struct gw_client_opts *o, int c, const char *arg)
 	case OPT_JSON:
 		o->json = true;
 		return 1;
+	case OPT_PLAINTEXT:
+		o->plaintext = true;
+		return 1;
 	case OPT_PROGRESS:
 		o->progress = true;
 		return 1;
@@ -249,8 +258,12 @@ const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len)
 			gw_dbg(__VA_ARGS__);                     \
 	} while (0)
 
-/* Reads one setup frame (WELCOME or ERROR). Returns 0 with <h>/<p> filled, or an MR_EXIT_* code after printing. */
-static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p, bool loud)
+/*
+ * Reads one setup frame (WELCOME or ERROR). Returns 0 with <h>/<p> filled,
+ * or an MR_EXIT_* code after printing (*code: the ERROR's code, if one came).
+ */
+static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p, bool loud,
+			    uint16_t *code)
 {
 	uint8_t hb[WIRE_HDR_LEN];
 	ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
@@ -283,7 +296,30 @@ static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr 
 			return MR_EXIT_PROTOCOL;
 		}
 		SAY("migrelay: the server refused %s: %s: %s\n", what, wire_error_name(em.code), em.text);
+		if (code)
+			*code = em.code;
 		return gw_exit_for_wire_error(em.code);
+	}
+	return 0;
+}
+
+/*
+ * The WELCOME must be in the mode we asked for; in plaintext mode the
+ * connection switches right after it, before we send or read anything
+ * else (PROTOCOL.md §4.4). Returns 0 or an MR_EXIT_* code after printing.
+ */
+static int welcome_mode(struct mr_tls *t, const struct wire_hdr *h, bool plaintext, const char *what, bool loud)
+{
+	bool got = (h->flags & WIRE_WELCOME_F_PLAINTEXT) != 0;
+
+	if (got != plaintext) {
+		SAY("migrelay: the server answered %s for the %s mode, but this session uses %s (protocol error)\n", what,
+		    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
+		return MR_EXIT_PROTOCOL;
+	}
+	if (plaintext && mr_tls_set_plaintext(t) < 0) {
+		SAY("migrelay: cannot switch to plaintext after the answer to %s: %s\n", what, mr_tls_last_error(t));
+		return MR_EXIT_PROTOCOL;
 	}
 	return 0;
 }
@@ -343,9 +379,11 @@ static int client_rejoin(struct gw_session *s, int idx, int *fd_out, struct mr_t
 	if (open_conn(rc->to, s->own_cfg, rc->has_peer_name ? rc->peer_name : NULL, &fd, &t, false) != 0)
 		return -ECONNREFUSED;
 	(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
-	r = read_setup_reply(t, "JOIN", &h, buf, false);
+	r = read_setup_reply(t, "JOIN", &h, buf, false, NULL);
 	if (r == 0 && (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != idx))
 		r = MR_EXIT_PROTOCOL;
+	if (r == 0)
+		r = welcome_mode(t, &h, s->cfg.plaintext, "JOIN", false);
 	if (r != 0) {
 		mr_tls_free(t);
 		close(fd);
@@ -374,6 +412,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	uint8_t buf[WIRE_MAX_CONTROL];
 	char err[512] = "", host[256], port[32];
 	const char *peer_name = o->server_name;
+	uint16_t code = 0;
 	int r, fd = -1, n;
 
 	if (o->psk_file)
@@ -392,7 +431,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	memset(&hello, 0, sizeof(hello));
 	hello.version = WIRE_VERSION;
 	hello.nconns = (uint16_t)o->connections;
-	hello.flags = o->compress ? WIRE_HELLO_F_ZSTD : 0;
+	hello.flags = (o->compress ? WIRE_HELLO_F_ZSTD : 0) | (o->plaintext ? WIRE_HELLO_F_PLAINTEXT : 0);
 	snprintf(hello.target, sizeof(hello.target), "%s", o->target);
 	hello.multifd = o->multifd;
 	hello.ndevices = (uint8_t)o->ndevices;
@@ -406,19 +445,25 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	}
 	/* If the send fails, the server may have refused us already: the reply read says why. */
 	(void)send_frame(t, WIRE_T_HELLO, buf, (uint32_t)n);
-	if ((r = read_setup_reply(t, "HELLO", &h, buf, true)) != 0)
+	if ((r = read_setup_reply(t, "HELLO", &h, buf, true, &code)) != 0) {
+		if (o->plaintext && code == WIRE_E_UNSUPPORTED)
+			fprintf(stderr,
+				"migrelay: --insecure-plaintext needs a server that offers it: start `migrelay serve` with --insecure-plaintext, or leave the option out here to use TLS\n");
 		goto out;
+	}
 	if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != 0) {
 		fprintf(stderr, "migrelay: the server sent a malformed WELCOME\n");
 		r = MR_EXIT_PROTOCOL;
 		goto out;
 	}
+	if ((r = welcome_mode(t, &h, o->plaintext, "HELLO", true)) != 0)
+		goto out;
 	{
 		struct gw_session_cfg sc = { .server = false, .window = w.window, .chunk_size = w.chunk_size,
 					     .max_streams = w.max_streams, .compress = o->compress,
 					     .compress_auto = o->compress_auto,
 					     .zlevel = o->zlevel, .reconnect_ms = o->reconnect_ms,
-					     .keepalive_ms = o->keepalive_ms };
+					     .keepalive_ms = o->keepalive_ms, .plaintext = o->plaintext };
 
 		if (gw_session_new(&s, &sc) < 0) {
 			r = MR_EXIT_FAIL;
@@ -445,6 +490,8 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	}
 	s->id = w.session_id;
 	memcpy(s->token, w.token, WIRE_TOKEN_LEN);
+	if (o->plaintext)
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
 	s->nconns = o->connections;
 	snprintf(s->target, sizeof(s->target), "%s", o->target);
 	net_set_timeouts(fd, 0, 0);
@@ -466,13 +513,15 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 		if ((r = open_conn(o->to, s->own_cfg, peer_name, &fd, &t, true)) != 0)
 			goto out;
 		(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
-		if ((r = read_setup_reply(t, what, &h, buf, true)) != 0)
+		if ((r = read_setup_reply(t, what, &h, buf, true, NULL)) != 0)
 			goto out;
 		if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != i) {
 			fprintf(stderr, "migrelay: the server sent a malformed WELCOME for connection %d\n", i);
 			r = MR_EXIT_PROTOCOL;
 			goto out;
 		}
+		if ((r = welcome_mode(t, &h, o->plaintext, what, true)) != 0)
+			goto out;
 		net_set_timeouts(fd, 0, 0);
 		r = gw_session_add_conn(s, i, fd, t);
 		fd = -1;

@@ -24,6 +24,7 @@ struct gw_client_opts {
 	const char *devices[WIRE_MAX_DEVICES];
 	int reconnect_ms;        /* 0: default; -1: no reconnection */
 	int keepalive_ms;        /* 0: default */
+	bool plaintext;          /* --insecure-plaintext: ask for the plaintext mode (PROTOCOL.md §4.4) */
 	bool json;
 	bool progress;           /* force the progress line */
 	bool quiet;
@@ -57,6 +58,12 @@ int gw_client_opts_check(const struct gw_client_opts *o);
  * with *out set, or an MR_EXIT_* code after printing why.
  */
 int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out);
+
+/* The warning both ends log for every plaintext session, after "session <id>: ". */
+#define GW_PLAINTEXT_WARNING                                                                                  \
+	"INSECURE PLAINTEXT: data is neither encrypted nor authenticated by TLS after the handshake; anyone on " \
+	"the network path can read and change it (the XXH3 digests are not a MAC). Use only on an isolated "    \
+	"migration network"
 
 /* Human-readable byte count ("1.5 GiB") into buf. */
 const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len);

@@ -34,7 +34,9 @@ static const char bench_usage[] =
 	"reports throughput, CPU seconds per GB on each side, compression ratio\n"
 	"and peak memory. --local starts a `migrelay serve` with a discard target\n"
 	"on loopback with throw-away certificates; otherwise name a discard target\n"
-	"of a running server to measure a real path.\n"
+	"of a running server to measure a real path. With --insecure-plaintext\n"
+	"(below) it measures the plaintext mode, the ceiling without encryption;\n"
+	"--local then offers it on its own server.\n"
 	"\n"
 	"      --local               run both gateways here, on loopback\n"
 	"      --profile P           idle (90% zero pages), mixed (30% zero, 40%\n"
@@ -139,7 +141,7 @@ static void proc_usage(pid_t pid, double *cpu, long *hwm_kb)
 }
 
 /* Starts `migrelay serve` with a discard target on a free loopback port. Returns its pid or -errno. */
-static pid_t start_local_server(const char *dir, char *to, size_t tolen)
+static pid_t start_local_server(const char *dir, char *to, size_t tolen, bool plaintext)
 {
 	char ca[600], srv[600], cli[600], err[256], listen_spec[64], target[64];
 	struct pki_issue_opts so = { 0 }, co = { 0 };
@@ -189,7 +191,8 @@ static pid_t start_local_server(const char *dir, char *to, size_t tolen)
 
 		if (null >= 0)
 			dup2(null, STDERR_FILENO);
-		execl(exe, exe, "serve", "--listen", listen_spec, "--tls-dir", srv, "--target", target, (char *)NULL);
+		execl(exe, exe, "serve", "--listen", listen_spec, "--tls-dir", srv, "--target", target,
+		      plaintext ? "--insecure-plaintext" : (char *)NULL, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 100; i++) { /* 10 s at most for it to listen */
@@ -280,7 +283,7 @@ int cmd_bench(int argc, char **argv)
 			fprintf(stderr, "migrelay bench: cannot create a temporary directory: %s\n", strerror(errno));
 			return MR_EXIT_FAIL;
 		}
-		srv = start_local_server(dir, to, sizeof(to));
+		srv = start_local_server(dir, to, sizeof(to), o.plaintext);
 		if (srv < 0) {
 			fprintf(stderr, "migrelay bench: cannot start the local server\n");
 			srv = 0;
@@ -333,14 +336,16 @@ int cmd_bench(int argc, char **argv)
 		if (o.json)
 			printf("{\"profile\":\"%s\",\"bytes\":%llu,\"wire_bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,"
 			       "\"cpu_s_per_gb_client\":%.3f,\"cpu_s_per_gb_server\":%s%.3f,\"compression_ratio\":%.3f,"
-			       "\"peak_kb_client\":%ld,\"peak_kb_server\":%ld,\"connections\":%d,\"compress\":\"%s\"}\n",
+			       "\"peak_kb_client\":%ld,\"peak_kb_server\":%ld,\"connections\":%d,\"compress\":\"%s\","
+			       "\"insecure_plaintext\":%s}\n",
 			       profile, (unsigned long long)st.raw_out, (unsigned long long)st.wire_out, secs, mbs,
 			       cpu_c / gb, srv ? "" : "-", srv ? cpu_s / gb : 1.0, ratio, hwm_c, hwm_s, o.connections,
-			       o.compress_auto ? "auto" : o.compress ? "zstd" : "none");
+			       o.compress_auto ? "auto" : o.compress ? "zstd" : "none", o.plaintext ? "true" : "false");
 		else
-			printf("migrelay bench: %s profile, %.2f GB in %.2f s = %.0f MB/s over %d connection(s), verified\n"
+			printf("migrelay bench: %s profile, %.2f GB in %.2f s = %.0f MB/s over %d connection(s)%s, verified\n"
 			       "  CPU s/GB: client %.2f%s%.2f; compression ratio %.2f; peak memory: client %ld KiB%s%ld KiB\n",
-			       profile, gb, secs, mbs, o.connections, cpu_c / gb, srv ? ", server " : "",
+			       profile, gb, secs, mbs, o.connections, o.plaintext ? ", INSECURE PLAINTEXT" : "", cpu_c / gb,
+			       srv ? ", server " : "",
 			       srv ? cpu_s / gb : 0.0, ratio, hwm_c, srv ? ", server " : "", srv ? hwm_s : 0L);
 	}
 	rc = MR_EXIT_OK;

@@ -566,9 +566,9 @@ int cmd_migrate(int argc, char **argv)
 			printf("{\"event\":\"report\",\"status\":\"completed\",\"seconds\":%.3f,\"qemu_total_time_ms\":%" PRIu64
 			       ",\"downtime_ms\":%" PRIu64 ",\"stream_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
 			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,"
-			       "\"rss_start_kib\":%ld,\"rss_peak_kib\":%ld,\"verified\":true}\n",
+			       "\"rss_start_kib\":%ld,\"rss_peak_kib\":%ld,\"verified\":true,\"insecure_plaintext\":%s}\n",
 			       secs, mi.total_time, mi.downtime, st.raw_out, st.wire_out, ratio, m.o.connections,
-			       m.o.multifd, m.o.ndevices, rss0, peak);
+			       m.o.multifd, m.o.ndevices, rss0, peak, m.o.plaintext ? "true" : "false");
 		else {
 			char a[32], b[32];
 
@@ -581,6 +581,9 @@ int cmd_migrate(int argc, char **argv)
 				m.o.multifd ? ", multifd" : "", m.o.ndevices ? ", disks mirrored" : "");
 			fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)rss0 / 1024.0,
 				(double)peak / 1024.0);
+			if (m.o.plaintext)
+				fprintf(stderr,
+					"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
 		}
 	}
 	rc = MR_EXIT_OK;

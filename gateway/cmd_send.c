@@ -92,16 +92,17 @@ int cmd_send(int argc, char **argv)
 			strcpy(hex, "?");
 		if (o.json)
 			fprintf(stderr,
-				"{\"event\":\"report\",\"status\":\"verified\",\"sent\":%llu,\"received\":%llu,\"wire_sent\":%llu,\"wire_received\":%llu,\"seconds\":%.3f,\"connections\":%d,\"digest\":\"%s\"}\n",
+				"{\"event\":\"report\",\"status\":\"verified\",\"sent\":%llu,\"received\":%llu,\"wire_sent\":%llu,\"wire_received\":%llu,\"seconds\":%.3f,\"connections\":%d,\"digest\":\"%s\",\"insecure_plaintext\":%s}\n",
 				(unsigned long long)st.raw_out, (unsigned long long)st.raw_in,
 				(unsigned long long)st.wire_out, (unsigned long long)st.wire_in, secs, o.connections,
-				hex);
+				hex, o.plaintext ? "true" : "false");
 		else if (!o.quiet)
 			fprintf(stderr,
-				"migrelay send: verified: sent %s (%llu bytes, xxh3-128 %s), received %s, %.2f s, %.1f MiB/s over %d connection(s)\n",
+				"migrelay send: verified: sent %s (%llu bytes, xxh3-128 %s), received %s, %.2f s, %.1f MiB/s over %d connection(s)%s\n",
 				gw_fmt_bytes(st.raw_out, a, sizeof(a)), (unsigned long long)st.raw_out, hex,
 				gw_fmt_bytes(st.raw_in, b, sizeof(b)), secs,
-				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, o.connections);
+				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, o.connections,
+				o.plaintext ? ", INSECURE PLAINTEXT" : "");
 		gw_session_bye(s);
 		gw_session_close(s);
 		return MR_EXIT_OK;

@@ -36,6 +36,7 @@ struct server {
 	uint32_t window;
 	uint16_t max_streams;
 	int reconnect_ms, keepalive_ms, handshake_ms, max_pending, idle_ms, max_conns;
+	bool plaintext; /* --insecure-plaintext: the plaintext mode is offered */
 	pthread_mutex_t lock; /* registry and counters */
 	struct gw_session *sessions[256];
 	int nsessions;
@@ -65,11 +66,12 @@ static bool identity_allowed(const struct gw_target *t, const char *id)
 	return (srv.allow.n && authz_allowed(&srv.allow, id)) || (t->allow.n && authz_allowed(&t->allow, id));
 }
 
-static int send_frame(struct mr_tls *t, uint8_t type, uint16_t stream, const uint8_t *p, uint32_t len)
+static int send_frame(struct mr_tls *t, uint8_t type, uint8_t flags, uint16_t stream, const uint8_t *p,
+		      uint32_t len)
 {
 	uint8_t buf[WIRE_HDR_LEN + WIRE_MAX_CONTROL];
 
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .stream = stream, .len = len });
+	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .flags = flags, .stream = stream, .len = len });
 	memcpy(buf + WIRE_HDR_LEN, p, len);
 	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
 }
@@ -89,7 +91,7 @@ static void refuse(struct mr_tls *t, int fd, const char *peer, int code, const c
 	va_end(ap);
 	gw_ratelimited(GW_LOG_WARN, "%s: refused: %s", peer, text);
 	n = wire_error_encode(p, (uint16_t)code, text);
-	(void)!send_frame(t, WIRE_T_ERROR, WIRE_STREAM_SESSION, p, (uint32_t)n);
+	(void)!send_frame(t, WIRE_T_ERROR, 0, WIRE_STREAM_SESSION, p, (uint32_t)n);
 	mr_tls_bye(t);
 	mr_tls_free(t);
 	close(fd);
@@ -162,8 +164,9 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	if (hello.version != WIRE_VERSION)
 		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
 			      hello.version, WIRE_VERSION);
-	if (hello.flags & WIRE_HELLO_F_PLAINTEXT)
-		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED, "this server does not offer the plaintext mode");
+	if ((hello.flags & WIRE_HELLO_F_PLAINTEXT) && !srv.plaintext)
+		return refuse(t, fd, peer, WIRE_E_UNSUPPORTED,
+			      "this server does not offer the plaintext mode (start `migrelay serve` with --insecure-plaintext to offer it, or leave --insecure-plaintext out on the client to use TLS)");
 	if (!(tgt = find_target(hello.target)))
 		return refuse(t, fd, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello.target);
 	if (!identity_allowed(tgt, identity))
@@ -180,7 +183,8 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 					     .max_streams = srv.max_streams,
 					     .compress = (hello.flags & WIRE_HELLO_F_ZSTD) != 0, .zlevel = 3,
 					     .reconnect_ms = srv.reconnect_ms, .keepalive_ms = srv.keepalive_ms,
-					     .idle_ms = srv.idle_ms };
+					     .idle_ms = srv.idle_ms,
+					     .plaintext = (hello.flags & WIRE_HELLO_F_PLAINTEXT) != 0 };
 
 		if (gw_session_new(&s, &sc) < 0)
 			return refuse(t, fd, peer, WIRE_E_INTERNAL, "out of memory");
@@ -216,8 +220,11 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	w.window = s->cfg.window;
 	w.chunk_size = s->cfg.chunk_size;
 	wire_welcome_encode(wp, &w);
-	if (send_frame(t, WIRE_T_WELCOME, 0, wp, sizeof(wp)) < 0) {
+	/* Plaintext: the switch comes right after the WELCOME, before anything more is read or sent (§4.4). */
+	if (send_frame(t, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, 0, wp, sizeof(wp)) < 0 ||
+	    (s->cfg.plaintext && mr_tls_set_plaintext(t) < 0)) {
 		pthread_mutex_unlock(&srv.lock);
+		gw_ratelimited(GW_LOG_WARN, "%s: session setup failed after WELCOME: %s", peer, mr_tls_last_error(t));
 		gw_session_close(s);
 		mr_tls_free(t);
 		close(fd);
@@ -225,8 +232,11 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	}
 	srv.sessions[srv.nsessions++] = s;
 	/* Log now: once the connection is handed over, <identity> (inside the TLS session) and <s> may go at any time. */
-	gw_info("session %016llx: %s (%s) for target %s, %u connection(s)%s", (unsigned long long)s->id, peer,
-		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "");
+	gw_info("session %016llx: %s (%s) for target %s, %u connection(s)%s%s", (unsigned long long)s->id, peer,
+		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "",
+		s->cfg.plaintext ? ", INSECURE PLAINTEXT" : "");
+	if (s->cfg.plaintext)
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
 	net_set_timeouts(fd, 0, 0);
 	if (gw_session_add_conn(s, 0, fd, t) < 0 || pthread_create(&thr, NULL, session_supervisor, s) != 0) {
 		srv.sessions[--srv.nsessions] = NULL;
@@ -294,12 +304,17 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 			      j.conn_index);
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (send_frame(t, WIRE_T_WELCOME, 0, wp, sizeof(wp)) < 0) {
+	/* A JOINed connection follows its session's mode, switching right after its WELCOME (§4.4). */
+	if (send_frame(t, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, 0, wp, sizeof(wp)) < 0 ||
+	    (s->cfg.plaintext && mr_tls_set_plaintext(t) < 0)) {
 		pthread_mutex_unlock(&srv.lock);
+		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, mr_tls_last_error(t));
 		mr_tls_free(t);
 		close(fd);
 		return;
 	}
+	if (s->cfg.plaintext)
+		gw_dbg("session %016llx: connection %u joined in plaintext", (unsigned long long)s->id, j.conn_index);
 	net_set_timeouts(fd, 0, 0);
 	/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried. */
 	if (gw_session_replace_conn(s, j.conn_index, fd, t) < 0)
@@ -394,6 +409,10 @@ static const char serve_usage[] =
 	"      --handshake-timeout S TLS handshake and HELLO/JOIN must finish within S (default 10)\n"
 	"      --max-pending N       connections still in their handshake at once (default 1024);\n"
 	"                            more are closed at once\n"
+	"      --insecure-plaintext  INSECURE: offer the plaintext mode. A client that asks for it\n"
+	"                            (its --insecure-plaintext) still authenticates by TLS, but\n"
+	"                            its data then travels unencrypted and without TLS integrity.\n"
+	"                            Clients that do not ask get TLS. Isolated networks only.\n"
 	"  -v, --verbose             debug logging\n"
 	"  -h, --help                this text\n";
 
@@ -408,7 +427,7 @@ static void on_signal(int sig)
 int cmd_serve(int argc, char **argv)
 {
 	enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
-	       O_HS_TIMEOUT, O_MAX_PENDING, O_IDLE, O_MAXC };
+	       O_HS_TIMEOUT, O_MAX_PENDING, O_IDLE, O_MAXC, O_PLAIN };
 	static const struct option lo[] = {
 		{ "listen", required_argument, NULL, 'l' },   { "target", required_argument, NULL, 'T' },
 		{ "tls-dir", required_argument, NULL, O_TLS }, { "psk-file", required_argument, NULL, O_PSK },
@@ -422,6 +441,7 @@ int cmd_serve(int argc, char **argv)
 		{ "max-pending", required_argument, NULL, O_MAX_PENDING },
 		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "max-connections", required_argument, NULL, O_MAXC },
+		{ "insecure-plaintext", no_argument, NULL, O_PLAIN },
 		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 	};
 	const char *listen_spec = NULL, *tls_dir = NULL, *psk_file = NULL;
@@ -536,6 +556,9 @@ int cmd_serve(int argc, char **argv)
 				return MR_EXIT_USAGE;
 			}
 			break;
+		case O_PLAIN:
+			srv.plaintext = true;
+			break;
 		case 'v':
 			gw_log_level = GW_LOG_DEBUG;
 			break;
@@ -580,6 +603,8 @@ int cmd_serve(int argc, char **argv)
 	pthread_attr_setstacksize(&hs_attr, 256 << 10);
 	gw_info("listening on %s (%s), %d target(s)%s", listen_spec, psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509",
 		srv.ntargets, srv.allow.n ? "" : ", every authenticated peer allowed");
+	if (srv.plaintext)
+		gw_warn("INSECURE PLAINTEXT offered (--insecure-plaintext): sessions whose client asks for it move their data unencrypted and unauthenticated after the TLS handshake; use only on an isolated migration network");
 	while (!stop_flag) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);

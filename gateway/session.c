@@ -802,7 +802,8 @@ static void *conn_writer_main(void *arg)
 		}
 		c->tx_bytes += len;
 		c->last_tx_ns = gw_now_ns();
-		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing) {
+		/* No keys to renew in plaintext mode: its connections are never replaced for that. */
+		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing && !s->cfg.plaintext) {
 			/*
 			 * Fresh keys by a fresh handshake, long before the AEAD usage
 			 * limits of one key: drop this connection as if lost; its

@@ -136,6 +136,7 @@ struct gw_session_cfg {
 	int reconnect_ms; /* 0: default; < 0: fail as soon as every connection is gone */
 	int keepalive_ms; /* 0: default */
 	int idle_ms;      /* server: close a session with no open stream after this long (0: never) */
+	bool plaintext;   /* --insecure-plaintext: every connection moves its frames raw after WELCOME (PROTOCOL.md §4.4) */
 };
 
 struct gw_session {

@@ -93,7 +93,7 @@ static int control_hdr_check(const struct wire_hdr *h)
 
 	if (h->len > WIRE_MAX_CONTROL)
 		return -EMSGSIZE;
-	if (h->flags)
+	if (h->flags && !(h->type == WIRE_T_WELCOME && h->flags == WIRE_WELCOME_F_PLAINTEXT))
 		return -EBADMSG;
 	want = fixed_len(h->type);
 	if (want >= 0 && h->len != (uint32_t)want)

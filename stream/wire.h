@@ -39,6 +39,9 @@ enum wire_type {
 #define WIRE_F_ZERO 0x02u /* payload: be32 raw length; the raw bytes are all zero */
 #define WIRE_F_DATA_MASK (WIRE_F_ZSTD | WIRE_F_ZERO)
 
+/* WELCOME flag (header flags byte): this connection carries the session's frames in plaintext after the WELCOME. */
+#define WIRE_WELCOME_F_PLAINTEXT 0x01u
+
 /* Stream id in an ERROR frame that concerns the whole session. */
 #define WIRE_STREAM_SESSION 0xffffu
 
@@ -81,7 +84,7 @@ enum wire_fixed_len {
 
 /* HELLO flags. */
 #define WIRE_HELLO_F_ZSTD 0x00000001u      /* client may send compressed chunks */
-#define WIRE_HELLO_F_PLAINTEXT 0x00000002u /* reserved for the plaintext mode */
+#define WIRE_HELLO_F_PLAINTEXT 0x00000002u /* client asks for the plaintext mode (PROTOCOL.md §4.4) */
 #define WIRE_HELLO_F_MASK 0x00000003u
 
 /* HELLO TLV tags: u8 tag, u8 len, value. Unknown tags are an error. */

@@ -2,8 +2,8 @@
 """A TCP proxy for fault tests: relays 127.0.0.1:LISTEN to 127.0.0.1:TO and
 breaks connections on cue, counting the bytes that flow client -> server.
 
-  cutproxy.py --listen P --to Q --total BYTES [--reset FRACTION:N]... [--cut FRACTION:SECONDS]
-              [--freeze FRACTION:SECONDS]
+  cutproxy.py --listen P --to Q [--total BYTES] [--reset FRACTION:N]... [--cut FRACTION:SECONDS]
+              [--freeze FRACTION:SECONDS] [--watch MARKER]
 
 --reset 0.3:1   reset (RST both ways) the connection accepted as number N
                 (0 is the first) once FRACTION of --total has passed
@@ -11,6 +11,10 @@ breaks connections on cue, counting the bytes that flow client -> server.
                 every new connection as soon as it is accepted
 --freeze 0.4:20 stop relaying (without closing) at FRACTION for SECONDS:
                 the connections look alive to TCP but carry nothing
+--watch TEXT    look for TEXT in the relayed bytes (also across reads): logs
+                "marker seen upstream|downstream on connection N" the first
+                time, and "connection N upstream|downstream: marker seen K
+                times" when that direction ends (shows whether data is plaintext)
 Events go to stdout, one line each. Runs until killed; bounded by --max-seconds.
 """
 import argparse, socket, struct, sys, threading, time
@@ -18,11 +22,12 @@ import argparse, socket, struct, sys, threading, time
 ap = argparse.ArgumentParser()
 ap.add_argument("--listen", type=int, required=True)
 ap.add_argument("--to", type=int, required=True)
-ap.add_argument("--total", type=int, required=True)
+ap.add_argument("--total", type=int, default=1 << 62)
 ap.add_argument("--reset", action="append", default=[])
 ap.add_argument("--cut")
 ap.add_argument("--freeze")
 ap.add_argument("--max-seconds", type=float, default=600)
+ap.add_argument("--watch")
 a = ap.parse_args()
 
 lock = threading.Lock()
@@ -78,6 +83,10 @@ def check():
 def pump(i, src, dst, upstream):
     global passed
     buf = bytearray(1 << 20)
+    watch = a.watch.encode() if a.watch else None
+    way = "upstream" if upstream else "downstream"
+    tail = b""
+    seen = 0
     while True:
         while time.time() < freeze_until:
             time.sleep(0.05)
@@ -87,6 +96,13 @@ def pump(i, src, dst, upstream):
             n = 0
         if n <= 0:
             break
+        if watch:
+            data = tail + bytes(buf[:n])
+            k = data.count(watch)
+            if k and not seen:
+                log("marker seen %s on connection %d" % (way, i))
+            seen += k
+            tail = data[len(data) - len(watch) + 1:]
         while time.time() < freeze_until:
             time.sleep(0.05)
         try:
@@ -97,6 +113,8 @@ def pump(i, src, dst, upstream):
             with lock:
                 passed += n
                 check()
+    if watch:
+        log("connection %d %s: marker seen %d times" % (i, way, seen))
     with lock:
         if conns[i][2]:
             try:
