@@ -275,6 +275,8 @@ struct mr_uring_tx {
 	unsigned zc_flags; /* IORING_SEND_ZC_REPORT_USAGE while the kernel takes it */
 	size_t zc_min;
 	int msg_flags;
+	bool zc_auto;
+	unsigned probe_n, probe_copied; /* auto: notifications looked at, of which the kernel copied */
 	/* the one request in flight */
 	bool cur_done;
 	int cur_res;
@@ -282,6 +284,7 @@ struct mr_uring_tx {
 
 	_Atomic uint64_t sends, bytes, zc_sends, notifs, notifs_copied, copied_sends, short_sends, waits;
 	_Atomic uint64_t inflight;
+	atomic_bool zc_given_up;
 };
 
 static bool ur_sock_zc(int fd)
@@ -362,6 +365,7 @@ int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbufs, size_t buf
 	tx->zc = ur_sock_zc(fd);
 	tx->zc_flags = IORING_SEND_ZC_REPORT_USAGE;
 	tx->msg_flags = MSG_NOSIGNAL | MSG_WAITALL;
+	tx->zc_auto = true;
 	*out = tx;
 	tx = NULL;
 	r = 0;
@@ -378,6 +382,11 @@ out:
 void mr_uring_tx_set_zc_min(struct mr_uring_tx *tx, size_t bytes)
 {
 	tx->zc_min = bytes;
+}
+
+void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on)
+{
+	tx->zc_auto = on;
 }
 
 void mr_uring_tx_set_waitall(struct mr_uring_tx *tx, bool on)
@@ -418,6 +427,15 @@ static void tx_cqe(struct mr_uring_tx *tx, const struct io_uring_cqe *cqe)
 		ur_add(&tx->notifs, 1);
 		if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED)
 			ur_add(&tx->notifs_copied, 1);
+		if (tx->zc_auto && tx->zc && tx->zc_flags && tx->probe_n < MR_URING_ZC_PROBE) {
+			tx->probe_n++;
+			if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED)
+				tx->probe_copied++;
+			if (tx->probe_n == MR_URING_ZC_PROBE && tx->probe_copied == tx->probe_n) {
+				tx->zc = false; /* pinning and notifications bought nothing */
+				atomic_store_explicit(&tx->zc_given_up, true, memory_order_relaxed);
+			}
+		}
 		if (--s->refs == 0 && s->state == SLOT_INFLIGHT) {
 			tx_slot_release(tx, idx);
 			atomic_fetch_sub_explicit(&tx->inflight, 1, memory_order_relaxed);
@@ -696,6 +714,7 @@ void mr_uring_tx_stats(const struct mr_uring_tx *tx, struct mr_uring_tx_stats *s
 	st->short_sends = ur_get(&tx->short_sends);
 	st->waits = ur_get(&tx->waits);
 	st->inflight = (uint32_t)ur_get(&tx->inflight);
+	st->zc_given_up = atomic_load_explicit(&tx->zc_given_up, memory_order_relaxed);
 }
 
 unsigned mr_uring_tx_pending(const struct mr_uring_tx *tx, const uint8_t *buf)

@@ -46,6 +46,7 @@ enum mr_uring_limits {
 	MR_URING_MAX_BUFS = 4096,	 /* TX pool and RX provided buffers, each (RX: a power of two) */
 	MR_URING_MAX_BUFSIZE = 16 << 20, /* 16 MiB: largest single buffer */
 	MR_URING_DRAIN_MS = 5000,	 /* mr_uring_tx_free waits this long for notifications */
+	MR_URING_ZC_PROBE = 32,		 /* notifications looked at before zero-copy is given up (auto) */
 };
 
 /*
@@ -77,6 +78,7 @@ struct mr_uring_tx_stats {
 	uint64_t short_sends;	/* requests that moved fewer bytes than asked (the rest resent) */
 	uint64_t waits;		/* mr_uring_tx_get calls that had to wait for a notification */
 	uint32_t inflight;	/* buffers waiting for their notification now */
+	bool zc_given_up;	/* auto: the kernel copied the first MR_URING_ZC_PROBE sends; copying now */
 };
 
 /*
@@ -95,6 +97,26 @@ MR_MUST_CHECK int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbu
  * notification, buffer reusable at once). Default 0: everything zero-copy.
  */
 void mr_uring_tx_set_zc_min(struct mr_uring_tx *tx, size_t bytes);
+
+/*
+ * On (the default): if the kernel reports (IORING_SEND_ZC_REPORT_USAGE,
+ * kernel 6.2+) that it copied the data of each of the first
+ * MR_URING_ZC_PROBE zero-copy sends anyway, as it does on loopback and veth,
+ * where delivery to a local socket copies, the engine switches to copying
+ * sends from the same pool, which cost less (see bench/uring_bench.c). Off:
+ * zero-copy whatever the kernel does.
+ */
+void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on);
+
+/*
+ * On (the default): if the kernel reports (IORING_SEND_ZC_REPORT_USAGE,
+ * kernel 6.2+) that it copied the data of each of the first
+ * MR_URING_ZC_PROBE zero-copy sends anyway, as it does on loopback and veth,
+ * where delivery to a local socket copies, the engine switches to copying
+ * sends from the same pool, which cost less (see bench/uring_bench.c). Off:
+ * zero-copy whatever the kernel does.
+ */
+void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on);
 
 /*
  * On (the default), each request carries MSG_WAITALL: the kernel itself

@@ -192,6 +192,7 @@ static void tx_stream(int fds[2], unsigned nbufs, size_t bufsize, unsigned count
 	if (r < 0)
 		fail_msg("mr_uring_tx_new: %s", why);
 	mr_uring_tx_set_waitall(tx, waitall);
+	mr_uring_tx_set_zc_auto(tx, !want_zc); /* zero-copy on every send where the test is about it */
 	reader_start(&rd, fds[1], 64 << 10, delay_ms);
 	for (unsigned i = 0; i < count && now_ms() < end; i++) {
 		uint8_t *b;
@@ -238,6 +239,49 @@ static void test_tx_sizes_tcp(void **state)
 	    "tcp: %llu zc sends, %llu notifications (%llu copied by the kernel), %llu copied sends, %llu waits\n",
 	    (unsigned long long)st.zc_sends, (unsigned long long)st.notifs, (unsigned long long)st.notifs_copied,
 	    (unsigned long long)st.copied_sends, (unsigned long long)st.waits);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Auto mode on loopback: the kernel reports it copied every zero-copy send, so the engine stops asking. */
+static void test_tx_zc_auto_loopback(void **state)
+{
+	struct mr_uring_tx *tx;
+	struct mr_uring_tx_stats st;
+	struct reader rd;
+	char why[256];
+	uint64_t off = 0;
+	int fds[2];
+
+	(void)state;
+	tcp_pair(fds, 0, 0);
+	assert_int_equal(mr_uring_tx_new(&tx, fds[0], 4, 32 << 10, why, sizeof(why)), 0);
+	reader_start(&rd, fds[1], 64 << 10, 0);
+	for (unsigned i = 0; i < 300; i++) {
+		uint8_t *b;
+		size_t cap;
+
+		assert_int_equal(mr_uring_tx_get(tx, &b, &cap), 0);
+		fill(b, cap, off);
+		assert_int_equal(mr_uring_tx_send(tx, b, cap), 0);
+		off += cap;
+	}
+	assert_int_equal(mr_uring_tx_drain(tx, 5000), 0);
+	mr_uring_tx_stats(tx, &st);
+	print_message("auto: %llu zc sends (%llu copied by the kernel), then %llu copying sends; given up: %d\n",
+		      (unsigned long long)st.zc_sends, (unsigned long long)st.notifs_copied,
+		      (unsigned long long)st.copied_sends, st.zc_given_up);
+	assert_int_equal(st.notifs, st.zc_sends);
+	if (st.notifs_copied == st.notifs) { /* a kernel that reports usage (6.2+), on loopback */
+		assert_true(st.zc_given_up);
+		assert_true(st.zc_sends >= MR_URING_ZC_PROBE && st.zc_sends < 300);
+		assert_int_equal(st.copied_sends + st.zc_sends, 300);
+	}
+	assert_int_equal(shutdown(fds[0], SHUT_WR), 0);
+	join_bounded(rd.thr);
+	assert_int_equal(rd.bad, UINT64_MAX);
+	assert_int_equal(rd.total, off);
+	mr_uring_tx_free(tx);
 	close(fds[0]);
 	close(fds[1]);
 }
@@ -813,18 +857,30 @@ static int posix_child(void)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_posix_env),	       cmocka_unit_test(test_bad_args),
-	    cmocka_unit_test(test_tx_sizes_tcp),       cmocka_unit_test(test_tx_sizes_unix),
-	    cmocka_unit_test(test_tx_slow_reader),     cmocka_unit_test(test_tx_unix_partial),
-	    cmocka_unit_test(test_tx_busy_and_put),    cmocka_unit_test(test_tx_peer_close_tcp),
-	    cmocka_unit_test(test_tx_peer_close_unix), cmocka_unit_test(test_tx_shutdown_tcp),
-	    cmocka_unit_test(test_tx_shutdown_unix),   cmocka_unit_test(test_rx_stream_tcp),
-	    cmocka_unit_test(test_rx_stream_unix),     cmocka_unit_test(test_rx_timeout_then_data),
-	    cmocka_unit_test(test_rx_exhaust_tcp),     cmocka_unit_test(test_rx_exhaust_unix),
-	    cmocka_unit_test(test_rx_shutdown_tcp),    cmocka_unit_test(test_rx_shutdown_unix),
-	    cmocka_unit_test(test_rx_reset),
+		cmocka_unit_test(test_posix_env),
+		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_tx_sizes_tcp),
+		cmocka_unit_test(test_tx_zc_auto_loopback),
+		cmocka_unit_test(test_tx_sizes_unix),
+		cmocka_unit_test(test_tx_slow_reader),
+		cmocka_unit_test(test_tx_unix_partial),
+		cmocka_unit_test(test_tx_busy_and_put),
+		cmocka_unit_test(test_tx_peer_close_tcp),
+		cmocka_unit_test(test_tx_peer_close_unix),
+		cmocka_unit_test(test_tx_shutdown_tcp),
+		cmocka_unit_test(test_tx_shutdown_unix),
+		cmocka_unit_test(test_rx_stream_tcp),
+		cmocka_unit_test(test_rx_stream_unix),
+		cmocka_unit_test(test_rx_timeout_then_data),
+		cmocka_unit_test(test_rx_exhaust_tcp),
+		cmocka_unit_test(test_rx_exhaust_unix),
+		cmocka_unit_test(test_rx_shutdown_tcp),
+		cmocka_unit_test(test_rx_shutdown_unix),
+		cmocka_unit_test(test_rx_reset),
 	};
+	/* clang-format on */
 	char why[256] = "";
 	pid_t pid;
 	int st;
