@@ -48,7 +48,7 @@ enum {
 };
 
 /* user_data: slot index << 8 | kind; notifications carry their request's user_data. */
-enum ur_kind { UR_K_ZC = 1, UR_K_COPY = 2, UR_K_RECV = 3 };
+enum ur_kind { UR_K_ZC = 1, UR_K_COPY = 2, UR_K_RECV = 3, UR_K_CANCEL = 4 };
 
 static inline uint64_t ur_ud(unsigned idx, enum ur_kind k)
 {
@@ -280,7 +280,8 @@ struct mr_uring_tx {
 	/* the one request in flight */
 	bool cur_done;
 	int cur_res;
-	int broken; /* a request was lost track of: the engine refuses further work */
+	int broken;	/* a request was lost track of, or timed out: the engine refuses further work */
+	int timeout_ms; /* a send that moves no byte for this long fails (0: never) */
 
 	_Atomic uint64_t sends, bytes, zc_sends, notifs, notifs_copied, copied_sends, short_sends, waits;
 	_Atomic uint64_t inflight;
@@ -389,6 +390,11 @@ void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on)
 	tx->zc_auto = on;
 }
 
+void mr_uring_tx_set_timeout(struct mr_uring_tx *tx, int ms)
+{
+	tx->timeout_ms = ms > 0 ? ms : 0;
+}
+
 void mr_uring_tx_set_waitall(struct mr_uring_tx *tx, bool on)
 {
 	tx->msg_flags = MSG_NOSIGNAL | (on ? MSG_WAITALL : 0);
@@ -420,8 +426,8 @@ static void tx_cqe(struct mr_uring_tx *tx, const struct io_uring_cqe *cqe)
 	unsigned idx = (unsigned)(cqe->user_data >> 8);
 	struct ur_slot *s;
 
-	if (idx >= tx->nbufs)
-		return; /* not ours (cannot happen) */
+	if (idx >= tx->nbufs || (cqe->user_data & 0xff) == UR_K_CANCEL)
+		return; /* the answer to a cancel: its request's own CQE is what counts */
 	s = &tx->slots[idx];
 	if (cqe->flags & IORING_CQE_F_NOTIF) {
 		ur_add(&tx->notifs, 1);
@@ -486,6 +492,7 @@ static int ur_sock_dead(int fd)
 int mr_uring_tx_get(struct mr_uring_tx *tx, uint8_t **buf, size_t *cap)
 {
 	struct io_uring_cqe *cqe;
+	int64_t since = ur_now_ms();
 	bool waited = false;
 	int r;
 
@@ -505,6 +512,8 @@ int mr_uring_tx_get(struct mr_uring_tx *tx, uint8_t **buf, size_t *cap)
 			/* pages queued to a peer that no longer reads stay pinned until the socket dies */
 			if ((r = ur_sock_dead(tx->fd)) < 0)
 				return r;
+			if (tx->timeout_ms > 0 && ur_now_ms() - since >= tx->timeout_ms)
+				return -ETIMEDOUT;
 			continue;
 		}
 		if (r < 0)
@@ -550,8 +559,11 @@ void mr_uring_tx_put(struct mr_uring_tx *tx, uint8_t *buf)
 /* Submits one send of <len> bytes at <p> from slot <idx> and waits for its result. */
 static int tx_one(struct mr_uring_tx *tx, unsigned idx, const uint8_t *p, size_t len, bool zc)
 {
+	int64_t deadline = tx->timeout_ms > 0 ? ur_now_ms() + tx->timeout_ms : -1;
+	uint64_t ud = ur_ud(idx, zc ? UR_K_ZC : UR_K_COPY);
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
+	bool cancelled = false;
 	int r;
 
 	tx_reap(tx); /* room in the CQ, and the SQ is empty */
@@ -560,26 +572,45 @@ static int tx_one(struct mr_uring_tx *tx, unsigned idx, const uint8_t *p, size_t
 		return -EBUSY;
 	if (len > INT_MAX)
 		len = INT_MAX; /* a CQE's res is an int; the rest goes in the next request */
-	if (zc) {
+	if (zc)
 		io_uring_prep_send_zc_fixed(sqe, tx->fd, p, len, tx->msg_flags, tx->zc_flags, idx);
-		io_uring_sqe_set_data64(sqe, ur_ud(idx, UR_K_ZC));
-	} else {
+	else
 		io_uring_prep_send(sqe, tx->fd, p, len, tx->msg_flags);
-		io_uring_sqe_set_data64(sqe, ur_ud(idx, UR_K_COPY));
-	}
+	io_uring_sqe_set_data64(sqe, ud);
 	tx->cur_done = false;
 	r = io_uring_submit(&tx->ring);
-	if (r < 0)
+	if (r < 0) {
+		/* the SQE may still go later (e.g. -EEXIST: not the owner thread): keep off the slot */
+		tx->broken = r;
 		return r;
+	}
 	/* a shutdown() by another thread wakes the request: it ends with -EPIPE */
 	while (!tx->cur_done) {
-		r = ur_wait(&tx->ring, &cqe, -1);
+		r = ur_wait(&tx->ring, &cqe, deadline);
+		if (r == -ETIME && !cancelled) {
+			/* no byte moved for timeout_ms: cancel, and wait (bounded) for the request's end */
+			sqe = io_uring_get_sqe(&tx->ring);
+			if (sqe) {
+				io_uring_prep_cancel64(sqe, ud, 0);
+				io_uring_sqe_set_data64(sqe, ur_ud(0, UR_K_CANCEL));
+				if (io_uring_submit(&tx->ring) >= 0) {
+					cancelled = true;
+					deadline = ur_now_ms() + MR_URING_DRAIN_MS;
+					continue;
+				}
+			}
+		}
 		if (r < 0) {
 			/* the kernel may still read the slot: it is never handed out again */
-			tx->broken = r;
-			return r;
+			tx->broken = r == -ETIME ? -ETIMEDOUT : r;
+			return tx->broken;
 		}
 		tx_reap(tx);
+	}
+	if (cancelled && tx->cur_res != (int)len) {
+		/* how many bytes a cancelled request sent is unknown: the stream cannot go on */
+		tx->broken = -ETIMEDOUT;
+		return -ETIMEDOUT;
 	}
 	return tx->cur_res;
 }
@@ -647,8 +678,8 @@ int mr_uring_tx_send(struct mr_uring_tx *tx, uint8_t *buf, size_t len)
 		}
 		break;
 	}
-	if (tx->broken) {
-		return tx->broken; /* the slot stays SENDING for good */
+	if (tx->broken && !tx->cur_done) {
+		return tx->broken; /* the kernel may still read the slot: it stays SENDING for good */
 	} else if (tx->slots[idx].refs > 0) {
 		tx->slots[idx].state = SLOT_INFLIGHT;
 		atomic_fetch_add_explicit(&tx->inflight, 1, memory_order_relaxed);
@@ -745,6 +776,8 @@ struct mr_uring_rx {
 	int err; /* sticky socket error */
 
 	_Atomic uint64_t completions, bytes, arms, enobufs, timeouts;
+	_Atomic uint64_t held_pub; /* copies of held and multishot for mr_uring_rx_stats */
+	atomic_bool multishot_pub;
 };
 
 int mr_uring_rx_new(struct mr_uring_rx **out, int fd, unsigned nbufs, size_t bufsize, char *why, size_t whylen)
@@ -814,6 +847,7 @@ int mr_uring_rx_new(struct mr_uring_rx **out, int fd, unsigned nbufs, size_t buf
 				      rx->mask, (int)i);
 	io_uring_buf_ring_advance(rx->br, (int)nbufs);
 	rx->multishot = true; /* until the kernel says otherwise */
+	atomic_store_explicit(&rx->multishot_pub, true, memory_order_relaxed);
 	*out = rx;
 	rx = NULL;
 	r = 0;
@@ -903,6 +937,7 @@ ssize_t mr_uring_rx_recv(struct mr_uring_rx *rx, const uint8_t **data, unsigned 
 				rx->multishot_seen = true;
 			rx->held_map[b] = 1;
 			rx->held++;
+			atomic_store_explicit(&rx->held_pub, rx->held, memory_order_relaxed);
 			ur_add(&rx->completions, 1);
 			ur_add(&rx->bytes, (uint64_t)res);
 			*data = rx->bufs + (size_t)b * rx->stride;
@@ -927,6 +962,7 @@ ssize_t mr_uring_rx_recv(struct mr_uring_rx *rx, const uint8_t **data, unsigned 
 		case -EINVAL: /* a kernel before 6.0 has no multishot receive */
 			if (rx->multishot && !rx->multishot_seen) {
 				rx->multishot = false;
+				atomic_store_explicit(&rx->multishot_pub, false, memory_order_relaxed);
 				continue;
 			}
 			break;
@@ -944,6 +980,7 @@ void mr_uring_rx_put(struct mr_uring_rx *rx, unsigned bid)
 		return;
 	rx->held_map[bid] = 0;
 	rx->held--;
+	atomic_store_explicit(&rx->held_pub, rx->held, memory_order_relaxed);
 	rx_give_back(rx, bid);
 }
 
@@ -1005,6 +1042,6 @@ void mr_uring_rx_stats(const struct mr_uring_rx *rx, struct mr_uring_rx_stats *s
 	st->arms = ur_get(&rx->arms);
 	st->enobufs = ur_get(&rx->enobufs);
 	st->timeouts = ur_get(&rx->timeouts);
-	st->held = rx->held;
-	st->multishot = rx->multishot;
+	st->held = (uint32_t)ur_get(&rx->held_pub);
+	st->multishot = atomic_load_explicit((atomic_bool *)(uintptr_t)&rx->multishot_pub, memory_order_relaxed);
 }

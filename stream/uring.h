@@ -119,6 +119,16 @@ void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on);
 void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on);
 
 /*
+ * A send that moves no byte for <ms> (0, the default: no limit) fails with
+ * -ETIMEDOUT, and so does every later call: how much of the cancelled
+ * request went out is unknown, so the stream cannot go on. A get that
+ * waits that long for a notification fails with -ETIMEDOUT too (nothing is
+ * lost then; it may be called again). io_uring ignores SO_SNDTIMEO; this
+ * takes its place.
+ */
+void mr_uring_tx_set_timeout(struct mr_uring_tx *tx, int ms);
+
+/*
  * On (the default), each request carries MSG_WAITALL: the kernel itself
  * resends after a partial send and we see one result per buffer. Off, a
  * partial send comes back and is resubmitted from here (one more CQE and,
@@ -129,7 +139,8 @@ void mr_uring_tx_set_waitall(struct mr_uring_tx *tx, bool on);
 /*
  * Owner thread. Hands out a free pool buffer: *buf and its capacity *cap.
  * Waits for notifications while every buffer is in flight. Returns 0,
- * -EPIPE when the socket was shut down or failed while waiting, -EBUSY when
+ * -EPIPE when the socket was shut down or failed while waiting (noticed
+ * within 100 ms), -ETIMEDOUT (mr_uring_tx_set_timeout), -EBUSY when
  * the caller already holds every buffer, or another -errno from the ring.
  */
 MR_MUST_CHECK int mr_uring_tx_get(struct mr_uring_tx *tx, uint8_t **buf, size_t *cap);

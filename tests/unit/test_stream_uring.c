@@ -469,6 +469,53 @@ static void tx_shutdown_ends_send(int fds[2])
 	close(fds[0]);
 }
 
+/*
+ * Nobody reads and a timeout is set. With few buffers, get() times out
+ * waiting for a notification; with many and small socket buffers, the send
+ * request itself is cancelled, and that is for good (the stream position
+ * is unknown). Nothing stays pinned once the peer goes.
+ */
+static void tx_timeout(unsigned nbufs, int sockbuf, bool in_send)
+{
+	struct mr_uring_tx *tx;
+	char why[256];
+	int fds[2], r = 0;
+	unsigned i;
+	int64_t t0, end = now_ms() + T_LIMIT_MS;
+	uint8_t *b;
+	size_t cap;
+
+	tcp_pair(fds, sockbuf, sockbuf);
+	assert_int_equal(mr_uring_tx_new(&tx, fds[0], nbufs, 128 << 10, why, sizeof(why)), 0);
+	mr_uring_tx_set_timeout(tx, 200);
+	t0 = now_ms();
+	for (i = 0; i < 10000 && now_ms() < end; i++) {
+		if ((r = mr_uring_tx_get(tx, &b, &cap)) < 0)
+			break;
+		if ((r = mr_uring_tx_send(tx, b, cap)) < 0) {
+			assert_true(in_send);
+			break;
+		}
+	}
+	print_message("timeout in %s: %s after %u sends, %lld ms\n", in_send ? "send" : "get", strerror(-r), i,
+		      (long long)(now_ms() - t0));
+	assert_int_equal(r, -ETIMEDOUT);
+	assert_true(now_ms() - t0 < 5000);
+	if (in_send)
+		assert_int_equal(mr_uring_tx_get(tx, &b, &cap), -ETIMEDOUT);
+	close(fds[1]);
+	assert_int_equal(mr_uring_tx_drain(tx, 3000), 0);
+	mr_uring_tx_free(tx);
+	close(fds[0]);
+}
+
+static void test_tx_timeout(void **state)
+{
+	(void)state;
+	tx_timeout(4, 0, false);
+	tx_timeout(64, 16 << 10, true);
+}
+
 static void test_tx_shutdown_tcp(void **state)
 {
 	int fds[2];
@@ -869,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_tx_busy_and_put),
 		cmocka_unit_test(test_tx_peer_close_tcp),
 		cmocka_unit_test(test_tx_peer_close_unix),
+		cmocka_unit_test(test_tx_timeout),
 		cmocka_unit_test(test_tx_shutdown_tcp),
 		cmocka_unit_test(test_tx_shutdown_unix),
 		cmocka_unit_test(test_rx_stream_tcp),
