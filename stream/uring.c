@@ -367,6 +367,7 @@ int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbufs, size_t buf
 	tx->zc_flags = IORING_SEND_ZC_REPORT_USAGE;
 	tx->msg_flags = MSG_NOSIGNAL | MSG_WAITALL;
 	tx->zc_auto = true;
+	tx->zc_min = MR_URING_ZC_MIN;
 	*out = tx;
 	tx = NULL;
 	r = 0;

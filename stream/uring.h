@@ -46,6 +46,7 @@ enum mr_uring_limits {
 	MR_URING_MAX_BUFS = 4096,	 /* TX pool and RX provided buffers, each (RX: a power of two) */
 	MR_URING_MAX_BUFSIZE = 16 << 20, /* 16 MiB: largest single buffer */
 	MR_URING_DRAIN_MS = 5000,	 /* mr_uring_tx_free waits this long for notifications */
+	MR_URING_ZC_MIN = 16 << 10,	 /* default: smaller sends are copied (mr_uring_tx_set_zc_min) */
 	MR_URING_ZC_PROBE = 32,		 /* notifications looked at before zero-copy is given up (auto) */
 };
 
@@ -94,7 +95,10 @@ MR_MUST_CHECK int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbu
 
 /*
  * Buffers shorter than <bytes> are sent with a copying send (no
- * notification, buffer reusable at once). Default 0: everything zero-copy.
+ * notification, buffer reusable at once). Default MR_URING_ZC_MIN: below
+ * about 10 KB pinning pages and waiting for a notification costs more
+ * than the copy it saves (kernel Documentation/networking/msg_zerocopy.rst);
+ * control frames (ACK, PING) are far below it. 0: everything zero-copy.
  */
 void mr_uring_tx_set_zc_min(struct mr_uring_tx *tx, size_t bytes);
 

@@ -192,7 +192,10 @@ static void tx_stream(int fds[2], unsigned nbufs, size_t bufsize, unsigned count
 	if (r < 0)
 		fail_msg("mr_uring_tx_new: %s", why);
 	mr_uring_tx_set_waitall(tx, waitall);
-	mr_uring_tx_set_zc_auto(tx, !want_zc); /* zero-copy on every send where the test is about it */
+	if (want_zc) { /* zero-copy on every send where the test is about it */
+		mr_uring_tx_set_zc_auto(tx, false);
+		mr_uring_tx_set_zc_min(tx, 0);
+	}
 	reader_start(&rd, fds[1], 64 << 10, delay_ms);
 	for (unsigned i = 0; i < count && now_ms() < end; i++) {
 		uint8_t *b;
@@ -281,6 +284,41 @@ static void test_tx_zc_auto_loopback(void **state)
 	join_bounded(rd.thr);
 	assert_int_equal(rd.bad, UINT64_MAX);
 	assert_int_equal(rd.total, off);
+	mr_uring_tx_free(tx);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Below MR_URING_ZC_MIN a send copies (no notification); from it on, zero-copy. */
+static void test_tx_zc_min(void **state)
+{
+	struct mr_uring_tx *tx;
+	struct mr_uring_tx_stats st;
+	struct reader rd;
+	char why[256];
+	uint8_t *b;
+	size_t cap;
+	int fds[2];
+
+	(void)state;
+	tcp_pair(fds, 0, 0);
+	assert_int_equal(mr_uring_tx_new(&tx, fds[0], 2, MR_URING_ZC_MIN, why, sizeof(why)), 0);
+	reader_start(&rd, fds[1], 64 << 10, 0);
+	assert_int_equal(mr_uring_tx_get(tx, &b, &cap), 0);
+	fill(b, MR_URING_ZC_MIN - 1, 0);
+	assert_int_equal(mr_uring_tx_send(tx, b, MR_URING_ZC_MIN - 1), 0);
+	assert_int_equal(mr_uring_tx_get(tx, &b, &cap), 0);
+	fill(b, MR_URING_ZC_MIN, MR_URING_ZC_MIN - 1);
+	assert_int_equal(mr_uring_tx_send(tx, b, MR_URING_ZC_MIN), 0);
+	assert_int_equal(mr_uring_tx_drain(tx, 5000), 0);
+	mr_uring_tx_stats(tx, &st);
+	assert_int_equal(st.copied_sends, 1);
+	assert_int_equal(st.zc_sends, 1);
+	assert_int_equal(st.notifs, 1);
+	assert_int_equal(shutdown(fds[0], SHUT_WR), 0);
+	join_bounded(rd.thr);
+	assert_int_equal(rd.bad, UINT64_MAX);
+	assert_int_equal(rd.total, 2 * MR_URING_ZC_MIN - 1);
 	mr_uring_tx_free(tx);
 	close(fds[0]);
 	close(fds[1]);
@@ -910,6 +948,7 @@ int main(void)
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_tx_sizes_tcp),
 		cmocka_unit_test(test_tx_zc_auto_loopback),
+		cmocka_unit_test(test_tx_zc_min),
 		cmocka_unit_test(test_tx_sizes_unix),
 		cmocka_unit_test(test_tx_slow_reader),
 		cmocka_unit_test(test_tx_unix_partial),
