@@ -945,7 +945,8 @@ ssize_t mr_uring_rx_recv(struct mr_uring_rx *rx, const uint8_t **data, unsigned 
 			*bid = b;
 			return res;
 		}
-		if (flags & IORING_CQE_F_BUFFER) /* a buffer came with no data: back to the ring */
+		if ((flags & IORING_CQE_F_BUFFER) && (flags >> IORING_CQE_BUFFER_SHIFT) < rx->nbufs &&
+		    !rx->held_map[flags >> IORING_CQE_BUFFER_SHIFT]) /* a buffer came with no data: back to the ring */
 			rx_give_back(rx, flags >> IORING_CQE_BUFFER_SHIFT);
 		if (res == 0) {
 			rx->eof = true;
