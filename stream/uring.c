@@ -133,7 +133,7 @@ static void ur_probe_once(void)
 	memset(&p, 0, sizeof(p));
 	r = io_uring_queue_init_params(4, &ring, &p);
 	if (r < 0) {
-		ur_probe_r = r == -EPERM || r == -ENOMEM ? r : -ENOSYS;
+		ur_probe_r = -ENOSYS; /* whatever the cause: no io_uring for this process */
 		snprintf(ur_probe_why, sizeof(ur_probe_why), "io_uring unavailable: %s", ur_setup_hint(r));
 		return;
 	}
@@ -164,7 +164,7 @@ static void ur_probe_once(void)
 	r = io_uring_register_buffers(&ring, &iov, 1);
 	if (r < 0) {
 		snprintf(ur_probe_why, sizeof(ur_probe_why), "io_uring cannot register buffers: %s", ur_setup_hint(r));
-		r = r == -ENOMEM ? r : -EOPNOTSUPP;
+		r = -EOPNOTSUPP;
 		goto out;
 	}
 	memset(&reg, 0, sizeof(reg));
@@ -354,6 +354,7 @@ int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbufs, size_t buf
 	r = ur_ring_init(&tx->ring, 4 * nbufs + 16);
 	if (r < 0) {
 		ur_msg(why, whylen, "cannot set up an io_uring for sending: %s", ur_setup_hint(r));
+		r = -ENOSYS;
 		goto out;
 	}
 	tx->ring_ok = true;
@@ -361,6 +362,7 @@ int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbufs, size_t buf
 	if (r < 0) {
 		ur_msg(why, whylen, "cannot register %zu KiB of send buffers with io_uring: %s", tx->pool_len >> 10,
 		       ur_setup_hint(r));
+		r = -EOPNOTSUPP; /* RLIMIT_MEMLOCK, most likely */
 		goto out;
 	}
 	tx->zc = ur_sock_zc(fd);
@@ -830,6 +832,7 @@ int mr_uring_rx_new(struct mr_uring_rx **out, int fd, unsigned nbufs, size_t buf
 	r = ur_ring_init(&rx->ring, 2 * nbufs + 16);
 	if (r < 0) {
 		ur_msg(why, whylen, "cannot set up an io_uring for receiving: %s", ur_setup_hint(r));
+		r = -ENOSYS;
 		goto out;
 	}
 	rx->ring_ok = true;
@@ -841,6 +844,7 @@ int mr_uring_rx_new(struct mr_uring_rx **out, int fd, unsigned nbufs, size_t buf
 	r = io_uring_register_buf_ring(&rx->ring, &reg, 0);
 	if (r < 0) {
 		ur_msg(why, whylen, "cannot register an io_uring provided buffer ring: %s", ur_setup_hint(r));
+		r = -EOPNOTSUPP;
 		goto out;
 	}
 	for (unsigned i = 0; i < nbufs; i++)

@@ -24,11 +24,12 @@
  * thread may end a blocked call with shutdown(fd, SHUT_RDWR): TX calls then
  * return -EPIPE, RX returns 0 (end of stream) or -errno.
  *
- * Fallback: every *_new returns a negative errno and one line in <why> when
- * the engine cannot be used (-ENOSYS/-EOPNOTSUPP: io_uring or a feature is
- * missing or refused, e.g. by seccomp, io_uring_disabled or MIGRELAY_IO=posix;
- * -ENOMEM: buffers could not be allocated or locked, RLIMIT_MEMLOCK). The
- * caller logs <why> once and uses plain send()/recv() on that connection.
+ * Fallback: *_new returns -ENOSYS (no ring can be set up: an old kernel,
+ * sysctl kernel.io_uring_disabled, a seccomp filter) or -EOPNOTSUPP (a
+ * feature is missing, buffers cannot be registered (RLIMIT_MEMLOCK), or
+ * MIGRELAY_IO=posix) with one line in <why>; the caller logs it once and
+ * uses plain send()/recv() on that connection. Other errors are the
+ * caller's: -EINVAL (sizes), -ENOTSOCK, -ENOMEM (malloc/mmap).
  *
  * All functions return 0 (or a byte count) or -errno; none sets errno.
  */
@@ -60,7 +61,7 @@ bool mr_uring_wanted(void);
 /*
  * Probes io_uring once per process (thread-safe): can a ring be set up, are
  * IORING_OP_SEND_ZC, IORING_OP_RECV, registered buffers and provided-buffer
- * rings there? Returns 0, or -ENOSYS/-EOPNOTSUPP/-EPERM/-ENOMEM with one line
+ * rings there? Returns 0, or -ENOSYS/-EOPNOTSUPP with one line
  * in <why> (may be NULL). The *_new functions call it; tests use it to skip.
  */
 MR_MUST_CHECK int mr_uring_probe(char *why, size_t whylen);

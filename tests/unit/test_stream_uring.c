@@ -21,7 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,7 +41,8 @@ enum {
 	T_JOIN_MS = 5000,   /* a thread that must end, ends within this */
 };
 
-static int posix_child_status = -1;
+/* Exit codes of the children that probe in a changed environment (0: as expected; 77: cannot set up). */
+static int posix_child_status = -1, seccomp_child_status = -1, memlock_child_status = -1;
 
 static int64_t now_ms(void)
 {
@@ -928,6 +935,97 @@ static void test_posix_env(void **state)
 	assert_int_equal(posix_child_status, 0);
 }
 
+static void test_seccomp_refused(void **state)
+{
+	(void)state;
+	if (seccomp_child_status == 77)
+		skip();
+	assert_int_equal(seccomp_child_status, 0);
+}
+
+static void test_memlock_refused(void **state)
+{
+	(void)state;
+	if (memlock_child_status == 77)
+		skip();
+	assert_int_equal(memlock_child_status, 0);
+}
+
+/* Child: io_uring_setup refused by a seccomp filter: -ENOSYS and a reason that says so. */
+static int seccomp_child(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+	struct mr_uring_tx *tx;
+	struct mr_uring_rx *rx;
+	char why[256] = "";
+	int fds[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+		return 2;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+		return 77;
+	if (mr_uring_tx_new(&tx, fds[0], 4, 4096, why, sizeof(why)) != -ENOSYS || !strstr(why, "seccomp"))
+		return 3;
+	if (mr_uring_rx_new(&rx, fds[0], 4, 4096, why, sizeof(why)) != -ENOSYS)
+		return 4;
+	printf("seccomp child: \"%s\"\n", why);
+	return 0;
+}
+
+/* Child: without CAP_IPC_LOCK and with a small RLIMIT_MEMLOCK, a big pool cannot be registered. */
+static int memlock_child(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[2];
+	struct rlimit rl = {64 << 10, 64 << 10};
+	struct mr_uring_tx *tx;
+	char why[256] = "";
+	int fds[2], r;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+		return 2;
+	if (syscall(SYS_capget, &h, d) < 0)
+		return 77;
+	d[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+	d[CAP_IPC_LOCK / 32].permitted &= ~(1u << (CAP_IPC_LOCK % 32));
+	if (syscall(SYS_capset, &h, d) < 0 || setrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+		return 77;
+	r = mr_uring_tx_new(&tx, fds[0], 16, 1 << 20, why, sizeof(why));
+	printf("memlock child: %d \"%s\"\n", r, why);
+	if (r != -EOPNOTSUPP || !strstr(why, "RLIMIT_MEMLOCK"))
+		return 3;
+	/* a pool within the limit still works */
+	if ((r = mr_uring_tx_new(&tx, fds[0], 2, 4096, why, sizeof(why))) < 0)
+		return 4;
+	mr_uring_tx_free(tx);
+	return 0;
+}
+
+static int run_child(int (*fn)(void))
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	int st;
+
+	if (pid == 0) {
+		int r = fn();
+
+		fflush(stdout);
+		_exit(r);
+	}
+	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return -1;
+}
+
 /* Child: exit 0 when MIGRELAY_IO=posix makes both *_new refuse with -EOPNOTSUPP and say why. */
 static int posix_child(void)
 {
@@ -953,6 +1051,8 @@ int main(void)
 	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_posix_env),
+		cmocka_unit_test(test_seccomp_refused),
+		cmocka_unit_test(test_memlock_refused),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_tx_sizes_tcp),
 		cmocka_unit_test(test_tx_zc_auto_loopback),
@@ -977,16 +1077,12 @@ int main(void)
 	};
 	/* clang-format on */
 	char why[256] = "";
-	pid_t pid;
-	int st;
 
-	pid = fork();
-	if (pid == 0)
-		_exit(posix_child());
-	if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st))
-		posix_child_status = WEXITSTATUS(st);
+	posix_child_status = run_child(posix_child);
 	if (getenv("MIGRELAY_IO") && strcmp(getenv("MIGRELAY_IO"), "posix") == 0)
 		unsetenv("MIGRELAY_IO"); /* this test is about the engine itself */
+	seccomp_child_status = run_child(seccomp_child);
+	memlock_child_status = run_child(memlock_child);
 	if (mr_uring_probe(why, sizeof(why)) < 0) {
 		printf("SKIP: %s\n", why);
 		return 77;
