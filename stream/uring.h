@@ -20,7 +20,8 @@
  * Threads: *_new may run in any thread. The first *_get/_send (TX) or
  * *_recv (RX) binds the ring to the calling thread (IORING_SETUP_SINGLE_ISSUER
  * where the kernel has it); from then on only that thread may call the
- * object's functions, except *_stats, which any thread may call. Another
+ * object's functions, except *_stats, which any thread may call (another
+ * thread's send fails with -EEXIST, and the engine with it). Another
  * thread may end a blocked call with shutdown(fd, SHUT_RDWR): TX calls then
  * return -EPIPE, RX returns 0 (end of stream) or -errno.
  *
@@ -87,7 +88,8 @@ struct mr_uring_tx_stats {
  * Sets up a TX engine for connected stream socket <fd> (not owned: the
  * caller closes it after mr_uring_tx_free) with <nbufs> registered buffers
  * of <bufsize> bytes each (1..MR_URING_MAX_BUFS, 1..MR_URING_MAX_BUFSIZE;
- * nbufs * bufsize counts against RLIMIT_MEMLOCK unless CAP_IPC_LOCK).
+ * without CAP_IPC_LOCK, the pools of all rings of the same user together
+ * count against RLIMIT_MEMLOCK, often 8 MiB).
  * Sockets without zero-copy support (AF_UNIX) get copying sends from the
  * same pool. Returns 0 and *out, or -errno with a reason in <why>.
  */
