@@ -32,7 +32,8 @@
  * uses plain send()/recv() on that connection. Other errors are the
  * caller's: -EINVAL (sizes), -ENOTSOCK, -ENOMEM (malloc/mmap).
  *
- * All functions return 0 (or a byte count) or -errno; none sets errno.
+ * All functions return 0 (or a byte count) or -errno; the caller never
+ * needs to look at errno.
  */
 #ifndef MR_STREAM_URING_H
 #define MR_STREAM_URING_H
@@ -104,16 +105,6 @@ MR_MUST_CHECK int mr_uring_tx_new(struct mr_uring_tx **out, int fd, unsigned nbu
  * control frames (ACK, PING) are far below it. 0: everything zero-copy.
  */
 void mr_uring_tx_set_zc_min(struct mr_uring_tx *tx, size_t bytes);
-
-/*
- * On (the default): if the kernel reports (IORING_SEND_ZC_REPORT_USAGE,
- * kernel 6.2+) that it copied the data of each of the first
- * MR_URING_ZC_PROBE zero-copy sends anyway, as it does on loopback and veth,
- * where delivery to a local socket copies, the engine switches to copying
- * sends from the same pool, which cost less (see bench/uring_bench.c). Off:
- * zero-copy whatever the kernel does.
- */
-void mr_uring_tx_set_zc_auto(struct mr_uring_tx *tx, bool on);
 
 /*
  * On (the default): if the kernel reports (IORING_SEND_ZC_REPORT_USAGE,
