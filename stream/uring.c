@@ -41,9 +41,12 @@
 #endif
 
 enum {
-	UR_SQ_ENTRIES = 8,    /* at most one request in flight per object, plus a cancel */
-	UR_SLICE_MS = 100,    /* waits for notifications look at the socket this often */
-	UR_MAX_STALLS = 1000, /* zero-byte results in a row before a send gives up */
+	UR_SQ_ENTRIES = 8, /* at most one request in flight per object, plus a cancel */
+	UR_SLICE_MS = 100, /* waits for notifications look at the socket this often */
+	UR_MAX_STALLS = 1000,
+	UR_DEAD_DRAIN_MS = 200,
+	/* free: a shut down or closed socket may never release what it queued */ /* zero-byte results in a row before a
+										     send gives up */
 	UR_PAGE = 4096,
 };
 
@@ -726,7 +729,9 @@ void mr_uring_tx_free(struct mr_uring_tx *tx)
 		 * queued pinned until the socket dies; unmapping the pool only
 		 * takes them out of our address space, so they are not reused.
 		 */
-		if (mr_uring_tx_drain(tx, MR_URING_DRAIN_MS) < 0)
+		int ms = ur_sock_dead(tx->fd) < 0 ? UR_DEAD_DRAIN_MS : MR_URING_DRAIN_MS;
+
+		if (mr_uring_tx_drain(tx, ms) < 0)
 			tx->broken = -ETIMEDOUT;
 		io_uring_queue_exit(&tx->ring);
 	}

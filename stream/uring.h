@@ -168,7 +168,8 @@ MR_MUST_CHECK int mr_uring_tx_drain(struct mr_uring_tx *tx, int timeout_ms);
 
 /*
  * Owner thread, or any thread once the owner is done with it. Drains
- * (MR_URING_DRAIN_MS), then frees the ring and the pool. Pool pages still
+ * (MR_URING_DRAIN_MS; 200 ms if the socket is already shut down, failed
+ * or closed), then frees the ring and the pool. Pool pages still
  * pinned by the kernel after that are unmapped, never reused by this
  * process, so they cannot change under a retransmission. NULL-safe.
  */

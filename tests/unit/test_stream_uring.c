@@ -569,6 +569,33 @@ static void test_tx_timeout(void **state)
 	tx_timeout(64, 16 << 10, true);
 }
 
+/* Freeing after shutdown() with data the peer never read: quick, though the kernel still holds pages. */
+static void test_tx_free_dead_socket(void **state)
+{
+	struct mr_uring_tx *tx;
+	char why[256];
+	int fds[2], r = 0;
+	int64_t t0, end = now_ms() + T_LIMIT_MS;
+	uint8_t *b;
+	size_t cap;
+
+	(void)state;
+	tcp_pair(fds, 0, 0);
+	assert_int_equal(mr_uring_tx_new(&tx, fds[0], 4, 128 << 10, why, sizeof(why)), 0);
+	mr_uring_tx_set_timeout(tx, 200);
+	for (unsigned i = 0; i < 10000 && now_ms() < end && r == 0; i++)
+		if ((r = mr_uring_tx_get(tx, &b, &cap)) == 0)
+			r = mr_uring_tx_send(tx, b, cap);
+	assert_int_equal(r, -ETIMEDOUT); /* every buffer in flight */
+	assert_int_equal(shutdown(fds[0], SHUT_RDWR), 0);
+	t0 = now_ms();
+	mr_uring_tx_free(tx);
+	print_message("free with 4 buffers still pinned: %lld ms\n", (long long)(now_ms() - t0));
+	assert_true(now_ms() - t0 < 2000);
+	close(fds[1]);
+	close(fds[0]);
+}
+
 static void test_tx_shutdown_tcp(void **state)
 {
 	int fds[2];
@@ -1064,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_tx_peer_close_tcp),
 		cmocka_unit_test(test_tx_peer_close_unix),
 		cmocka_unit_test(test_tx_timeout),
+		cmocka_unit_test(test_tx_free_dead_socket),
 		cmocka_unit_test(test_tx_shutdown_tcp),
 		cmocka_unit_test(test_tx_shutdown_unix),
 		cmocka_unit_test(test_rx_stream_tcp),
