@@ -1710,35 +1710,48 @@ static ssize_t tls_ktls_recv(struct mr_tls *t, unsigned char *p, size_t len)
 	}
 }
 
-/* Sending thread. Seals and sends close_notify (best effort). */
+/*
+ * Sending thread. Seals and sends close_notify, best effort: like
+ * gnutls_bye before, it gives up after three SO_SNDTIMEO expiries, so a
+ * peer that stopped reading cannot hold us here.
+ */
 static void tls_close_notify(struct mr_tls *t)
 {
 	static const unsigned char alert[2] = { 1 /* warning */, GNUTLS_A_CLOSE_NOTIFY };
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))] = { 0 };
+	struct iovec v = { (void *)(uintptr_t)alert, sizeof(alert) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+	int tries = 3;
+	size_t off = 0, len;
+	ssize_t n;
 
 	if (t->ktls_tx) {
-		char cbuf[CMSG_SPACE(sizeof(unsigned char))] = { 0 };
-		struct iovec v = { (void *)(uintptr_t)alert, sizeof(alert) };
-		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		struct cmsghdr *cm;
 
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&m);
 		cm->cmsg_level = SOL_TLS;
 		cm->cmsg_type = TLS_SET_RECORD_TYPE;
 		cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
 		*CMSG_DATA(cm) = MR_REC_T_ALERT;
-		(void)!sendmsg(t->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-	} else {
-		struct iovec v = { (void *)(uintptr_t)alert, sizeof(alert) };
-		unsigned char *o;
-		size_t room;
-		ssize_t n;
-
-		if (tls_tx_space(t, sizeof(alert) + MR_REC_OVERHEAD, &o, &room) < 0)
+		do
+			n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+		while (n < 0 && (errno == EINTR || (errno == EAGAIN && --tries > 0)));
+		return;
+	}
+	t->slen = 0;
+	n = mr_rec_seal(&t->tx, MR_REC_T_ALERT, &v, 1, t->sbuf, TLS_SBUF);
+	if (n <= 0)
+		return;
+	len = (size_t)n;
+	while (off < len) {
+		n = send(t->fd, t->sbuf + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EINTR || (errno == EAGAIN && --tries > 0)))
+			continue;
+		if (n < 0)
 			return;
-		n = mr_rec_seal(&t->tx, MR_REC_T_ALERT, &v, 1, o, room);
-		if (n > 0) {
-			tls_tx_commit(t, (size_t)n);
-			(void)!tls_tx_flush(t);
-		}
+		off += (size_t)n;
 	}
 }
 
