@@ -8,6 +8,12 @@
  * handshake, so that a failure can be named precisely and answered with
  * the matching alert; GnuTLS itself sends no alert when a handshake fails,
  * so we send one after it returns.
+ *
+ * After the handshake the data path leaves GnuTLS's record layer: the
+ * traffic keys go to kernel TLS or to crypto/record.c, which seals records
+ * from the caller's buffer into sbuf and opens them in rbuf or straight
+ * into the caller's buffer (tls_records_start, tls_rec_send,
+ * tls_rec_recv). GnuTLS's record layer remains the fallback.
  */
 #include "tls.h"
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * TLS 1.3 sessions with mutual authentication (x509 or PSK), the only code
- * besides crypto/ssh.c that sees GnuTLS. Blocking sockets; one thread may
- * send while another receives on the same session.
+ * besides crypto/ssh.c and crypto/record.c that sees GnuTLS. Blocking
+ * sockets; one thread may send while another receives on the same session.
  */
 #ifndef MR_CRYPTO_TLS_H
 #define MR_CRYPTO_TLS_H
