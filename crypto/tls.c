@@ -1915,6 +1915,13 @@ static void tls_records_start(struct mr_tls *t)
 	if ((r = mr_rec_init(&t->rx, c, key[1].data, key[1].size, iv[1].data, iv[1].size, tls_seq_load(seq[1]))) < 0)
 		goto gnutls;
 	t->engine = t->ktls_tx ? TLS_ENG_KTLS : TLS_ENG_INPLACE;
+	if ((e = getenv("MIGRELAY_TLS_RECORD_LIMIT"))) {
+		/* tests: reach the per-key record limit (record.h) after a few records */
+		unsigned long long lim = strtoull(e, NULL, 10);
+
+		if (lim >= 1 && lim < MR_REC_LIMIT_DEFAULT && !t->ktls_tx)
+			mr_rec_set_limit(&t->tx, t->tx.seq + lim);
+	}
 	return;
 gnutls:
 	mr_rec_free(&t->tx);

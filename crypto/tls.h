@@ -108,7 +108,9 @@ const char *mr_tls_peer_identity(const struct mr_tls *t);
  * connection's key has protected as many records as migrelay allows
  * (record.h: MR_REC_LIMIT_DEFAULT): replace the connection by a new
  * handshake. Waits while the socket is full, also across SO_SNDTIMEO
- * expiries. One sending thread per session.
+ * expiries. One sending thread per session. For tests, the environment
+ * variable MIGRELAY_TLS_RECORD_LIMIT=N lowers the limit of in-place
+ * records to N records sent per connection.
  */
 MR_MUST_CHECK ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len);
 

@@ -919,6 +919,31 @@ static void test_plaintext_gnutls(void **state)
 	unsetenv("MIGRELAY_TLS_RECORDS");
 }
 
+/* The record limit through mr_tls: the sender refuses, says why, and sent nothing more. */
+static void test_tls_record_limit(void **state)
+{
+	unsigned char buf[64];
+	struct hs c, s;
+
+	(void)state;
+	unsetenv("MIGRELAY_TLS_RECORDS");
+	setenv("MIGRELAY_TLS_RECORD_LIMIT", "3", 1);
+	ours_pair(&c, &s, false);
+	unsetenv("MIGRELAY_TLS_RECORD_LIMIT");
+	assert_string_equal(mr_tls_engine(c.t), "in-place");
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(mr_tls_send(c.t, "abc", 3), 3);
+		assert_int_equal(mr_tls_recv_all(s.t, buf, 3), 3);
+	}
+	assert_int_equal(mr_tls_send(c.t, "abc", 3), -EKEYEXPIRED);
+	assert_non_null(strstr(mr_tls_last_error(c.t), "new handshake"));
+	/* the other direction counts its own records */
+	assert_int_equal(mr_tls_send(s.t, "xyz", 3), 3);
+	assert_int_equal(mr_tls_recv_all(c.t, buf, 3), 3);
+	hs_done(&c);
+	hs_done(&s);
+}
+
 /*
  * Over TCP, kernel TLS is tried: on a kernel without it the session falls
  * back to in-place records and says why; with it, the session is "ktls".
@@ -977,6 +1002,7 @@ int main(void)
 		cmocka_unit_test(test_inplace_alerts),
 		cmocka_unit_test(test_plaintext_inplace),
 		cmocka_unit_test(test_plaintext_gnutls),
+		cmocka_unit_test(test_tls_record_limit),
 		cmocka_unit_test(test_tcp_ktls_or_fallback),
 	};
 
