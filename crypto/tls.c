@@ -8,6 +8,12 @@
  * handshake, so that a failure can be named precisely and answered with
  * the matching alert; GnuTLS itself sends no alert when a handshake fails,
  * so we send one after it returns.
+ *
+ * After the handshake the data path leaves GnuTLS's record layer: the
+ * traffic keys go to kernel TLS or to crypto/record.c, which seals records
+ * from the caller's buffer into sbuf and opens them in rbuf or straight
+ * into the caller's buffer (tls_records_start, tls_rec_send,
+ * tls_rec_recv). GnuTLS's record layer remains the fallback.
  */
 #include "tls.h"
 
@@ -23,7 +29,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/tls.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,13 +43,22 @@
 
 #include "msg.h"
 #include "psk.h"
+#include "record.h"
 
 /*
  * TLS 1.3 only. For PSK only the key exchanges that add (EC)DHE, so a
  * leaked keys.psk does not open recorded traffic (forward secrecy).
  */
-#define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
-#define TLS_PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK"
+/*
+ * AES-128-GCM first: TLS 1.3's mandatory suite, the cheapest per byte with
+ * AES instructions (10 rounds against AES-256's 14), and with PSK the only
+ * AES suite GnuTLS can use (its external PSKs are tied to SHA-256), where
+ * NORMAL's order would otherwise pick ChaCha20-Poly1305 at several times
+ * the CPU cost. The other two stay allowed.
+ */
+#define TLS_CIPHERS "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+#define TLS_PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3:" TLS_CIPHERS
+#define TLS_PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:" TLS_CIPHERS ":-KX-ALL:+ECDHE-PSK:+DHE-PSK"
 
 enum {
 	TLS_MSG_LEN = 512,             /* bytes of a session's error text */
@@ -51,6 +70,13 @@ enum {
 };
 
 enum tls_last { TLS_LAST_NONE = 0, TLS_LAST_SEND = 1, TLS_LAST_RECV = 2 };
+
+/* Which record layer carries a session's data after its handshake. */
+enum tls_engine {
+	TLS_ENG_GNUTLS = 0,  /* gnutls_record_send/recv through sbuf/rbuf (fallback, comparisons) */
+	TLS_ENG_INPLACE = 1, /* our own records (record.c), sealed into sbuf, opened in rbuf */
+	TLS_ENG_KTLS = 2,    /* the kernel seals and opens; send/recv go to the socket */
+};
 
 struct mr_tls_cfg {
 	bool server;
@@ -103,14 +129,17 @@ struct mr_tls {
 	atomic_int last;
 
 	/*
-	 * Plaintext mode (mr_tls_set_plaintext): set before the session's
-	 * threads start, then only read. Until then the pull below follows the
-	 * TLS record boundaries of every byte GnuTLS took, so the switch can
-	 * check that GnuTLS holds no part of a record.
+	 * Record layer, chosen once at the end of the handshake; <plain> is
+	 * set by mr_tls_set_plaintext while neither thread is in send/recv.
 	 */
-	bool plaintext;
-	unsigned char rec_hdr[5];
-	size_t rec_hdr_len, rec_left;
+	enum tls_engine engine;
+	bool ktls_tx, ktls_rx;  /* kernel TLS per direction (TX can succeed while RX fails) */
+	bool plain;
+	char ktls_why[TLS_MSG_LEN]; /* why kernel TLS is not used, "" if it is */
+	struct mr_rec tx;       /* sending thread */
+	struct mr_rec rx;       /* receiving thread */
+	size_t ppos, plen;      /* receiving thread: opened content in rbuf not yet returned */
+	bool rx_closed;         /* receiving thread: close_notify seen */
 };
 
 
@@ -477,6 +506,9 @@ static bool tls_head_is_tls(const struct mr_tls *t)
 
 enum { TLS_RBUF = 256 << 10, TLS_SBUF = (1 << 20) + (64 << 10) };
 
+static void tls_records_start(struct mr_tls *t);
+static void tls_close_notify(struct mr_tls *t);
+
 /* True while this thread is inside mr_tls_send: only then are records collected in sbuf. */
 static __thread bool tls_in_send;
 
@@ -526,8 +558,9 @@ static ssize_t tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int
 	return (ssize_t)total;
 }
 
-static ssize_t tls_pull_bytes(struct mr_tls *t, void *buf, size_t len)
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
 {
+	struct mr_tls *t = ptr;
 	ssize_t n;
 
 	if (t->buffered) {
@@ -569,37 +602,6 @@ static ssize_t tls_pull_bytes(struct mr_tls *t, void *buf, size_t len)
 			return -1;
 		}
 	}
-	return n;
-}
-
-/* Receiving thread. Follows the record headers (5 bytes, the last two the length) in what GnuTLS pulled. */
-static void tls_track_records(struct mr_tls *t, const unsigned char *p, size_t n)
-{
-	while (n) {
-		if (t->rec_left) {
-			size_t k = n < t->rec_left ? n : t->rec_left;
-
-			t->rec_left -= k;
-			p += k;
-			n -= k;
-			continue;
-		}
-		t->rec_hdr[t->rec_hdr_len++] = *p++;
-		n--;
-		if (t->rec_hdr_len == sizeof(t->rec_hdr)) {
-			t->rec_left = (size_t)t->rec_hdr[3] << 8 | t->rec_hdr[4];
-			t->rec_hdr_len = 0;
-		}
-	}
-}
-
-static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len)
-{
-	struct mr_tls *t = ptr;
-	ssize_t n = tls_pull_bytes(t, buf, len);
-
-	if (n > 0)
-		tls_track_records(t, buf, (size_t)n);
 	return n;
 }
 
@@ -1166,6 +1168,8 @@ void mr_tls_free(struct mr_tls *t)
 		return;
 	if (t->s)
 		gnutls_deinit(t->s);
+	mr_rec_free(&t->tx);
+	mr_rec_free(&t->rx);
 	free(t->identity);
 	free(t->peer_name);
 	free(t->rbuf);
@@ -1262,6 +1266,7 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	t->rbuf = malloc(TLS_RBUF);
 	t->sbuf = malloc(TLS_SBUF);
 	t->buffered = t->rbuf && t->sbuf; /* without the buffers, plain unbuffered I/O still works */
+	tls_records_start(t);
 	*fail = MR_TLS_OK;
 	*out = t;
 	t = NULL;
@@ -1307,98 +1312,12 @@ static void tls_recv_error(struct mr_tls *t, const char *fmt, ...)
 	atomic_store(&t->last, TLS_LAST_RECV);
 }
 
-int mr_tls_set_plaintext(struct mr_tls *t)
+/* Sending thread: mr_tls_send through gnutls_record_send. */
+static ssize_t tls_gnutls_send(struct mr_tls *t, const unsigned char *c, size_t len)
 {
-	if (!t || !t->s)
-		return -EINVAL;
-	if (t->plaintext)
-		return 0;
-	/*
-	 * Both sides switch at the same point of the byte stream: GnuTLS must
-	 * hold neither decrypted bytes we have not read nor part of a record.
-	 * What our buffer holds beyond the last record is already raw.
-	 */
-	if (gnutls_record_check_pending(t->s) || t->rec_hdr_len || t->rec_left) {
-		tls_recv_error(t, "the %s sent TLS data past the point where both sides switch to plaintext",
-			       tls_peer_role(t));
-		return -EPROTO;
-	}
-	t->plaintext = true;
-	return 0;
-}
-
-/* Sending thread, plaintext mode. */
-static ssize_t tls_plain_send(struct mr_tls *t, const unsigned char *p, size_t len)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t n = send(t->fd, p + off, len - off, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			int e = errno;
-
-			/* EAGAIN: SO_SNDTIMEO expired; keep trying, as in TLS mode (shutdown() ends it) */
-			if (e == EINTR || e == EAGAIN)
-				continue;
-			tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(e));
-			return e == ECONNRESET ? -ECONNRESET : -EPIPE;
-		}
-		off += (size_t)n;
-	}
-	return (ssize_t)len;
-}
-
-/* Receiving thread, plaintext mode: what rbuf still holds first, then the socket. */
-static ssize_t tls_plain_recv(struct mr_tls *t, void *p, size_t len)
-{
-	ssize_t n;
-	int e;
-
-	for (;;) {
-		if (t->rpos < t->rlen) {
-			size_t k = t->rlen - t->rpos < len ? t->rlen - t->rpos : len;
-
-			memcpy(p, t->rbuf + t->rpos, k);
-			t->rpos += k;
-			return (ssize_t)k;
-		}
-		if (t->buffered && len < TLS_RBUF) {
-			n = recv(t->fd, t->rbuf, TLS_RBUF, 0);
-			if (n > 0) {
-				t->rpos = 0;
-				t->rlen = (size_t)n;
-				continue;
-			}
-		} else {
-			n = recv(t->fd, p, len, 0);
-		}
-		if (n >= 0)
-			return n; /* 0: the peer's FIN, which stands for close_notify in this mode */
-		e = errno;
-		if (e == EINTR)
-			continue;
-		if (e == EAGAIN || e == EWOULDBLOCK) {
-			tls_recv_error(t, "nothing from the %s within the receive timeout", tls_peer_role(t));
-			return -EAGAIN;
-		}
-		tls_recv_error(t, "cannot receive from the %s: %s", tls_peer_role(t), strerror(e));
-		return e == ECONNRESET || e == EPIPE ? -ECONNRESET : -EIO;
-	}
-}
-
-ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
-{
-	const unsigned char *c = p;
 	size_t off = 0;
 	ssize_t n;
 
-	if (!t || (!p && len))
-		return -EINVAL;
-	if (len > SSIZE_MAX)
-		return -EMSGSIZE;
-	if (t->plaintext)
-		return tls_plain_send(t, c, len);
 	tls_in_send = true;
 	while (off < len) {
 		/* GnuTLS sends at most one record per call and returns its size */
@@ -1433,15 +1352,12 @@ ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
 	return (ssize_t)len;
 }
 
-ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
+/* Receiving thread: mr_tls_recv through gnutls_record_recv. */
+static ssize_t tls_gnutls_recv(struct mr_tls *t, void *p, size_t len)
 {
 	ssize_t n;
 	int alert;
 
-	if (!t || !p || len == 0)
-		return -EINVAL;
-	if (t->plaintext)
-		return tls_plain_recv(t, p, len);
 	for (;;) {
 		t->pull_errno = 0;
 		n = gnutls_record_recv(t->s, p, len);
@@ -1471,6 +1387,646 @@ ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
 			return -EIO;
 		}
 	}
+}
+
+/* ---- own record layer after the handshake (engine "in-place") and kernel TLS ---- */
+
+/*
+ * Transport of the record path. Only these three functions touch the
+ * socket for records, so another transport (io_uring with a registered
+ * send pool and provided receive buffers) can replace them without
+ * changing the record logic.
+ */
+
+/* Sending thread. Writes out sbuf with send() (one call unless the socket is full). Returns 0 or -errno. */
+static int tls_tx_flush(struct mr_tls *t)
+{
+	return tls_flush(t) < 0 ? -(t->push_errno ? t->push_errno : EIO) : 0;
+}
+
+/*
+ * Sending thread. Makes room for at least <need> bytes at the end of sbuf
+ * (writing out what is there if it must) and returns where they go and
+ * how many bytes fit. Returns 0 or -errno.
+ */
+static int tls_tx_space(struct mr_tls *t, size_t need, unsigned char **p, size_t *room)
+{
+	int r;
+
+	if (TLS_SBUF - t->slen < need && (r = tls_tx_flush(t)) < 0)
+		return r;
+	*p = t->sbuf + t->slen;
+	*room = TLS_SBUF - t->slen;
+	return 0;
+}
+
+/* Sending thread. <n> bytes at the place tls_tx_space gave are ready to go. */
+static void tls_tx_commit(struct mr_tls *t, size_t n)
+{
+	t->slen += n;
+}
+
+/*
+ * Receiving thread. Reads what the socket has into rbuf behind the
+ * unopened bytes [rpos, rlen); first moves a partial record at the tail to
+ * the front when a whole record might not fit behind it (the only bytes
+ * ever moved). Returns the bytes read, 0 at EOF, or -errno (-EAGAIN when
+ * SO_RCVTIMEO expired).
+ */
+static ssize_t tls_rx_fill(struct mr_tls *t)
+{
+	ssize_t n;
+
+	if (t->rpos == t->rlen) {
+		t->rpos = t->rlen = 0;
+	} else if (t->rpos > 0 && TLS_RBUF - t->rpos < MR_REC_MAX) {
+		memmove(t->rbuf, t->rbuf + t->rpos, t->rlen - t->rpos);
+		t->rlen -= t->rpos;
+		t->rpos = 0;
+	}
+	for (;;) {
+		n = recv(t->fd, t->rbuf + t->rlen, TLS_RBUF - t->rlen, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		t->rlen += (size_t)n;
+		return n;
+	}
+}
+
+static const char *tls_rec_strerror(int e)
+{
+	switch (e) {
+	case -EPROTO:
+		return "a record with a bad header (not TLS 1.3 application data)";
+	case -EMSGSIZE:
+		return "an oversized record";
+	case -EBADMSG:
+		return "a record that failed authentication (corrupted or forged on the way, or not sent by the peer)";
+	case -ENODATA:
+		return "a record without a content type";
+	default:
+		return "a record we cannot open";
+	}
+}
+
+/* Sending thread. Maps a failed flush to mr_tls_send's errno with the text set. */
+static ssize_t tls_tx_failed(struct mr_tls *t, int r)
+{
+	t->slen = 0;
+	tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(-r));
+	return r == -ECONNRESET ? -ECONNRESET : -EPIPE;
+}
+
+/* Sending thread. Seals <len> bytes from <c> into sbuf, at most 16 KiB a record, and sends them. */
+static ssize_t tls_rec_send(struct mr_tls *t, const unsigned char *c, size_t len)
+{
+	size_t off = 0, room;
+	unsigned char *o;
+	ssize_t n;
+	int r;
+
+	while (off < len) {
+		struct iovec v = { (void *)(uintptr_t)(c + off), len - off };
+
+		if (v.iov_len > MR_REC_MAX_PLAIN)
+			v.iov_len = MR_REC_MAX_PLAIN;
+		if ((r = tls_tx_space(t, v.iov_len + MR_REC_OVERHEAD, &o, &room)) < 0)
+			return tls_tx_failed(t, r);
+		n = mr_rec_seal(&t->tx, MR_REC_T_DATA, &v, 1, o, room);
+		if (n < 0) {
+			t->slen = 0;
+			if (n == -EKEYEXPIRED) {
+				tls_send_error(t,
+					       "cannot send to the %s: this connection's key has protected %llu records, its limit (the connection must be replaced by a new handshake for fresh keys)",
+					       tls_peer_role(t), (unsigned long long)t->tx.seq);
+				return -EKEYEXPIRED;
+			}
+			tls_send_error(t, "cannot send to the %s: sealing a TLS record failed (%s)", tls_peer_role(t),
+				       strerror((int)-n));
+			return -EIO;
+		}
+		tls_tx_commit(t, (size_t)n);
+		off += v.iov_len;
+	}
+	if (t->slen && (r = tls_tx_flush(t)) < 0)
+		return tls_tx_failed(t, r);
+	return (ssize_t)len;
+}
+
+/* Sending thread. Sends <len> bytes as they are (kernel TLS seals them; or plaintext mode). */
+static ssize_t tls_raw_send(struct mr_tls *t, const unsigned char *c, size_t len)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < len) {
+		n = send(t->fd, c + off, len - off, MSG_NOSIGNAL);
+		if (n < 0) {
+			int e = errno;
+
+			if (e == EINTR || e == EAGAIN)
+				continue; /* SO_SNDTIMEO expired: keep trying (shutdown() ends it) */
+			tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(e));
+			if (e == EPIPE || e == ECONNRESET)
+				return e == ECONNRESET ? -ECONNRESET : -EPIPE;
+			return -EIO;
+		}
+		off += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
+/* Receiving thread. The socket gave <r> (0: EOF) while a record was wanted; sets the text. */
+static ssize_t tls_rx_failed(struct mr_tls *t, ssize_t r)
+{
+	const char *peer = tls_peer_role(t);
+
+	if (r == 0) {
+		if (t->rpos < t->rlen)
+			tls_recv_error(t, "the %s closed the connection in the middle of a TLS record", peer);
+		else
+			tls_recv_error(t, "the %s closed the connection without a TLS close_notify", peer);
+		return -ECONNRESET;
+	}
+	if (r == -EAGAIN) {
+		tls_recv_error(t, "nothing from the %s within the receive timeout", peer);
+		return -EAGAIN;
+	}
+	tls_recv_error(t, "cannot receive from the %s: %s", peer, strerror((int)-r));
+	return r == -ECONNRESET || r == -EPIPE ? -ECONNRESET : -EIO;
+}
+
+/*
+ * Receiving thread. A record that is not application data: an alert or a
+ * post-handshake message. Returns 1 to go on, 0 for close_notify, -EIO
+ * with the text set.
+ */
+static int tls_rec_control(struct mr_tls *t, const unsigned char *c, size_t n, unsigned char type)
+{
+	const char *peer = tls_peer_role(t);
+	size_t off = 0;
+
+	if (type == MR_REC_T_ALERT) {
+		if (n != 2) {
+			tls_recv_error(t, "the %s sent a malformed TLS alert", peer);
+			return -EIO;
+		}
+		if (c[1] == GNUTLS_A_CLOSE_NOTIFY) {
+			t->rx_closed = true;
+			return 0;
+		}
+		if (c[1] == GNUTLS_A_USER_CANCELED)
+			return 1; /* a close_notify follows (RFC 8446 §6.1) */
+		tls_alert_text(t, c[1], t->recv_err, sizeof(t->recv_err));
+		atomic_store(&t->last, TLS_LAST_RECV);
+		return -EIO;
+	}
+	if (type != MR_REC_T_HANDSHAKE) {
+		tls_recv_error(t, "the %s sent a TLS record of unexpected content type %u", peer, type);
+		return -EIO;
+	}
+	/* handshake messages: type(1) length(3) body; several may share a record */
+	while (off < n) {
+		size_t mlen;
+
+		if (n - off < 4) {
+			tls_recv_error(t, "the %s sent a truncated TLS handshake message", peer);
+			return -EIO;
+		}
+		mlen = (size_t)c[off + 1] << 16 | (size_t)c[off + 2] << 8 | c[off + 3];
+		switch (c[off]) {
+		case 4: /* NewSessionTicket: we never resume, so a ticket is of no use */
+			break;
+		case 24: /* KeyUpdate */
+			tls_recv_error(t,
+				       "the %s sent a TLS KeyUpdate, which migrelay does not support (a migrelay peer replaces the connection by a new handshake instead; is the peer a migrelay?)",
+				       peer);
+			return -EIO;
+		default:
+			tls_recv_error(t, "the %s sent an unexpected TLS handshake message (type %u) after the handshake",
+				       peer, c[off]);
+			return -EIO;
+		}
+		if (n - off - 4 < mlen)
+			break; /* a ticket continued in the next record: ignored as well */
+		off += 4 + mlen;
+	}
+	return 1;
+}
+
+/*
+ * Receiving thread. Returns up to <len> bytes of content: from an opened
+ * record waiting in rbuf (one copy, the caller's), else the next record
+ * opened straight into <p> when it has room for the whole content, else
+ * opened in place in rbuf.
+ */
+static ssize_t tls_rec_recv(struct mr_tls *t, unsigned char *p, size_t len)
+{
+	for (;;) {
+		unsigned char *rec, *content, type;
+		size_t pl, avail;
+		ssize_t rl, n;
+		bool direct;
+		int r;
+
+		if (t->plen) {
+			size_t k = t->plen < len ? t->plen : len;
+
+			memcpy(p, t->rbuf + t->ppos, k);
+			t->ppos += k;
+			t->plen -= k;
+			return (ssize_t)k;
+		}
+		if (t->rx_closed)
+			return 0;
+		avail = t->rlen - t->rpos;
+		rl = mr_rec_peek(t->rbuf + t->rpos, avail);
+		if (rl < 0) {
+			tls_recv_error(t, "the %s sent %s", tls_peer_role(t), tls_rec_strerror((int)rl));
+			return -EIO;
+		}
+		if (rl == 0 || avail < (size_t)rl) {
+			n = tls_rx_fill(t);
+			if (n <= 0)
+				return tls_rx_failed(t, n);
+			continue;
+		}
+		rec = t->rbuf + t->rpos;
+		direct = len >= (size_t)rl - MR_REC_HDR - MR_REC_TAG;
+		if (direct) {
+			r = mr_rec_open_to(&t->rx, rec, (size_t)rl, p, len, &pl, &type);
+			content = p;
+		} else {
+			r = mr_rec_open(&t->rx, rec, (size_t)rl, &content, &pl, &type);
+		}
+		t->rpos += (size_t)rl;
+		if (r == -EKEYEXPIRED) {
+			tls_recv_error(t, "the %s sent more records under one key than migrelay accepts (%llu)",
+				       tls_peer_role(t), (unsigned long long)t->rx.seq);
+			return -EKEYEXPIRED;
+		}
+		if (r < 0) {
+			tls_recv_error(t, "the %s sent %s", tls_peer_role(t), tls_rec_strerror(r));
+			return -EIO;
+		}
+		if (type != MR_REC_T_DATA) {
+			r = tls_rec_control(t, content, pl, type);
+			if (r <= 0)
+				return r;
+			continue;
+		}
+		if (pl == 0)
+			continue; /* empty application data is allowed (RFC 8446 §5.4) */
+		if (direct)
+			return (ssize_t)pl;
+		t->ppos = (size_t)(content - t->rbuf);
+		t->plen = pl;
+	}
+}
+
+/* Receiving thread. mr_tls_recv with kernel TLS receiving: record types arrive as a control message. */
+static ssize_t tls_ktls_recv(struct mr_tls *t, unsigned char *p, size_t len)
+{
+	for (;;) {
+		char cbuf[CMSG_SPACE(sizeof(unsigned char))];
+		struct iovec v = { p, len };
+		struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		unsigned char type = MR_REC_T_DATA;
+		struct cmsghdr *cm;
+		ssize_t n;
+		int r;
+
+		if (t->rx_closed)
+			return 0;
+		n = recvmsg(t->fd, &m, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno == EBADMSG || errno == EMSGSIZE) {
+				tls_recv_error(t, "the %s sent %s (kernel TLS: %s)", tls_peer_role(t),
+					       tls_rec_strerror(-errno), strerror(errno));
+				return -EIO;
+			}
+			return tls_rx_failed(t, errno == EWOULDBLOCK ? -EAGAIN : -errno);
+		}
+		if (n == 0)
+			return tls_rx_failed(t, 0);
+		for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+			if (cm->cmsg_level == SOL_TLS && cm->cmsg_type == TLS_GET_RECORD_TYPE)
+				type = *CMSG_DATA(cm);
+		if (type == MR_REC_T_DATA)
+			return n;
+		r = tls_rec_control(t, p, (size_t)n, type);
+		if (r <= 0)
+			return r;
+	}
+}
+
+/*
+ * Sending thread. Seals and sends close_notify, best effort: like
+ * gnutls_bye before, it gives up after three SO_SNDTIMEO expiries, so a
+ * peer that stopped reading cannot hold us here.
+ */
+static void tls_close_notify(struct mr_tls *t)
+{
+	static const unsigned char alert[2] = { 1 /* warning */, GNUTLS_A_CLOSE_NOTIFY };
+	char cbuf[CMSG_SPACE(sizeof(unsigned char))] = { 0 };
+	struct iovec v = { (void *)(uintptr_t)alert, sizeof(alert) };
+	struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1 };
+	int tries = 3;
+	size_t off = 0, len;
+	ssize_t n;
+
+	if (t->ktls_tx) {
+		struct cmsghdr *cm;
+
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_TLS;
+		cm->cmsg_type = TLS_SET_RECORD_TYPE;
+		cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+		*CMSG_DATA(cm) = MR_REC_T_ALERT;
+		do
+			n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+		while (n < 0 && (errno == EINTR || (errno == EAGAIN && --tries > 0)));
+		return;
+	}
+	t->slen = 0;
+	n = mr_rec_seal(&t->tx, MR_REC_T_ALERT, &v, 1, t->sbuf, TLS_SBUF);
+	if (n <= 0)
+		return;
+	len = (size_t)n;
+	while (off < len) {
+		n = send(t->fd, t->sbuf + off, len - off, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EINTR || (errno == EAGAIN && --tries > 0)))
+			continue;
+		if (n < 0)
+			return;
+		off += (size_t)n;
+	}
+}
+
+static enum mr_rec_cipher tls_rec_cipher(gnutls_cipher_algorithm_t c)
+{
+	switch (c) {
+	case GNUTLS_CIPHER_AES_128_GCM:
+		return MR_REC_AES_128_GCM;
+	case GNUTLS_CIPHER_AES_256_GCM:
+		return MR_REC_AES_256_GCM;
+	case GNUTLS_CIPHER_CHACHA20_POLY1305:
+		return MR_REC_CHACHA20_POLY1305;
+	default:
+		return 0;
+	}
+}
+
+static uint64_t tls_seq_load(const unsigned char s[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | s[i];
+	return v;
+}
+
+union tls_ktls_info {
+	struct tls_crypto_info base;
+	struct tls12_crypto_info_aes_gcm_128 gcm128;
+	struct tls12_crypto_info_aes_gcm_256 gcm256;
+	struct tls12_crypto_info_chacha20_poly1305 chacha;
+};
+
+/*
+ * Fills the kernel's crypto_info for one direction (TLS 1.3: the first 4
+ * IV bytes are the GCM salt, the other 8 the "iv"; ChaCha20 takes all 12).
+ * Returns its size, 0 if the suite has no kernel equivalent.
+ */
+static size_t tls_ktls_info(union tls_ktls_info *k, enum mr_rec_cipher c, const gnutls_datum_t *key,
+			    const gnutls_datum_t *iv, const unsigned char seq[8])
+{
+	memset(k, 0, sizeof(*k));
+	k->base.version = TLS_1_3_VERSION;
+	switch (c) {
+	case MR_REC_AES_128_GCM:
+		k->base.cipher_type = TLS_CIPHER_AES_GCM_128;
+		memcpy(k->gcm128.salt, iv->data, 4);
+		memcpy(k->gcm128.iv, iv->data + 4, 8);
+		memcpy(k->gcm128.key, key->data, 16);
+		memcpy(k->gcm128.rec_seq, seq, 8);
+		return sizeof(k->gcm128);
+	case MR_REC_AES_256_GCM:
+		k->base.cipher_type = TLS_CIPHER_AES_GCM_256;
+		memcpy(k->gcm256.salt, iv->data, 4);
+		memcpy(k->gcm256.iv, iv->data + 4, 8);
+		memcpy(k->gcm256.key, key->data, 32);
+		memcpy(k->gcm256.rec_seq, seq, 8);
+		return sizeof(k->gcm256);
+	case MR_REC_CHACHA20_POLY1305:
+		k->base.cipher_type = TLS_CIPHER_CHACHA20_POLY1305;
+		memcpy(k->chacha.iv, iv->data, 12);
+		memcpy(k->chacha.key, key->data, 32);
+		memcpy(k->chacha.rec_seq, seq, 8);
+		return sizeof(k->chacha);
+	}
+	return 0;
+}
+
+/*
+ * Hands both directions to kernel TLS. Sets t->ktls_tx/ktls_rx for what
+ * worked, t->ktls_why for what did not. Nothing may be buffered: rbuf is
+ * empty and GnuTLS holds no record (checked by the caller).
+ */
+static void tls_ktls_start(struct mr_tls *t, enum mr_rec_cipher c, const gnutls_datum_t *k[2], const gnutls_datum_t *iv[2],
+			   unsigned char seq[2][8])
+{
+	union tls_ktls_info info;
+	size_t n;
+
+	if (setsockopt(t->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) < 0) {
+		int e = errno;
+
+		snprintf(t->ktls_why, sizeof(t->ktls_why),
+			 "kernel TLS is not available: setsockopt(TCP_ULP, \"tls\"): %s (%s)", strerror(e),
+			 e == ENOENT ? "this kernel has no tls module: modprobe tls, or build it with CONFIG_TLS"
+				     : "the socket is not a TCP connection, or the kernel refuses the TLS ULP");
+		return;
+	}
+	n = tls_ktls_info(&info, c, k[0], iv[0], seq[0]);
+	if (!n || setsockopt(t->fd, SOL_TLS, TLS_TX, &info, (socklen_t)n) < 0) {
+		snprintf(t->ktls_why, sizeof(t->ktls_why), "kernel TLS refused our send keys: %s (%s)",
+			 n ? strerror(errno) : "unsupported cipher", "records are sealed in user space");
+		explicit_bzero(&info, sizeof(info));
+		return;
+	}
+	t->ktls_tx = true;
+	n = tls_ktls_info(&info, c, k[1], iv[1], seq[1]);
+	if (!n || setsockopt(t->fd, SOL_TLS, TLS_RX, &info, (socklen_t)n) < 0)
+		snprintf(t->ktls_why, sizeof(t->ktls_why),
+			 "kernel TLS refused our receive keys: %s (sending uses kernel TLS, receiving opens records in user space)",
+			 n ? strerror(errno) : "unsupported cipher");
+	else
+		t->ktls_rx = true;
+	explicit_bzero(&info, sizeof(info));
+}
+
+/*
+ * Handshake thread, once, right after a successful handshake: picks the
+ * record layer. GnuTLS reads a record's header and then exactly its body
+ * through tls_pull, so after the handshake no byte of the peer's first
+ * records is inside GnuTLS; rbuf is ours and still empty. Anything
+ * unusual (a record GnuTLS already holds, a suite we do not know, keys we
+ * cannot get) keeps GnuTLS's record layer.
+ */
+static void tls_records_start(struct mr_tls *t)
+{
+	const char *e = getenv("MIGRELAY_TLS_RECORDS");
+	const char *k = getenv("MIGRELAY_KTLS");
+	gnutls_datum_t key[2], iv[2], mac;
+	const gnutls_datum_t *kp[2] = { &key[0], &key[1] }, *ivp[2] = { &iv[0], &iv[1] };
+	unsigned char seq[2][8];
+	enum mr_rec_cipher c;
+	int r;
+
+	t->engine = TLS_ENG_GNUTLS;
+	if (e && !strcmp(e, "gnutls")) {
+		snprintf(t->ktls_why, sizeof(t->ktls_why), "kernel TLS not tried: MIGRELAY_TLS_RECORDS=gnutls");
+		return;
+	}
+	c = tls_rec_cipher(gnutls_cipher_get(t->s));
+	if (!t->buffered || !c || gnutls_record_check_pending(t->s) > 0 || t->rlen != 0) {
+		snprintf(t->ktls_why, sizeof(t->ktls_why), "kernel TLS not tried: %s",
+			 !t->buffered ? "no buffers" : !c ? "cipher suite not supported" : "records already buffered");
+		return;
+	}
+	/* 0: our sending (write) state, 1: our receiving (read) state */
+	for (int d = 0; d < 2; d++) {
+		if (gnutls_record_get_state(t->s, d, &mac, &iv[d], &key[d], seq[d]) < 0 || iv[d].size != MR_REC_IV ||
+		    key[d].size != mr_rec_key_len(c)) {
+			snprintf(t->ktls_why, sizeof(t->ktls_why), "kernel TLS not tried: GnuTLS does not give the record keys");
+			return;
+		}
+	}
+	if (k && !strcmp(k, "0"))
+		snprintf(t->ktls_why, sizeof(t->ktls_why), "kernel TLS disabled by MIGRELAY_KTLS=0");
+	else
+		tls_ktls_start(t, c, kp, ivp, seq);
+	if (t->ktls_tx && t->ktls_rx) {
+		t->engine = TLS_ENG_KTLS;
+		return;
+	}
+	if (!t->ktls_tx && (r = mr_rec_init(&t->tx, c, key[0].data, key[0].size, iv[0].data, iv[0].size,
+					    tls_seq_load(seq[0]))) < 0)
+		goto gnutls;
+	if ((r = mr_rec_init(&t->rx, c, key[1].data, key[1].size, iv[1].data, iv[1].size, tls_seq_load(seq[1]))) < 0)
+		goto gnutls;
+	t->engine = t->ktls_tx ? TLS_ENG_KTLS : TLS_ENG_INPLACE;
+	if ((e = getenv("MIGRELAY_TLS_RECORD_LIMIT"))) {
+		/* tests: reach the per-key record limit (record.h) after a few records */
+		unsigned long long lim = strtoull(e, NULL, 10);
+
+		if (lim >= 1 && lim < MR_REC_LIMIT_DEFAULT && !t->ktls_tx)
+			mr_rec_set_limit(&t->tx, t->tx.seq + lim);
+	}
+	return;
+gnutls:
+	mr_rec_free(&t->tx);
+	mr_rec_free(&t->rx);
+	if (t->ktls_tx) {
+		/* the kernel seals our records already: GnuTLS must not; receiving cannot work */
+		t->engine = TLS_ENG_KTLS;
+		t->ktls_rx = false;
+	}
+}
+
+/* Receiving thread. Plaintext mode: what TLS left unread first, then the socket straight into <p>. */
+static ssize_t tls_plain_recv(struct mr_tls *t, unsigned char *p, size_t len)
+{
+	size_t k;
+	ssize_t n;
+
+	if (t->plen) {
+		k = t->plen < len ? t->plen : len;
+		memcpy(p, t->rbuf + t->ppos, k);
+		t->ppos += k;
+		t->plen -= k;
+		return (ssize_t)k;
+	}
+	if (t->engine == TLS_ENG_GNUTLS && gnutls_record_check_pending(t->s) > 0)
+		return tls_gnutls_recv(t, p, len);
+	if (t->rpos < t->rlen) {
+		k = t->rlen - t->rpos < len ? t->rlen - t->rpos : len;
+		memcpy(p, t->rbuf + t->rpos, k);
+		t->rpos += k;
+		return (ssize_t)k;
+	}
+	for (;;) {
+		n = recv(t->fd, p, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n >= 0)
+			return n; /* 0: the peer closed (no close_notify in plaintext) */
+		return tls_rx_failed(t, errno == EWOULDBLOCK ? -EAGAIN : -errno);
+	}
+}
+
+ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)
+{
+	if (!t || (!p && len))
+		return -EINVAL;
+	if (len > SSIZE_MAX)
+		return -EMSGSIZE;
+	if (t->plain || t->ktls_tx)
+		return tls_raw_send(t, p, len);
+	if (t->engine == TLS_ENG_INPLACE)
+		return tls_rec_send(t, p, len);
+	return tls_gnutls_send(t, p, len);
+}
+
+ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
+{
+	if (!t || !p || len == 0)
+		return -EINVAL;
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	if (t->plain)
+		return tls_plain_recv(t, p, len);
+	if (t->ktls_rx)
+		return tls_ktls_recv(t, p, len);
+	if (t->engine != TLS_ENG_GNUTLS)
+		return tls_rec_recv(t, p, len);
+	return tls_gnutls_recv(t, p, len);
+}
+
+int mr_tls_set_plaintext(struct mr_tls *t)
+{
+	if (!t || t->ktls_tx || t->ktls_rx)
+		return -EINVAL;
+	t->plain = true;
+	return 0;
+}
+
+const char *mr_tls_engine(const struct mr_tls *t)
+{
+	if (!t)
+		return "";
+	if (t->plain)
+		return "plaintext";
+	switch (t->engine) {
+	case TLS_ENG_INPLACE:
+		return "in-place";
+	case TLS_ENG_KTLS:
+		return "ktls";
+	default:
+		return "gnutls";
+	}
+}
+
+const char *mr_tls_ktls_error(const struct mr_tls *t)
+{
+	return t ? t->ktls_why : "";
 }
 
 ssize_t mr_tls_recv_all(struct mr_tls *t, void *p, size_t len)
@@ -1522,8 +2078,12 @@ void mr_tls_bye(struct mr_tls *t)
 
 	if (!t || !t->s)
 		return;
-	if (t->plaintext) {
-		shutdown(t->fd, SHUT_WR); /* no TLS record may follow the switch: the FIN says it */
+	if (t->plain) {
+		shutdown(t->fd, SHUT_WR); /* no TLS any more: a FIN is the clean end */
+		return;
+	}
+	if (t->ktls_tx || t->engine == TLS_ENG_INPLACE) {
+		tls_close_notify(t);
 		return;
 	}
 	do

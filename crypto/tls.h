@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * TLS 1.3 sessions with mutual authentication (x509 or PSK), the only code
- * besides crypto/ssh.c that sees GnuTLS. Blocking sockets; one thread may
- * send while another receives on the same session.
+ * besides crypto/ssh.c and crypto/record.c that sees GnuTLS. Blocking
+ * sockets; one thread may send while another receives on the same session.
  */
 #ifndef MR_CRYPTO_TLS_H
 #define MR_CRYPTO_TLS_H
@@ -88,19 +88,41 @@ MR_MUST_CHECK int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, 
 const char *mr_tls_peer_identity(const struct mr_tls *t);
 
 /*
- * Sends all <len> bytes (any size; GnuTLS cuts them into records). Returns
- * len, or -EPIPE/-ECONNRESET/-EIO. Waits while the socket is full, also
- * across SO_SNDTIMEO expiries. One sending thread per session.
+ * After the handshake a session carries data in standard TLS 1.3 records
+ * (RFC 8446 §5) through one of three record layers, chosen once:
+ *  - "ktls": the kernel seals and opens records (Linux kernel TLS), unless
+ *    MIGRELAY_KTLS=0 or the kernel lacks it (mr_tls_ktls_error says why);
+ *  - "in-place": migrelay seals each record from the caller's buffer into
+ *    its send buffer and opens records in its receive buffer or straight
+ *    into the caller's buffer (crypto/record.h), with the keys of the
+ *    handshake; one cipher pass and no other copy of the bulk data;
+ *  - "gnutls": gnutls_record_send/recv, when the suite is not one of
+ *    AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305, or GnuTLS does not give
+ *    its keys, or when MIGRELAY_TLS_RECORDS=gnutls (for comparisons).
+ * All three are the same records on the wire; the peer cannot tell.
+ */
+
+/*
+ * Sends all <len> bytes (any size; cut into records of at most 16 KiB).
+ * Returns len, or -EPIPE/-ECONNRESET/-EIO, or -EKEYEXPIRED when the
+ * connection's key has protected as many records as migrelay allows
+ * (record.h: MR_REC_LIMIT_DEFAULT): replace the connection by a new
+ * handshake. Waits while the socket is full, also across SO_SNDTIMEO
+ * expiries. One sending thread per session. For tests, the environment
+ * variable MIGRELAY_TLS_RECORD_LIMIT=N lowers the limit of in-place
+ * records to N records sent per connection.
  */
 MR_MUST_CHECK ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len);
 
 /*
  * Receives up to <len> bytes. Returns > 0, 0 on a clean close_notify,
  * -ECONNRESET for an unclean close, -EAGAIN when the socket's receive
- * timeout (SO_RCVTIMEO) expired (call again to go on), -EIO otherwise. A
+ * timeout (SO_RCVTIMEO) expired (call again to go on), -EKEYEXPIRED when
+ * the peer's key exceeded migrelay's record limit, -EIO otherwise. A
  * TLS alert from the peer (-EIO) sets the text of mr_tls_last_error, which
- * names the alert. One receiving thread per session; it may run while
- * another thread is in mr_tls_send.
+ * names the alert; so does a TLS KeyUpdate (migrelay replaces connections
+ * instead), while a NewSessionTicket is ignored. One receiving thread per
+ * session; it may run while another thread is in mr_tls_send.
  */
 MR_MUST_CHECK ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len);
 
@@ -113,27 +135,47 @@ MR_MUST_CHECK ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len);
 MR_MUST_CHECK ssize_t mr_tls_recv_all(struct mr_tls *t, void *p, size_t len);
 
 /*
- * Switches the session to plaintext: from this call on mr_tls_send,
- * mr_tls_recv and mr_tls_recv_all move raw bytes over the socket (bytes
- * already received after the last TLS record are raw), and mr_tls_bye
- * sends a FIN instead of close_notify. The handshake and everything
- * exchanged before stay authenticated by TLS; nothing after is. Both
- * sides must call it at the same point of the byte stream, before the
- * session's sending and receiving threads start. Returns 0, -EINVAL, or
- * -EPROTO when GnuTLS still holds application data or part of a record
- * (the peer sent TLS data past the switch point; mr_tls_last_error says so).
- */
-MR_MUST_CHECK int mr_tls_set_plaintext(struct mr_tls *t);
-
-/*
  * Text of the last failure of mr_tls_send/recv on this session (alert
  * name, GnuTLS reason), "" if none. The sender and the receiver write
  * separate buffers, so a text stays valid while the other thread fails.
  */
 const char *mr_tls_last_error(const struct mr_tls *t);
 
-/* Sends close_notify (best effort, does not wait for the peer's). */
+/*
+ * Sends close_notify (best effort, does not wait for the peer's). Sending
+ * thread (or no other thread in mr_tls_send). In plaintext mode it shuts
+ * the socket down for writing instead: the peer reads end of stream, a
+ * clean close.
+ */
 void mr_tls_bye(struct mr_tls *t);
+
+/*
+ * Plaintext mode for --insecure-plaintext: from this call on mr_tls_send,
+ * mr_tls_recv and mr_tls_recv_all move bytes raw over the socket (no
+ * records, no encryption, no integrity); bytes already received after the
+ * last TLS record are the first raw bytes; mr_tls_recv returns 0 when the
+ * peer closes the socket. Both ends must call it at the same point of the
+ * byte stream (docs/PROTOCOL.md §4.4): the server right after it sent the
+ * WELCOME that answers a HELLO or a JOIN, the client right after it
+ * received that WELCOME; so the authenticated handshake, HELLO or JOIN and
+ * WELCOME still travel inside TLS. Call while no other thread is in
+ * mr_tls_send/recv. Returns 0, or -EINVAL (NULL, or kernel TLS is active
+ * on the socket and cannot be turned off).
+ */
+MR_MUST_CHECK int mr_tls_set_plaintext(struct mr_tls *t);
+
+/*
+ * The record layer in use, for the log: "in-place", "gnutls", "ktls", or
+ * "plaintext" after mr_tls_set_plaintext. Stable after the handshake.
+ */
+const char *mr_tls_engine(const struct mr_tls *t);
+
+/*
+ * Why kernel TLS is not used on this session (e.g. "kernel TLS is not
+ * available: setsockopt(TCP_ULP, "tls"): No such file or directory (...)"),
+ * "" if it is used for both directions. For one log line per process.
+ */
+const char *mr_tls_ktls_error(const struct mr_tls *t);
 void mr_tls_free(struct mr_tls *t); /* NULL-safe */
 
 /* Random bytes from GnuTLS's key-grade generator. Returns 0 or -EIO. */
