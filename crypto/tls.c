@@ -138,7 +138,25 @@ struct mr_tls {
 	char ktls_why[TLS_MSG_LEN]; /* why kernel TLS is not used, "" if it is */
 	struct mr_rec tx;       /* sending thread */
 	struct mr_rec rx;       /* receiving thread */
-	size_t ppos, plen;      /* receiving thread: opened content in rbuf not yet returned */
+	size_t plen;            /* receiving thread: opened content not yet returned ... */
+	unsigned char *pp;      /* ... at pp (in rbuf or in the provided buffer uwin) */
+
+	/*
+	 * Another transport for the in-place records (mr_tls_set_tx/rx; the
+	 * gateway plugs in stream/uring): records sealed into the buffers it
+	 * hands out, and opened where it received them. rbuf then holds only
+	 * bytes received before, and a record that straddles two provided
+	 * buffers, assembled (the only bytes copied).
+	 */
+	const struct mr_tls_tx_ops *txo; /* sending thread */
+	void *txc;
+	unsigned char *tbuf;             /* transport buffer being filled; slen bytes in it so far */
+	size_t tcap;
+	const struct mr_tls_rx_ops *rxo; /* receiving thread */
+	void *rxc;
+	unsigned char *uwin;             /* provided buffer being parsed: [uoff, ulen) unread */
+	size_t uoff, ulen;
+	unsigned ubid;
 	bool rx_closed;         /* receiving thread: close_notify seen */
 };
 
@@ -1401,6 +1419,16 @@ static ssize_t tls_gnutls_recv(struct mr_tls *t, void *p, size_t len)
 /* Sending thread. Writes out sbuf with send() (one call unless the socket is full). Returns 0 or -errno. */
 static int tls_tx_flush(struct mr_tls *t)
 {
+	if (t->txo) {
+		unsigned char *b = t->tbuf;
+		size_t n = t->slen;
+
+		if (!n)
+			return 0;
+		t->tbuf = NULL; /* the transport's from now on, whatever the result */
+		t->slen = 0;
+		return t->txo->send(t->txc, b, n);
+	}
 	return tls_flush(t) < 0 ? -(t->push_errno ? t->push_errno : EIO) : 0;
 }
 
@@ -1413,6 +1441,22 @@ static int tls_tx_space(struct mr_tls *t, size_t need, unsigned char **p, size_t
 {
 	int r;
 
+	if (t->txo) {
+		if (t->tbuf && t->tcap - t->slen < need && (r = tls_tx_flush(t)) < 0)
+			return r;
+		if (!t->tbuf) {
+			if ((r = t->txo->get(t->txc, &t->tbuf, &t->tcap)) < 0) {
+				t->tbuf = NULL;
+				return r;
+			}
+			t->slen = 0;
+			if (t->tcap < need)
+				return -EMSGSIZE;
+		}
+		*p = t->tbuf + t->slen;
+		*room = t->tcap - t->slen;
+		return 0;
+	}
 	if (TLS_SBUF - t->slen < need && (r = tls_tx_flush(t)) < 0)
 		return r;
 	*p = t->sbuf + t->slen;
@@ -1455,6 +1499,117 @@ static ssize_t tls_rx_fill(struct mr_tls *t)
 	}
 }
 
+/* Receiving thread: the receive timeout the socket asks for (SO_RCVTIMEO), in ms; -1 for none. */
+static int tls_rx_timeout(const struct mr_tls *t)
+{
+	struct timeval tv;
+	socklen_t l = sizeof(tv);
+
+	if (getsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) < 0 || (tv.tv_sec == 0 && tv.tv_usec == 0))
+		return -1;
+	return (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+}
+
+/* Receiving thread: the unread bytes the parser looks at next, rbuf's before the provided buffer's. */
+static unsigned char *tls_rx_cur(struct mr_tls *t, size_t *avail)
+{
+	if (t->rpos < t->rlen) {
+		*avail = t->rlen - t->rpos;
+		return t->rbuf + t->rpos;
+	}
+	if (t->uwin && t->uoff < t->ulen) {
+		*avail = t->ulen - t->uoff;
+		return t->uwin + t->uoff;
+	}
+	*avail = 0;
+	return t->rbuf + t->rpos;
+}
+
+/* Receiving thread: <n> bytes at tls_rx_cur are used up. */
+static void tls_rx_consume(struct mr_tls *t, size_t n)
+{
+	if (t->rpos < t->rlen) {
+		t->rpos += n;
+		if (t->rpos == t->rlen)
+			t->rpos = t->rlen = 0;
+		return;
+	}
+	t->uoff += n;
+}
+
+/* Receiving thread: gives the provided buffer back once nothing in it is unread or waiting to be returned. */
+static void tls_rx_release(struct mr_tls *t)
+{
+	if (t->uwin && t->uoff >= t->ulen && !(t->plen && t->pp >= t->uwin && t->pp < t->uwin + t->ulen)) {
+		t->rxo->put(t->rxc, t->ubid);
+		t->uwin = NULL;
+		t->uoff = t->ulen = 0;
+	}
+}
+
+/* Receiving thread: the next provided buffer from the transport. Returns > 0, 0 at EOF, -errno. */
+static ssize_t tls_rx_next(struct mr_tls *t)
+{
+	const uint8_t *d;
+	unsigned bid;
+	ssize_t n;
+
+	tls_rx_release(t);
+	if (t->uwin)
+		return (ssize_t)(t->ulen - t->uoff);
+	n = t->rxo->recv(t->rxc, &d, &bid, tls_rx_timeout(t));
+	if (n <= 0)
+		return n;
+	t->uwin = (unsigned char *)(uintptr_t)d; /* our buffer, lent to the kernel and back: records open in place */
+	t->ubid = bid;
+	t->uoff = 0;
+	t->ulen = (size_t)n;
+	return n;
+}
+
+/*
+ * Receiving thread, with a receive transport: the record at tls_rx_cur is
+ * incomplete (or nothing is there). Moves its bytes into rbuf if they are
+ * in a provided buffer and appends from the next provided buffers exactly
+ * what the record still lacks, so the bytes after it stay where they are.
+ * Returns > 0 when there is more to parse, 0 at EOF, -errno.
+ */
+static ssize_t tls_rx_fill_ops(struct mr_tls *t)
+{
+	size_t want, k;
+	ssize_t n, rl;
+
+	if (t->rpos == t->rlen) {
+		t->rpos = t->rlen = 0;
+		if (!t->uwin || t->uoff == t->ulen)
+			return tls_rx_next(t); /* nothing partial: a fresh buffer to parse in place */
+		/* a record's start at the end of the provided buffer: assemble it in rbuf */
+		memcpy(t->rbuf, t->uwin + t->uoff, t->ulen - t->uoff);
+		t->rlen = t->ulen - t->uoff;
+		t->uoff = t->ulen;
+	} else if (t->rpos > 0) {
+		memmove(t->rbuf, t->rbuf + t->rpos, t->rlen - t->rpos);
+		t->rlen -= t->rpos;
+		t->rpos = 0;
+	}
+	for (;;) {
+		if (t->rlen >= MR_REC_HDR) {
+			rl = mr_rec_peek(t->rbuf, t->rlen);
+			if (rl <= 0 || t->rlen >= (size_t)rl)
+				return 1; /* complete, or a bad header for the parser to report */
+			want = (size_t)rl - t->rlen;
+		} else {
+			want = MR_REC_HDR - t->rlen;
+		}
+		if ((n = tls_rx_next(t)) <= 0)
+			return n;
+		k = t->ulen - t->uoff < want ? t->ulen - t->uoff : want;
+		memcpy(t->rbuf + t->rlen, t->uwin + t->uoff, k);
+		t->rlen += k;
+		t->uoff += k;
+	}
+}
+
 static const char *tls_rec_strerror(int e)
 {
 	switch (e) {
@@ -1472,9 +1627,18 @@ static const char *tls_rec_strerror(int e)
 }
 
 /* Sending thread. Maps a failed flush to mr_tls_send's errno with the text set. */
+static void tls_tx_drop(struct mr_tls *t)
+{
+	if (t->txo && t->tbuf) {
+		t->txo->put(t->txc, t->tbuf);
+		t->tbuf = NULL;
+	}
+	t->slen = 0;
+}
+
 static ssize_t tls_tx_failed(struct mr_tls *t, int r)
 {
-	t->slen = 0;
+	tls_tx_drop(t);
 	tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(-r));
 	return r == -ECONNRESET ? -ECONNRESET : -EPIPE;
 }
@@ -1496,7 +1660,7 @@ static ssize_t tls_rec_send(struct mr_tls *t, const unsigned char *c, size_t len
 			return tls_tx_failed(t, r);
 		n = mr_rec_seal(&t->tx, MR_REC_T_DATA, &v, 1, o, room);
 		if (n < 0) {
-			t->slen = 0;
+			tls_tx_drop(t);
 			if (n == -EKEYEXPIRED) {
 				tls_send_error(t,
 					       "cannot send to the %s: this connection's key has protected %llu records, its limit (the connection must be replaced by a new handshake for fresh keys)",
@@ -1634,26 +1798,25 @@ static ssize_t tls_rec_recv(struct mr_tls *t, unsigned char *p, size_t len)
 		if (t->plen) {
 			size_t k = t->plen < len ? t->plen : len;
 
-			memcpy(p, t->rbuf + t->ppos, k);
-			t->ppos += k;
+			memcpy(p, t->pp, k);
+			t->pp += k;
 			t->plen -= k;
 			return (ssize_t)k;
 		}
 		if (t->rx_closed)
 			return 0;
-		avail = t->rlen - t->rpos;
-		rl = mr_rec_peek(t->rbuf + t->rpos, avail);
+		rec = tls_rx_cur(t, &avail);
+		rl = mr_rec_peek(rec, avail);
 		if (rl < 0) {
 			tls_recv_error(t, "the %s sent %s", tls_peer_role(t), tls_rec_strerror((int)rl));
 			return -EIO;
 		}
 		if (rl == 0 || avail < (size_t)rl) {
-			n = tls_rx_fill(t);
+			n = t->rxo ? tls_rx_fill_ops(t) : tls_rx_fill(t);
 			if (n <= 0)
 				return tls_rx_failed(t, n);
 			continue;
 		}
-		rec = t->rbuf + t->rpos;
 		direct = len >= (size_t)rl - MR_REC_HDR - MR_REC_TAG;
 		if (direct) {
 			r = mr_rec_open_to(&t->rx, rec, (size_t)rl, p, len, &pl, &type);
@@ -1661,7 +1824,7 @@ static ssize_t tls_rec_recv(struct mr_tls *t, unsigned char *p, size_t len)
 		} else {
 			r = mr_rec_open(&t->rx, rec, (size_t)rl, &content, &pl, &type);
 		}
-		t->rpos += (size_t)rl;
+		tls_rx_consume(t, (size_t)rl);
 		if (r == -EKEYEXPIRED) {
 			tls_recv_error(t, "the %s sent more records under one key than migrelay accepts (%llu)",
 				       tls_peer_role(t), (unsigned long long)t->rx.seq);
@@ -1681,7 +1844,7 @@ static ssize_t tls_rec_recv(struct mr_tls *t, unsigned char *p, size_t len)
 			continue; /* empty application data is allowed (RFC 8446 §5.4) */
 		if (direct)
 			return (ssize_t)pl;
-		t->ppos = (size_t)(content - t->rbuf);
+		t->pp = content;
 		t->plen = pl;
 	}
 }
@@ -1754,7 +1917,7 @@ static void tls_close_notify(struct mr_tls *t)
 		while (n < 0 && (errno == EINTR || (errno == EAGAIN && --tries > 0)));
 		return;
 	}
-	t->slen = 0;
+	tls_tx_drop(t);
 	n = mr_rec_seal(&t->tx, MR_REC_T_ALERT, &v, 1, t->sbuf, TLS_SBUF);
 	if (n <= 0)
 		return;
@@ -1949,8 +2112,8 @@ static ssize_t tls_plain_recv(struct mr_tls *t, unsigned char *p, size_t len)
 
 	if (t->plen) {
 		k = t->plen < len ? t->plen : len;
-		memcpy(p, t->rbuf + t->ppos, k);
-		t->ppos += k;
+		memcpy(p, t->pp, k);
+		t->pp += k;
 		t->plen -= k;
 		return (ssize_t)k;
 	}
@@ -1960,6 +2123,20 @@ static ssize_t tls_plain_recv(struct mr_tls *t, unsigned char *p, size_t len)
 		k = t->rlen - t->rpos < len ? t->rlen - t->rpos : len;
 		memcpy(p, t->rbuf + t->rpos, k);
 		t->rpos += k;
+		return (ssize_t)k;
+	}
+	if (t->rxo) {
+		/* the transport's receive stays armed on the socket: keep reading through it */
+		const unsigned char *d;
+
+		if ((n = tls_rx_next(t)) <= 0)
+			return n < 0 ? tls_rx_failed(t, n) : 0;
+		d = tls_rx_cur(t, &k);
+		if (k > len)
+			k = len;
+		memcpy(p, d, k);
+		tls_rx_consume(t, k);
+		tls_rx_release(t);
 		return (ssize_t)k;
 	}
 	for (;;) {
@@ -2005,6 +2182,51 @@ int mr_tls_set_plaintext(struct mr_tls *t)
 	if (!t || t->ktls_tx || t->ktls_rx)
 		return -EINVAL;
 	t->plain = true;
+	return 0;
+}
+
+int mr_tls_set_tx(struct mr_tls *t, const struct mr_tls_tx_ops *ops, void *ctx)
+{
+	if (!t)
+		return -EINVAL;
+	if (!ops) {
+		tls_tx_drop(t);
+		t->txo = NULL;
+		t->txc = NULL;
+		return 0;
+	}
+	if (t->plain || t->ktls_tx || t->engine != TLS_ENG_INPLACE || !ops->get || !ops->send || !ops->put)
+		return -ENOTSUP;
+	if (t->slen && tls_tx_flush(t) < 0)
+		return -EPIPE;
+	t->txo = ops;
+	t->txc = ctx;
+	t->tbuf = NULL;
+	t->slen = 0;
+	return 0;
+}
+
+int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx)
+{
+	if (!t)
+		return -EINVAL;
+	if (!ops) {
+		if (t->rxo && t->uwin)
+			t->rxo->put(t->rxc, t->ubid);
+		if (t->plen && t->uwin && t->pp >= t->uwin && t->pp < t->uwin + t->ulen)
+			t->plen = 0;
+		t->uwin = NULL;
+		t->uoff = t->ulen = 0;
+		t->rxo = NULL;
+		t->rxc = NULL;
+		return 0;
+	}
+	if (t->ktls_rx || (!t->plain && t->engine != TLS_ENG_INPLACE) || !t->rbuf || !ops->recv || !ops->put)
+		return -ENOTSUP;
+	if (t->plain && t->engine == TLS_ENG_GNUTLS && gnutls_record_check_pending(t->s) > 0)
+		return -EBUSY;
+	t->rxo = ops;
+	t->rxc = ctx;
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "../stream/wire.h"
@@ -163,6 +164,43 @@ void mr_tls_bye(struct mr_tls *t);
  * on the socket and cannot be turned off).
  */
 MR_MUST_CHECK int mr_tls_set_plaintext(struct mr_tls *t);
+
+/*
+ * Another transport under the in-place records (the gateway plugs in the
+ * io_uring engine of stream/uring.h): <get> hands out a buffer the sender
+ * seals records into, <send> sends it and owns it from then on (0 once the
+ * kernel took every byte, or -errno), <put> takes back one not sent.
+ * <recv> gives the next received bytes in a buffer of its own (> 0 bytes,
+ * 0 at EOF, -EAGAIN on timeout with nothing lost, -errno), which is handed
+ * back with <put> once parsed; records are opened where they arrived, and
+ * only a record that straddles two buffers is copied (into one piece).
+ */
+struct mr_tls_tx_ops {
+	int (*get)(void *ctx, uint8_t **buf, size_t *cap);
+	int (*send)(void *ctx, uint8_t *buf, size_t len);
+	void (*put)(void *ctx, uint8_t *buf);
+};
+
+struct mr_tls_rx_ops {
+	ssize_t (*recv)(void *ctx, const uint8_t **data, unsigned *bid, int timeout_ms);
+	void (*put)(void *ctx, unsigned bid);
+};
+
+/*
+ * Sending thread: from now on records go through <ops> (NULL: back to
+ * send(); nothing may be held then). Only for the in-place record layer
+ * (mr_tls_engine() "in-place"): -ENOTSUP otherwise, and the session keeps
+ * its own I/O.
+ */
+MR_MUST_CHECK int mr_tls_set_tx(struct mr_tls *t, const struct mr_tls_tx_ops *ops, void *ctx);
+
+/*
+ * Receiving thread: from now on bytes are received through <ops>; bytes
+ * received before are parsed first. NULL detaches, giving back the buffer
+ * held (its unread bytes are dropped: only when the connection is over).
+ * For the in-place record layer and plaintext mode; -ENOTSUP otherwise.
+ */
+MR_MUST_CHECK int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx);
 
 /*
  * The record layer in use, for the log: "in-place", "gnutls", "ktls", or

@@ -22,6 +22,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "net.h"
+#include "stream/uring.h"
 
 uint64_t gw_now_ns(void)
 {
@@ -730,12 +731,89 @@ static void auto_account(struct gw_session *s, uint32_t raw)
 	}
 }
 
+/* ---- io_uring transport under the TLS records ----------------------- */
+
+static int uring_tx_get(void *ctx, uint8_t **buf, size_t *cap)
+{
+	return mr_uring_tx_get(ctx, buf, cap);
+}
+
+static int uring_tx_send(void *ctx, uint8_t *buf, size_t len)
+{
+	return mr_uring_tx_send(ctx, buf, len);
+}
+
+static void uring_tx_put(void *ctx, uint8_t *buf)
+{
+	mr_uring_tx_put(ctx, buf);
+}
+
+static ssize_t uring_rx_recv(void *ctx, const uint8_t **data, unsigned *bid, int timeout_ms)
+{
+	return mr_uring_rx_recv(ctx, data, bid, timeout_ms);
+}
+
+static void uring_rx_put(void *ctx, unsigned bid)
+{
+	mr_uring_rx_put(ctx, bid);
+}
+
+static const struct mr_tls_tx_ops uring_tx_ops = { uring_tx_get, uring_tx_send, uring_tx_put };
+static const struct mr_tls_rx_ops uring_rx_ops = { uring_rx_recv, uring_rx_put };
+
+/* Once per process: how the data path moves bytes, and why not otherwise. */
+static void io_note(const struct gw_conn *c, const char *uring_why)
+{
+	static atomic_bool said_engine, said_uring;
+	const char *k = mr_tls_ktls_error(c->tls);
+
+	if (uring_why && !atomic_exchange(&said_uring, true))
+		gw_info("io_uring not used: %s; sending and receiving with send()/recv()", uring_why);
+	if (!atomic_exchange(&said_engine, true))
+		gw_dbg("data path: TLS records %s%s%s", mr_tls_engine(c->tls), k && *k ? "; " : "", k ? k : "");
+}
+
+/* Writer thread: its own io_uring for the sealed records, where the record layer is ours. */
+static void conn_io_start_tx(struct gw_conn *c)
+{
+	char why[256] = "";
+
+	if (!strcmp(mr_tls_engine(c->tls), "in-place") && mr_uring_wanted()) {
+		if (mr_uring_tx_new(&c->utx, c->fd, GW_URING_TX_BUFS, GW_URING_TX_BUFSIZE, why, sizeof(why)) < 0) {
+			c->utx = NULL;
+		} else if (mr_tls_set_tx(c->tls, &uring_tx_ops, c->utx) < 0) {
+			mr_uring_tx_free(c->utx);
+			c->utx = NULL;
+		}
+	}
+	io_note(c, why[0] ? why : NULL);
+}
+
+/* Reader thread: its own io_uring with a provided-buffer ring. */
+static void conn_io_start_rx(struct gw_conn *c)
+{
+	char why[256] = "";
+	const char *e = mr_tls_engine(c->tls);
+
+	if ((!strcmp(e, "in-place") || !strcmp(e, "plaintext")) && mr_uring_wanted()) {
+		if (mr_uring_rx_new(&c->urx, c->fd, GW_URING_RX_BUFS, GW_URING_RX_BUFSIZE, why, sizeof(why)) < 0) {
+			c->urx = NULL;
+		} else if (mr_tls_set_rx(c->tls, &uring_rx_ops, c->urx) < 0) {
+			mr_uring_rx_free(c->urx);
+			c->urx = NULL;
+		}
+	}
+	io_note(c, why[0] ? why : NULL);
+}
+
 static void *conn_writer_main(void *arg)
 {
 	struct gw_conn *c = arg;
 	struct gw_session *s = c->s;
 	uint32_t raw;
 	bool z;
+
+	conn_io_start_tx(c);
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -1051,6 +1129,8 @@ static void *conn_reader_main(void *arg)
 	bool peer_clean = false;
 	ssize_t n;
 
+	conn_io_start_rx(c);
+
 	for (;;) {
 		struct wire_hdr h;
 		uint8_t *chunk = NULL;
@@ -1189,6 +1269,11 @@ static void conn_free(struct gw_conn *c)
 {
 	if (!c)
 		return;
+	/* the threads are gone: detach the transports, then end them while the socket is still open */
+	if (c->tls && (mr_tls_set_tx(c->tls, NULL, NULL) < 0 || mr_tls_set_rx(c->tls, NULL, NULL) < 0))
+		gw_dbg("connection %d: detaching the io_uring transport failed", c->idx);
+	mr_uring_tx_free(c->utx);
+	mr_uring_rx_free(c->urx);
 	mr_tls_free(c->tls);
 	if (c->fd >= 0)
 		close(c->fd);

@@ -31,6 +31,10 @@ enum {
 	GW_DEFAULT_KEEPALIVE_MS = 5000,    /* PING after this much send silence; dead after 3x receive silence */
 	GW_TICK_MS = 250,                  /* session timer period */
 	GW_REJOIN_TRIES = 10,              /* rejoin attempts per connection while others live */
+	GW_URING_TX_BUFS = 4,              /* registered send buffers per connection ... */
+	GW_URING_TX_BUFSIZE = 288 << 10,   /* ... each holding a sealed 256 KiB chunk frame */
+	GW_URING_RX_BUFS = 16,             /* provided receive buffers per connection ... */
+	GW_URING_RX_BUFSIZE = 64 << 10,    /* ... of this size */
 	GW_AUTO_WINDOW = 32 << 20,         /* compress auto: raw bytes per measurement window (session) */
 	GW_AUTO_PROBE = 16 << 20,          /* compress auto: raw bytes of a window that tries the other mode */
 	GW_AUTO_EXPLORE = 8,               /* compress auto: windows before the other mode is tried again, at first */
@@ -39,6 +43,8 @@ enum {
 
 struct gw_session;
 struct gw_stream;
+struct mr_uring_tx;
+struct mr_uring_rx;
 
 /* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
 struct gw_chunk {
@@ -72,6 +78,9 @@ struct gw_conn {
 	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
+	/* io_uring transport under the TLS records (stream/uring.h), NULL when send()/recv() are used */
+	struct mr_uring_tx *utx; /* made by the writer thread */
+	struct mr_uring_rx *urx; /* made by the reader thread */
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
 };
 
