@@ -297,7 +297,7 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	w.chunk_size = s->cfg.chunk_size;
 	wire_welcome_encode(wp, &w);
 	pthread_mutex_lock(&s->lock);
-	if ((s->conns[j.conn_index] && !s->conns[j.conn_index]->dead) || s->err_code) {
+	if (!gw_session_conn_gone_locked(s, j.conn_index, 1000)) {
 		pthread_mutex_unlock(&s->lock);
 		pthread_mutex_unlock(&srv.lock);
 		return refuse(t, fd, peer, WIRE_E_PROTOCOL, "JOIN refused: connection %u is already there, or the session failed",

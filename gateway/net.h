@@ -3,6 +3,7 @@
 #ifndef MR_GATEWAY_NET_H
 #define MR_GATEWAY_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,6 +19,9 @@ MR_MUST_CHECK int net_unix_connect(const char *path);
 MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
 /* Socket options for data connections: TCP_NODELAY and large buffers. */
 void net_tune_tcp(int fd);
+/* True when connected socket <fd>'s peer is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
+bool net_peer_is_loopback(int fd);
+
 /* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds (0 = none). */
 void net_set_timeouts(int fd, int rcv_ms, int snd_ms);
 /*

@@ -784,9 +784,37 @@ static void conn_io_start_tx(struct gw_conn *c)
 		} else if (mr_tls_set_tx(c->tls, &uring_tx_ops, c->utx) < 0) {
 			mr_uring_tx_free(c->utx);
 			c->utx = NULL;
+		} else if (net_peer_is_loopback(c->fd)) {
+			/* loopback delivery copies the pages anyway: zero-copy would only add notifications */
+			mr_uring_tx_set_zc_min(c->utx, SIZE_MAX);
 		}
 	}
 	io_note(c, why[0] ? why : NULL);
+}
+
+/*
+ * Writer or reader thread, at its end: the ring is used only by the thread
+ * that made it, so that thread ends it (cancelling what is armed, waiting
+ * for zero-copy notifications), while the socket is still open.
+ */
+static void conn_io_stop_tx(struct gw_conn *c)
+{
+	if (!c->utx)
+		return;
+	if (mr_tls_set_tx(c->tls, NULL, NULL) < 0)
+		gw_dbg("connection %d: detaching the io_uring send path failed", c->idx);
+	mr_uring_tx_free(c->utx);
+	c->utx = NULL;
+}
+
+static void conn_io_stop_rx(struct gw_conn *c)
+{
+	if (!c->urx)
+		return;
+	if (mr_tls_set_rx(c->tls, NULL, NULL) < 0)
+		gw_dbg("connection %d: detaching the io_uring receive path failed", c->idx);
+	mr_uring_rx_free(c->urx);
+	c->urx = NULL;
 }
 
 /* Reader thread: its own io_uring with a provided-buffer ring. */
@@ -899,6 +927,9 @@ static void *conn_writer_main(void *arg)
 	}
 	if (c->closing && !c->dead)
 		mr_tls_bye(c->tls);
+	pthread_mutex_unlock(&s->lock);
+	conn_io_stop_tx(c);
+	pthread_mutex_lock(&s->lock);
 	c->wr_done = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
@@ -1217,6 +1248,7 @@ nomem:
 		why = "out of memory";
 		break;
 	}
+	conn_io_stop_rx(c);
 	pthread_mutex_lock(&s->lock);
 	if (peer_clean)
 		c->clean_close = true;
@@ -1269,11 +1301,6 @@ static void conn_free(struct gw_conn *c)
 {
 	if (!c)
 		return;
-	/* the threads are gone: detach the transports, then end them while the socket is still open */
-	if (c->tls && (mr_tls_set_tx(c->tls, NULL, NULL) < 0 || mr_tls_set_rx(c->tls, NULL, NULL) < 0))
-		gw_dbg("connection %d: detaching the io_uring transport failed", c->idx);
-	mr_uring_tx_free(c->utx);
-	mr_uring_rx_free(c->urx);
 	mr_tls_free(c->tls);
 	if (c->fd >= 0)
 		close(c->fd);
@@ -1431,6 +1458,17 @@ int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tl
 fail:
 	conn_free(c);
 	return r;
+}
+
+bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)
+{
+	struct timespec ts;
+
+	deadline(&ts, timeout_ms);
+	while (s->conns[idx] && !s->conns[idx]->dead && !s->err_code)
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+			break;
+	return !(s->conns[idx] && !s->conns[idx]->dead) && !s->err_code;
 }
 
 int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)

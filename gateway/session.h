@@ -209,6 +209,14 @@ MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_sessio
 MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
 
 /*
+ * Locked. Waits up to <timeout_ms> until connection <idx> is gone or dead:
+ * a client rejoins as soon as it sees its end of a connection close, which
+ * may be a moment before this end has read the close. False if it still
+ * lives then, or the session failed.
+ */
+bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms);
+
+/*
  * Like gw_session_add_conn for a connection index that was used before and
  * whose connection died (a rejoin): waits for the dead one's threads, frees
  * it, adds the new one and re-sends what the dead one carried.
