@@ -154,6 +154,7 @@ struct mr_tls {
 	size_t tcap;
 	const struct mr_tls_rx_ops *rxo; /* receiving thread */
 	void *rxc;
+	int pipe[2];                     /* sending thread, plaintext mode: vmsplice/splice pipe, -1 until needed */
 	unsigned char *uwin;             /* provided buffer being parsed: [uoff, ulen) unread */
 	size_t uoff, ulen;
 	unsigned ubid;
@@ -1192,6 +1193,10 @@ void mr_tls_free(struct mr_tls *t)
 	free(t->peer_name);
 	free(t->rbuf);
 	free(t->sbuf);
+	if (t->pipe[0] >= 0) {
+		close(t->pipe[0]);
+		close(t->pipe[1]);
+	}
 	free(t);
 }
 
@@ -1221,6 +1226,7 @@ int mr_tls_handshake(struct mr_tls **out, struct mr_tls_cfg *cfg, int fd, const 
 	}
 	t->cfg = cfg;
 	t->fd = fd;
+	t->pipe[0] = t->pipe[1] = -1;
 	t->cb_alert = -1;
 	t->capturing = true;
 	t->timeout_ms = timeout_ms > 0 ? timeout_ms : TLS_DEFAULT_TIMEOUT_MS;
@@ -1702,6 +1708,53 @@ static ssize_t tls_raw_send(struct mr_tls *t, const unsigned char *c, size_t len
 	return (ssize_t)len;
 }
 
+/*
+ * Sending thread, plaintext mode: bytes the caller keeps unchanged until
+ * the peer acknowledged them go to the socket without a copy: vmsplice
+ * lends their pages to a pipe, splice moves them to the socket. A pipe
+ * that cannot be made, or a vmsplice that fails before anything moved,
+ * falls back to send().
+ */
+static ssize_t tls_splice_send(struct mr_tls *t, const unsigned char *c, size_t len)
+{
+	size_t off = 0;
+
+	if (t->pipe[0] < 0) {
+		if (pipe2(t->pipe, O_CLOEXEC) < 0) {
+			t->pipe[0] = t->pipe[1] = -1;
+			return tls_raw_send(t, c, len);
+		}
+		(void)fcntl(t->pipe[1], F_SETPIPE_SZ, 1 << 20); /* fewer rounds; the default 64 KiB works too */
+	}
+	while (off < len) {
+		struct iovec v = { (void *)(uintptr_t)(c + off), len - off };
+		ssize_t n = vmsplice(t->pipe[1], &v, 1, 0);
+		size_t left;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) /* the pipe is empty here: send() the rest */
+			return tls_raw_send(t, c + off, len - off) < 0 ? -EPIPE : (ssize_t)len;
+		left = (size_t)n;
+		while (left > 0) {
+			ssize_t m = splice(t->pipe[0], NULL, t->fd, NULL, left,
+					   SPLICE_F_MOVE | (off + (size_t)n < len ? SPLICE_F_MORE : 0));
+
+			if (m < 0 && (errno == EINTR || errno == EAGAIN))
+				continue; /* EAGAIN: SO_SNDTIMEO expired; keep trying (shutdown() ends it) */
+			if (m <= 0) {
+				int e = m < 0 ? errno : EPIPE;
+
+				tls_send_error(t, "cannot send to the %s: %s", tls_peer_role(t), strerror(e));
+				return e == ECONNRESET ? -ECONNRESET : -EPIPE;
+			}
+			left -= (size_t)m;
+		}
+		off += (size_t)n;
+	}
+	return (ssize_t)len;
+}
+
 /* Receiving thread. The socket gave <r> (0: EOF) while a record was wanted; sets the text. */
 static ssize_t tls_rx_failed(struct mr_tls *t, ssize_t r)
 {
@@ -2147,6 +2200,13 @@ static ssize_t tls_plain_recv(struct mr_tls *t, unsigned char *p, size_t len)
 			return n; /* 0: the peer closed (no close_notify in plaintext) */
 		return tls_rx_failed(t, errno == EWOULDBLOCK ? -EAGAIN : -errno);
 	}
+}
+
+ssize_t mr_tls_send_stable(struct mr_tls *t, const void *p, size_t len)
+{
+	if (t && p && len && len <= SSIZE_MAX && t->plain)
+		return tls_splice_send(t, p, len);
+	return mr_tls_send(t, p, len);
 }
 
 ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len)

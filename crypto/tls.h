@@ -116,6 +116,14 @@ const char *mr_tls_peer_identity(const struct mr_tls *t);
 MR_MUST_CHECK ssize_t mr_tls_send(struct mr_tls *t, const void *p, size_t len);
 
 /*
+ * mr_tls_send for bytes the caller leaves unchanged, and allocated, until
+ * the peer has acknowledged them (a DATA chunk kept for re-sending). In
+ * plaintext mode they go to the socket with vmsplice and splice, without a
+ * copy into the kernel; otherwise exactly as mr_tls_send.
+ */
+MR_MUST_CHECK ssize_t mr_tls_send_stable(struct mr_tls *t, const void *p, size_t len);
+
+/*
  * Receives up to <len> bytes. Returns > 0, 0 on a clean close_notify,
  * -ECONNRESET for an unclean close, -EAGAIN when the socket's receive
  * timeout (SO_RCVTIMEO) expired (call again to go on), -EKEYEXPIRED when

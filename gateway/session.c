@@ -893,7 +893,8 @@ static void *conn_writer_main(void *arg)
 			p = e->buf;
 			len = e->len;
 		}
-		n = mr_tls_send(c->tls, p, len);
+		/* a raw chunk stays untouched until the peer ACKs it: it may be lent to the kernel */
+		n = e->c && p == e->c->mem ? mr_tls_send_stable(c->tls, p, len) : mr_tls_send(c->tls, p, len);
 		raw = e->c ? e->c->len : 0;
 		chunk_put(e->c);
 		free(e);
