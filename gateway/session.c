@@ -823,7 +823,7 @@ static void conn_io_start_rx(struct gw_conn *c)
 	char why[256] = "";
 	const char *e = mr_tls_engine(c->tls);
 
-	if ((!strcmp(e, "in-place") || !strcmp(e, "plaintext")) && mr_uring_wanted()) {
+	if (!strcmp(e, "in-place") && mr_uring_wanted()) {
 		if (mr_uring_rx_new(&c->urx, c->fd, GW_URING_RX_BUFS, GW_URING_RX_BUFSIZE, why, sizeof(why)) < 0) {
 			c->urx = NULL;
 		} else if (mr_tls_set_rx(c->tls, &uring_rx_ops, c->urx) < 0) {

@@ -7,6 +7,13 @@
 #include <string.h>
 
 #include <xxhash.h>
+#if defined(__x86_64__) && __has_include(<xxh_x86dispatch.h>)
+/* libxxhash picks the widest vector unit of the CPU at run time (AVX2, AVX-512) */
+#include <xxh_x86dispatch.h>
+#define DIGEST_UPDATE XXH3_128bits_update_dispatch
+#else
+#define DIGEST_UPDATE XXH3_128bits_update
+#endif
 
 #include "digest.h"
 
@@ -36,7 +43,7 @@ void digest_update(struct digest *d, const void *p, size_t len)
 {
 	if (!d->state || !len)
 		return;
-	(void)XXH3_128bits_update(d->state, p, len);
+	(void)DIGEST_UPDATE(d->state, p, len);
 	d->bytes += len;
 }
 
