@@ -2178,20 +2178,6 @@ static ssize_t tls_plain_recv(struct mr_tls *t, unsigned char *p, size_t len)
 		t->rpos += k;
 		return (ssize_t)k;
 	}
-	if (t->rxo) {
-		/* the transport's receive stays armed on the socket: keep reading through it */
-		const unsigned char *d;
-
-		if ((n = tls_rx_next(t)) <= 0)
-			return n < 0 ? tls_rx_failed(t, n) : 0;
-		d = tls_rx_cur(t, &k);
-		if (k > len)
-			k = len;
-		memcpy(p, d, k);
-		tls_rx_consume(t, k);
-		tls_rx_release(t);
-		return (ssize_t)k;
-	}
 	for (;;) {
 		n = recv(t->fd, p, len, 0);
 		if (n < 0 && errno == EINTR)
@@ -2239,7 +2225,8 @@ ssize_t mr_tls_recv(struct mr_tls *t, void *p, size_t len)
 
 int mr_tls_set_plaintext(struct mr_tls *t)
 {
-	if (!t || t->ktls_tx || t->ktls_rx)
+	/* a receive transport's armed receive would take bytes recv() expects */
+	if (!t || t->ktls_tx || t->ktls_rx || t->rxo)
 		return -EINVAL;
 	t->plain = true;
 	return 0;
@@ -2281,10 +2268,8 @@ int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx)
 		t->rxc = NULL;
 		return 0;
 	}
-	if (t->ktls_rx || (!t->plain && t->engine != TLS_ENG_INPLACE) || !t->rbuf || !ops->recv || !ops->put)
+	if (t->plain || t->ktls_rx || t->engine != TLS_ENG_INPLACE || !t->rbuf || !ops->recv || !ops->put)
 		return -ENOTSUP;
-	if (t->plain && t->engine == TLS_ENG_GNUTLS && gnutls_record_check_pending(t->s) > 0)
-		return -EBUSY;
 	t->rxo = ops;
 	t->rxc = ctx;
 	return 0;

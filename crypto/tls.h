@@ -168,8 +168,9 @@ void mr_tls_bye(struct mr_tls *t);
  * WELCOME that answers a HELLO or a JOIN, the client right after it
  * received that WELCOME; so the authenticated handshake, HELLO or JOIN and
  * WELCOME still travel inside TLS. Call while no other thread is in
- * mr_tls_send/recv. Returns 0, or -EINVAL (NULL, or kernel TLS is active
- * on the socket and cannot be turned off).
+ * mr_tls_send/recv. Returns 0, or -EINVAL (NULL, kernel TLS is active on
+ * the socket and cannot be turned off, or a receive transport is attached:
+ * switch before mr_tls_set_rx).
  */
 MR_MUST_CHECK int mr_tls_set_plaintext(struct mr_tls *t);
 
@@ -206,7 +207,8 @@ MR_MUST_CHECK int mr_tls_set_tx(struct mr_tls *t, const struct mr_tls_tx_ops *op
  * Receiving thread: from now on bytes are received through <ops>; bytes
  * received before are parsed first. NULL detaches, giving back the buffer
  * held (its unread bytes are dropped: only when the connection is over).
- * For the in-place record layer and plaintext mode; -ENOTSUP otherwise.
+ * Only for the in-place record layer (not in plaintext mode); -ENOTSUP
+ * otherwise.
  */
 MR_MUST_CHECK int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx);
 
