@@ -106,8 +106,13 @@ static void *session_supervisor(void *arg)
 	int ok, nfailed = 0;
 
 	pthread_mutex_lock(&s->lock);
-	/* With streams open and every connection gone, the session waits for a rejoin (its timer enforces the timeout). */
-	while (!s->err_code && (s->nlive > 0 || (s->open_streams > 0 && s->cfg.reconnect_ms > 0)))
+	/*
+	 * With every connection gone while streams are open, or after streams
+	 * but before the client's BYE, the session waits for a rejoin (its timer enforces the
+	 * timeout): the last VERIFIED may have gone down with a connection.
+	 */
+	while (!s->err_code &&
+	       (s->nlive > 0 || (s->cfg.reconnect_ms > 0 && (s->open_streams > 0 || gw_session_awaits_bye_locked(s)))))
 		pthread_cond_wait(&s->cond, &s->lock);
 	/* A stream can fail on its own (its target would not open) while the session stays sound. */
 	for (int i = 0; i < s->nstreams; i++)

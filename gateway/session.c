@@ -608,6 +608,24 @@ static void resync_locked(struct gw_session *s, int lost)
 	}
 }
 
+/*
+ * Locked. Is another connection of the session being replaced (draining,
+ * dead, or not back yet)? Connections striped evenly reach the rekey
+ * threshold together; one at a time keeps the session moving meanwhile.
+ */
+static bool others_replaced_locked(const struct gw_conn *c)
+{
+	const struct gw_session *s = c->s;
+
+	for (int i = 0; i < s->nconns; i++) {
+		const struct gw_conn *o = s->conns[i];
+
+		if (i != c->idx && (!o || o->dead || o->draining))
+			return true;
+	}
+	return false;
+}
+
 /* Locked. Connection <c> is gone: re-send what it carried on the others (PROTOCOL.md §2.3). */
 static void conn_dead_locked(struct gw_conn *c)
 {
@@ -642,6 +660,9 @@ static void conn_dead_locked(struct gw_conn *c)
 			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
 					       "the peer went away: all connections closed with %d stream(s) unfinished",
 					       s->open_streams);
+		else if (!s->err_code && !s->finished && s->open_streams > 0 && c->clean_close)
+			gw_info("the last connection closed to be replaced for fresh keys; waiting up to %d s for its replacement",
+				s->cfg.reconnect_ms / 1000);
 		else if (!s->err_code && !s->finished && s->open_streams > 0)
 			gw_warn("all connections lost; waiting up to %d s for them to come back",
 				s->cfg.reconnect_ms / 1000);
@@ -910,7 +931,8 @@ static void *conn_writer_main(void *arg)
 		c->tx_bytes += len;
 		c->last_tx_ns = gw_now_ns();
 		/* No keys to renew in plaintext mode: its connections are never replaced for that. */
-		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing && !s->cfg.plaintext) {
+		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing && !s->cfg.plaintext &&
+		    (!others_replaced_locked(c) || c->tx_bytes >= gw_rekey_bytes() / 2 * 3)) {
 			/*
 			 * Fresh keys by a fresh handshake, long before the AEAD usage
 			 * limits of one key: drop this connection as if lost; its
@@ -920,13 +942,26 @@ static void *conn_writer_main(void *arg)
 			 */
 			gw_info("connection %d: %llu bytes sent under one key; reconnecting for fresh keys", c->idx,
 				(unsigned long long)c->tx_bytes);
+			/*
+			 * The peer sees a clean close, not a failure: close_notify
+			 * and a FIN, while the reader reads what is still on its
+			 * way here until the peer closes too. Closing the socket
+			 * at once would answer those bytes with an RST, and the
+			 * RST would discard the end of this side's own stream at
+			 * the peer. What is queued here is re-sent on the others
+			 * once the reader has seen the close (conn_dead_locked).
+			 */
 			c->clean_close = true;
-			mr_tls_bye(c->tls); /* the peer sees a clean close, not a failure */
-			shutdown(c->fd, SHUT_RDWR);
+			c->closing = true; /* nothing new goes on it */
+			c->draining = true;
+			c->drain_ns = gw_now_ns();
+			mr_tls_bye(c->tls);
+			shutdown(c->fd, SHUT_WR);
 			c->tx_bytes = 0;
+			break;
 		}
 	}
-	if (c->closing && !c->dead)
+	if (c->closing && !c->dead && !c->draining)
 		mr_tls_bye(c->tls);
 	pthread_mutex_unlock(&s->lock);
 	conn_io_stop_tx(c);
@@ -1337,6 +1372,12 @@ static void *session_timer_main(void *arg)
 		for (int i = 0; i < WIRE_MAX_CONNS; i++) {
 			struct gw_conn *c = s->conns[i];
 
+			if (c && !c->dead && c->draining && now - c->drain_ns > (uint64_t)GW_DRAIN_MS * 1000000ull) {
+				/* The peer did not close its end after our close_notify: stop waiting for it. */
+				shutdown(c->fd, SHUT_RDWR);
+				c->drain_ns = now;
+				continue;
+			}
 			if (!c || c->dead || c->closing)
 				continue;
 			if (now - c->last_rx_ns > 3 * ka) {
@@ -1358,6 +1399,14 @@ static void *session_timer_main(void *arg)
 		    now - s->idle_since_ns > (uint64_t)s->cfg.idle_ms * 1000000ull) {
 			gw_session_fail_locked(s, WIRE_E_LIMIT, true, "session idle for %d s without a stream; closed",
 					       s->cfg.idle_ms / 1000);
+			continue;
+		}
+		if (s->cfg.server && gw_session_awaits_bye_locked(s) && s->nlive == 0 && s->cfg.reconnect_ms > 0 &&
+		    now - s->all_dead_ns > (uint64_t)s->cfg.reconnect_ms * 1000000ull) {
+			gw_info("the client went without BYE and did not come back within %d s; closing the session",
+				s->cfg.reconnect_ms / 1000);
+			s->bye_wait_over = true;
+			pthread_cond_broadcast(&s->cond);
 			continue;
 		}
 		if (s->err_code || s->open_streams == 0)
@@ -1459,6 +1508,16 @@ int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tl
 fail:
 	conn_free(c);
 	return r;
+}
+
+bool gw_session_awaits_bye_locked(const struct gw_session *s)
+{
+	if (s->bye || s->bye_wait_over || s->err_code || s->nstreams == 0 || s->open_streams > 0)
+		return false;
+	for (int i = 0; i < s->nstreams; i++)
+		if (s->streams[i] && s->streams[i]->fail_code)
+			return false;
+	return true;
 }
 
 bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)

@@ -31,6 +31,7 @@ enum {
 	GW_DEFAULT_KEEPALIVE_MS = 5000,    /* PING after this much send silence; dead after 3x receive silence */
 	GW_TICK_MS = 250,                  /* session timer period */
 	GW_REJOIN_TRIES = 10,              /* rejoin attempts per connection while others live */
+	GW_DRAIN_MS = 2000,                /* a connection replaced for fresh keys waits this long for the peer's close */
 	GW_URING_TX_BUFS = 4,              /* registered send buffers per connection ... */
 	GW_URING_TX_BUFSIZE = 288 << 10,   /* ... each holding a sealed 256 KiB chunk frame */
 	GW_URING_RX_BUFS = 16,             /* provided receive buffers per connection ... */
@@ -75,6 +76,13 @@ struct gw_conn {
 	uint64_t queued; /* bytes waiting in the queues */
 	bool dead, closing, wr_done;
 	bool clean_close; /* the peer closed with a TLS close_notify */
+	/*
+	 * Replaced for fresh keys: close_notify and a FIN went out, the reader
+	 * reads on until the peer's close (so no RST discards what is still in
+	 * flight towards the peer), bounded by GW_DRAIN_MS from drain_ns.
+	 */
+	bool draining;
+	uint64_t drain_ns;
 	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
@@ -186,6 +194,12 @@ struct gw_session {
 	double z_cost[2];
 	uint32_t z_windows, z_every;
 	bool bye;
+	/*
+	 * server: every connection went after the streams completed but before
+	 * BYE, and no rejoin came within the reconnect timeout. Until then the
+	 * session waits: the client may not have the last VERIFIED yet.
+	 */
+	bool bye_wait_over;
 	bool finished;           /* no more work: conns being closed */
 	int err_code;            /* first session failure (WIRE_E_*) */
 	char err_text[WIRE_MAX_ERROR_TEXT + 1];
@@ -215,6 +229,14 @@ MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, int fd, str
  * lives then, or the session failed.
  */
 bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms);
+
+/*
+ * Locked, server. True while the session must wait for the client's BYE:
+ * its streams all completed here, but the last VERIFIED may have gone down
+ * with a connection, so the client may yet rejoin to fetch it (PROTOCOL.md
+ * §5.8). False once BYE came, after a failure, or when the wait timed out.
+ */
+bool gw_session_awaits_bye_locked(const struct gw_session *s);
 
 /*
  * Like gw_session_add_conn for a connection index that was used before and

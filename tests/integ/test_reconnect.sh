@@ -8,7 +8,10 @@
 #  4. connections frozen (half-open: no RST, no bytes): keepalive notices
 #     within 3 intervals, the connections are dropped and rejoined;
 #  5. fresh keys by reconnection: with MIGRELAY_REKEY_BYTES at 8 MiB, every
-#     connection is replaced (new TLS handshake) about 15 times per 256 MiB.
+#     connection is replaced (new TLS handshake) about 15 times per 256 MiB;
+#  6. the server's last VERIFIED is lost with every connection, after the
+#     server has the whole stream but before the client's BYE: the server
+#     keeps the session, the client rejoins, gets the VERIFIED, exits 0.
 . "$(dirname "$0")/lib.sh"
 : "${CUTPROXY:?CUTPROXY must point at tests/tools/cutproxy.py}"
 mr_setup
@@ -66,7 +69,7 @@ mr_wait_log "$T/serve-$port.log" "session .* failed: no connection came back" 10
 # the daemon removes the partial file just after it logs the failure
 mr_wait_log "$T/serve-$port.log" "removed the partial file" 10 || fail "the daemon did not remove the partial file"
 ! ls "$T" | grep -q 'out.bin.migrelay-' || fail "a temporary file was left"
-ok "cut longer than the timeout: sender exit 7 ($(grep -i 'FAILED' "$T/send3.log" | head -1)), daemon failed the session, nothing delivered"
+ok "cut longer than the timeout: sender exit 7 ($(grep 'FAILED (' "$T/send3.log" | head -1)), daemon failed the session, nothing delivered"
 
 # 4. half-open: frozen for 6 s, keepalive 1 s
 # (on the daemon with the default 30 s reconnect timeout: a rejoin may take
@@ -86,3 +89,14 @@ cmp "$T/in256" "$T/out.bin" || fail "256 MiB with rekeying differs"
 n=$(grep -c "reconnecting for fresh keys" "$T/send5.log")
 [ "$n" -ge 10 ] || { cat "$T/send5.log"; fail "only $n rekeys"; }
 ok "$n connection replacements for fresh keys in 256 MiB: byte-exact"
+
+# 6. the last VERIFIED lost with the only connection
+rm -f "$T/out.bin"
+head -c $((64 << 20)) /dev/urandom >"$T/in64"
+proxy p6 $((64 << 20)) --swallow 0.99:2
+send_via --connections 1 <"$T/in64" >/dev/null 2>"$T/send6.log" || { cat "$T/send6.log" "$T/p6.log"; fail "send whose last VERIFIED was lost"; }
+cmp "$T/in64" "$T/out.bin" || fail "64 MiB with the last VERIFIED lost differs"
+grep -q "reset every connection after swallowing" "$T/p6.log" || { cat "$T/p6.log"; fail "the proxy did not swallow and reset"; }
+grep -q "rejoined" "$T/send6.log" || { cat "$T/send6.log"; fail "the client did not rejoin"; }
+! grep -q "JOIN refused" "$T/serve-$port.log" || fail "the server refused the rejoin of a session whose client had no VERIFIED yet"
+ok "the last VERIFIED lost with every connection: the session waited, the client rejoined and verified"

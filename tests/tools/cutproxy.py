@@ -3,7 +3,7 @@
 breaks connections on cue, counting the bytes that flow client -> server.
 
   cutproxy.py --listen P --to Q [--total BYTES] [--reset FRACTION:N]... [--cut FRACTION:SECONDS]
-              [--freeze FRACTION:SECONDS] [--watch MARKER]
+              [--freeze FRACTION:SECONDS] [--swallow FRACTION:SECONDS] [--watch MARKER]
 
 --reset 0.3:1   reset (RST both ways) the connection accepted as number N
                 (0 is the first) once FRACTION of --total has passed
@@ -11,6 +11,10 @@ breaks connections on cue, counting the bytes that flow client -> server.
                 every new connection as soon as it is accepted
 --freeze 0.4:20 stop relaying (without closing) at FRACTION for SECONDS:
                 the connections look alive to TCP but carry nothing
+--swallow 0.99:2
+                at FRACTION, drop every byte the server sends (the client
+                never sees it) for SECONDS, then reset every connection:
+                what the server sent last is lost with its connections
 --watch TEXT    look for TEXT in the relayed bytes (also across reads): logs
                 "marker seen upstream|downstream on connection N" the first
                 time, and "connection N upstream|downstream: marker seen K
@@ -26,6 +30,7 @@ ap.add_argument("--total", type=int, default=1 << 62)
 ap.add_argument("--reset", action="append", default=[])
 ap.add_argument("--cut")
 ap.add_argument("--freeze")
+ap.add_argument("--swallow")
 ap.add_argument("--max-seconds", type=float, default=600)
 ap.add_argument("--watch")
 a = ap.parse_args()
@@ -36,9 +41,11 @@ conns = []           # [client_sock, server_sock, alive]
 resets = sorted((float(f), int(n)) for f, n in (r.split(":") for r in a.reset))
 cut = tuple(map(float, a.cut.split(":"))) if a.cut else None
 freeze = tuple(map(float, a.freeze.split(":"))) if a.freeze else None
+swallow = tuple(map(float, a.swallow.split(":"))) if a.swallow else None
+swallow_until = 0.0
 cut_until = 0.0
 freeze_until = 0.0
-done_cut = done_freeze = False
+done_cut = done_freeze = done_swallow = False
 
 
 def log(msg):
@@ -62,7 +69,7 @@ def kill(i):
 
 def check():
     """Called with lock held after bytes passed."""
-    global cut_until, done_cut, freeze_until, done_freeze
+    global cut_until, done_cut, freeze_until, done_freeze, swallow_until, done_swallow
     while resets and passed >= resets[0][0] * a.total:
         f, n = resets.pop(0)
         if n < len(conns):
@@ -78,6 +85,19 @@ def check():
         done_freeze = True
         freeze_until = time.time() + freeze[1]
         log("froze every connection at %d bytes for %.1f s" % (passed, freeze[1]))
+    if swallow and not done_swallow and passed >= swallow[0] * a.total:
+        done_swallow = True
+        swallow_until = time.time() + swallow[1]
+        log("swallowing what the server sends at %d bytes for %.1f s" % (passed, swallow[1]))
+        threading.Thread(target=swallow_end, daemon=True).start()
+
+
+def swallow_end():
+    time.sleep(swallow[1])
+    with lock:
+        for i in range(len(conns)):
+            kill(i)
+    log("reset every connection after swallowing")
 
 
 def pump(i, src, dst, upstream):
@@ -105,6 +125,8 @@ def pump(i, src, dst, upstream):
             tail = data[len(data) - len(watch) + 1:]
         while time.time() < freeze_until:
             time.sleep(0.05)
+        if not upstream and time.time() < swallow_until:
+            continue
         try:
             dst.sendall(memoryview(buf)[:n])
         except OSError:
