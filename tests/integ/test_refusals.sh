@@ -53,6 +53,14 @@ out=$(rp --case join-bad-token) ; echo "$out" | grep -qi "^ERROR.*token" || fail
 ok "JOIN with a wrong token: $out"
 out=$(rp --case join-identity --tls-dir2 "$T/cli2") ; echo "$out" | grep -qi "^ERROR.*identity" || fail "JOIN with another identity: $out"
 ok "JOIN with another identity: $out"
+# A JOIN for an index whose connection lives: refused after the server's 1 s
+# grace for a close it has not read yet (PROTOCOL.md §2.3), and the living
+# connection goes on (it answers a PING).
+out=$(rp --case join-live)
+echo "$out" | grep -qiE "^ERROR protocol.* already there.* after [0-9]+ ms; connection 0 alive$" || fail "JOIN for a live index: $out"
+ms=$(echo "$out" | sed -E 's/.* after ([0-9]+) ms.*/\1/')
+[ "$ms" -ge 900 ] || fail "JOIN for a live index refused after $ms ms, before the 1 s grace: $out"
+ok "JOIN for a live index: $out"
 out=$(rp --case oversize) ; echo "$out" | grep -qi "^ERROR.*protocol" || fail "oversize frame: $out"
 ok "oversize frame: $out"
 out=$(rp --case unknown-type) ; echo "$out" | grep -qi "^ERROR.*protocol" || fail "unknown frame type: $out"

@@ -9,6 +9,9 @@
  *   CASE: hello            plain HELLO (prints WELCOME)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
+ *         join-live        HELLO on one connection, kept alive; JOIN for its index 0 on another:
+ *                          prints the answer, " after N ms", then whether connection 0 still
+ *                          answers a PING ("; connection 0 alive")
  *         oversize         after WELCOME, a DATA header claiming 4 GiB
  *         unknown-type     after WELCOME, a frame of type 0x42
  *         truncate         after WELCOME, OPEN + 100 KiB of DATA, then close without END
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto/tls.h"
@@ -122,6 +126,21 @@ static void answer(struct mr_tls *t, char *out, size_t outlen, struct wire_welco
 	}
 }
 
+/* Reads frames until the PONG with <nonce>: true, or false at the end or on garbage. */
+static bool pong(struct mr_tls *t, const uint8_t *nonce)
+{
+	for (;;) {
+		uint8_t hb[WIRE_HDR_LEN], p[WIRE_MAX_CONTROL];
+		struct wire_hdr h;
+
+		if (mr_tls_recv_all(t, hb, sizeof(hb)) <= 0 || wire_hdr_parse(&h, hb, hb + sizeof(hb)) < 0 ||
+		    h.len > WIRE_MAX_CONTROL || mr_tls_recv_all(t, p, h.len) != (ssize_t)h.len)
+			return false;
+		if (h.type == WIRE_T_PONG && h.len == WIRE_PING_LEN && !memcmp(p, nonce, WIRE_PING_LEN))
+			return true;
+	}
+}
+
 static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct wire_welcome *w, char *out,
 			    size_t outlen)
 {
@@ -193,6 +212,29 @@ int main(int argc, char **argv)
 		close(fd2);
 		if (cfg2 != cfg)
 			mr_tls_cfg_free(cfg2);
+	} else if (!strcmp(tcase, "join-live")) {
+		struct wire_join j = { .session_id = w.session_id, .conn_index = 0 };
+		uint8_t jp[WIRE_JOIN_LEN], nonce[WIRE_PING_LEN] = "rawpeer";
+		struct timespec a, b;
+		size_t l;
+
+		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
+		wire_join_encode(jp, &j);
+		t2 = conn(cfg, &fd2);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
+		answer(t2, out, sizeof(out), NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		mr_tls_free(t2);
+		close(fd2);
+		l = strlen(out);
+		snprintf(out + l, sizeof(out) - l, " after %ld ms",
+			 (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+		put(t, WIRE_T_PING, 0, 0, 0, nonce, sizeof(nonce), sizeof(nonce));
+		if (pong(t, nonce)) {
+			l = strlen(out);
+			snprintf(out + l, sizeof(out) - l, "; connection 0 alive");
+		}
 	} else if (!strcmp(tcase, "oversize")) {
 		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
 		answer(t, out, sizeof(out), NULL);
