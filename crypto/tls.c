@@ -154,6 +154,7 @@ struct mr_tls {
 	size_t tcap;
 	const struct mr_tls_rx_ops *rxo; /* receiving thread */
 	void *rxc;
+	int rx_timeout_ms; /* SO_RCVTIMEO when the receive transport was attached; -1: none */
 	int pipe[2];                     /* sending thread, plaintext mode: vmsplice/splice pipe, -1 until needed */
 	unsigned char *uwin;             /* provided buffer being parsed: [uoff, ulen) unread */
 	size_t uoff, ulen;
@@ -1505,7 +1506,7 @@ static ssize_t tls_rx_fill(struct mr_tls *t)
 	}
 }
 
-/* Receiving thread: the receive timeout the socket asks for (SO_RCVTIMEO), in ms; -1 for none. */
+/* The receive timeout the socket asks for (SO_RCVTIMEO), in ms; -1 for none. */
 static int tls_rx_timeout(const struct mr_tls *t)
 {
 	struct timeval tv;
@@ -1563,7 +1564,7 @@ static ssize_t tls_rx_next(struct mr_tls *t)
 	tls_rx_release(t);
 	if (t->uwin)
 		return (ssize_t)(t->ulen - t->uoff);
-	n = t->rxo->recv(t->rxc, &d, &bid, tls_rx_timeout(t));
+	n = t->rxo->recv(t->rxc, &d, &bid, t->rx_timeout_ms);
 	if (n <= 0)
 		return n;
 	t->uwin = (unsigned char *)(uintptr_t)d; /* our buffer, lent to the kernel and back: records open in place */
@@ -2272,6 +2273,7 @@ int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx)
 		return -ENOTSUP;
 	t->rxo = ops;
 	t->rxc = ctx;
+	t->rx_timeout_ms = tls_rx_timeout(t); /* read once here, not per received buffer */
 	return 0;
 }
 

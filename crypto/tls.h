@@ -208,7 +208,8 @@ MR_MUST_CHECK int mr_tls_set_tx(struct mr_tls *t, const struct mr_tls_tx_ops *op
  * received before are parsed first. NULL detaches, giving back the buffer
  * held (its unread bytes are dropped: only when the connection is over).
  * Only for the in-place record layer (not in plaintext mode); -ENOTSUP
- * otherwise.
+ * otherwise. The socket's SO_RCVTIMEO at this call is the receive timeout
+ * from then on (set it first).
  */
 MR_MUST_CHECK int mr_tls_set_rx(struct mr_tls *t, const struct mr_tls_rx_ops *ops, void *ctx);
 
