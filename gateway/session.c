@@ -1572,8 +1572,24 @@ int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls
 void gw_session_bye(struct gw_session *s)
 {
 	pthread_mutex_lock(&s->lock);
-	if (!s->bye)
+	if (!s->bye) {
+		/*
+		 * The VERIFIEDs again, on the connection BYE takes, ahead of it:
+		 * one sent before may have gone down with another connection,
+		 * and a server that has BYE must not miss one (PROTOCOL.md
+		 * §5.8). The server ignores repeats.
+		 */
+		for (int i = 0; i < s->nstreams; i++) {
+			struct gw_stream *st = s->streams[i];
+			uint8_t vp[WIRE_VERIFIED_LEN];
+
+			if (!st || st->fail_code || !st->in_done)
+				continue;
+			wire_u64_encode(vp, st->in_bytes);
+			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
+		}
 		send_ctl(s, WIRE_T_BYE, 0, 0, NULL, 0);
+	}
 	s->bye = true;
 	pthread_mutex_unlock(&s->lock);
 }
