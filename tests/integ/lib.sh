@@ -100,3 +100,27 @@ mr_wait_log() {
 	done
 	return 1
 }
+
+# mr_echo_server SOCKPATH: a unix-socket echo server (each connection gets
+# back every byte it sends, then a FIN when it closes its side), run until
+# the test ends.
+mr_echo_server() {
+	python3 - "$1" <<'PY' &
+import socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(16)
+def serve(c):
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        c.sendall(b)
+    c.shutdown(socket.SHUT_WR)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	MR_PIDS+=($!)
+	mr_wait_file "$1" 10 || fail "echo server did not start on $1"
+}

@@ -6,25 +6,7 @@
 mr_setup
 mr_pki
 port=$(mr_free_port)
-python3 - "$T/echo.sock" <<'PY' &
-import os, socket, sys, threading
-path = sys.argv[1]
-s = socket.socket(socket.AF_UNIX)
-s.bind(path); s.listen(16)
-def serve(c):
-    while True:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        c.sendall(b)
-    c.shutdown(socket.SHUT_WR)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-MR_PIDS+=($!)
-mr_wait_file "$T/echo.sock" 10 || fail "echo server did not start"
+mr_echo_server "$T/echo.sock"
 mr_serve "$port" --tls-dir "$T/srv" --target "echo=unix:$T/echo.sock"
 "$MIGRELAY" forward --listen "unix:$T/fwd.sock" --to "127.0.0.1:$port" --target echo --tls-dir "$T/cli" \
 	--connections 4 2>"$T/fwd.log" &

@@ -12,24 +12,7 @@ mr_pki
 : "${CUTPROXY:?CUTPROXY must point at tests/tools/cutproxy.py}"
 
 # A unix echo server: the target "e" sends everything back (the answer direction).
-python3 - "$T/echo.sock" <<'PY' &
-import socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(16)
-def serve(c):
-    while True:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        c.sendall(b)
-    c.shutdown(socket.SHUT_WR)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-MR_PIDS+=($!)
-mr_wait_file "$T/echo.sock" 10 || fail "echo server did not start"
+mr_echo_server "$T/echo.sock"
 
 WARN='session [0-9a-f]{16}: INSECURE PLAINTEXT: data is neither encrypted nor authenticated by TLS after the handshake'
 MARKER='MIGRELAY-PLAINTEXT-MARKER-7f3a9c'
