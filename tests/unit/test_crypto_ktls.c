@@ -27,28 +27,9 @@
 
 #include "crypto/pki.h"
 #include "crypto/tls.h"
+#include "tests/unit/sockpair.h"
 
 static char dir[PATH_MAX], d_ca[PATH_MAX], d_srv[PATH_MAX], d_cli[PATH_MAX];
-
-static void tcp_pair(int fds[2])
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
-	int l;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(l >= 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l, 1), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
-	fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fds[1] >= 0);
-	assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof(a)), 0);
-	fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(fds[0] >= 0);
-	close(l);
-}
 
 /* Whether this kernel accepts the TLS ULP on a connected TCP socket; <why> says why not. */
 static bool kernel_has_tls(char *why, size_t len)
@@ -172,7 +153,7 @@ static void test_ktls_both_ways(void **state)
 	assert_non_null(in);
 	unsetenv("MIGRELAY_KTLS");
 	unsetenv("MIGRELAY_TLS_RECORDS");
-	tcp_pair(fds);
+	test_tcp_pair(fds, 0, 0);
 	s.fd = fds[0];
 	c.fd = fds[1];
 	assert_int_equal(mr_tls_cfg_x509(&s.cfg, d_srv, true, err, sizeof(err)), 0);

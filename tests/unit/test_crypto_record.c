@@ -38,6 +38,7 @@
 #include "crypto/pki.h"
 #include "crypto/record.h"
 #include "crypto/tls.h"
+#include "tests/unit/sockpair.h"
 
 #define PSK_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define PRIO_BASE "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:"
@@ -650,30 +651,6 @@ static void *hs_run(void *arg)
 	return NULL;
 }
 
-static void pair_fds(int fds[2], bool tcp)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
-	int l;
-
-	if (!tcp) {
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-		return;
-	}
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(l >= 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l, 1), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
-	fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fds[1] >= 0);
-	assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof(a)), 0);
-	fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(fds[0] >= 0);
-	close(l);
-}
-
 /* mr_tls client (ours, x509) against a GnuTLS server with ALPN; <prio> picks the suite. */
 static void mixed_pair(struct hs *c, struct raw *srv, const char *prio)
 {
@@ -682,7 +659,7 @@ static void mixed_pair(struct hs *c, struct raw *srv, const char *prio)
 	int fds[2];
 
 	memset(c, 0, sizeof(*c));
-	pair_fds(fds, false);
+	test_sock_pair(fds, false);
 	assert_int_equal(mr_tls_cfg_x509(&c->cfg, d_cli, false, err, sizeof(err)), 0);
 	c->fd = fds[0];
 	raw_init(srv, true, fds[1], prio, true);
@@ -856,7 +833,7 @@ static void ours_pair(struct hs *c, struct hs *s, bool tcp)
 
 	memset(c, 0, sizeof(*c));
 	memset(s, 0, sizeof(*s));
-	pair_fds(fds, tcp);
+	test_sock_pair(fds, tcp);
 	assert_int_equal(mr_tls_cfg_psk(&c->cfg, keys_file, false, "alice", err, sizeof(err)), 0);
 	assert_int_equal(mr_tls_cfg_psk(&s->cfg, keys_file, true, NULL, err, sizeof(err)), 0);
 	s->fd = fds[0];

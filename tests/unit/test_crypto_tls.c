@@ -32,6 +32,7 @@
 
 #include "crypto/pki.h"
 #include "crypto/tls.h"
+#include "tests/unit/sockpair.h"
 
 #define K1 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define K2 "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
@@ -210,37 +211,13 @@ static void *hs_run(void *arg)
 	return NULL;
 }
 
-static void pair_fds(int fds[2], bool tcp)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
-	int l;
-
-	if (!tcp) {
-		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-		return;
-	}
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(l >= 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l, 1), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
-	fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fds[1] >= 0);
-	assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof(a)), 0);
-	fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	assert_true(fds[0] >= 0);
-	close(l);
-}
-
 /* Server in a thread, client here. */
 static void run_pair(struct side *srv, struct side *cli, bool tcp)
 {
 	pthread_t th;
 	int fds[2];
 
-	pair_fds(fds, tcp);
+	test_sock_pair(fds, tcp);
 	srv->fd = fds[0];
 	cli->fd = fds[1];
 	assert_int_equal(pthread_create(&th, NULL, hs_run, srv), 0);
@@ -775,7 +752,7 @@ static void test_not_tls(void **state)
 		pthread_t th;
 		int fds[2];
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		srv.fd = fds[0];
 		assert_int_equal(pthread_create(&th, NULL, hs_run, &srv), 0);
 		assert_int_equal(write(fds[1], junk[i], strlen(junk[i])), (ssize_t)strlen(junk[i]));
@@ -793,7 +770,7 @@ static void test_not_tls(void **state)
 		pthread_t th;
 		int fds[2];
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		srv.fd = fds[0];
 		assert_int_equal(pthread_create(&th, NULL, hs_run, &srv), 0);
 		assert_int_equal(write(fds[1], "GE\n\"x", 5), 5);
@@ -814,7 +791,7 @@ static void test_timeout(void **state)
 		struct side s = { .cfg = k ? cfg_x509(d_cli, false) : cfg_x509(d_srv, true), .timeout_ms = 300 };
 		int fds[2];
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		s.fd = fds[0];
 		hs_run(&s);
 		assert_int_equal(s.r, -ETIMEDOUT);
@@ -833,7 +810,7 @@ static void test_peer_closes(void **state)
 	int fds[2];
 
 	(void)state;
-	pair_fds(fds, false);
+	test_sock_pair(fds, false);
 	s.fd = fds[0];
 	close(fds[1]);
 	hs_run(&s);
@@ -915,7 +892,7 @@ static void test_alpn_required(void **state)
 		struct side srv = { .cfg = cfg_x509(d_srv, true) };
 		struct raw cli = { .prio = "NORMAL:-VERS-ALL:+VERS-TLS1.3", .alpn = false };
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		srv.fd = fds[0];
 		cli.fd = fds[1];
 		assert_int_equal(pthread_create(&th, NULL, hs_run, &srv), 0);
@@ -934,7 +911,7 @@ static void test_alpn_required(void **state)
 		struct side cli = { .cfg = cfg_x509(d_cli, false), .peer_name = "localhost" };
 		struct raw srv = { .prio = "NORMAL:-VERS-ALL:+VERS-TLS1.3", .alpn = false, .server = true };
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		srv.fd = fds[0];
 		cli.fd = fds[1];
 		assert_int_equal(pthread_create(&th, NULL, raw_run, &srv), 0);
@@ -953,7 +930,7 @@ static void test_alpn_required(void **state)
 		struct side srv = { .cfg = cfg_x509(d_srv, true) };
 		struct raw cli = { .prio = "NORMAL:-VERS-ALL:+VERS-TLS1.3", .alpn = true, .no_recv = true };
 
-		pair_fds(fds, false);
+		test_sock_pair(fds, false);
 		srv.fd = fds[0];
 		cli.fd = fds[1];
 		assert_int_equal(pthread_create(&th, NULL, hs_run, &srv), 0);
@@ -975,7 +952,7 @@ static void test_tls12_refused(void **state)
 	int fds[2];
 
 	(void)state;
-	pair_fds(fds, false);
+	test_sock_pair(fds, false);
 	srv.fd = fds[0];
 	cli.fd = fds[1];
 	assert_int_equal(pthread_create(&th, NULL, hs_run, &srv), 0);
@@ -1001,7 +978,7 @@ static void test_psk_needs_dhe(void **state)
 	int fds[2], r;
 
 	(void)state;
-	pair_fds(fds, false);
+	test_sock_pair(fds, false);
 	srv.fd = fds[0];
 	assert_int_equal(gnutls_psk_allocate_client_credentials(&cred), 0);
 	assert_int_equal(gnutls_psk_set_client_credentials(cred, "alice", &key, GNUTLS_PSK_KEY_HEX), 0);

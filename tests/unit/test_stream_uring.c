@@ -35,6 +35,7 @@
 #include <cmocka.h>
 
 #include "stream/uring.h"
+#include "tests/unit/sockpair.h"
 
 enum {
 	T_LIMIT_MS = 20000, /* no single test may take longer */
@@ -79,28 +80,14 @@ static uint64_t check(const uint8_t *p, size_t n, uint64_t off)
 	return UINT64_MAX;
 }
 
-/* A connected TCP loopback pair; <rcvbuf>/<sndbuf> > 0 set small buffers. */
+/* A connected TCP loopback pair: fds[0] sends (<sndbuf> > 0: its SO_SNDBUF), fds[1] receives (<rcvbuf>). */
 static void tcp_pair(int fds[2], int sndbuf, int rcvbuf)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof(a);
-	int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	int p[2];
 
-	assert_true(ls >= 0);
-	if (rcvbuf > 0) /* inherited by the accepted socket, and before the window scale is chosen */
-		assert_int_equal(setsockopt(ls, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(ls, 1), 0);
-	assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &l), 0);
-	fds[0] = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(fds[0] >= 0);
-	if (sndbuf > 0)
-		assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
-	assert_int_equal(connect(fds[0], (struct sockaddr *)&a, sizeof(a)), 0);
-	fds[1] = accept(ls, NULL, NULL);
-	assert_true(fds[1] >= 0);
-	(void)setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	close(ls);
+	test_tcp_pair(p, sndbuf, rcvbuf);
+	fds[0] = p[1];
+	fds[1] = p[0];
 }
 
 static void unix_pair(int fds[2])

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Socket pairs for the unit tests (include after <cmocka.h>). Not a test of
+ * its own: tests/unit/CMakeLists.txt builds only test_*.c.
+ */
+#ifndef MR_TESTS_UNIT_SOCKPAIR_H
+#define MR_TESTS_UNIT_SOCKPAIR_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * A connected TCP pair on 127.0.0.1: fds[0] the accepted (server) end,
+ * fds[1] the connecting (client) end, which gets TCP_NODELAY. <sndbuf> > 0
+ * sets the client end's SO_SNDBUF, <rcvbuf> > 0 the server end's SO_RCVBUF
+ * (on the listener, so that it counts before the window scale is chosen).
+ */
+static inline void test_tcp_pair(int fds[2], int sndbuf, int rcvbuf)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	assert_true(l >= 0);
+	if (rcvbuf > 0)
+		assert_int_equal(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 1), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	fds[1] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fds[1] >= 0);
+	if (sndbuf > 0)
+		assert_int_equal(setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	assert_int_equal(connect(fds[1], (struct sockaddr *)&a, sizeof(a)), 0);
+	fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(fds[0] >= 0);
+	(void)setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	close(l);
+}
+
+/* A pair for the tests that run over TCP and over AF_UNIX alike: <tcp> picks. */
+static inline void test_sock_pair(int fds[2], bool tcp)
+{
+	if (tcp)
+		test_tcp_pair(fds, 0, 0);
+	else
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+#endif
