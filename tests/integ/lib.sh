@@ -124,3 +124,25 @@ PY
 	MR_PIDS+=($!)
 	mr_wait_file "$1" 10 || fail "echo server did not start on $1"
 }
+
+# mr_echo_rounds SOCKPATH N TEXT: N round trips through an echo at SOCKPATH
+# (unix socket): each line "TEXT i" must come back unchanged while the
+# socket stays open, then the echo must end after our FIN. Fails (exit 1)
+# otherwise.
+mr_echo_rounds() {
+	python3 - "$1" "$2" "$3" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+for i in range(int(sys.argv[2])):
+    msg = b"%s %d\n" % (sys.argv[3].encode(), i)
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        b = s.recv(100)
+        assert b, "the echo ended early"
+        got += b
+    assert got == msg, (got, msg)
+s.shutdown(socket.SHUT_WR)
+assert s.recv(10) == b""
+PY
+}

@@ -14,19 +14,7 @@ MR_PIDS+=($!)
 mr_wait_file "$T/fwd.sock" 10 || { cat "$T/fwd.log"; fail "forward did not listen"; }
 
 # Interactive: a line goes in and its echo comes back while the socket stays open.
-python3 - "$T/fwd.sock" <<'PY' || fail "interactive echo"
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
-for i in range(20):
-    msg = b"ping %d\n" % i
-    s.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        got += s.recv(100)
-    assert got == msg, (got, msg)
-s.shutdown(socket.SHUT_WR)
-assert s.recv(10) == b""
-PY
+mr_echo_rounds "$T/fwd.sock" 20 "ping" || fail "interactive echo"
 ok "interactive echo, 20 round trips"
 
 # Bulk, both directions at once: 64 MiB in, the same 64 MiB out.

@@ -138,19 +138,8 @@ ok "plaintext both ways: 32 MiB echoed byte-exact, markers visible in the answer
 	--connections 2 --insecure-plaintext 2>"$T/fwd.log" &
 MR_PIDS+=($!)
 mr_wait_file "$T/fwd.sock" 10 || { cat "$T/fwd.log"; fail "forward did not listen"; }
-python3 - "$T/fwd.sock" <<'PY' || { cat "$T/fwd.log"; fail "echo through forward --insecure-plaintext"; }
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
-for i in range(10):
-    msg = b"through forward in plaintext %d\n" % i
-    s.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        got += s.recv(100)
-    assert got == msg, (got, msg)
-s.shutdown(socket.SHUT_WR)
-assert s.recv(10) == b""
-PY
+mr_echo_rounds "$T/fwd.sock" 10 "through forward in plaintext" ||
+	{ cat "$T/fwd.log"; fail "echo through forward --insecure-plaintext"; }
 mr_wait_log "$T/fwd.log" "warning: $WARN" || { cat "$T/fwd.log"; fail "forward did not warn"; }
 ok "forward --insecure-plaintext: 10 round trips through an echo target, warning logged"
 
