@@ -27,7 +27,7 @@
 
 #include "crypto/pki.h"
 #include "crypto/tls.h"
-#include "tests/unit/sockpair.h"
+#include "tests/unit/util.h"
 
 static char dir[PATH_MAX], d_ca[PATH_MAX], d_srv[PATH_MAX], d_cli[PATH_MAX];
 
@@ -61,14 +61,6 @@ out:
 	if (l >= 0)
 		close(l);
 	return r == 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static int group_setup(void **state)
@@ -107,8 +99,7 @@ fail:
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (dir[0])
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(dir);
 	return 0;
 }
 

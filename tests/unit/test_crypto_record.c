@@ -38,7 +38,7 @@
 #include "crypto/pki.h"
 #include "crypto/record.h"
 #include "crypto/tls.h"
-#include "tests/unit/sockpair.h"
+#include "tests/unit/util.h"
 
 #define PSK_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define PRIO_BASE "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:"
@@ -108,19 +108,10 @@ static int group_setup(void **state)
 	return issue(d_srv, true, "server") < 0 || issue(d_cli, false, "client") < 0 ? -1 : 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (dir[0])
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(dir);
 	return 0;
 }
 

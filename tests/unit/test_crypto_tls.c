@@ -32,7 +32,7 @@
 
 #include "crypto/pki.h"
 #include "crypto/tls.h"
-#include "tests/unit/sockpair.h"
+#include "tests/unit/util.h"
 
 #define K1 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define K2 "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
@@ -152,19 +152,10 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (root[0])
-		nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rm_tree(root);
 	return 0;
 }
 

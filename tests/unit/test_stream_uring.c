@@ -35,7 +35,7 @@
 #include <cmocka.h>
 
 #include "stream/uring.h"
-#include "tests/unit/sockpair.h"
+#include "tests/unit/util.h"
 
 enum {
 	T_LIMIT_MS = 20000, /* no single test may take longer */
@@ -93,6 +93,20 @@ static void tcp_pair(int fds[2], int sndbuf, int rcvbuf)
 static void unix_pair(int fds[2])
 {
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+}
+
+/* Runs <fn> on a fresh TCP (<tcp>) or AF_UNIX pair, then closes both ends. */
+static void on_pair(void (*fn)(int fds[2]), bool tcp)
+{
+	int fds[2];
+
+	if (tcp)
+		tcp_pair(fds, 0, 0);
+	else
+		unix_pair(fds);
+	fn(fds);
+	close(fds[0]);
+	close(fds[1]);
 }
 
 /* ---- a plain reader thread that checks the pattern ---- */
@@ -825,24 +839,14 @@ static void rx_exhaust(int fds[2])
 
 static void test_rx_exhaust_tcp(void **state)
 {
-	int fds[2];
-
 	(void)state;
-	tcp_pair(fds, 0, 0);
-	rx_exhaust(fds);
-	close(fds[0]);
-	close(fds[1]);
+	on_pair(rx_exhaust, true);
 }
 
 static void test_rx_exhaust_unix(void **state)
 {
-	int fds[2];
-
 	(void)state;
-	unix_pair(fds);
-	rx_exhaust(fds);
-	close(fds[0]);
-	close(fds[1]);
+	on_pair(rx_exhaust, false);
 }
 
 struct blocked_rx {
@@ -879,24 +883,14 @@ static void rx_shutdown(int fds[2])
 
 static void test_rx_shutdown_tcp(void **state)
 {
-	int fds[2];
-
 	(void)state;
-	tcp_pair(fds, 0, 0);
-	rx_shutdown(fds);
-	close(fds[0]);
-	close(fds[1]);
+	on_pair(rx_shutdown, true);
 }
 
 static void test_rx_shutdown_unix(void **state)
 {
-	int fds[2];
-
 	(void)state;
-	unix_pair(fds);
-	rx_shutdown(fds);
-	close(fds[0]);
-	close(fds[1]);
+	on_pair(rx_shutdown, false);
 }
 
 /* A peer that resets the connection: the receiver gets -ECONNRESET (or EOF), then the same again. */

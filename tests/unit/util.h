@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Socket pairs for the unit tests (include after <cmocka.h>). Not a test of
- * its own: tests/unit/CMakeLists.txt builds only test_*.c.
+ * Helpers shared by unit tests: socket pairs and temporary trees (include
+ * after <cmocka.h>). Not a test of its own: tests/unit/CMakeLists.txt
+ * builds only test_*.c.
  */
-#ifndef MR_TESTS_UNIT_SOCKPAIR_H
-#define MR_TESTS_UNIT_SOCKPAIR_H
+#ifndef MR_TESTS_UNIT_UTIL_H
+#define MR_TESTS_UNIT_UTIL_H
 
 #include <arpa/inet.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -48,6 +51,21 @@ static inline void test_sock_pair(int fds[2], bool tcp)
 		test_tcp_pair(fds, 0, 0);
 	else
 		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+static inline int test_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Removes the tree at <dir> (a test's temporary directory); nothing if <dir> is "". */
+static inline void test_rm_tree(const char *dir)
+{
+	if (dir[0])
+		nftw(dir, test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif
