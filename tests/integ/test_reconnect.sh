@@ -11,7 +11,9 @@
 #     connection is replaced (new TLS handshake) about 15 times per 256 MiB;
 #  6. the server's last VERIFIED is lost with every connection, after the
 #     server has the whole stream but before the client's BYE: the server
-#     keeps the session, the client rejoins, gets the VERIFIED, exits 0.
+#     keeps the session, the client rejoins, gets the VERIFIED, exits 0;
+#  7. the client dies at that point instead: the server closes the session
+#     after its reconnect timeout, with the stream verified on its side.
 . "$(dirname "$0")/lib.sh"
 : "${CUTPROXY:?CUTPROXY must point at tests/tools/cutproxy.py}"
 mr_setup
@@ -100,3 +102,25 @@ grep -q "reset every connection after swallowing" "$T/p6.log" || { cat "$T/p6.lo
 grep -q "rejoined" "$T/send6.log" || { cat "$T/send6.log"; fail "the client did not rejoin"; }
 ! grep -q "JOIN refused" "$T/serve-$port.log" || fail "the server refused the rejoin of a session whose client had no VERIFIED yet"
 ok "the last VERIFIED lost with every connection: the session waited, the client rejoined and verified"
+
+# 7. the client gone for good between the server's last VERIFIED and its BYE
+port=$oldport
+rm -f "$T/out.bin"
+before=$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)
+proxy p7 $((64 << 20)) --swallow 0.99:120
+send_via --connections 1 <"$T/in64" >/dev/null 2>"$T/send7.log" &
+spid=$!
+MR_PIDS+=($spid)
+for _ in $(seq 1 600); do
+	[ "$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)" -gt "$before" ] && break
+	sleep 0.1
+done
+[ "$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)" -gt "$before" ] || fail "the daemon did not verify the stream"
+kill -KILL "$spid"
+wait "$spid" 2>/dev/null || true
+mr_wait_log "$T/serve-$port.log" "the client went without BYE and did not come back within 3 s" 20 ||
+	{ tail -n 5 "$T/serve-$port.log"; fail "the daemon did not close the session after its reconnect timeout"; }
+mr_wait_log "$T/serve-$port.log" "done: 1 stream\(s\), received 64.0 MiB.*all verified" 10 ||
+	{ tail -n 5 "$T/serve-$port.log"; fail "the daemon did not report the session verified"; }
+cmp "$T/in64" "$T/out.bin" || fail "64 MiB whose client died before BYE differs"
+ok "client killed after the server's last VERIFIED: the daemon waited 3 s for it, then closed the session, verified"
