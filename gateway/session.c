@@ -389,6 +389,15 @@ static void send_ack(struct gw_stream *st)
 	send_ctl(st->s, WIRE_T_ACK, st->id, st->in_chunks, p, sizeof(p));
 }
 
+/* Locked. VERIFIED for the direction this side received in full (PROTOCOL.md §5.5). */
+static void send_verified(struct gw_stream *st)
+{
+	uint8_t p[WIRE_VERIFIED_LEN];
+
+	wire_u64_encode(p, st->in_bytes);
+	send_ctl(st->s, WIRE_T_VERIFIED, st->id, st->in_chunks, p, sizeof(p));
+}
+
 static void *stream_in_main(void *arg)
 {
 	struct gw_stream *st = arg;
@@ -410,7 +419,7 @@ static void *stream_in_main(void *arg)
 			break;
 		}
 		if (!buf) {
-			uint8_t dg[WIRE_DIGEST_LEN], vp[WIRE_VERIFIED_LEN];
+			uint8_t dg[WIRE_DIGEST_LEN];
 			char want[33], got[33];
 
 			digest_final(&st->in_dg, dg);
@@ -440,8 +449,7 @@ static void *stream_in_main(void *arg)
 			} else if (!st->fail_code) {
 				st->in_done = true;
 				send_ack(st);
-				wire_u64_encode(vp, st->in_bytes);
-				send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
+				send_verified(st);
 				stream_check_complete(st);
 			}
 			pthread_mutex_unlock(&s->lock);
@@ -599,12 +607,8 @@ static void resync_locked(struct gw_session *s, int lost)
 		if (st->out_end_sent && !st->out_verified)
 			send_ctl(s, WIRE_T_END, st->id, st->cr.sent_chunks, st->out_end, WIRE_END_LEN);
 		send_ack(st);
-		if (st->in_done) {
-			uint8_t vp[WIRE_VERIFIED_LEN];
-
-			wire_u64_encode(vp, st->in_bytes);
-			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
-		}
+		if (st->in_done)
+			send_verified(st);
 	}
 }
 
@@ -1579,15 +1583,9 @@ void gw_session_bye(struct gw_session *s)
 		 * and a server that has BYE must not miss one (PROTOCOL.md
 		 * §5.8). The server ignores repeats.
 		 */
-		for (int i = 0; i < s->nstreams; i++) {
-			struct gw_stream *st = s->streams[i];
-			uint8_t vp[WIRE_VERIFIED_LEN];
-
-			if (!st || st->fail_code || !st->in_done)
-				continue;
-			wire_u64_encode(vp, st->in_bytes);
-			send_ctl(s, WIRE_T_VERIFIED, st->id, st->in_chunks, vp, sizeof(vp));
-		}
+		for (int i = 0; i < s->nstreams; i++)
+			if (s->streams[i] && !s->streams[i]->fail_code && s->streams[i]->in_done)
+				send_verified(s->streams[i]);
 		send_ctl(s, WIRE_T_BYE, 0, 0, NULL, 0);
 	}
 	s->bye = true;
