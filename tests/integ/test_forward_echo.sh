@@ -46,17 +46,7 @@ ok "64 MiB full-duplex echo byte-exact"
 # Several streams at once, each its own echo.
 for i in 1 2 3 4; do
 	head -c $((4 << 20)) /dev/urandom >"$T/p$i"
-	python3 - "$T/fwd.sock" "$T/p$i" "$T/q$i" <<'PY' &
-import socket, sys, threading
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(60)
-data = open(sys.argv[2], "rb").read()
-threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR))).start()
-with open(sys.argv[3], "wb") as out:
-    while True:
-        b = s.recv(1 << 20)
-        if not b: break
-        out.write(b)
-PY
+	echo_bulk "$T/fwd.sock" "$T/p$i" "$T/q$i" &
 	pids[$i]=$!
 done
 for i in 1 2 3 4; do wait "${pids[$i]}" || fail "parallel stream $i"; cmp "$T/p$i" "$T/q$i" || fail "parallel stream $i differs"; done

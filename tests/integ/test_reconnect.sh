@@ -106,16 +106,17 @@ ok "the last VERIFIED lost with every connection: the session waited, the client
 # 7. the client gone for good between the server's last VERIFIED and its BYE
 port=$oldport
 rm -f "$T/out.bin"
-before=$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)
+verified_count() { grep -c "stream 0: verified" "$T/serve-$port.log" || true; }
+before=$(verified_count)
 proxy p7 $((64 << 20)) --swallow 0.99:120
 send_via --connections 1 <"$T/in64" >/dev/null 2>"$T/send7.log" &
 spid=$!
 MR_PIDS+=($spid)
 for _ in $(seq 1 600); do
-	[ "$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)" -gt "$before" ] && break
+	[ "$(verified_count)" -gt "$before" ] && break
 	sleep 0.1
 done
-[ "$(grep -c "stream 0: verified" "$T/serve-$port.log" || true)" -gt "$before" ] || fail "the daemon did not verify the stream"
+[ "$(verified_count)" -gt "$before" ] || fail "the daemon did not verify the stream"
 kill -KILL "$spid"
 wait "$spid" 2>/dev/null || true
 mr_wait_log "$T/serve-$port.log" "the client went without BYE and did not come back within 3 s" 20 ||
