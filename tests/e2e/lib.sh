@@ -24,7 +24,9 @@
 # E2E_MACHINE (pc|q35, default pc), E2E_GUEST (guest.elf), E2E_PREALLOC=1
 # (destinations with -mem-prealloc), E2E_KEEP=1 (keep the temp dir),
 # E2E_BOOT_SECS (default 60), E2E_KVM_PROBE_SECS (default 5), E2E_ACCEL_CACHE
-# (file keeping the probe's answer for an hour; default in the build tree).
+# (file keeping the probe's answer for an hour; default in the build tree),
+# E2E_KVM_DEV (the device whose access decides whether KVM is probed at all;
+# default /dev/kvm; tests point it elsewhere to exercise the probe).
 #
 # Only processes started through this library are ever signalled, by PID.
 
@@ -33,6 +35,7 @@ E2E_QEMU=${QEMU:-qemu-system-x86_64}
 E2E_MACHINE=${E2E_MACHINE:-pc}
 E2E_BOOT_SECS=${E2E_BOOT_SECS:-60}
 E2E_KVM_PROBE_SECS=${E2E_KVM_PROBE_SECS:-5}
+E2E_KVM_DEV=${E2E_KVM_DEV:-/dev/kvm}
 E2E_NAME=e2e
 E2E_TMP=
 E2E_LINE='migrelay-guest: filled '
@@ -49,6 +52,14 @@ e2e_fail() { printf 'FAIL: %s: %s\n' "$E2E_NAME" "$*" >&2; exit 1; }
 e2e_now() { date +%s.%N; }
 e2e_since() { awk -v a="$1" -v b="$(e2e_now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# e2e_reap PID: KILL (the process may have exited already) and collect its
+# status. Never fails: callers run under set -e, and a process that exited by
+# itself, or died from the KILL, is not an error of the caller.
+e2e_reap() {
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
 # Kills what we started (TERM, then KILL after 5 s), shows logs on failure,
 # removes the temp dir.
 e2e_cleanup() {
@@ -59,7 +70,7 @@ e2e_cleanup() {
 	done
 	for name in "${E2E_ORDER[@]}"; do
 		pid=${E2E_PID[$name]:-}
-		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+		[ -n "$pid" ] && { kill -TERM "$pid" 2>/dev/null || true; }
 	done
 	for name in "${E2E_ORDER[@]}"; do
 		pid=${E2E_PID[$name]:-}
@@ -68,8 +79,7 @@ e2e_cleanup() {
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		e2e_reap "$pid"
 	done
 	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -n "$E2E_TMP" ]; then
 		for f in "$E2E_TMP"/*.log "$E2E_TMP"/*.serial; do
@@ -139,13 +149,12 @@ e2e_stop() {
 	for name in "$@"; do
 		pid=${E2E_PID[$name]:-}
 		[ -n "$pid" ] || continue
-		kill -TERM "$pid" 2>/dev/null
+		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		e2e_reap "$pid"
 		E2E_PID[$name]=
 	done
 }
@@ -189,7 +198,7 @@ e2e_accel() {
 	kvm | tcg) ;;
 	*)
 		E2E_ACCEL=tcg
-		if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		if [ -r "$E2E_KVM_DEV" ] && [ -w "$E2E_KVM_DEV" ]; then
 			E2E_ACCEL=kvm
 			e2e_qemu kvmprobe 64 idle
 			e2e_wait_line kvmprobe "$E2E_KVM_PROBE_SECS" || E2E_ACCEL=tcg
