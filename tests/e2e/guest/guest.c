@@ -10,6 +10,15 @@
  * the noise pages at a steady rate ("dirty", the default; "rate=N" sets
  * N MiB/s, default 4), paced by the PIT at 100 Hz.
  *
+ * "check" (with "dirty" behaviour and rate=N) makes the guest verify its own
+ * RAM as it runs: it remembers the generation of every page it rewrote and
+ * sweeps the data region against the content each page must have, printing
+ * "migrelay-guest: check pass N ok" after every clean sweep and
+ * "migrelay-guest: check MISMATCH ..." for a page that differs. A guest
+ * migrated by a tool that loses or corrupts a page tells so on its console
+ * on the destination, without a second QEMU to compare it with (libvirt
+ * ends the source QEMU after a migration).
+ *
  * Its own code, data and stack live below 2 MiB (see guest.ld), so the
  * region above holds test data only.
  */
@@ -64,6 +73,12 @@ static volatile u32 ticks;
 static u32 data_end;  /* end of the filled region, page aligned */
 static u32 dirty_pos; /* next page to consider for rewriting */
 static u32 generation;
+
+/* check mode: the generation each noise page was last written with (0: the fill), for pages below CHECK_PAGES */
+#define CHECK_PAGES (192u * 1024u) /* 768 MiB of data above 2 MiB */
+static u32 gen_of[CHECK_PAGES];
+static int checking;
+static int check_fault; /* "checkfault": flip one byte after the first pass (proves the check sees it) */
 
 static inline void outb(u16 port, u8 v)
 {
@@ -208,8 +223,96 @@ static void dirty_one(void)
 			break;
 		dirty_pos++;
 	}
+	if (checking && dirty_pos - first >= CHECK_PAGES) {
+		dirty_pos = first; /* check mode rewrites only pages it can remember */
+		return;
+	}
 	fill_noise((u32 *)(dirty_pos * PAGE_SIZE), dirty_pos ^ (++generation * 0x9e3779b9u));
+	if (checking)
+		gen_of[dirty_pos - first] = generation;
 	dirty_pos++;
+}
+
+/* The seed of noise page <pfn> as fill_page or dirty_one last wrote it. */
+static u32 noise_seed(u32 pfn)
+{
+	u32 i = pfn - DATA_START / PAGE_SIZE, g = i < CHECK_PAGES ? gen_of[i] : 0;
+
+	return g ? pfn ^ (g * 0x9e3779b9u) : pfn;
+}
+
+/* Whether page <pfn> holds what the guest last wrote there (check mode). */
+static int page_ok(u32 pfn)
+{
+	const u32 *w = (const u32 *)(pfn * PAGE_SIZE);
+	const u8 *b = (const u8 *)w;
+	u32 i, x, h, len;
+
+	switch (page_class(pfn)) {
+	case PC_ZERO:
+		for (i = 0; i < PAGE_SIZE / 4; i++)
+			if (w[i])
+				return 0;
+		return 1;
+	case PC_PATTERN:
+		h = mix32(pfn ^ 0x5bd1e995u);
+		len = 8u << (h & 3);
+		for (i = 0; i < PAGE_SIZE; i++)
+			if (b[i] != (u8)('a' + (h + (i % len) * 7) % 26))
+				return 0;
+		return 1;
+	default:
+		x = mix32(noise_seed(pfn)) | 1;
+		for (i = 0; i < PAGE_SIZE / 4; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			if (w[i] != x)
+				return 0;
+		}
+		return 1;
+	}
+}
+
+static void puthex_serial(u32 v)
+{
+	u32 i;
+
+	puts_serial("0x");
+	for (i = 0; i < 8; i++)
+		putc_serial("0123456789abcdef"[(v >> (28 - 4 * i)) & 15]);
+}
+
+/* check mode: verifies the next <n> pages; a finished sweep prints its result. */
+static void check_some(u32 n)
+{
+	static u32 pos, pass, bad;
+	u32 first = DATA_START / PAGE_SIZE, last = data_end / PAGE_SIZE;
+
+	if (pos < first)
+		pos = first;
+	for (; n; n--) {
+		if (!page_ok(pos)) {
+			if (bad++ < 16) {
+				puts_serial("migrelay-guest: check MISMATCH page ");
+				puthex_serial(pos * PAGE_SIZE);
+				puts_serial("\n");
+			}
+		}
+		if (++pos < last)
+			continue;
+		pos = first;
+		puts_serial("migrelay-guest: check pass ");
+		putu_serial(++pass);
+		puts_serial(bad ? " FAILED, pages differ: " : " ok\n");
+		if (bad) {
+			putu_serial(bad);
+			puts_serial("\n");
+		}
+		bad = 0;
+		if (check_fault && pass == 1)
+			((volatile u8 *)(data_end - PAGE_SIZE))[100] ^= 0x5a;
+	}
 }
 
 static void halt_forever(void)
@@ -330,6 +433,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 	if (mbi->flags & MB_INFO_CMDLINE)
 		cl = (const char *)mbi->cmdline;
 	idle = cmdline_word(cl, "idle") != 0;
+	check_fault = cmdline_word(cl, "checkfault") != 0;
+	checking = check_fault || cmdline_word(cl, "check") != 0;
 	v = cmdline_word(cl, "rate");
 	if (v && *v == '=') {
 		for (rate = 0, v++; *v >= '0' && *v <= '9' && rate < 1024; v++)
@@ -351,7 +456,7 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 	if (idle)
 		halt_forever();
 	putu_serial(rate);
-	puts_serial(" MiB/s\n");
+	puts_serial(checking ? " MiB/s, check\n" : " MiB/s\n");
 
 	idt_init();
 	timer_init();
@@ -363,6 +468,8 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 			/* pages per tick = rate * 256 / TICK_HZ, carried over in acc */
 			for (acc += rate * 256; acc >= TICK_HZ; acc -= TICK_HZ)
 				dirty_one();
+			if (checking)
+				check_some(64 * 256 / TICK_HZ); /* 64 MiB/s of verification */
 		}
 	}
 }
