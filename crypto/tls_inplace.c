@@ -11,7 +11,7 @@
  * and the receiving thread themselves (start_tx, start_rx): records are
  * then sealed into its registered buffers and opened in its provided
  * buffers. Only tls_tx_flush, tls_tx_space, tls_rx_fill and
- * tls_rx_fill_ops touch the transport.
+ * tls_rx_fill_ring touch the transport.
  *
  * Kernel TLS (tls_ktls.c) shares this state: when the kernel takes only
  * the send keys, records are opened here.
@@ -33,18 +33,17 @@ static struct tls_rec_conn *rec_of(struct mr_conn *c)
 	return (struct tls_rec_conn *)c;
 }
 
-/* Sending thread. */
-static int tls_tx_flush(struct tls_rec_conn *e);
-static void tls_tx_drop(struct tls_rec_conn *e);
-
 /*
- * Transport of the record path. Only these three functions touch the
- * socket for records, so another transport (io_uring with a registered
- * send pool and provided receive buffers) can replace them without
- * changing the record logic.
+ * Transport of the record path: tls_tx_flush, tls_tx_space, tls_rx_fill
+ * and tls_rx_fill_ring (with tls_rx_next) are the only functions that touch
+ * the socket or the rings for records; the record logic above them is the
+ * same for both.
  */
 
-/* Sending thread. Writes out sbuf with send() (one call unless the socket is full). Returns 0 or -errno. */
+/*
+ * Sending thread. Writes out what was sealed: sbuf with send() (one call
+ * unless the socket is full), or the ring's buffer. Returns 0 or -errno.
+ */
 static int tls_tx_flush(struct tls_rec_conn *e)
 {
 	size_t off = 0, n = e->slen;
@@ -198,13 +197,13 @@ static ssize_t tls_rx_next(struct tls_rec_conn *e)
 }
 
 /*
- * Receiving thread, with a receive transport: the record at tls_rx_cur is
+ * Receiving thread, with the io_uring ring: the record at tls_rx_cur is
  * incomplete (or nothing is there). Moves its bytes into rbuf if they are
  * in a provided buffer and appends from the next provided buffers exactly
  * what the record still lacks, so the bytes after it stay where they are.
  * Returns > 0 when there is more to parse, 0 at EOF, -errno.
  */
-static ssize_t tls_rx_fill_ops(struct tls_rec_conn *e)
+static ssize_t tls_rx_fill_ring(struct tls_rec_conn *e)
 {
 	size_t want, k;
 	ssize_t n, rl;
@@ -423,7 +422,7 @@ static ssize_t tls_rec_recv(struct tls_rec_conn *e, unsigned char *p, size_t len
 			return -EIO;
 		}
 		if (rl == 0 || avail < (size_t)rl) {
-			n = e->urx ? tls_rx_fill_ops(e) : tls_rx_fill(e);
+			n = e->urx ? tls_rx_fill_ring(e) : tls_rx_fill(e);
 			if (n <= 0)
 				return tls_rec_rx_failed(e, n);
 			continue;
