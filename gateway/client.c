@@ -363,8 +363,17 @@ struct rejoin_ctx {
 	bool has_peer_name;
 };
 
+/* The session takes connection <idx> past its WELCOME; it owns <fd> and <t> from now on, even on failure. */
+static int add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *t)
+{
+	struct mr_conn *conn;
+	int r = mr_conn_from_tls(&conn, t, fd);
+
+	return r < 0 ? r : gw_session_add_conn(s, idx, conn);
+}
+
 /* Session timer thread: a new connection JOINs as <idx> (PROTOCOL.md §2.3). */
-static int client_rejoin(struct gw_session *s, int idx, int *fd_out, struct mr_tls **tls_out)
+static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_out)
 {
 	struct rejoin_ctx *rc = s->rejoin_ctx;
 	struct wire_join j = { .session_id = s->id, .conn_index = (uint16_t)idx };
@@ -390,9 +399,7 @@ static int client_rejoin(struct gw_session *s, int idx, int *fd_out, struct mr_t
 		return r == MR_EXIT_AUTH ? -ENOENT : -ECONNRESET;
 	}
 	net_set_timeouts(fd, 0, 0);
-	*fd_out = fd;
-	*tls_out = t;
-	return 0;
+	return mr_conn_from_tls(conn_out, t, fd);
 }
 
 static void client_ctx_free(struct gw_session *s)
@@ -495,7 +502,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	s->nconns = o->connections;
 	snprintf(s->target, sizeof(s->target), "%s", o->target);
 	net_set_timeouts(fd, 0, 0);
-	r = gw_session_add_conn(s, 0, fd, t);
+	r = add_conn(s, 0, fd, t);
 	fd = -1;
 	t = NULL;
 	if (r < 0) {
@@ -523,7 +530,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 		if ((r = welcome_mode(t, &h, o->plaintext, what, true)) != 0)
 			goto out;
 		net_set_timeouts(fd, 0, 0);
-		r = gw_session_add_conn(s, i, fd, t);
+		r = add_conn(s, i, fd, t);
 		fd = -1;
 		t = NULL;
 		if (r < 0) {

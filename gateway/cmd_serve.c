@@ -161,6 +161,7 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	struct wire_welcome w = { 0 };
 	struct gw_target *tgt;
 	struct gw_session *s = NULL;
+	struct mr_conn *conn;
 	uint8_t wp[WIRE_WELCOME_LEN];
 	pthread_t thr;
 
@@ -243,7 +244,8 @@ static void handle_hello(struct mr_tls *t, int fd, const char *peer, const char 
 	if (s->cfg.plaintext)
 		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
 	net_set_timeouts(fd, 0, 0);
-	if (gw_session_add_conn(s, 0, fd, t) < 0 || pthread_create(&thr, NULL, session_supervisor, s) != 0) {
+	if (mr_conn_from_tls(&conn, t, fd) < 0 || gw_session_add_conn(s, 0, conn) < 0 ||
+	    pthread_create(&thr, NULL, session_supervisor, s) != 0) {
 		srv.sessions[--srv.nsessions] = NULL;
 		pthread_mutex_unlock(&srv.lock);
 		gw_err("%s: cannot start session", peer);
@@ -269,6 +271,7 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 	struct wire_join j;
 	struct wire_welcome w = { 0 };
 	struct gw_session *s = NULL;
+	struct mr_conn *conn;
 	uint8_t wp[WIRE_WELCOME_LEN];
 
 	if (wire_join_decode(&j, p, len) < 0)
@@ -322,7 +325,7 @@ static void handle_join(struct mr_tls *t, int fd, const char *peer, const char *
 		gw_dbg("session %016llx: connection %u joined in plaintext", (unsigned long long)s->id, j.conn_index);
 	net_set_timeouts(fd, 0, 0);
 	/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried. */
-	if (gw_session_replace_conn(s, j.conn_index, fd, t) < 0)
+	if (mr_conn_from_tls(&conn, t, fd) < 0 || gw_session_replace_conn(s, j.conn_index, conn) < 0)
 		gw_warn("%s: JOIN of connection %u failed", peer, j.conn_index);
 	pthread_mutex_unlock(&srv.lock);
 }

@@ -22,7 +22,7 @@
 #include "exitcodes.h"
 #include "log.h"
 #include "net.h"
-#include "stream/uring.h"
+#include "stream/conn.h"
 
 uint64_t gw_now_ns(void)
 {
@@ -756,106 +756,62 @@ static void auto_account(struct gw_session *s, uint32_t raw)
 	}
 }
 
-/* ---- io_uring transport under the TLS records ----------------------- */
-
-static int uring_tx_get(void *ctx, uint8_t **buf, size_t *cap)
-{
-	return mr_uring_tx_get(ctx, buf, cap);
-}
-
-static int uring_tx_send(void *ctx, uint8_t *buf, size_t len)
-{
-	return mr_uring_tx_send(ctx, buf, len);
-}
-
-static void uring_tx_put(void *ctx, uint8_t *buf)
-{
-	mr_uring_tx_put(ctx, buf);
-}
-
-static ssize_t uring_rx_recv(void *ctx, const uint8_t **data, unsigned *bid, int timeout_ms)
-{
-	return mr_uring_rx_recv(ctx, data, bid, timeout_ms);
-}
-
-static void uring_rx_put(void *ctx, unsigned bid)
-{
-	mr_uring_rx_put(ctx, bid);
-}
-
-static const struct mr_tls_tx_ops uring_tx_ops = { uring_tx_get, uring_tx_send, uring_tx_put };
-static const struct mr_tls_rx_ops uring_rx_ops = { uring_rx_recv, uring_rx_put };
+/* ---- the connection's own transport (stream/conn.h) ------------------ */
 
 /* Once per process: how the data path moves bytes, and why not otherwise. */
 static void io_note(const struct gw_conn *c, const char *uring_why)
 {
 	static atomic_bool said_engine, said_uring;
-	const char *k = mr_tls_ktls_error(c->tls);
+	const char *k = mr_conn_note(c->conn);
 
 	if (uring_why && !atomic_exchange(&said_uring, true))
 		gw_info("io_uring not used: %s; sending and receiving with send()/recv()", uring_why);
 	if (!atomic_exchange(&said_engine, true))
-		gw_dbg("data path: TLS records %s%s%s", mr_tls_engine(c->tls), k && *k ? "; " : "", k ? k : "");
+		gw_dbg("data path: engine %s%s%s", mr_conn_name(c->conn), *k ? "; " : "", k);
 }
 
-/* Writer thread: its own io_uring for the sealed records, where the record layer is ours. */
+/* What a connection may set up for itself (an io_uring under the in-place TLS records). */
+static void conn_io(const struct gw_conn *c, struct mr_conn_io *io)
+{
+	*io = (struct mr_conn_io){ .tx_bufs = GW_URING_TX_BUFS, .tx_bufsize = GW_URING_TX_BUFSIZE,
+				   .rx_bufs = GW_URING_RX_BUFS, .rx_bufsize = GW_URING_RX_BUFSIZE,
+				   .loopback = net_peer_is_loopback(c->fd) };
+}
+
+/* Writer thread, at its start: the engine's send transport is bound to this thread. */
 static void conn_io_start_tx(struct gw_conn *c)
 {
+	struct mr_conn_io io;
 	char why[256] = "";
 
-	if (!strcmp(mr_tls_engine(c->tls), "in-place") && mr_uring_wanted()) {
-		if (mr_uring_tx_new(&c->utx, c->fd, GW_URING_TX_BUFS, GW_URING_TX_BUFSIZE, why, sizeof(why)) < 0) {
-			c->utx = NULL;
-		} else if (mr_tls_set_tx(c->tls, &uring_tx_ops, c->utx) < 0) {
-			mr_uring_tx_free(c->utx);
-			c->utx = NULL;
-		} else if (net_peer_is_loopback(c->fd)) {
-			/* loopback delivery copies the pages anyway: zero-copy would only add notifications */
-			mr_uring_tx_set_zc_min(c->utx, SIZE_MAX);
-		}
-	}
+	conn_io(c, &io);
+	mr_conn_start_tx(c->conn, &io, why, sizeof(why));
 	io_note(c, why[0] ? why : NULL);
 }
 
 /*
- * Writer or reader thread, at its end: the ring is used only by the thread
+ * Writer or reader thread, at its end: a ring is used only by the thread
  * that made it, so that thread ends it (cancelling what is armed, waiting
  * for zero-copy notifications), while the socket is still open.
  */
 static void conn_io_stop_tx(struct gw_conn *c)
 {
-	if (!c->utx)
-		return;
-	if (mr_tls_set_tx(c->tls, NULL, NULL) < 0)
-		gw_dbg("connection %d: detaching the io_uring send path failed", c->idx);
-	mr_uring_tx_free(c->utx);
-	c->utx = NULL;
+	mr_conn_stop_tx(c->conn);
 }
 
 static void conn_io_stop_rx(struct gw_conn *c)
 {
-	if (!c->urx)
-		return;
-	if (mr_tls_set_rx(c->tls, NULL, NULL) < 0)
-		gw_dbg("connection %d: detaching the io_uring receive path failed", c->idx);
-	mr_uring_rx_free(c->urx);
-	c->urx = NULL;
+	mr_conn_stop_rx(c->conn);
 }
 
-/* Reader thread: its own io_uring with a provided-buffer ring. */
+/* Reader thread, at its start. */
 static void conn_io_start_rx(struct gw_conn *c)
 {
+	struct mr_conn_io io;
 	char why[256] = "";
-	const char *e = mr_tls_engine(c->tls);
 
-	if (!strcmp(e, "in-place") && mr_uring_wanted()) {
-		if (mr_uring_rx_new(&c->urx, c->fd, GW_URING_RX_BUFS, GW_URING_RX_BUFSIZE, why, sizeof(why)) < 0) {
-			c->urx = NULL;
-		} else if (mr_tls_set_rx(c->tls, &uring_rx_ops, c->urx) < 0) {
-			mr_uring_rx_free(c->urx);
-			c->urx = NULL;
-		}
-	}
+	conn_io(c, &io);
+	mr_conn_start_rx(c->conn, &io, why, sizeof(why));
 	io_note(c, why[0] ? why : NULL);
 }
 
@@ -919,7 +875,7 @@ static void *conn_writer_main(void *arg)
 			len = e->len;
 		}
 		/* a raw chunk stays untouched until the peer ACKs it: it may be lent to the kernel */
-		n = e->c && p == e->c->mem ? mr_tls_send_stable(c->tls, p, len) : mr_tls_send(c->tls, p, len);
+		n = e->c && p == e->c->mem ? mr_conn_send_stable(c->conn, p, len) : mr_conn_send(c->conn, p, len);
 		raw = e->c ? e->c->len : 0;
 		chunk_put(e->c);
 		free(e);
@@ -959,14 +915,13 @@ static void *conn_writer_main(void *arg)
 			c->closing = true; /* nothing new goes on it */
 			c->draining = true;
 			c->drain_ns = gw_now_ns();
-			mr_tls_bye(c->tls);
-			shutdown(c->fd, SHUT_WR);
+			mr_conn_half_close(c->conn);
 			c->tx_bytes = 0;
 			break;
 		}
 	}
 	if (c->closing && !c->dead && !c->draining)
-		mr_tls_bye(c->tls);
+		mr_conn_bye(c->conn);
 	pthread_mutex_unlock(&s->lock);
 	conn_io_stop_tx(c);
 	pthread_mutex_lock(&s->lock);
@@ -1209,9 +1164,9 @@ static void *conn_reader_main(void *arg)
 		uint32_t wlen;
 		int r;
 
-		n = mr_tls_recv_all(c->tls, hb, sizeof(hb));
+		n = mr_conn_recv_all(c->conn, hb, sizeof(hb));
 		if (n <= 0) {
-			why = n == 0 ? "closed by the peer" : mr_tls_last_error(c->tls);
+			why = n == 0 ? "closed by the peer" : mr_conn_last_error(c->conn);
 			peer_clean = n == 0;
 			break;
 		}
@@ -1232,9 +1187,9 @@ static void *conn_reader_main(void *arg)
 				chunk = malloc(h.len);
 				if (!chunk)
 					goto nomem;
-				n = h.len ? mr_tls_recv_all(c->tls, chunk, h.len) : 0;
+				n = h.len ? mr_conn_recv_all(c->conn, chunk, h.len) : 0;
 			} else {
-				n = mr_tls_recv_all(c->tls, c->rxbuf, h.len);
+				n = mr_conn_recv_all(c->conn, c->rxbuf, h.len);
 				if (n == (ssize_t)h.len) {
 					uint32_t raw = wire_load_be32(c->rxbuf);
 
@@ -1257,11 +1212,11 @@ static void *conn_reader_main(void *arg)
 				}
 			}
 		} else {
-			n = h.len ? mr_tls_recv_all(c->tls, ctl, h.len) : 0;
+			n = h.len ? mr_conn_recv_all(c->conn, ctl, h.len) : 0;
 		}
 		if (n < (ssize_t)wlen) {
 			free(chunk);
-			why = n < 0 ? mr_tls_last_error(c->tls) : "closed by the peer in the middle of a frame";
+			why = n < 0 ? mr_conn_last_error(c->conn) : "closed by the peer in the middle of a frame";
 			break;
 		}
 		pthread_mutex_lock(&s->lock);
@@ -1341,9 +1296,7 @@ static void conn_free(struct gw_conn *c)
 {
 	if (!c)
 		return;
-	mr_tls_free(c->tls);
-	if (c->fd >= 0)
-		close(c->fd);
+	mr_conn_free(c->conn); /* closes the socket */
 	codec_free(c->enc);
 	codec_free(c->dec);
 	free(c->txbuf);
@@ -1426,16 +1379,16 @@ static void *session_timer_main(void *arg)
 			continue;
 		for (int i = 0; i < s->nconns && !s->finished && !s->err_code; i++) {
 			struct gw_conn *c = s->conns[i];
-			struct mr_tls *tls = NULL;
-			int fd = -1, r;
+			struct mr_conn *conn = NULL;
+			int r;
 
 			if (!c || !c->dead || now < s->rejoin_at_ns[i] ||
 			    (s->nlive > 0 && s->rejoin_tries[i] >= GW_REJOIN_TRIES))
 				continue;
 			pthread_mutex_unlock(&s->lock);
-			r = s->rejoin(s, i, &fd, &tls);
+			r = s->rejoin(s, i, &conn);
 			if (r == 0)
-				r = gw_session_replace_conn(s, i, fd, tls);
+				r = gw_session_replace_conn(s, i, conn);
 			pthread_mutex_lock(&s->lock);
 			if (r == 0) {
 				gw_info("connection %d rejoined the session", i);
@@ -1463,20 +1416,20 @@ static void *session_timer_main(void *arg)
 	return NULL;
 }
 
-int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)
+int gw_session_add_conn(struct gw_session *s, int idx, struct mr_conn *conn)
 {
 	struct gw_conn *c = calloc(1, sizeof(*c));
+	int fd = conn->fd;
 	int r = -ENOMEM;
 
 	if (!c) {
-		mr_tls_free(tls);
-		close(fd);
+		mr_conn_free(conn);
 		return -ENOMEM;
 	}
 	c->s = s;
 	c->idx = idx;
 	c->fd = fd;
-	c->tls = tls;
+	c->conn = conn;
 	pthread_cond_init(&c->cond, NULL);
 	c->enc = codec_new(s->cfg.zlevel > 0 ? s->cfg.zlevel : 3);
 	c->dec = codec_new(1);
@@ -1535,22 +1488,20 @@ bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)
 	return !(s->conns[idx] && !s->conns[idx]->dead) && !s->err_code;
 }
 
-int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls)
+int gw_session_replace_conn(struct gw_session *s, int idx, struct mr_conn *conn)
 {
 	struct gw_conn *old;
 	int r;
 
 	if (idx < 0 || idx >= WIRE_MAX_CONNS) {
-		mr_tls_free(tls);
-		close(fd);
+		mr_conn_free(conn);
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&s->lock);
 	old = s->conns[idx];
 	if (s->finished || (old && !old->dead)) {
 		pthread_mutex_unlock(&s->lock);
-		mr_tls_free(tls);
-		close(fd);
+		mr_conn_free(conn);
 		return -EEXIST;
 	}
 	s->conns[idx] = NULL;
@@ -1563,7 +1514,7 @@ int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls
 		}
 		conn_free(old);
 	}
-	r = gw_session_add_conn(s, idx, fd, tls);
+	r = gw_session_add_conn(s, idx, conn);
 	if (r < 0)
 		return r;
 	/* What the old connection at this index carried is gone with it, though the index lives again. */

@@ -44,8 +44,7 @@ enum {
 
 struct gw_session;
 struct gw_stream;
-struct mr_uring_tx;
-struct mr_uring_rx;
+struct mr_conn;
 
 /* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
 struct gw_chunk {
@@ -67,8 +66,8 @@ struct gw_qent {
 struct gw_conn {
 	struct gw_session *s;
 	int idx;
-	int fd;
-	struct mr_tls *tls;
+	int fd;               /* conn's socket, for shutdown() from any thread; closed with conn */
+	struct mr_conn *conn; /* stream/conn.h: the engine chosen when the connection was set up */
 	pthread_t rd, wr;
 	bool threads;
 	pthread_cond_t cond; /* writer waits here for queue entries */
@@ -86,9 +85,6 @@ struct gw_conn {
 	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
-	/* io_uring transport under the TLS records (stream/uring.h), NULL when send()/recv() are used */
-	struct mr_uring_tx *utx; /* made by the writer thread */
-	struct mr_uring_rx *urx; /* made by the reader thread */
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
 };
 
@@ -175,9 +171,9 @@ struct gw_session {
 	bool timer_started;
 	/*
 	 * Client: opens a new connection and JOINs it as index <idx>; called
-	 * unlocked from the timer thread. Returns 0 with *fd and *tls set, or -errno.
+	 * unlocked from the timer thread. Returns 0 with *conn set, or -errno.
 	 */
-	int (*rejoin)(struct gw_session *s, int idx, int *fd, struct mr_tls **tls);
+	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
 	void *rejoin_ctx;
 	struct gw_conn *conns[WIRE_MAX_CONNS];
 	struct gw_stream *streams[WIRE_MAX_STREAMS];
@@ -216,11 +212,12 @@ struct gw_session {
 MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg);
 
 /*
- * Adds connection <idx> with an established TLS session and starts its
- * threads. The session owns <tls> and <fd> from then on, even on failure.
+ * Adds connection <idx>, set up and past its WELCOME (stream/conn.h:
+ * mr_conn_from_tls, mr_conn_plain), and starts its threads. The session
+ * owns <conn> (and its socket) from then on, even on failure.
  * Returns 0, -EEXIST if the index is taken, -ENOMEM.
  */
-MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
+MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, struct mr_conn *conn);
 
 /*
  * Locked. Waits up to <timeout_ms> until connection <idx> is gone or dead:
@@ -244,7 +241,7 @@ bool gw_session_awaits_bye_locked(const struct gw_session *s);
  * it, adds the new one and re-sends what the dead one carried.
  * Returns 0, -EEXIST if the old connection still lives.
  */
-MR_MUST_CHECK int gw_session_replace_conn(struct gw_session *s, int idx, int fd, struct mr_tls *tls);
+MR_MUST_CHECK int gw_session_replace_conn(struct gw_session *s, int idx, struct mr_conn *conn);
 
 /*
  * Client: creates stream <role> on the next id with local fds and sink ops,
