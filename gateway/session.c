@@ -5,7 +5,12 @@
  *   conn writer  - sends control frames first, then DATA chunks (compressing them)
  *   stream out   - reads the local fd into chunks while credit allows
  *   stream in    - writes reordered chunks to the local fd, ACKs, verifies END
- * All shared state is under s->lock.
+ * All shared state is under s->lock. The protocol's rules are not here but
+ * in stream/: what a frame from the peer does is stream/rxsm.h's state
+ * machine (dispatch() runs it and carries out its actions); which
+ * connection takes a chunk, what an ACK releases and what a lost
+ * connection re-sends is stream/stripe.h. This file owns the threads, the
+ * queues and the sockets around them.
  */
 #include "session.h"
 
@@ -1716,4 +1721,48 @@ void gw_session_stats(struct gw_session *s, struct gw_stats *out)
 		}
 	out->live_conns = s->nlive;
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Locked. The outcome snapshot behind gw_session_outcome and gw_session_first_failure. */
+static void outcome_locked(const struct gw_session *s, struct gw_outcome *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->first_failed = -1;
+	o->nstreams = s->nstreams;
+	o->open_streams = s->open_streams;
+	for (int i = 0; i < s->nstreams; i++) {
+		const struct gw_stream *st = s->streams[i];
+
+		if (!st || !st->fail_code)
+			continue;
+		if (o->failed_streams++ == 0) {
+			o->first_failed = i;
+			o->stream_code = st->fail_code;
+			snprintf(o->stream_text, sizeof(o->stream_text), "%s", st->fail_text);
+		}
+	}
+	o->session_code = s->err_code;
+	snprintf(o->session_text, sizeof(o->session_text), "%s", s->err_text);
+	o->session_from_peer = s->err_from_peer;
+	o->bye = s->bye;
+	o->live_conns = s->nlive;
+	o->ok = !s->err_code && !s->open_streams && !o->failed_streams;
+}
+
+void gw_session_outcome(struct gw_session *s, struct gw_outcome *o)
+{
+	pthread_mutex_lock(&s->lock);
+	outcome_locked(s, o);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int gw_session_first_failure(struct gw_session *s, int *code, char *text, size_t len)
+{
+	struct gw_outcome o;
+
+	gw_session_outcome(s, &o);
+	*code = o.stream_code ? o.stream_code : o.session_code;
+	if (text && len)
+		snprintf(text, len, "%s", o.stream_code ? o.stream_text : o.session_text);
+	return o.failed_streams;
 }

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "crypto/tls.h"
@@ -287,6 +288,36 @@ struct gw_stats {
 	int live_conns;
 };
 void gw_session_stats(struct gw_session *s, struct gw_stats *st);
+
+/*
+ * The failure a command reports, for commands that must not walk
+ * s->streams[] themselves. Takes s->lock: any thread but the session's own
+ * (not from on_open or sink ops). Sets *code to the WIRE_E_* code of the
+ * first failed stream (lowest id) and <text> (<len> bytes, NUL-terminated,
+ * may be NULL) to its text; with no failed stream, to the session's own
+ * failure; with neither, *code = 0 and text "". Returns the number of
+ * failed streams (0 when none), never an error.
+ */
+int gw_session_first_failure(struct gw_session *s, int *code, char *text, size_t len);
+
+/* How a session stands or ended, in one consistent snapshot (gw_session_outcome). */
+struct gw_outcome {
+	bool ok;               /* every stream complete, none open or failed, no session failure */
+	int nstreams;          /* stream ids used */
+	int open_streams;      /* neither complete nor failed */
+	int failed_streams;
+	int first_failed;      /* id of the first failed stream, -1 for none */
+	int stream_code;       /* its WIRE_E_* code, 0 for none */
+	char stream_text[WIRE_MAX_ERROR_TEXT + 1];
+	int session_code;      /* the session's own failure, 0 for none */
+	char session_text[WIRE_MAX_ERROR_TEXT + 1];
+	bool session_from_peer; /* that failure came in the peer's ERROR */
+	bool bye;              /* server: the client sent BYE */
+	int live_conns;
+};
+
+/* Fills <o> under s->lock; same threads as gw_session_first_failure. */
+void gw_session_outcome(struct gw_session *s, struct gw_outcome *o);
 
 /* Maps a WIRE_E_* code to a process exit code. */
 int gw_exit_for_wire_error(int code);
