@@ -20,7 +20,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVE_PID/status"; }
 # buffers' worth of PONG records and allocator slack. Under AddressSanitizer
 # freed memory sits in its quarantine (256 MiB by default), so allow that.
 bound_kib=$((64 * 1024))
-if ldd "$MIGRELAY" 2>/dev/null | grep -q libasan; then
+if grep -q __asan_init "$MIGRELAY" 2>/dev/null; then
 	bound_kib=$((320 * 1024))
 fi
 
