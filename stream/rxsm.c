@@ -40,7 +40,7 @@ static struct rxsm_action *act(struct rxsm_out *out, enum rxsm_act kind, const s
 
 /* Records a violation (§7) and returns -EBADMSG. */
 static int violation(struct rxsm_out *out, const struct wire_hdr *h, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int violation(struct rxsm_out *out, const struct wire_hdr *h, const char *fmt, ...)
 {
 	struct rxsm_action *a;
@@ -65,19 +65,17 @@ static int malformed(struct rxsm_out *out, const struct wire_hdr *h)
  * creates it on first sight, within max_streams (§5.1: DATA, END and ACK
  * may overtake OPEN); anything else is a violation.
  */
-static int no_stream(const struct rxsm *m, const struct rxsm_facts *f, const struct wire_hdr *h,
-		     struct rxsm_out *out)
+static int no_stream(const struct rxsm *m, const struct rxsm_facts *f, const struct wire_hdr *h, struct rxsm_out *out)
 {
 	if (!m->server || h->stream >= WIRE_MAX_STREAMS)
 		return violation(out, h, "%s for unknown stream %u", wire_type_name(h->type), h->stream);
 	if (f->open_streams >= m->max_streams)
-		return violation(out, h, "stream %u exceeds the %u open streams allowed", h->stream,
-				 m->max_streams);
+		return violation(out, h, "stream %u exceeds the %u open streams allowed", h->stream, m->max_streams);
 	return RXSM_NEED_STREAM;
 }
 
-static int on_data(const struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f,
-		   const struct wire_hdr *h, void *chunk, struct rxsm_out *out)
+static int on_data(const struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f, const struct wire_hdr *h,
+		   void *chunk, struct rxsm_out *out)
 {
 	int r;
 
@@ -97,8 +95,8 @@ static int on_data(const struct rxsm *m, struct rxsm_stream *st, const struct rx
 	 * received beyond the last one plus the window breaks the credit
 	 * (§5.3), however fast we write it out.
 	 */
-	if (credit_rx_check(h->seq, st->in_acked, st->in_bytes + st->in_held - st->in_acked_bytes, h->len,
-			    m->window) < 0)
+	if (credit_rx_check(h->seq, st->in_acked, st->in_bytes + st->in_held - st->in_acked_bytes, h->len, m->window) <
+	    0)
 		return violation(out, h, "stream %u: peer sent chunk %llu beyond its %u-byte window", h->stream,
 				 (unsigned long long)h->seq, m->window);
 	st->in_held += h->len;
@@ -260,7 +258,8 @@ bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window)
 	st->in_bytes += len;
 	st->in_held -= len;
 	/* ACK every quarter window, or when the writer caught up, so credit never stalls the sender (§5.3). */
-	return st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 || st->in_bytes - st->in_acked_bytes >= window / 4 ||
+	return st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 ||
+	       st->in_bytes - st->in_acked_bytes >= window / 4 ||
 	       st->ro.slot[st->ro.next_seq % WIRE_WINDOW_CHUNKS].chunk == NULL;
 }
 

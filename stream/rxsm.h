@@ -25,49 +25,49 @@
 
 /* One stream's rule state, both directions. */
 struct rxsm_stream {
-	/* outbound (this side sends; the peer ACKs and VERIFIEs) */
+	/* outbound (this side sends; the peer sends ACK and VERIFIED) */
 	struct credit cr;
-	uint64_t out_bytes;      /* raw bytes sent so far */
-	bool out_end_sent;       /* END went (or is queued) */
-	bool out_verified;       /* the peer's VERIFIED matched */
-	/* inbound (the peer sends; this side ACKs and VERIFIEs) */
+	uint64_t out_bytes; /* raw bytes sent so far */
+	bool out_end_sent;  /* END went (or is queued) */
+	bool out_verified;  /* the peer's VERIFIED matched */
+	/* inbound (the peer sends; this side sends ACK and VERIFIED) */
 	struct reorder ro;
-	uint64_t in_chunks, in_bytes;           /* delivered to the local side */
-	uint64_t in_held;                       /* raw bytes received, not yet delivered */
-	uint64_t in_acked, in_acked_bytes;      /* what the last ACK sent said */
-	bool in_end_seen;                       /* the peer's END arrived ... */
-	struct wire_end in_end;                 /* ... with these totals ... */
-	uint64_t in_end_chunks;                 /* ... and this many chunks */
-	bool in_done;                           /* END matched, VERIFIED sent */
-	bool open_seen;                         /* server: its OPEN was accepted */
+	uint64_t in_chunks, in_bytes;	   /* delivered to the local side */
+	uint64_t in_held;		   /* raw bytes received, not yet delivered */
+	uint64_t in_acked, in_acked_bytes; /* what the last ACK sent said */
+	bool in_end_seen;		   /* the peer's END arrived ... */
+	struct wire_end in_end;		   /* ... with these totals ... */
+	uint64_t in_end_chunks;		   /* ... and this many chunks */
+	bool in_done;			   /* END matched, VERIFIED sent */
+	bool open_seen;			   /* server: its OPEN was accepted */
 };
 
 /* Session-wide rule state. */
 struct rxsm {
 	bool server;
-	uint32_t window;         /* bytes per stream direction (§5.3) */
-	uint16_t max_streams;    /* open at once (§5.1) */
-	uint16_t next_open;      /* server: the stream id the next OPEN must name */
+	uint32_t window;      /* bytes per stream direction (§5.3) */
+	uint16_t max_streams; /* open at once (§5.1) */
+	uint16_t next_open;   /* server: the stream id the next OPEN must name */
 };
 
 /* What the session knows and the machine reads, for the frame at hand. */
 struct rxsm_facts {
-	bool session_failed;     /* a session failure happened (first failure wins) */
-	bool stream_failed;      /* the stream the frame names failed (false if it does not exist) */
-	int open_streams;        /* streams neither complete nor failed */
+	bool session_failed; /* a session failure happened (first failure wins) */
+	bool stream_failed;  /* the stream the frame names failed (false if it does not exist) */
+	int open_streams;    /* streams neither complete nor failed */
 };
 
 enum rxsm_act {
 	RXSM_A_NONE = 0,
-	RXSM_A_WAKE_IN = 1,       /* a chunk or the END arrived: wake the stream's inbound pump */
-	RXSM_A_ACKED = 2,         /* the peer acknowledged chunks below <seq>: release them, wake the outbound pump */
-	RXSM_A_OUT_VERIFIED = 3,  /* the outbound direction is verified: the stream may be complete */
-	RXSM_A_OPEN = 4,          /* server: connect stream to the target (role in <code>), OUTSIDE the lock */
-	RXSM_A_STREAM_FAIL = 5,   /* the peer failed the stream: fail it with <code>, <text>, not told back */
-	RXSM_A_SESSION_FAIL = 6,  /* the peer failed the session: <code>, <text>, not told back */
-	RXSM_A_PONG = 7,          /* answer a PING on the same connection with the nonce at <view> */
-	RXSM_A_BYE = 8,           /* server: the client opens no more streams */
-	RXSM_A_PROTOCOL = 9,      /* violation (§7): fail the session with PROTOCOL, <text>; stop reading */
+	RXSM_A_WAKE_IN = 1,	 /* a chunk or the END arrived: wake the stream's inbound pump */
+	RXSM_A_ACKED = 2,	 /* the peer acknowledged chunks below <seq>: release them, wake the outbound pump */
+	RXSM_A_OUT_VERIFIED = 3, /* the outbound direction is verified: the stream may be complete */
+	RXSM_A_OPEN = 4,	 /* server: connect stream to the target (role in <code>), OUTSIDE the lock */
+	RXSM_A_STREAM_FAIL = 5,	 /* the peer failed the stream: fail it with <code>, <text>, not told back */
+	RXSM_A_SESSION_FAIL = 6, /* the peer failed the session: <code>, <text>, not told back */
+	RXSM_A_PONG = 7,	 /* answer a PING on the same connection with the nonce at <view> */
+	RXSM_A_BYE = 8,		 /* server: the client opens no more streams */
+	RXSM_A_PROTOCOL = 9,	 /* violation (§7): fail the session with PROTOCOL, <text>; stop reading */
 };
 
 enum { RXSM_MAX_ACTIONS = 2 };
@@ -77,7 +77,7 @@ struct rxsm_action {
 	uint16_t stream;
 	uint64_t seq;
 	int code;
-	const uint8_t *view;     /* borrowed from the frame's payload */
+	const uint8_t *view; /* borrowed from the frame's payload */
 	char text[WIRE_MAX_ERROR_TEXT + 1];
 };
 

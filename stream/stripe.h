@@ -41,8 +41,8 @@ enum stripe_limits {
 /* One unacknowledged chunk's place in its stream's list; embedded in the caller's chunk. */
 struct stripe_ent {
 	struct stripe_ent *next;
-	uint64_t seq;  /* the chunk's sequence number in its stream direction */
-	int link;      /* link it was last queued on; -1 when none */
+	uint64_t seq; /* the chunk's sequence number in its stream direction */
+	int link;     /* link it was last queued on; -1 when none */
 };
 
 /* A stream direction's unacknowledged chunks, in sequence order. */
@@ -89,33 +89,33 @@ bool stripe_must_resend(const struct stripe_ent *e, int lost, uint64_t alive);
 
 /* What losing a link means for the session. */
 enum stripe_loss {
-	STRIPE_LOSS_QUIET = 0,   /* nothing in flight (done, failed, or between streams): nothing to do */
-	STRIPE_LOSS_RESEND = 1,  /* other links live: queue again what the lost one carried, repeat control state */
-	STRIPE_LOSS_FAIL = 2,    /* the last link, no reconnection: the session fails TRUNCATED */
-	STRIPE_LOSS_WAIT = 3,    /* the last link: wait for a rejoin within the reconnect timeout */
+	STRIPE_LOSS_QUIET = 0,	    /* nothing in flight (done, failed, or between streams): nothing to do */
+	STRIPE_LOSS_RESEND = 1,	    /* other links live: queue again what the lost one carried, repeat control state */
+	STRIPE_LOSS_FAIL = 2,	    /* the last link, no reconnection: the session fails TRUNCATED */
+	STRIPE_LOSS_WAIT = 3,	    /* the last link: wait for a rejoin within the reconnect timeout */
 	STRIPE_LOSS_WAIT_REKEY = 4, /* the last link closed cleanly to be replaced for fresh keys: wait for it */
 };
 
 struct stripe_loss_facts {
-	int live_after;     /* links alive once the lost one is gone */
-	bool reconnect;     /* the session waits for rejoins */
-	bool failed;        /* the session failed already */
-	bool finished;      /* the session is being closed */
-	int open_streams;   /* streams neither complete nor failed */
-	bool clean;         /* the link ended with a close_notify */
+	int live_after;	  /* links alive once the lost one is gone */
+	bool reconnect;	  /* the session waits for rejoins */
+	bool failed;	  /* the session failed already */
+	bool finished;	  /* the session is being closed */
+	int open_streams; /* streams neither complete nor failed */
+	bool clean;	  /* the link ended with a close_notify */
 };
 enum stripe_loss stripe_on_loss(const struct stripe_loss_facts *f);
 
 /* What a resync repeats for one stream (§2.3); a set of STRIPE_RS_* bits. */
-#define STRIPE_RS_OPEN 0x01u      /* the OPEN (client, stream opened) */
-#define STRIPE_RS_CHUNKS 0x02u    /* unacknowledged chunks on lost links */
-#define STRIPE_RS_END 0x04u       /* the END, not verified yet */
-#define STRIPE_RS_ACK 0x08u       /* the current ACK */
-#define STRIPE_RS_VERIFIED 0x10u  /* the VERIFIED, inbound done */
+#define STRIPE_RS_OPEN 0x01u	 /* the OPEN (client, stream opened) */
+#define STRIPE_RS_CHUNKS 0x02u	 /* unacknowledged chunks on lost links */
+#define STRIPE_RS_END 0x04u	 /* the END, not verified yet */
+#define STRIPE_RS_ACK 0x08u	 /* the current ACK */
+#define STRIPE_RS_VERIFIED 0x10u /* the VERIFIED, inbound done */
 
 struct stripe_resync_facts {
 	bool client;
-	bool failed;       /* the stream failed: nothing more is sent for it (§5.6) */
+	bool failed; /* the stream failed: nothing more is sent for it (§5.6) */
 	bool opened;
 	bool end_sent, verified, in_done;
 };

@@ -172,10 +172,10 @@ static void check_all(const struct fx *x)
 static bool op_frame(struct fx *x, const uint8_t *a)
 {
 	uint8_t p[WIRE_MAX_CONTROL];
-	struct wire_hdr h = { .type = (uint8_t)(1 + a[0] % WIRE_T_MAX), .seq = wire_load_be16(a + 2) };
+	struct wire_hdr h = {.type = (uint8_t)(1 + a[0] % WIRE_T_MAX), .seq = wire_load_be16(a + 2)};
 	uint16_t id = a[1] < 240 ? (uint16_t)(a[1] % NSTREAMS) : a[1] == 255 ? WIRE_STREAM_SESSION : a[1];
 	struct mstream *ms = id < WIRE_MAX_STREAMS ? &x->ms[id] : NULL;
-	struct mstream before = { 0 };
+	struct mstream before = {0};
 	struct chunk *c = NULL;
 	struct rxsm_out out;
 	bool existed = ms && ms->exists, tamper = a[5] >= 250;
@@ -190,7 +190,7 @@ static bool op_frame(struct fx *x, const uint8_t *a)
 		h.len = 1 + (uint32_t)a[4] * 8;
 		c = malloc(sizeof(*c));
 		CHECK(c);
-		*c = (struct chunk){ MAGIC_LIVE, id, h.seq, h.len };
+		*c = (struct chunk){MAGIC_LIVE, id, h.seq, h.len};
 		x->live++;
 		break;
 	case WIRE_T_ACK:
@@ -235,9 +235,9 @@ static bool op_frame(struct fx *x, const uint8_t *a)
 		before = *ms;
 
 	for (;;) {
-		struct rxsm_facts f = { .session_failed = x->session_failed,
-					.stream_failed = ms && ms->failed,
-					.open_streams = x->open_streams };
+		struct rxsm_facts f = {.session_failed = x->session_failed,
+				       .stream_failed = ms && ms->failed,
+				       .open_streams = x->open_streams};
 
 		r = rxsm_step(&x->m, ms ? x->st[id] : NULL, &f, &h, h.type == WIRE_T_DATA ? NULL : p, c, &out);
 		CHECK(out.n <= RXSM_MAX_ACTIONS);

@@ -14,7 +14,7 @@
 
 static void test_no_failure(void **state)
 {
-	struct gw_session_cfg cfg = { .reconnect_ms = -1 };
+	struct gw_session_cfg cfg = {.reconnect_ms = -1};
 	struct gw_session *s;
 	struct gw_outcome o;
 	char text[64] = "stale";
@@ -34,7 +34,7 @@ static void test_no_failure(void **state)
 
 static void test_session_failure_then_streams(void **state)
 {
-	struct gw_session_cfg cfg = { .reconnect_ms = -1 };
+	struct gw_session_cfg cfg = {.reconnect_ms = -1};
 	struct gw_session *s;
 	struct gw_outcome o;
 	char text[8];
@@ -74,8 +74,8 @@ static void test_session_failure_then_streams(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_failure),
-		cmocka_unit_test(test_session_failure_then_streams),
+	    cmocka_unit_test(test_no_failure),
+	    cmocka_unit_test(test_session_failure_then_streams),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,7 +78,7 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 static int hx_step(struct hx *x, const struct fr *f, struct rxsm_out *out)
 {
 	uint8_t p[WIRE_MAX_CONTROL];
-	struct wire_hdr h = { .type = f->type, .stream = f->stream, .seq = f->seq };
+	struct wire_hdr h = {.type = f->type, .stream = f->stream, .seq = f->seq};
 	void *chunk = NULL;
 	int r;
 
@@ -91,9 +91,9 @@ static int hx_step(struct hx *x, const struct fr *f, struct rxsm_out *out)
 	}
 	for (;;) {
 		struct rxsm_stream *st = f->stream < WIRE_MAX_STREAMS ? x->st[f->stream] : NULL;
-		struct rxsm_facts fa = { .session_failed = x->session_failed,
-					 .stream_failed = f->stream < WIRE_MAX_STREAMS && x->failed[f->stream],
-					 .open_streams = x->open_streams };
+		struct rxsm_facts fa = {.session_failed = x->session_failed,
+					.stream_failed = f->stream < WIRE_MAX_STREAMS && x->failed[f->stream],
+					.open_streams = x->open_streams};
 
 		r = rxsm_step(&x->m, st, &fa, &h, f->type == WIRE_T_DATA ? NULL : p, chunk, out);
 		if (r != RXSM_NEED_STREAM)
@@ -224,11 +224,16 @@ static void test_error_for_unknown_stream_is_ignored(void **state)
 	/* §5.6: no stream is created or failed, so none counts against max_streams, and its OPEN still works. */
 	hx_init(&x, true, 1);
 	for (uint16_t id = 0; id < 10; id++) {
-		assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ERROR, id, 0, 0, "0007" "6e6f" }, &out), 0);
+		assert_int_equal(hx_step(&x,
+					 &(struct fr){WIRE_T_ERROR, id, 0, 0,
+						      "0007"
+						      "6e6f"},
+					 &out),
+				 0);
 		assert_int_equal(out.n, 0);
 	}
 	assert_int_equal(x.created, 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_OPEN, 0, 0, 0, OPEN0 }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPEN, 0, 0, 0, OPEN0}, &out), 0);
 	assert_int_equal(out.n, 1);
 	assert_int_equal(out.act[0].kind, RXSM_A_OPEN);
 	assert_int_equal(out.act[0].code, WIRE_ROLE_PLAIN);
@@ -242,20 +247,25 @@ static void test_error_fails_a_known_stream_once(void **state)
 	(void)state;
 
 	hx_init(&x, true, 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 0, 10, NULL }, &out), 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ERROR, 0, 0, 0, "0007" "6e6f" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 0, 10, NULL}, &out), 0);
+	assert_int_equal(hx_step(&x,
+				 &(struct fr){WIRE_T_ERROR, 0, 0, 0,
+					      "0007"
+					      "6e6f"},
+				 &out),
+			 0);
 	assert_int_equal(out.n, 1);
 	assert_int_equal(out.act[0].kind, RXSM_A_STREAM_FAIL);
 	assert_int_equal(out.act[0].code, WIRE_E_TARGET);
 	assert_string_equal(out.act[0].text, "peer: no");
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ERROR, 0, 0, 0, "0007" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_ERROR, 0, 0, 0, "0007"}, &out), 0);
 	assert_int_equal(out.n, 0);
 	/* Its OPEN now connects nothing: the stream is failed, the next id is expected. */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_OPEN, 0, 0, 0, OPEN0 }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPEN, 0, 0, 0, OPEN0}, &out), 0);
 	assert_int_equal(out.n, 0);
 	assert_int_equal(x.m.next_open, 1);
 	/* Its DATA is dropped, not held. */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 1, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 1, 10, NULL}, &out), 0);
 	assert_false(out.chunk_kept);
 	hx_free(&x);
 }
@@ -267,12 +277,17 @@ static void test_session_error(void **state)
 	(void)state;
 
 	hx_init(&x, false, 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ERROR, WIRE_STREAM_SESSION, 0, 0, "0008" "6f6b" }, &out), 0);
+	assert_int_equal(hx_step(&x,
+				 &(struct fr){WIRE_T_ERROR, WIRE_STREAM_SESSION, 0, 0,
+					      "0008"
+					      "6f6b"},
+				 &out),
+			 0);
 	assert_int_equal(out.n, 1);
 	assert_int_equal(out.act[0].kind, RXSM_A_SESSION_FAIL);
 	assert_int_equal(out.act[0].code, WIRE_E_LIMIT);
 	/* the first failure wins: a second ERROR does nothing */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ERROR, WIRE_STREAM_SESSION, 0, 0, "0001" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_ERROR, WIRE_STREAM_SESSION, 0, 0, "0001"}, &out), 0);
 	assert_int_equal(out.n, 0);
 	hx_free(&x);
 }
@@ -285,25 +300,25 @@ static void test_data_end_and_repeats(void **state)
 
 	hx_init(&x, true, 8);
 	/* END first (it may overtake DATA), then the chunks out of order, duplicates dropped */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_END, 0, 2, 0, END(B8("14"), DG_A) }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_END, 0, 2, 0, END(B8("14"), DG_A)}, &out), 0);
 	assert_int_equal(out.act[0].kind, RXSM_A_WAKE_IN);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 1, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 1, 10, NULL}, &out), 0);
 	assert_true(out.chunk_kept);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 1, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 1, 10, NULL}, &out), 0);
 	assert_false(out.chunk_kept);
 	assert_int_equal(out.n, 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 2, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 2, 10, NULL}, &out), 0);
 	assert_false(out.chunk_kept); /* at the END's total: dropped */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 0, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 0, 10, NULL}, &out), 0);
 	assert_true(out.chunk_kept);
 	assert_false(rxsm_in_ended(x.st[0]));
 	hx_drain(&x, 0);
 	assert_true(rxsm_in_ended(x.st[0]));
 	assert_int_equal(x.st[0]->in_bytes, 20);
 	/* delivered: a re-send is dropped; the equal END again is ignored */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 0, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 0, 10, NULL}, &out), 0);
 	assert_false(out.chunk_kept);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_END, 0, 2, 0, END(B8("14"), DG_A) }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_END, 0, 2, 0, END(B8("14"), DG_A)}, &out), 0);
 	assert_int_equal(out.n, 0);
 	hx_free(&x);
 }
@@ -315,10 +330,10 @@ static void test_end_below_delivered(void **state)
 	(void)state;
 
 	hx_init(&x, true, 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 0, 10, NULL }, &out), 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 1, 10, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 0, 10, NULL}, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 1, 10, NULL}, &out), 0);
 	hx_drain(&x, 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_END, 0, 1, 0, END(B8("0a"), DG_A) }, &out), -EBADMSG);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_END, 0, 1, 0, END(B8("0a"), DG_A)}, &out), -EBADMSG);
 	assert_false(x.st[0]->in_end_seen);
 	hx_free(&x);
 }
@@ -333,21 +348,21 @@ static void test_ack_and_verified(void **state)
 	hx_new(&x, 0);
 	rxsm_sent(x.st[0], 100);
 	rxsm_sent(x.st[0], 50);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ACK, 0, 1, 0, B8("64") }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_ACK, 0, 1, 0, B8("64")}, &out), 0);
 	assert_int_equal(out.n, 1);
 	assert_int_equal(out.act[0].kind, RXSM_A_ACKED);
 	assert_int_equal(out.act[0].seq, 1);
 	/* the same ACK again (a resync) is ignored */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_ACK, 0, 1, 0, B8("64") }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_ACK, 0, 1, 0, B8("64")}, &out), 0);
 	assert_int_equal(out.n, 0);
 	x.st[0]->out_end_sent = true;
 	/* VERIFIED must match what was sent: 150 bytes in 2 chunks */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_VERIFIED, 0, 2, 0, B8("95") }, &out), -EBADMSG);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_VERIFIED, 0, 2, 0, B8("95")}, &out), -EBADMSG);
 	assert_false(x.st[0]->out_verified);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_VERIFIED, 0, 2, 0, B8("96") }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_VERIFIED, 0, 2, 0, B8("96")}, &out), 0);
 	assert_int_equal(out.act[0].kind, RXSM_A_OUT_VERIFIED);
 	assert_true(x.st[0]->out_verified);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_VERIFIED, 0, 2, 0, B8("96") }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_VERIFIED, 0, 2, 0, B8("96")}, &out), 0);
 	assert_int_equal(out.n, 0);
 	hx_free(&x);
 }
@@ -359,20 +374,20 @@ static void test_open_order_ping_bye(void **state)
 	(void)state;
 
 	hx_init(&x, true, 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_OPEN, 0, 0, 0, "02000000" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPEN, 0, 0, 0, "02000000"}, &out), 0);
 	assert_int_equal(out.act[0].kind, RXSM_A_OPEN);
 	assert_int_equal(out.act[0].code, WIRE_ROLE_NBD);
 	assert_int_equal(x.created, 1);
 	/* a re-sent OPEN is ignored */
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_OPEN, 0, 0, 0, "02000000" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPEN, 0, 0, 0, "02000000"}, &out), 0);
 	assert_int_equal(out.n, 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_PING, 0, 0, 0, "0102030405060708" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_PING, 0, 0, 0, "0102030405060708"}, &out), 0);
 	assert_int_equal(out.act[0].kind, RXSM_A_PONG);
 	assert_non_null(out.act[0].view);
 	assert_int_equal(out.act[0].view[7], 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_PONG, 0, 0, 0, "0102030405060708" }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_PONG, 0, 0, 0, "0102030405060708"}, &out), 0);
 	assert_int_equal(out.n, 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_BYE, 0, 0, 0, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_BYE, 0, 0, 0, NULL}, &out), 0);
 	assert_int_equal(out.act[0].kind, RXSM_A_BYE);
 	hx_free(&x);
 }
@@ -385,9 +400,9 @@ static void test_ack_pacing(void **state)
 
 	/* An ACK is due after a quarter window of bytes, or when nothing more is held (§5.3). */
 	hx_init(&x, true, 8);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 0, 100, NULL }, &out), 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 1, 100, NULL }, &out), 0);
-	assert_int_equal(hx_step(&x, &(struct fr){ WIRE_T_DATA, 0, 2, 100, NULL }, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 0, 100, NULL}, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 1, 100, NULL}, &out), 0);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 2, 100, NULL}, &out), 0);
 	{
 		uint32_t len;
 		void *c = reorder_pop(&x.st[0]->ro, &len);
@@ -411,15 +426,15 @@ static void test_ack_pacing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_error_for_unknown_stream_is_ignored),
-		cmocka_unit_test(test_error_fails_a_known_stream_once),
-		cmocka_unit_test(test_session_error),
-		cmocka_unit_test(test_data_end_and_repeats),
-		cmocka_unit_test(test_end_below_delivered),
-		cmocka_unit_test(test_ack_and_verified),
-		cmocka_unit_test(test_open_order_ping_bye),
-		cmocka_unit_test(test_ack_pacing),
+	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_error_for_unknown_stream_is_ignored),
+	    cmocka_unit_test(test_error_fails_a_known_stream_once),
+	    cmocka_unit_test(test_session_error),
+	    cmocka_unit_test(test_data_end_and_repeats),
+	    cmocka_unit_test(test_end_below_delivered),
+	    cmocka_unit_test(test_ack_and_verified),
+	    cmocka_unit_test(test_open_order_ping_bye),
+	    cmocka_unit_test(test_ack_pacing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -36,7 +36,7 @@ static void test_pick(void **state)
 	/* clang-format on */
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		uint64_t q[STRIPE_LINKS] = { cases[i].q0, cases[i].q1, cases[i].q2 };
+		uint64_t q[STRIPE_LINKS] = {cases[i].q0, cases[i].q1, cases[i].q2};
 		struct stripe sp;
 		int got;
 
@@ -52,8 +52,8 @@ static void test_pick(void **state)
 
 static void test_round_robin_spreads(void **state)
 {
-	uint64_t q[STRIPE_LINKS] = { 0 };
-	int count[4] = { 0 };
+	uint64_t q[STRIPE_LINKS] = {0};
+	int count[4] = {0};
 	struct stripe sp;
 	(void)state;
 
@@ -77,7 +77,7 @@ static void test_round_robin_spreads(void **state)
 static void test_unacked_list(void **state)
 {
 	struct stripe_ent e[5];
-	struct stripe_list l = { 0 };
+	struct stripe_list l = {0};
 	struct stripe_ent *x;
 	(void)state;
 
@@ -127,7 +127,7 @@ static void test_must_resend(void **state)
 	/* clang-format on */
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct stripe_ent e = { .seq = 7, .link = cases[i].link };
+		struct stripe_ent e = {.seq = 7, .link = cases[i].link};
 
 		if (stripe_must_resend(&e, cases[i].lost, cases[i].alive) != cases[i].want)
 			fail_msg("case %zu", i);
@@ -206,10 +206,10 @@ static void test_ctl_bound(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pick),	     cmocka_unit_test(test_round_robin_spreads),
-		cmocka_unit_test(test_unacked_list), cmocka_unit_test(test_must_resend),
-		cmocka_unit_test(test_on_loss),	     cmocka_unit_test(test_resync_plan),
-		cmocka_unit_test(test_ctl_bound),
+	    cmocka_unit_test(test_pick),	 cmocka_unit_test(test_round_robin_spreads),
+	    cmocka_unit_test(test_unacked_list), cmocka_unit_test(test_must_resend),
+	    cmocka_unit_test(test_on_loss),	 cmocka_unit_test(test_resync_plan),
+	    cmocka_unit_test(test_ctl_bound),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
