@@ -5,7 +5,12 @@
  *   conn writer  - sends control frames first, then DATA chunks (compressing them)
  *   stream out   - reads the local fd into chunks while credit allows
  *   stream in    - writes reordered chunks to the local fd, ACKs, verifies END
- * All shared state is under s->lock.
+ * All shared state is under s->lock. The protocol's rules are not here but
+ * in stream/: what a frame from the peer does is stream/rxsm.h's state
+ * machine (dispatch() runs it and carries out its actions); which
+ * connection takes a chunk, what an ACK releases and what a lost
+ * connection re-sends is stream/stripe.h. This file owns the threads, the
+ * queues and the sockets around them.
  */
 #include "session.h"
 
@@ -77,13 +82,67 @@ static void chunk_put(struct gw_chunk *c)
 
 /* ---- queues ---------------------------------------------------------- */
 
-/* Locked. Queues a control frame on <c>. Returns 0 or -ENOMEM/-EPIPE. */
+/* Locked. Connections that take new frames (stream/stripe.h's <open> mask). */
+static uint64_t open_links(const struct gw_session *s)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && !s->conns[i]->dead && !s->conns[i]->closing)
+			m |= 1ull << i;
+	return m;
+}
+
+/* Locked. Connections not dead, draining ones included (stream/stripe.h's <alive> mask). */
+static uint64_t alive_links(const struct gw_session *s)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && !s->conns[i]->dead)
+			m |= 1ull << i;
+	return m;
+}
+
+/*
+ * Locked. A peer that broke a bound on this connection (it does not read
+ * what it asks for, or a send made no progress within its deadline): take
+ * nothing new on it and shut the socket, so that a writer blocked in a send
+ * and the reader both return; the reader then declares the connection dead
+ * and what it carried goes on the others (PROTOCOL.md §2.3).
+ */
+static void conn_drop_locked(struct gw_conn *c, const char *why)
+{
+	if (c->dead || c->dropped)
+		return;
+	c->dropped = true;
+	gw_ratelimited(GW_LOG_WARN, "connection %d: %s; dropping it", c->idx, why);
+	c->closing = true;
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+	pthread_cond_broadcast(&c->cond);
+}
+
+/*
+ * Locked. Queues a control frame on <c>. Returns 0, -EPIPE (dead or
+ * dropped), -ENOMEM, or -ENOBUFS: the control queue would pass its bound
+ * (STRIPE_CTL_MAX_BYTES) because the peer does not read what it asks for,
+ * and the connection is dropped.
+ */
 static int conn_queue_ctl(struct gw_conn *c, const struct wire_hdr *h, const void *payload)
 {
 	struct gw_qent *e;
 
-	if (c->dead)
+	if (c->dead || c->dropped)
 		return -EPIPE;
+	if (stripe_ctl_admit(c->ctl_queued, WIRE_HDR_LEN + h->len) < 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "the peer does not read its control frames (%llu bytes queued)",
+			 (unsigned long long)c->ctl_queued);
+		conn_drop_locked(c, why);
+		return -ENOBUFS;
+	}
 	e = malloc(sizeof(*e) + WIRE_HDR_LEN + h->len);
 	if (!e)
 		return -ENOMEM;
@@ -99,6 +158,7 @@ static int conn_queue_ctl(struct gw_conn *c, const struct wire_hdr *h, const voi
 		c->ctl_head = e;
 	c->ctl_tail = e;
 	c->queued += e->len;
+	c->ctl_queued += e->len;
 	pthread_cond_signal(&c->cond);
 	return 0;
 }
@@ -106,10 +166,9 @@ static int conn_queue_ctl(struct gw_conn *c, const struct wire_hdr *h, const voi
 /* Locked. First live connection: where control frames go so that OPENs stay in order. */
 static struct gw_conn *first_live(struct gw_session *s)
 {
-	for (int i = 0; i < WIRE_MAX_CONNS; i++)
-		if (s->conns[i] && !s->conns[i]->dead && !s->conns[i]->closing)
-			return s->conns[i];
-	return NULL;
+	int i = stripe_first(open_links(s));
+
+	return i < 0 ? NULL : s->conns[i];
 }
 
 /* Locked. Sends a control frame on the first live connection; dropped if none (the session is failing then). */
@@ -117,30 +176,26 @@ static void send_ctl(struct gw_session *s, uint8_t type, uint16_t stream, uint64
 {
 	struct wire_hdr h = { .type = type, .stream = stream, .len = len, .seq = seq };
 	struct gw_conn *c = first_live(s);
+	int r;
 
-	if (c && conn_queue_ctl(c, &h, p) < 0)
+	if (c && (r = conn_queue_ctl(c, &h, p)) < 0 && r != -ENOBUFS)
 		gw_warn("conn %d: cannot queue %s frame", c->idx, wire_type_name(type));
 }
 
-/* Locked. Stripe scheduler: the live connection with the fewest bytes queued, round-robin on ties. */
+/* Locked. Stripe scheduler (stream/stripe.h): the live connection with the fewest bytes queued. */
 static struct gw_conn *pick_conn(struct gw_session *s)
 {
-	struct gw_conn *best = NULL;
+	uint64_t queued[STRIPE_LINKS] = { 0 };
+	int i;
 
-	for (int k = 0; k < WIRE_MAX_CONNS; k++) {
-		struct gw_conn *c = s->conns[(s->rr + (unsigned)k) % WIRE_MAX_CONNS];
-
-		if (!c || c->dead || c->closing)
-			continue;
-		if (!best || c->queued < best->queued)
-			best = c;
-	}
-	if (best)
-		s->rr = (unsigned)best->idx + 1;
-	return best;
+	for (i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i])
+			queued[i] = s->conns[i]->queued;
+	i = stripe_pick(&s->stripe, open_links(s), queued);
+	return i < 0 ? NULL : s->conns[i];
 }
 
-/* Locked. Queues chunk <ch> on a connection other than <avoid> if possible. */
+/* Locked. Queues chunk <ch> on the connection the scheduler picks. */
 static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 {
 	struct gw_conn *c = pick_conn(s);
@@ -148,7 +203,7 @@ static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 
 	if (!c) {
 		/* No connection now: kept in the unacked list, sent again when one rejoins. */
-		ch->conn = -1;
+		ch->ent.link = -1;
 		return 0;
 	}
 	e = malloc(sizeof(*e));
@@ -158,7 +213,7 @@ static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 	e->c = ch;
 	e->len = WIRE_HDR_LEN + ch->len;
 	atomic_fetch_add(&ch->refs, 1);
-	ch->conn = c->idx;
+	ch->ent.link = c->idx;
 	if (c->data_tail)
 		c->data_tail->next = e;
 	else
@@ -167,6 +222,11 @@ static int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 	c->queued += e->len;
 	pthread_cond_signal(&c->cond);
 	return 0;
+}
+
+static struct gw_chunk *chunk_of(struct stripe_ent *e)
+{
+	return e ? (struct gw_chunk *)((char *)e - offsetof(struct gw_chunk, ent)) : NULL;
 }
 
 /* ---- failure --------------------------------------------------------- */
@@ -245,7 +305,7 @@ void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char 
 /* Locked. Both directions verified: the stream is done. */
 static void stream_check_complete(struct gw_stream *st)
 {
-	if (st->complete || st->fail_code || !st->out_verified || !st->in_done)
+	if (st->complete || st->fail_code || !st->sm.out_verified || !st->sm.in_done)
 		return;
 	st->complete = true;
 	if (--st->s->open_streams == 0)
@@ -312,7 +372,7 @@ static void *stream_out_main(void *arg)
 		ssize_t n;
 
 		pthread_mutex_lock(&s->lock);
-		while (!st->fail_code && !credit_can_send(&st->cr, csize))
+		while (!st->fail_code && !credit_can_send(&st->sm.cr, csize))
 			pthread_cond_wait(&st->cond, &s->lock);
 		pthread_mutex_unlock(&s->lock);
 		if (stream_failed(st))
@@ -340,11 +400,11 @@ static void *stream_out_main(void *arg)
 			if (cr < 0 && !st->fail_code)
 				stream_fail_locked(st, WIRE_E_TARGET, true, t);
 			if (!st->fail_code) {
-				e.bytes = st->out_bytes;
+				e.bytes = st->sm.out_bytes;
 				digest_final(&st->out_dg, e.digest);
 				wire_end_encode(end, &e);
 				memcpy(st->out_end, end, sizeof(end));
-				st->out_end_sent = true;
+				st->sm.out_end_sent = true;
 				send_ctl(s, WIRE_T_END, st->id, seq, end, sizeof(end));
 			}
 			pthread_mutex_unlock(&s->lock);
@@ -352,8 +412,9 @@ static void *stream_out_main(void *arg)
 		}
 		digest_update(&st->out_dg, ch->mem + WIRE_HDR_LEN, (size_t)n);
 		atomic_init(&ch->refs, 1);
-		ch->next = NULL;
 		ch->seq = seq++;
+		ch->ent.seq = ch->seq;
+		ch->ent.link = -1;
 		ch->len = (uint32_t)n;
 		/* The header never changes, so re-sends on other connections share it. */
 		wire_hdr_encode(ch->mem, &(struct wire_hdr){ .type = WIRE_T_DATA, .stream = st->id, .len = ch->len,
@@ -364,13 +425,8 @@ static void *stream_out_main(void *arg)
 			free(ch);
 			break;
 		}
-		credit_on_send(&st->cr, ch->len);
-		st->out_bytes += ch->len;
-		if (st->unacked_tail)
-			st->unacked_tail->next = ch;
-		else
-			st->unacked_head = ch;
-		st->unacked_tail = ch;
+		rxsm_sent(&st->sm, ch->len);
+		stripe_list_push(&st->unacked, &ch->ent);
 		if (queue_chunk(s, ch) < 0)
 			gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "out of memory");
 		pthread_mutex_unlock(&s->lock);
@@ -383,10 +439,9 @@ static void send_ack(struct gw_stream *st)
 {
 	uint8_t p[WIRE_ACK_LEN];
 
-	wire_u64_encode(p, st->in_bytes);
-	st->in_acked = st->in_chunks;
-	st->in_acked_bytes = st->in_bytes;
-	send_ctl(st->s, WIRE_T_ACK, st->id, st->in_chunks, p, sizeof(p));
+	wire_u64_encode(p, st->sm.in_bytes);
+	rxsm_ack_taken(&st->sm);
+	send_ctl(st->s, WIRE_T_ACK, st->id, st->sm.in_chunks, p, sizeof(p));
 }
 
 /* Locked. VERIFIED for the direction this side received in full (PROTOCOL.md §5.5). */
@@ -394,8 +449,8 @@ static void send_verified(struct gw_stream *st)
 {
 	uint8_t p[WIRE_VERIFIED_LEN];
 
-	wire_u64_encode(p, st->in_bytes);
-	send_ctl(st->s, WIRE_T_VERIFIED, st->id, st->in_chunks, p, sizeof(p));
+	wire_u64_encode(p, st->sm.in_bytes);
+	send_ctl(st->s, WIRE_T_VERIFIED, st->id, st->sm.in_chunks, p, sizeof(p));
 }
 
 static void *stream_in_main(void *arg)
@@ -409,8 +464,8 @@ static void *stream_in_main(void *arg)
 		int r = 0;
 
 		pthread_mutex_lock(&s->lock);
-		while (!st->fail_code && !(buf = reorder_pop(&st->ro, &len)) &&
-		       !(st->in_end_seen && st->in_chunks == st->in_end_chunks))
+		while (!st->fail_code && !(buf = reorder_pop(&st->sm.ro, &len)) &&
+		       !rxsm_in_ended(&st->sm))
 			pthread_cond_wait(&st->cond, &s->lock);
 		if (st->fail_code) {
 			pthread_mutex_unlock(&s->lock);
@@ -423,15 +478,15 @@ static void *stream_in_main(void *arg)
 			char want[33], got[33];
 
 			digest_final(&st->in_dg, dg);
-			if (st->in_bytes != st->in_end.bytes || memcmp(dg, st->in_end.digest, sizeof(dg))) {
+			if (st->sm.in_bytes != st->sm.in_end.bytes || memcmp(dg, st->sm.in_end.digest, sizeof(dg))) {
 				char t[WIRE_MAX_ERROR_TEXT + 1];
 
-				digest_hex(st->in_end.digest, want);
+				digest_hex(st->sm.in_end.digest, want);
 				digest_hex(dg, got);
 				snprintf(t, sizeof(t),
 					 "stream %u: digest mismatch: sender says %llu bytes xxh3-128 %s, received %llu bytes xxh3-128 %s",
-					 st->id, (unsigned long long)st->in_end.bytes, want,
-					 (unsigned long long)st->in_bytes, got);
+					 st->id, (unsigned long long)st->sm.in_end.bytes, want,
+					 (unsigned long long)st->sm.in_bytes, got);
 				gw_err("%s", t);
 				stream_fail_locked(st, WIRE_E_DIGEST, true, t);
 				pthread_mutex_unlock(&s->lock);
@@ -447,7 +502,7 @@ static void *stream_in_main(void *arg)
 				snprintf(t, sizeof(t), "stream %u: finishing the target failed: %s", st->id, strerror(-r));
 				stream_fail_locked(st, WIRE_E_TARGET, true, t);
 			} else if (!st->fail_code) {
-				st->in_done = true;
+				st->sm.in_done = true;
 				send_ack(st);
 				send_verified(st);
 				stream_check_complete(st);
@@ -478,13 +533,7 @@ static void *stream_in_main(void *arg)
 			break;
 		}
 		pthread_mutex_lock(&s->lock);
-		st->in_chunks++;
-		st->in_bytes += len;
-		st->in_held -= len;
-		/* ACK every quarter window, or when the writer caught up, so credit never stalls the sender. */
-		if (st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 ||
-		    st->in_bytes - st->in_acked_bytes >= s->cfg.window / 4 ||
-		    st->ro.slot[st->ro.next_seq % WIRE_WINDOW_CHUNKS].chunk == NULL)
+		if (rxsm_delivered(&st->sm, len, s->cfg.window))
 			send_ack(st);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -521,8 +570,7 @@ static struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t r
 	st->role = role;
 	st->rfd = st->wfd = -1;
 	pthread_cond_init(&st->cond, NULL);
-	credit_init(&st->cr, s->cfg.window);
-	reorder_init(&st->ro);
+	rxsm_stream_init(&st->sm, s->cfg.window);
 	s->streams[id] = st;
 	if (id >= s->nstreams)
 		s->nstreams = id + 1;
@@ -587,27 +635,32 @@ void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_si
  */
 static void resync_locked(struct gw_session *s, int lost)
 {
+	uint64_t alive = alive_links(s);
+
 	for (int i = 0; i < s->nstreams; i++) {
 		struct gw_stream *st = s->streams[i];
+		unsigned plan;
 
-		if (!st || st->fail_code)
+		if (!st)
 			continue;
-		if (!s->cfg.server && st->opened) {
+		plan = stripe_resync_plan(&(struct stripe_resync_facts){
+			.client = !s->cfg.server, .failed = st->fail_code != 0, .opened = st->opened,
+			.end_sent = st->sm.out_end_sent, .verified = st->sm.out_verified, .in_done = st->sm.in_done });
+		if (plan & STRIPE_RS_OPEN) {
 			uint8_t p[WIRE_OPEN_LEN];
 
 			wire_open_encode(p, st->role);
 			send_ctl(s, WIRE_T_OPEN, st->id, 0, p, sizeof(p));
 		}
-		for (struct gw_chunk *ch = st->unacked_head; ch; ch = ch->next) {
-			bool gone = ch->conn < 0 || ch->conn == lost || !s->conns[ch->conn] || s->conns[ch->conn]->dead;
-
-			if (gone && queue_chunk(s, ch) < 0)
-				break;
-		}
-		if (st->out_end_sent && !st->out_verified)
-			send_ctl(s, WIRE_T_END, st->id, st->cr.sent_chunks, st->out_end, WIRE_END_LEN);
-		send_ack(st);
-		if (st->in_done)
+		if (plan & STRIPE_RS_CHUNKS)
+			for (struct stripe_ent *e = st->unacked.head; e; e = e->next)
+				if (stripe_must_resend(e, lost, alive) && queue_chunk(s, chunk_of(e)) < 0)
+					break;
+		if (plan & STRIPE_RS_END)
+			send_ctl(s, WIRE_T_END, st->id, st->sm.cr.sent_chunks, st->out_end, WIRE_END_LEN);
+		if (plan & STRIPE_RS_ACK)
+			send_ack(st);
+		if (plan & STRIPE_RS_VERIFIED)
 			send_verified(st);
 	}
 }
@@ -655,28 +708,34 @@ static void conn_dead_locked(struct gw_conn *c)
 	}
 	c->ctl_tail = c->data_tail = NULL;
 	c->queued = 0;
+	c->ctl_queued = 0;
 	pthread_cond_broadcast(&s->cond);
-
-	if (s->nlive == 0) {
+	if (s->nlive == 0)
 		s->all_dead_ns = gw_now_ns();
-		/* Without reconnection the session ends here; with it, the timer waits for a rejoin. */
-		if (s->cfg.reconnect_ms < 0 && !s->err_code && !s->finished && s->open_streams > 0)
-			gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
-					       "the peer went away: all connections closed with %d stream(s) unfinished",
-					       s->open_streams);
-		else if (!s->err_code && !s->finished && s->open_streams > 0 && c->clean_close)
-			gw_info("the last connection closed to be replaced for fresh keys; waiting up to %d s for its replacement",
-				s->cfg.reconnect_ms / 1000);
-		else if (!s->err_code && !s->finished && s->open_streams > 0)
-			gw_warn("all connections lost; waiting up to %d s for them to come back",
-				s->cfg.reconnect_ms / 1000);
-		return;
+
+	switch (stripe_on_loss(&(struct stripe_loss_facts){
+		.live_after = s->nlive, .reconnect = s->cfg.reconnect_ms >= 0, .failed = s->err_code != 0,
+		.finished = s->finished, .open_streams = s->open_streams, .clean = c->clean_close })) {
+	case STRIPE_LOSS_QUIET:
+		break;
+	case STRIPE_LOSS_FAIL:
+		gw_session_fail_locked(s, WIRE_E_TRUNCATED, false,
+				       "the peer went away: all connections closed with %d stream(s) unfinished",
+				       s->open_streams);
+		break;
+	case STRIPE_LOSS_WAIT_REKEY:
+		gw_info("the last connection closed to be replaced for fresh keys; waiting up to %d s for its replacement",
+			s->cfg.reconnect_ms / 1000);
+		break;
+	case STRIPE_LOSS_WAIT:
+		gw_warn("all connections lost; waiting up to %d s for them to come back", s->cfg.reconnect_ms / 1000);
+		break;
+	case STRIPE_LOSS_RESEND:
+		if (!c->clean_close)
+			gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
+		resync_locked(s, c->idx);
+		break;
 	}
-	if (s->err_code || s->finished || s->open_streams == 0)
-		return; /* nothing in flight: a peer closing after its work is done */
-	if (!c->clean_close)
-		gw_warn("connection %d lost; %d left, re-sending its unacknowledged chunks", c->idx, s->nlive);
-	resync_locked(s, c->idx);
 }
 
 /*
@@ -847,6 +906,9 @@ static void *conn_writer_main(void *arg)
 			break; /* closing and drained */
 		}
 		c->queued -= e->len;
+		if (!e->c)
+			c->ctl_queued -= e->len;
+		c->tx_since_ns = gw_now_ns(); /* the timer drops a send that makes no progress */
 
 		z = s->cfg.compress && (!s->cfg.compress_auto || s->z_on);
 		pthread_mutex_unlock(&s->lock);
@@ -880,6 +942,7 @@ static void *conn_writer_main(void *arg)
 		chunk_put(e->c);
 		free(e);
 		pthread_mutex_lock(&s->lock);
+		c->tx_since_ns = 0;
 		if (raw && s->cfg.compress_auto && n >= 0)
 			auto_account(s, raw);
 		if (n < 0) {
@@ -945,205 +1008,112 @@ static void protocol_error(struct gw_conn *c, const char *fmt, ...)
 	gw_session_fail_locked(c->s, WIRE_E_PROTOCOL, true, "protocol error: %s", t);
 }
 
-/* Locked. Looks up a stream the peer names; the server creates it on first sight (DATA may overtake OPEN). */
-static struct gw_stream *peer_stream(struct gw_conn *c, uint16_t id)
+/*
+ * Locked on entry and return; drops the lock while it connects stream <st>
+ * to the target (on_open may block on a connect or on QMP). Runs in the
+ * reader of the connection that carried the OPEN; OPENs arrive in id order
+ * on connection 0 (PROTOCOL.md §5.1), so targets are connected in order.
+ */
+static void open_stream(struct gw_session *s, struct gw_stream *st, uint8_t role)
 {
-	struct gw_session *s = c->s;
-	struct gw_stream *st;
+	char why[200] = "";
+	int r;
 
-	if (id >= WIRE_MAX_STREAMS)
-		return NULL;
-	st = s->streams[id];
-	if (st || !s->cfg.server)
-		return st;
-	if (s->open_streams >= s->cfg.max_streams) {
-		protocol_error(c, "stream %u exceeds the %u open streams allowed", id, s->cfg.max_streams);
-		return NULL;
+	st->role = role;
+	pthread_mutex_unlock(&s->lock);
+	r = s->on_open ? s->on_open(s, st, why, sizeof(why)) : -ENOTSUP;
+	pthread_mutex_lock(&s->lock);
+	if (r < 0) {
+		gw_err("session %016llx stream %u: %s", (unsigned long long)s->id, st->id, why);
+		stream_fail_locked(st, WIRE_E_TARGET, true, why);
+		return;
 	}
-	st = stream_new(s, id, WIRE_ROLE_PLAIN);
-	if (!st)
-		gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "out of memory");
-	return st;
+	st->opened = true;
+	if (stream_start(st) < 0)
+		stream_fail_locked(st, WIRE_E_INTERNAL, true, "cannot start stream threads");
 }
 
-/* Locked. Handles one frame. Returns 0, or <0 when the connection must stop reading. */
+/* Locked (open_stream aside). Carries out one action of the receive state machine for stream <st> (may be NULL). */
+static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxsm_action *a)
+{
+	struct gw_session *s = c->s;
+
+	switch (a->kind) {
+	case RXSM_A_NONE:
+		break;
+	case RXSM_A_WAKE_IN:
+		pthread_cond_signal(&st->cond);
+		break;
+	case RXSM_A_ACKED:
+		for (struct stripe_ent *e; (e = stripe_list_acked(&st->unacked, a->seq));)
+			chunk_put(chunk_of(e));
+		pthread_cond_broadcast(&st->cond);
+		break;
+	case RXSM_A_OUT_VERIFIED:
+		stream_check_complete(st);
+		break;
+	case RXSM_A_OPEN:
+		open_stream(s, st, (uint8_t)a->code);
+		break;
+	case RXSM_A_STREAM_FAIL:
+		stream_fail_locked(st, a->code, false, a->text);
+		break;
+	case RXSM_A_SESSION_FAIL:
+		s->err_from_peer = true;
+		gw_session_fail_locked(s, a->code, false, "%s", a->text);
+		break;
+	case RXSM_A_PONG: {
+		struct wire_hdr ph = { .type = WIRE_T_PONG, .len = WIRE_PING_LEN };
+
+		/* Over the control-queue bound the connection is dropped: a PING flood gains nothing. */
+		(void)!conn_queue_ctl(c, &ph, a->view);
+		break;
+	}
+	case RXSM_A_BYE:
+		s->bye = true;
+		pthread_cond_broadcast(&s->cond);
+		break;
+	case RXSM_A_PROTOCOL:
+		protocol_error(c, "%s", a->text);
+		break;
+	}
+}
+
+/*
+ * Reader thread of <c>, locked (the lock is dropped only inside
+ * open_stream, for on_open). Runs one frame through the receive state
+ * machine (stream/rxsm.h), creating the stream it names when the machine
+ * asks, then carries out the machine's actions in order. Owns <chunk>
+ * (DATA): the reorder buffer took it or it is freed here. Returns 0, or <0
+ * when the connection must stop reading.
+ */
 static int dispatch(struct gw_conn *c, const struct wire_hdr *h, const uint8_t *p, uint8_t *chunk)
 {
 	struct gw_session *s = c->s;
-	struct gw_stream *st = NULL;
-	uint64_t v;
+	struct gw_stream *st = h->stream < WIRE_MAX_STREAMS ? s->streams[h->stream] : NULL;
+	struct rxsm_out out;
 	int r;
 
-	switch (h->type) {
-	case WIRE_T_DATA:
-		if (!(st = peer_stream(c, h->stream)))
-			goto unknown_stream;
-		if (st->fail_code || st->in_done || (st->in_end_seen && h->seq >= st->in_end_chunks)) {
+	for (;;) {
+		struct rxsm_facts f = { .session_failed = s->err_code != 0,
+					.stream_failed = st && st->fail_code,
+					.open_streams = s->open_streams };
+
+		r = rxsm_step(&s->sm, st ? &st->sm : NULL, &f, h, p, chunk, &out);
+		if (r != RXSM_NEED_STREAM)
+			break;
+		/* The server creates a stream on first sight (DATA may overtake OPEN, §5.1). */
+		if (!(st = stream_new(s, h->stream, WIRE_ROLE_PLAIN))) {
 			free(chunk);
-			return 0;
+			gw_session_fail_locked(s, WIRE_E_INTERNAL, true, "out of memory");
+			return -ENOMEM;
 		}
-		if (h->seq < st->in_chunks) {
-			free(chunk); /* delivered already: a re-send after a lost connection */
-			return 0;
-		}
-		r = reorder_put(&st->ro, h->seq, chunk, h->len);
-		if (r == 1) {
-			free(chunk);
-			return 0;
-		}
-		if (r < 0) {
-			free(chunk);
-			goto window;
-		}
-		/*
-		 * The sender can only have seen the ACKs we queued: everything
-		 * received beyond the last one plus the window breaks the credit
-		 * (PROTOCOL.md §5.3), however fast we write it out.
-		 */
-		if (credit_rx_check(h->seq, st->in_acked, st->in_bytes + st->in_held - st->in_acked_bytes, h->len,
-				    s->cfg.window) < 0) {
-			protocol_error(c, "stream %u: peer sent chunk %llu beyond its %u-byte window", h->stream,
-				       (unsigned long long)h->seq, s->cfg.window);
-			return -EBADMSG;
-		}
-		st->in_held += h->len;
-		pthread_cond_signal(&st->cond);
-		return 0;
-	case WIRE_T_ACK:
-		if (!(st = peer_stream(c, h->stream)) || wire_u64_decode(&v, p, h->len) < 0)
-			goto bad;
-		if (h->seq <= st->cr.acked_chunks && v <= st->cr.acked_bytes)
-			return 0; /* stale ACK re-sent after a reconnect */
-		if (credit_on_ack(&st->cr, h->seq, v) < 0) {
-			protocol_error(c, "stream %u: ACK of %llu chunks but %llu were sent", h->stream,
-				       (unsigned long long)h->seq, (unsigned long long)st->cr.sent_chunks);
-			return -EBADMSG;
-		}
-		while (st->unacked_head && st->unacked_head->seq < h->seq) {
-			struct gw_chunk *ch = st->unacked_head;
-
-			st->unacked_head = ch->next;
-			if (!st->unacked_head)
-				st->unacked_tail = NULL;
-			chunk_put(ch);
-		}
-		pthread_cond_broadcast(&st->cond);
-		return 0;
-	case WIRE_T_END:
-		if (!(st = peer_stream(c, h->stream)) || wire_end_decode(&st->in_end, p, h->len) < 0)
-			goto bad;
-		if (st->in_end_seen) {
-			if (st->in_end_chunks != h->seq) {
-				protocol_error(c, "stream %u: second END disagrees", h->stream);
-				return -EBADMSG;
-			}
-			return 0;
-		}
-		if (h->seq < st->in_chunks) {
-			protocol_error(c, "stream %u: END at chunk %llu after %llu were delivered", h->stream,
-				       (unsigned long long)h->seq, (unsigned long long)st->in_chunks);
-			return -EBADMSG;
-		}
-		st->in_end_seen = true;
-		st->in_end_chunks = h->seq;
-		pthread_cond_signal(&st->cond);
-		return 0;
-	case WIRE_T_VERIFIED:
-		if (!(st = peer_stream(c, h->stream)) || wire_u64_decode(&v, p, h->len) < 0)
-			goto bad;
-		if (!st->out_end_sent || v != st->out_bytes || h->seq != st->cr.sent_chunks) {
-			protocol_error(c, "stream %u: VERIFIED for %llu bytes, but %llu were sent%s", h->stream,
-				       (unsigned long long)v, (unsigned long long)st->out_bytes,
-				       st->out_end_sent ? "" : " and not ended");
-			return -EBADMSG;
-		}
-		if (!st->out_verified) {
-			st->out_verified = true;
-			stream_check_complete(st);
-		}
-		return 0;
-	case WIRE_T_OPEN: {
-		uint8_t role;
-		char why[200] = "";
-
-		if (!s->cfg.server || wire_open_decode(&role, p, h->len) < 0)
-			goto bad;
-		if (h->stream < s->next_open)
-			return 0; /* re-sent after a reconnect */
-		if (h->stream != s->next_open) {
-			protocol_error(c, "OPEN of stream %u, expected %d", h->stream, s->next_open);
-			return -EBADMSG;
-		}
-		if (!(st = peer_stream(c, h->stream)))
-			goto unknown_stream;
-		s->next_open++;
-		st->role = role;
-		/* Connect to the target outside the lock, still in order: this reader handles OPENs one by one. */
-		pthread_mutex_unlock(&s->lock);
-		r = s->on_open ? s->on_open(s, st, why, sizeof(why)) : -ENOTSUP;
-		pthread_mutex_lock(&s->lock);
-		if (r < 0) {
-			gw_err("session %016llx stream %u: %s", (unsigned long long)s->id, st->id, why);
-			stream_fail_locked(st, WIRE_E_TARGET, true, why);
-			return 0;
-		}
-		st->opened = true;
-		if (stream_start(st) < 0)
-			stream_fail_locked(st, WIRE_E_INTERNAL, true, "cannot start stream threads");
-		return 0;
 	}
-	case WIRE_T_ERROR: {
-		struct wire_errmsg em;
-
-		if (wire_error_decode(&em, p, h->len) < 0)
-			goto bad;
-		if (h->stream == WIRE_STREAM_SESSION) {
-			if (!s->err_code) {
-				s->err_from_peer = true;
-				gw_session_fail_locked(s, em.code, false, "peer: %s", em.text);
-			}
-			return 0;
-		}
-		if (!(st = peer_stream(c, h->stream)))
-			return 0;
-		if (!st->fail_code) {
-			char t[WIRE_MAX_ERROR_TEXT + 1];
-
-			snprintf(t, sizeof(t), "peer: %s", em.text);
-			stream_fail_locked(st, em.code, false, t);
-		}
-		return 0;
-	}
-	case WIRE_T_PING: {
-		struct wire_hdr ph = { .type = WIRE_T_PONG, .len = WIRE_PING_LEN };
-
-		(void)!conn_queue_ctl(c, &ph, p);
-		return 0;
-	}
-	case WIRE_T_PONG:
-		return 0;
-	case WIRE_T_BYE:
-		if (!s->cfg.server)
-			goto bad;
-		s->bye = true;
-		pthread_cond_broadcast(&s->cond);
-		return 0;
-	default:
-		goto bad;
-	}
-unknown_stream:
-	if (chunk)
+	if (!out.chunk_kept)
 		free(chunk);
-	if (!s->err_code)
-		protocol_error(c, "%s for unknown stream %u", wire_type_name(h->type), h->stream);
-	return -EBADMSG;
-window:
-	protocol_error(c, "stream %u: chunk %llu outside the window (next %llu)", h->stream, (unsigned long long)h->seq,
-		       (unsigned long long)st->in_chunks);
-	return -EBADMSG;
-bad:
-	protocol_error(c, "unexpected or malformed %s frame", wire_type_name(h->type));
-	return -EBADMSG;
+	for (unsigned i = 0; i < out.n; i++)
+		run_action(c, st, &out.act[i]);
+	return r;
 }
 
 static void *conn_reader_main(void *arg)
@@ -1284,6 +1254,8 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 		s->cfg.reconnect_ms = GW_DEFAULT_RECONNECT_MS;
 	if (s->cfg.keepalive_ms <= 0)
 		s->cfg.keepalive_ms = GW_DEFAULT_KEEPALIVE_MS;
+	rxsm_init(&s->sm, s->cfg.server, s->cfg.window, s->cfg.max_streams);
+	stripe_init(&s->stripe);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->started_ns = gw_now_ns();
@@ -1333,6 +1305,19 @@ static void *session_timer_main(void *arg)
 				/* The peer did not close its end after our close_notify: stop waiting for it. */
 				shutdown(c->fd, SHUT_RDWR);
 				c->drain_ns = now;
+				continue;
+			}
+			if (c && !c->dead && c->tx_since_ns && now - c->tx_since_ns > 3 * ka) {
+				/*
+				 * A send blocked that long: the peer does not read (the
+				 * io_uring send and the flush of a partial record wait
+				 * for socket space without a deadline of their own).
+				 */
+				char why[96];
+
+				snprintf(why, sizeof(why), "a send made no progress for %llu s",
+					 (unsigned long long)((now - c->tx_since_ns) / 1000000000ull));
+				conn_drop_locked(c, why);
 				continue;
 			}
 			if (!c || c->dead || c->closing)
@@ -1535,7 +1520,7 @@ void gw_session_bye(struct gw_session *s)
 		 * §5.8). The server ignores repeats.
 		 */
 		for (int i = 0; i < s->nstreams; i++)
-			if (s->streams[i] && !s->streams[i]->fail_code && s->streams[i]->in_done)
+			if (s->streams[i] && !s->streams[i]->fail_code && s->streams[i]->sm.in_done)
 				send_verified(s->streams[i]);
 		send_ctl(s, WIRE_T_BYE, 0, 0, NULL, 0);
 	}
@@ -1653,13 +1638,9 @@ void gw_session_close(struct gw_session *s)
 			st->ops->abort(st);
 		if (st->ops && st->ops->close)
 			st->ops->close(st);
-		reorder_clear(&st->ro, free);
-		while (st->unacked_head) {
-			struct gw_chunk *ch = st->unacked_head;
-
-			st->unacked_head = ch->next;
-			chunk_put(ch);
-		}
+		reorder_clear(&st->sm.ro, free);
+		for (struct stripe_ent *e; (e = stripe_list_pop(&st->unacked));)
+			chunk_put(chunk_of(e));
 		digest_free(&st->out_dg);
 		digest_free(&st->in_dg);
 		pthread_cond_destroy(&st->cond);
@@ -1681,8 +1662,8 @@ void gw_session_stats(struct gw_session *s, struct gw_stats *out)
 	pthread_mutex_lock(&s->lock);
 	for (int i = 0; i < s->nstreams; i++)
 		if (s->streams[i]) {
-			out->raw_out += s->streams[i]->out_bytes;
-			out->raw_in += s->streams[i]->in_bytes;
+			out->raw_out += s->streams[i]->sm.out_bytes;
+			out->raw_in += s->streams[i]->sm.in_bytes;
 		}
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)
 		if (s->conns[i]) {
@@ -1691,4 +1672,48 @@ void gw_session_stats(struct gw_session *s, struct gw_stats *out)
 		}
 	out->live_conns = s->nlive;
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* Locked. The outcome snapshot behind gw_session_outcome and gw_session_first_failure. */
+static void outcome_locked(const struct gw_session *s, struct gw_outcome *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->first_failed = -1;
+	o->nstreams = s->nstreams;
+	o->open_streams = s->open_streams;
+	for (int i = 0; i < s->nstreams; i++) {
+		const struct gw_stream *st = s->streams[i];
+
+		if (!st || !st->fail_code)
+			continue;
+		if (o->failed_streams++ == 0) {
+			o->first_failed = i;
+			o->stream_code = st->fail_code;
+			snprintf(o->stream_text, sizeof(o->stream_text), "%s", st->fail_text);
+		}
+	}
+	o->session_code = s->err_code;
+	snprintf(o->session_text, sizeof(o->session_text), "%s", s->err_text);
+	o->session_from_peer = s->err_from_peer;
+	o->bye = s->bye;
+	o->live_conns = s->nlive;
+	o->ok = !s->err_code && !s->open_streams && !o->failed_streams;
+}
+
+void gw_session_outcome(struct gw_session *s, struct gw_outcome *o)
+{
+	pthread_mutex_lock(&s->lock);
+	outcome_locked(s, o);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int gw_session_first_failure(struct gw_session *s, int *code, char *text, size_t len)
+{
+	struct gw_outcome o;
+
+	gw_session_outcome(s, &o);
+	*code = o.stream_code ? o.stream_code : o.session_code;
+	if (text && len)
+		snprintf(text, len, "%s", o.stream_code ? o.stream_text : o.session_text);
+	return o.failed_streams;
 }

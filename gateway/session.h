@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "crypto/tls.h"
@@ -20,6 +21,8 @@
 #include "stream/digest.h"
 #include "stream/frame.h"
 #include "stream/reorder.h"
+#include "stream/rxsm.h"
+#include "stream/stripe.h"
 
 enum {
 	GW_DEFAULT_CHUNK = 256 << 10,      /* raw bytes per chunk */
@@ -48,11 +51,10 @@ struct mr_conn;
 
 /* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
 struct gw_chunk {
-	struct gw_chunk *next; /* unacked list of its stream */
+	struct stripe_ent ent; /* place in its stream's unacked list, and the connection it was last queued on */
 	atomic_int refs;       /* 1 for the unacked list + 1 per queue entry */
 	uint64_t seq;
 	uint32_t len;
-	int conn;              /* connection it was last queued on */
 	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
 };
 
@@ -73,8 +75,11 @@ struct gw_conn {
 	pthread_cond_t cond; /* writer waits here for queue entries */
 	struct gw_qent *ctl_head, *ctl_tail, *data_head, *data_tail;
 	uint64_t queued; /* bytes waiting in the queues */
+	uint64_t ctl_queued; /* of which control frames: bounded by STRIPE_CTL_MAX_BYTES */
+	uint64_t tx_since_ns; /* when the send in progress began, 0 when none: bounded by the send deadline */
 	bool dead, closing, wr_done;
 	bool clean_close; /* the peer closed with a TLS close_notify */
+	bool dropped;     /* broke a bound (control queue, send deadline): shut, taking nothing new */
 	/*
 	 * Replaced for fresh keys: close_notify and a FIN went out, the reader
 	 * reads on until the peer's close (so no RST discards what is still in
@@ -118,21 +123,16 @@ struct gw_stream {
 	pthread_t out_thr, in_thr;
 	bool out_started, in_started;
 
+	/* the protocol counters of both directions: credit, reorder buffer, END and VERIFIED (stream/rxsm.h) */
+	struct rxsm_stream sm;
+
 	/* outbound: local rfd -> peer */
-	struct credit cr;
 	struct digest out_dg;
-	uint64_t out_bytes;
-	struct gw_chunk *unacked_head, *unacked_tail;
-	bool out_end_sent, out_verified;
+	struct stripe_list unacked; /* of struct gw_chunk, by ent */
 	uint8_t out_end[WIRE_END_LEN];
 
 	/* inbound: peer -> local wfd */
-	struct reorder ro;
 	struct digest in_dg;
-	uint64_t in_chunks, in_bytes, in_held, in_acked, in_acked_bytes;
-	bool in_end_seen, in_done;
-	struct wire_end in_end;
-	uint64_t in_end_chunks;
 
 	bool complete;     /* both directions verified */
 	int fail_code;     /* WIRE_E_*, 0 while fine */
@@ -179,8 +179,8 @@ struct gw_session {
 	struct gw_stream *streams[WIRE_MAX_STREAMS];
 	int nstreams;            /* ids used so far */
 	int open_streams;        /* not yet complete or failed */
-	int next_open;           /* server: next stream id OPEN must name */
-	unsigned rr;             /* round-robin cursor for the stripe scheduler */
+	struct rxsm sm;          /* receive rules: OPEN order, window, limits (stream/rxsm.h) */
+	struct stripe stripe;    /* stripe scheduler (stream/stripe.h) */
 	/*
 	 * compress auto (under lock): wall time per raw byte sent, measured
 	 * over windows of raw bytes in one mode; see auto_account().
@@ -285,6 +285,36 @@ struct gw_stats {
 	int live_conns;
 };
 void gw_session_stats(struct gw_session *s, struct gw_stats *st);
+
+/*
+ * The failure a command reports, for commands that must not walk
+ * s->streams[] themselves. Takes s->lock: any thread but the session's own
+ * (not from on_open or sink ops). Sets *code to the WIRE_E_* code of the
+ * first failed stream (lowest id) and <text> (<len> bytes, NUL-terminated,
+ * may be NULL) to its text; with no failed stream, to the session's own
+ * failure; with neither, *code = 0 and text "". Returns the number of
+ * failed streams (0 when none), never an error.
+ */
+int gw_session_first_failure(struct gw_session *s, int *code, char *text, size_t len);
+
+/* How a session stands or ended, in one consistent snapshot (gw_session_outcome). */
+struct gw_outcome {
+	bool ok;               /* every stream complete, none open or failed, no session failure */
+	int nstreams;          /* stream ids used */
+	int open_streams;      /* neither complete nor failed */
+	int failed_streams;
+	int first_failed;      /* id of the first failed stream, -1 for none */
+	int stream_code;       /* its WIRE_E_* code, 0 for none */
+	char stream_text[WIRE_MAX_ERROR_TEXT + 1];
+	int session_code;      /* the session's own failure, 0 for none */
+	char session_text[WIRE_MAX_ERROR_TEXT + 1];
+	bool session_from_peer; /* that failure came in the peer's ERROR */
+	bool bye;              /* server: the client sent BYE */
+	int live_conns;
+};
+
+/* Fills <o> under s->lock; same threads as gw_session_first_failure. */
+void gw_session_outcome(struct gw_session *s, struct gw_outcome *o);
 
 /* Maps a WIRE_E_* code to a process exit code. */
 int gw_exit_for_wire_error(int code);

@@ -17,9 +17,19 @@
  *         truncate         after WELCOME, OPEN + 100 KiB of DATA, then close without END
  *         window           after WELCOME, OPEN + 6 MB of chunks 1..60 without chunk 0, so
  *                          nothing can be delivered and the 4 MiB window must overflow
+ *         ping-flood       after WELCOME, PINGs in batches and never a read, until a send
+ *                          fails (30 s or 1 GiB at most): prints "DROPPED after N KiB of PINGs
+ *                          in M ms", or "STALLED ..." / "NOT-DROPPED ..."
+ *         error-unopened   after WELCOME, ERROR for every stream id 0..63 (none opened), then
+ *                          OPEN 0 with 100 KiB and its END; prints "VERIFIED" when the server
+ *                          verifies stream 0 (and ends its own direction), then completes the
+ *                          session (VERIFIED, BYE)
+ *         end-conflict     after WELCOME, OPEN 0 with 100 KiB, its END, then a second END with
+ *                          the same total but other bytes and digest (prints the answer)
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +38,7 @@
 
 #include "crypto/tls.h"
 #include "gateway/net.h"
+#include "stream/digest.h"
 #include "stream/frame.h"
 
 static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
@@ -141,6 +152,112 @@ static bool pong(struct mr_tls *t, const uint8_t *nonce)
 	}
 }
 
+static long ms_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (long)((b.tv_sec - a->tv_sec) * 1000 + (b.tv_nsec - a->tv_nsec) / 1000000);
+}
+
+/* PINGs, never a read: the server must bound what it queues for us and drop us. */
+static void ping_flood(struct mr_tls *t, char *out, size_t outlen)
+{
+	enum { BATCH = 2048, FRAME = WIRE_HDR_LEN + WIRE_PING_LEN };
+	static uint8_t buf[BATCH * FRAME];
+	uint64_t sent = 0;
+	struct timespec a;
+	ssize_t n = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < BATCH; i++) {
+		wire_hdr_encode(buf + i * FRAME, &(struct wire_hdr){ .type = WIRE_T_PING, .len = WIRE_PING_LEN });
+		wire_u64_encode(buf + i * FRAME + WIRE_HDR_LEN, (uint64_t)i);
+	}
+	while (sent < (1ull << 30) && ms_since(&a) < 30000) {
+		n = mr_tls_send(t, buf, sizeof(buf));
+		if (n < 0)
+			break;
+		sent += sizeof(buf);
+	}
+	snprintf(out, outlen, "%s after %llu KiB of PINGs in %ld ms",
+		 n == -EAGAIN ? "STALLED" : n < 0 ? "DROPPED" : "NOT-DROPPED", (unsigned long long)(sent >> 10),
+		 ms_since(&a));
+}
+
+/* OPEN 0 with 100 KiB of 0xa5 and its END in <end>; <end2>, if not NULL, a second END. */
+static void open_send_end(struct mr_tls *t, const uint8_t *end2)
+{
+	static uint8_t data[100 << 10];
+	uint8_t op[WIRE_OPEN_LEN], end[WIRE_END_LEN];
+	struct wire_end e = { .bytes = sizeof(data) };
+	struct digest dg;
+
+	memset(data, 0xa5, sizeof(data));
+	if (digest_init(&dg) < 0)
+		exit(2);
+	digest_update(&dg, data, sizeof(data));
+	digest_final(&dg, e.digest);
+	digest_free(&dg);
+	wire_end_encode(end, &e);
+	wire_open_encode(op, WIRE_ROLE_PLAIN);
+	put(t, WIRE_T_OPEN, 0, 0, 0, op, sizeof(op), sizeof(op));
+	put(t, WIRE_T_DATA, 0, 0, 0, data, sizeof(data), sizeof(data));
+	put(t, WIRE_T_END, 0, 0, 1, end, sizeof(end), sizeof(end));
+	if (end2)
+		put(t, WIRE_T_END, 0, 0, 1, end2, WIRE_END_LEN, WIRE_END_LEN);
+}
+
+/*
+ * Reads frames until the server both VERIFIED stream 0 and ENDed its own
+ * direction of it; answers that END with VERIFIED and sends BYE. Prints
+ * "VERIFIED", or what came instead (ERROR ..., CLOSED, TIMEOUT).
+ */
+static void await_verified(struct mr_tls *t, char *out, size_t outlen)
+{
+	bool verified = false, ended = false;
+	struct wire_hdr end_h = { 0 };
+	struct wire_end e = { 0 };
+
+	while (!verified || !ended) {
+		uint8_t hb[WIRE_HDR_LEN], p[WIRE_MAX_CONTROL], vp[WIRE_VERIFIED_LEN];
+		struct wire_hdr h;
+		ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
+
+		if (n <= 0) {
+			snprintf(out, outlen, n == -EAGAIN ? "TIMEOUT" : "CLOSED");
+			return;
+		}
+		if (wire_hdr_parse(&h, hb, hb + sizeof(hb)) < 0 || h.len > WIRE_MAX_CONTROL ||
+		    mr_tls_recv_all(t, p, h.len) != (ssize_t)h.len) {
+			snprintf(out, outlen, "GARBAGE");
+			return;
+		}
+		if (h.type == WIRE_T_ERROR) {
+			struct wire_errmsg em;
+
+			if (wire_error_decode(&em, p, h.len) < 0)
+				snprintf(out, outlen, "GARBAGE");
+			else
+				snprintf(out, outlen, "ERROR %s %s", wire_error_name(em.code), em.text);
+			return;
+		}
+		if (h.stream != 0)
+			continue;
+		if (h.type == WIRE_T_VERIFIED)
+			verified = true;
+		if (h.type == WIRE_T_END && wire_end_decode(&e, p, h.len) == 0) {
+			ended = true;
+			end_h = h;
+			wire_u64_encode(vp, e.bytes);
+			put(t, WIRE_T_ACK, 0, 0, end_h.seq, vp, sizeof(vp), sizeof(vp));
+			put(t, WIRE_T_VERIFIED, 0, 0, end_h.seq, vp, sizeof(vp), sizeof(vp));
+		}
+	}
+	put(t, WIRE_T_BYE, 0, 0, 0, NULL, 0, 0);
+	snprintf(out, outlen, "VERIFIED");
+}
+
 static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct wire_welcome *w, char *out,
 			    size_t outlen)
 {
@@ -188,6 +305,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: rawpeer --to H:P --tls-dir D --case CASE [--expect PREFIX]\n");
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN); /* a server that drops us shows as a failed send */
 	cfg = load(tls_dir);
 	t = hello(cfg, &fd, 2, &w, out, sizeof(out));
 	if (!strcmp(tcase, "hello")) {
@@ -235,6 +353,22 @@ int main(int argc, char **argv)
 			l = strlen(out);
 			snprintf(out + l, sizeof(out) - l, "; connection 0 alive");
 		}
+	} else if (!strcmp(tcase, "ping-flood")) {
+		ping_flood(t, out, sizeof(out));
+	} else if (!strcmp(tcase, "error-unopened")) {
+		uint8_t ep[2 + WIRE_MAX_ERROR_TEXT];
+		int n = wire_error_encode(ep, WIRE_E_TARGET, "never opened");
+
+		for (uint16_t id = 0; id < WIRE_MAX_STREAMS; id++)
+			put(t, WIRE_T_ERROR, 0, id, 0, ep, (uint32_t)n, (uint32_t)n);
+		open_send_end(t, NULL);
+		await_verified(t, out, sizeof(out));
+	} else if (!strcmp(tcase, "end-conflict")) {
+		uint8_t end2[WIRE_END_LEN];
+
+		wire_end_encode(end2, &(struct wire_end){ .bytes = 7, .digest = { 1, 2, 3 } });
+		open_send_end(t, end2);
+		answer(t, out, sizeof(out), NULL);
 	} else if (!strcmp(tcase, "oversize")) {
 		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
 		answer(t, out, sizeof(out), NULL);
