@@ -83,7 +83,11 @@ while read -r lib; do
 done < <(objdump -p "$MIGRELAY" | awk '$1 == "NEEDED" { print $2 }' | grep -v '^ld-linux')
 dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles >"$T/conffiles"
 grep -qxF /etc/migrelay/serve.conf.example "$T/conffiles" || fail "serve.conf.example is not a conffile"
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -qx './postinst' || fail "no postinst (creates the user)"
+for s in postinst prerm postrm; do
+	dpkg-deb --ctrl-tarfile "$deb" | tar -xO "./$s" >"$T/$s" 2>/dev/null || fail "no $s in the package"
+	sh -n "$T/$s" || fail "$s is not a valid sh script"
+done
+grep -q 'systemd-sysusers migrelay.conf' "$T/postinst" || fail "postinst does not create the user"
 dpkg-deb -c "$deb" | awk '{ print $NF }' | grep -v '/$' | sed 's|^\./||' | sort >"$T/files"
 (cd "$D" && find . -type f | sed 's|^\./||; s|^usr/local/|usr/|' | sort) >"$T/installed"
 diff -u "$T/installed" "$T/files" >"$T/files.diff" || { cat "$T/files.diff"; fail "the package holds other files than cmake --install"; }
