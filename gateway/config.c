@@ -288,6 +288,8 @@ int config_load(const char *path, const struct config_spec *spec, struct config_
 
 	out->argc = 0;
 	out->argv = NULL;
+	if (!why)
+		whylen = 0; /* snprintf(NULL, 0, ...) writes nothing */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		r = -errno;
