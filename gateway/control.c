@@ -133,9 +133,15 @@ static int put(struct json_object *o, const char *key, struct json_object *v)
 	return 0;
 }
 
+/* json-c represents null as a NULL object */
+static int put_null(struct json_object *o, const char *key)
+{
+	return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+}
+
 static int put_str(struct json_object *o, const char *key, const char *s)
 {
-	return s ? put(o, key, json_object_new_string(s)) : put(o, key, json_object_new_null());
+	return s ? put(o, key, json_object_new_string(s)) : put_null(o, key);
 }
 
 /* The array <key> of <status>, created on first use. */
@@ -179,7 +185,7 @@ int gw_status_set_daemon(struct json_object *status, const struct gw_status_daem
 		r |= put(lr, "age_s", json_object_new_double(d->last_reload_age_s));
 		r |= put(o, "last_reload", lr);
 	} else {
-		r |= put(o, "last_reload", d->reloaded ? NULL : json_object_new_null());
+		r |= d->reloaded ? -ENOMEM : put_null(o, "last_reload");
 	}
 	if (r) {
 		json_object_put(o);
@@ -209,7 +215,7 @@ int gw_status_add_limit(struct json_object *status, const char *name, int64_t us
 		return -ENOMEM;
 	if (put_str(o, "name", name) | put(o, "used", json_object_new_int64(used)) |
 	    put(o, "max", json_object_new_int64(max)) |
-	    put(o, "ratio", max > 0 ? json_object_new_double((double)used / (double)max) : json_object_new_null())) {
+	    (max > 0 ? put(o, "ratio", json_object_new_double((double)used / (double)max)) : put_null(o, "ratio"))) {
 		json_object_put(o);
 		return -ENOMEM;
 	}
@@ -264,7 +270,8 @@ int gw_status_add_session(struct json_object *status, const struct gw_status_ses
 	r |= put(o, "wire_in", json_object_new_uint64(s->wire_in));
 	r |= put(o, "wire_out", json_object_new_uint64(s->wire_out));
 	/* rate_in/rate_out: set by the control server (rates_apply) */
-	r |= put(o, "compression_ratio", wire ? json_object_new_double((double)raw / (double)wire) : json_object_new_null());
+	r |= wire ? put(o, "compression_ratio", json_object_new_double((double)raw / (double)wire)) :
+		    put_null(o, "compression_ratio");
 	r |= put(o, "connections_expected", json_object_new_int(s->connections_expected));
 	r |= put(o, "connections_live", json_object_new_int(live));
 	r |= put(o, "rejoins", json_object_new_uint64(rejoins));
@@ -828,7 +835,8 @@ out:
 		snprintf(why, whylen, "control socket %s: %s", path, strerror(-r));
 	json_object_put(o);
 	json_object_put(req);
-	json_tokener_free(tok);
+	if (tok) /* json_tokener_free is not NULL-safe */
+		json_tokener_free(tok);
 	free(buf);
 	if (fd >= 0)
 		close(fd);
