@@ -67,7 +67,7 @@ int gw_control_parse_request(const char *buf, size_t len, struct gw_control_req 
 	}
 	/* only white space may follow the value */
 	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-		if (!strchr(" \t\r", buf[i])) {
+		if (!strchr(" \t\r\n", buf[i])) {
 			snprintf(why, whylen, "unexpected bytes after the request object");
 			goto out;
 		}

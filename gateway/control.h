@@ -52,8 +52,8 @@ struct gw_control_req {
 };
 
 /*
- * Parses one request line <buf,len> (no newline; a trailing '\r' and
- * surrounding white space are allowed). Returns 0 with <req> set,
+ * Parses one request line <buf,len> (white space, '\r' included, may
+ * surround the object). Returns 0 with <req> set,
  * -EMSGSIZE (over GW_CONTROL_MAX_REQUEST), -EBADMSG (not one JSON object,
  * a NUL byte, a key other than "cmd", "cmd" missing or not a string) or
  * -EOPNOTSUPP (a command this server does not know); <why> gets a sentence.
