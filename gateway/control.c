@@ -133,6 +133,16 @@ static int put(struct json_object *o, const char *key, struct json_object *v)
 	return 0;
 }
 
+/* A double with 3 decimals: json-c's default prints 2.4500000000000002. */
+static struct json_object *new_num(double v)
+{
+	struct json_object *o = json_object_new_double(v);
+
+	if (o)
+		json_object_set_serializer(o, json_object_double_to_json_string, (void *)(uintptr_t) "%.3f", NULL);
+	return o;
+}
+
 /* json-c represents null as a NULL object */
 static int put_null(struct json_object *o, const char *key)
 {
@@ -177,12 +187,12 @@ int gw_status_set_daemon(struct json_object *status, const struct gw_status_daem
 		return -ENOMEM;
 	r |= put(o, "pid", json_object_new_int64(getpid()));
 	r |= put_str(o, "version", d->version);
-	r |= put(o, "uptime_s", json_object_new_double(d->uptime_s));
+	r |= put(o, "uptime_s", new_num(d->uptime_s));
 	r |= put(o, "config_generation", json_object_new_uint64(d->config_generation));
 	if (d->reloaded && (lr = json_object_new_object())) {
 		r |= put(lr, "ok", json_object_new_boolean(d->last_reload_ok));
 		r |= put_str(lr, "message", d->last_reload_msg);
-		r |= put(lr, "age_s", json_object_new_double(d->last_reload_age_s));
+		r |= put(lr, "age_s", new_num(d->last_reload_age_s));
 		r |= put(o, "last_reload", lr);
 	} else {
 		r |= d->reloaded ? -ENOMEM : put_null(o, "last_reload");
@@ -215,7 +225,7 @@ int gw_status_add_limit(struct json_object *status, const char *name, int64_t us
 		return -ENOMEM;
 	if (put_str(o, "name", name) | put(o, "used", json_object_new_int64(used)) |
 	    put(o, "max", json_object_new_int64(max)) |
-	    (max > 0 ? put(o, "ratio", json_object_new_double((double)used / (double)max)) : put_null(o, "ratio"))) {
+	    (max > 0 ? put(o, "ratio", new_num((double)used / (double)max)) : put_null(o, "ratio"))) {
 		json_object_put(o);
 		return -ENOMEM;
 	}
@@ -264,13 +274,13 @@ int gw_status_add_session(struct json_object *status, const struct gw_status_ses
 	r |= put_str(o, "identity", s->identity);
 	r |= put_str(o, "target", s->target);
 	r |= put_str(o, "state", s->state);
-	r |= put(o, "age_s", json_object_new_double(s->age_s));
+	r |= put(o, "age_s", new_num(s->age_s));
 	r |= put(o, "bytes_in", json_object_new_uint64(s->bytes_in));
 	r |= put(o, "bytes_out", json_object_new_uint64(s->bytes_out));
 	r |= put(o, "wire_in", json_object_new_uint64(s->wire_in));
 	r |= put(o, "wire_out", json_object_new_uint64(s->wire_out));
 	/* rate_in/rate_out: set by the control server (rates_apply) */
-	r |= wire ? put(o, "compression_ratio", json_object_new_double((double)raw / (double)wire)) :
+	r |= wire ? put(o, "compression_ratio", new_num((double)raw / (double)wire)) :
 		    put_null(o, "compression_ratio");
 	r |= put(o, "connections_expected", json_object_new_int(s->connections_expected));
 	r |= put(o, "connections_live", json_object_new_int(live));
@@ -382,8 +392,8 @@ static void rates_update(struct gw_control *c, struct json_object *status, bool 
 			}
 		}
 		if (apply) {
-			(void)put(s, "rate_in", json_object_new_double(e ? e->rate_in : 0));
-			(void)put(s, "rate_out", json_object_new_double(e ? e->rate_out : 0));
+			(void)put(s, "rate_in", new_num(e ? e->rate_in : 0));
+			(void)put(s, "rate_out", new_num(e ? e->rate_out : 0));
 		}
 	}
 	free(c->rates);
@@ -504,11 +514,7 @@ static void serve_client(struct gw_control *c, int fd)
 	size_t got = 0, tlen;
 	char *out = NULL;
 
-	if (!peer_trusted(fd)) {
-		gw_ratelimited(GW_LOG_WARN, "control: refused a client of another user");
-		reply = error_reply(-EACCES, "permission denied: the control socket answers only its daemon's user and root");
-		goto respond;
-	}
+	/* Read the request even from a client that will be refused: closing on unread bytes would reset the connection before it reads why. */
 	while (!nl) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		int64_t left = deadline - now_ms();
@@ -528,7 +534,10 @@ static void serve_client(struct gw_control *c, int fd)
 		nl = memchr(req + got, '\n', (size_t)n);
 		got += (size_t)n;
 	}
-	if (nl)
+	if (!peer_trusted(fd)) {
+		gw_ratelimited(GW_LOG_WARN, "control: refused a client of another user");
+		reply = error_reply(-EACCES, "permission denied: the control socket answers only its daemon's user and root");
+	} else if (nl)
 		reply = handle(c, req, (size_t)(nl - req));
 	else if (got == sizeof(req))
 		reply = error_reply(-EMSGSIZE, "request line too long");
@@ -536,7 +545,6 @@ static void serve_client(struct gw_control *c, int fd)
 		reply = handle(c, req, got);
 	else
 		goto out; /* nothing, or too slow: no answer */
-respond:
 	if (!reply)
 		goto out;
 	txt = json_object_to_json_string_length(reply, JSON_C_TO_STRING_PLAIN, &tlen);
