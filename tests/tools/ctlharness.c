@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,7 @@ static struct {
 	char reload_msg[GW_CONTROL_MAX_MESSAGE];
 	uint64_t reload_ms;
 	char control_path[128], metrics_addr[64];
-	volatile int stop;
+	atomic_int stop; /* main thread sets it, the traffic thread reads it */
 } h = { .conf = GW_SNAPSHOT_INITIALIZER,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.reload_lock = PTHREAD_MUTEX_INITIALIZER,
