@@ -68,7 +68,9 @@ MR_MUST_CHECK int gw_control_parse_request(const char *buf, size_t len, struct g
  * copy numbers out, let go). <status> gets an empty object to fill with
  * the gw_status_* helpers; <reload> re-reads the configuration (the same
  * function SIGHUP runs, so the daemon serializes the two) and returns 0 or
- * -errno, with a sentence in <msg> either way.
+ * -errno, with a sentence in <msg> either way. <status> is also called
+ * about once a second while no client is there (rates are measured from
+ * those samples), so it must be cheap.
  */
 struct gw_control_ops {
 	int (*status)(void *ctx, struct json_object *status);

@@ -131,6 +131,16 @@ void gw_metrics_bytes(const char *target, uint64_t in, uint64_t out)
 		inc(&t->bytes_out, out);
 }
 
+void gw_metrics_flow_update(struct gw_metrics_flow *f, const char *target, uint64_t in_total, uint64_t out_total)
+{
+	/* totals only grow; a smaller one (never expected) counts nothing rather than wrapping */
+	gw_metrics_bytes(target, in_total > f->in ? in_total - f->in : 0, out_total > f->out ? out_total - f->out : 0);
+	if (in_total > f->in)
+		f->in = in_total;
+	if (out_total > f->out)
+		f->out = out_total;
+}
+
 void gw_metrics_rejoin(const char *target)
 {
 	inc(&tgt_for(target)->rejoins, 1);

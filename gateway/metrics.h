@@ -74,6 +74,21 @@ void gw_metrics_session_done(const char *target);
 void gw_metrics_session_failed(const char *target, int wire_code);
 /* Raw stream bytes received from the peer (<in>) and sent to it (<out>) since the last call for this target. */
 void gw_metrics_bytes(const char *target, uint64_t in, uint64_t out);
+/*
+ * What one session's bytes already added to the counters, so that a
+ * session's running totals can be fed in as they grow (a scrape during a
+ * migration sees its progress) without counting anything twice.
+ */
+struct gw_metrics_flow {
+	uint64_t in, out;
+};
+/*
+ * Counts what the session's totals <in_total>/<out_total> (raw stream bytes,
+ * as gw_session_stats gives them) add to what <f> (zeroed at the session's
+ * start) counted so far, and remembers them. Call it every second or so and
+ * once more when the session ends. One caller per <f> at a time.
+ */
+void gw_metrics_flow_update(struct gw_metrics_flow *f, const char *target, uint64_t in_total, uint64_t out_total);
 /* A connection of a session on <target> rejoined. */
 void gw_metrics_rejoin(const char *target);
 /* A connection failed before it became part of a session. */

@@ -126,6 +126,14 @@ static void test_counters(void **state)
 	gw_metrics_session_failed("vm", 999);      /* unknown code: "other" */
 	gw_metrics_bytes("vm", 1000, 10);
 	gw_metrics_bytes("vm", 24, 0);
+	{
+		struct gw_metrics_flow fl = { 0 };
+
+		gw_metrics_flow_update(&fl, "disk\"1", 100, 7);
+		gw_metrics_flow_update(&fl, "disk\"1", 100, 7); /* nothing new */
+		gw_metrics_flow_update(&fl, "disk\"1", 150, 5); /* out went back: ignored */
+		gw_metrics_flow_update(&fl, "disk\"1", 160, 9);
+	}
 	gw_metrics_rejoin("disk\"1");
 	gw_metrics_handshake_failed(GW_HS_TLS);
 	gw_metrics_handshake_failed(gw_metrics_hs_reason_for_wire(WIRE_E_BAD_TOKEN));
@@ -146,6 +154,8 @@ static void test_counters(void **state)
 	assert_int_equal(sample(txt, "migrelay_stream_bytes_received_total{target=\"vm\"}"), 1024);
 	assert_int_equal(sample(txt, "migrelay_stream_bytes_sent_total{target=\"vm\"}"), 10);
 	assert_int_equal(sample(txt, "migrelay_rejoins_total{target=\"disk\\\"1\"}"), 1);
+	assert_int_equal(sample(txt, "migrelay_stream_bytes_received_total{target=\"disk\\\"1\"}"), 160);
+	assert_int_equal(sample(txt, "migrelay_stream_bytes_sent_total{target=\"disk\\\"1\"}"), 9);
 	assert_int_equal(sample(txt, "migrelay_handshake_failures_total{reason=\"tls\"}"), 1);
 	assert_int_equal(sample(txt, "migrelay_handshake_failures_total{reason=\"bad_token\"}"), 1);
 	assert_int_equal(sample(txt, "migrelay_handshake_failures_total{reason=\"other\"}"), 1);
