@@ -32,6 +32,7 @@
 #include "gateway/control.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
+#include "gateway/reload.h"
 #include "gateway/snapshot.h"
 
 enum { H_MAX_TARGETS = 8, H_MAX_SESSIONS = 16, H_MAX_CONNS = 4 };
@@ -52,19 +53,14 @@ struct hsession {
 static struct {
 	const char *config;
 	struct gw_snapshot conf;
-	pthread_mutex_t lock; /* sessions, reload result */
-	pthread_mutex_t reload_lock; /* SIGHUP and the control socket reload one at a time */
+	pthread_mutex_t lock; /* sessions */
 	struct hsession s[H_MAX_SESSIONS];
 	int ns;
 	uint64_t next_id, start_ms;
-	bool reloaded, reload_ok;
-	char reload_msg[GW_CONTROL_MAX_MESSAGE];
-	uint64_t reload_ms;
 	char control_path[128], metrics_addr[64];
 	atomic_int stop; /* main thread sets it, the traffic thread reads it */
 } h = { .conf = GW_SNAPSHOT_INITIALIZER,
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.reload_lock = PTHREAD_MUTEX_INITIALIZER,
 	.next_id = 0x1000 };
 
 static uint64_t now_ms(void)
@@ -127,7 +123,7 @@ static void conf_free(void *p)
 	free(p);
 }
 
-/* Control thread or main thread (SIGHUP): serialized by reload_lock. */
+/* The reload function: control thread or main thread (SIGHUP), one at a time (gw_reload_run). */
 static int do_reload(void *ctx, char *msg, size_t msglen)
 {
 	struct hconf *c = NULL;
@@ -135,8 +131,6 @@ static int do_reload(void *ctx, char *msg, size_t msglen)
 	int r;
 
 	(void)ctx;
-	pthread_mutex_lock(&h.reload_lock);
-	msg[0] = '\0';
 	r = conf_load(&c, msg, msglen);
 	if (r == 0) {
 		for (int i = 0; i < c->ntargets; i++)
@@ -149,16 +143,10 @@ static int do_reload(void *ctx, char *msg, size_t msglen)
 				 gen, c->ntargets);
 		}
 	}
-	gw_metrics_reload(r == 0);
-	pthread_mutex_lock(&h.lock);
-	h.reloaded = true;
-	h.reload_ok = r == 0;
-	snprintf(h.reload_msg, sizeof(h.reload_msg), "%s", msg);
-	h.reload_ms = now_ms();
-	pthread_mutex_unlock(&h.lock);
-	pthread_mutex_unlock(&h.reload_lock);
 	return r;
 }
+
+static struct gw_reloader reloader = GW_RELOADER_INITIALIZER(do_reload, NULL);
 
 /* Main thread. */
 static void session_start(void)
@@ -208,6 +196,7 @@ static void session_end(void)
 static int status_cb(void *ctx, struct json_object *st)
 {
 	struct gw_status_daemon d = { .version = "harness" };
+	char rmsg[GW_CONTROL_MAX_MESSAGE];
 	uint64_t now = now_ms();
 	int r = 0;
 
@@ -215,10 +204,7 @@ static int status_cb(void *ctx, struct json_object *st)
 	pthread_mutex_lock(&h.lock);
 	d.uptime_s = (double)(now - h.start_ms) / 1000.0;
 	d.config_generation = gw_snapshot_generation(&h.conf);
-	d.reloaded = h.reloaded;
-	d.last_reload_ok = h.reload_ok;
-	d.last_reload_msg = h.reload_msg;
-	d.last_reload_age_s = (double)(now - h.reload_ms) / 1000.0;
+	gw_reload_describe(&reloader, &d, rmsg, sizeof(rmsg));
 	r |= gw_status_set_daemon(st, &d);
 	r |= gw_status_add_listener(st, "control", h.control_path);
 	r |= gw_status_add_listener(st, "metrics", h.metrics_addr);
@@ -270,7 +256,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *metrics = NULL, *ready = NULL;
-	struct gw_control_ops ops = { .status = status_cb, .reload = do_reload };
+	struct gw_control_ops ops = { .status = status_cb, .reload = gw_reload_run, .ctx = &reloader };
 	struct gw_control *ctl = NULL;
 	struct gw_metrics_http *mh = NULL;
 	struct hconf *c = NULL;
@@ -347,12 +333,8 @@ int main(int argc, char **argv)
 		goto stop;
 	while (!h.stop && sigwait(&set, &sig) == 0) {
 		if (sig == SIGHUP) {
-			char msg[GW_CONTROL_MAX_MESSAGE];
-
-			if (do_reload(NULL, msg, sizeof(msg)) < 0)
-				gw_warn("reload refused, the previous configuration stays: %s", msg);
-			else
-				gw_info("%s", msg);
+			gw_reload_request(&reloader); /* as a handler would */
+			(void)gw_reload_poll(&reloader);
 		} else if (sig == SIGUSR1) {
 			session_start();
 		} else if (sig == SIGUSR2) {
