@@ -20,25 +20,24 @@
 
 enum { STATUS_TIMEOUT_MS = 10000 /* the server's own deadline is shorter: this only guards against a hang */ };
 
-static const char status_usage[] =
-	"Usage: migrelay status [--control PATH] [--json]\n"
-	"       migrelay status [--control PATH] reload\n"
-	"\n"
-	"Shows what a running `migrelay serve` is doing: its sessions (identity,\n"
-	"target, state, age, bytes and current rate each way, connections and\n"
-	"their rejoins, compression ratio, streams verified), its listeners and\n"
-	"its limits with how close each is. `reload` makes it re-read its\n"
-	"certificates, CRL, PSK file, allow lists and targets, as SIGHUP does:\n"
-	"sessions in flight keep their settings, new sessions get the new ones,\n"
-	"and a configuration that does not validate is refused (the old one stays).\n"
-	"\n"
-	"  -c, --control PATH  the daemon's control socket, \"unix:PATH\" or PATH\n"
-	"                      (default " GW_CONTROL_DEFAULT_PATH "; serve --control)\n"
-	"      --json          print the daemon's status object as JSON on stdout\n"
-	"  -h, --help          this text\n"
-	"\n"
-	"Exit codes: 0 done; 1 the daemon refused the reload (the reason is printed)\n"
-	"or failed to give its status; 2 usage; 3 the control socket cannot be reached.\n";
+static const char status_usage[] = "Usage: migrelay status [--control PATH] [--json]\n"
+				   "       migrelay status [--control PATH] reload\n"
+				   "\n"
+				   "Shows what a running `migrelay serve` is doing: its sessions (identity,\n"
+				   "target, state, age, bytes and current rate each way, connections and\n"
+				   "their rejoins, compression ratio, streams verified), its listeners and\n"
+				   "its limits with how close each is. `reload` makes it re-read its\n"
+				   "certificates, CRL, PSK file, allow lists and targets, as SIGHUP does:\n"
+				   "sessions in flight keep their settings, new sessions get the new ones,\n"
+				   "and a configuration that does not validate is refused (the old one stays).\n"
+				   "\n"
+				   "  -c, --control PATH  the daemon's control socket, \"unix:PATH\" or PATH\n"
+				   "                      (default " GW_CONTROL_DEFAULT_PATH "; serve --control)\n"
+				   "      --json          print the daemon's status object as JSON on stdout\n"
+				   "  -h, --help          this text\n"
+				   "\n"
+				   "Exit codes: 0 done; 1 the daemon refused the reload (the reason is printed)\n"
+				   "or failed to give its status; 2 usage; 3 the control socket cannot be reached.\n";
 
 struct status_opts {
 	char path[128];
@@ -49,10 +48,10 @@ struct status_opts {
 static int parse_args(int argc, char **argv, struct status_opts *o)
 {
 	static const struct option lo[] = {
-		{ "control", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"control", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c, r;
 
@@ -62,8 +61,8 @@ static int parse_args(int argc, char **argv, struct status_opts *o)
 		case 'c':
 			if ((r = gw_control_parse_path(optarg, o->path, sizeof(o->path))) < 0) {
 				fprintf(stderr, "migrelay status: --control \"%.80s\": %s\n", optarg,
-					r == -ENAMETOOLONG ? "path too long for a unix socket" :
-							     "expected unix:PATH or PATH");
+					r == -ENAMETOOLONG ? "path too long for a unix socket"
+							   : "expected unix:PATH or PATH");
 				return MR_EXIT_USAGE;
 			}
 			break;
@@ -109,7 +108,7 @@ static const char *str_of(struct json_object *o, const char *key, const char *df
 
 static const char *fmt_bytes(double n, char *buf, size_t len)
 {
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	int u = 0;
 
 	while (n >= 1024 && u < 5) {
@@ -141,13 +140,15 @@ static void print_daemon(struct json_object *st)
 	char age[32], rage[32];
 	size_t n;
 
-	printf("migrelay serve %s, pid %" PRId64 ", up %s, configuration generation %" PRIu64, str_of(d, "version", "?"),
-	       json_object_get_int64(field(d, "pid")), fmt_age(json_object_get_double(field(d, "uptime_s")), age, sizeof(age)),
+	printf("migrelay serve %s, pid %" PRId64 ", up %s, configuration generation %" PRIu64,
+	       str_of(d, "version", "?"), json_object_get_int64(field(d, "pid")),
+	       fmt_age(json_object_get_double(field(d, "uptime_s")), age, sizeof(age)),
 	       json_object_get_uint64(field(d, "config_generation")));
 	if (lr && json_object_is_type(lr, json_type_object))
-		printf(" (last reload %s ago: %s%s%s)", fmt_age(json_object_get_double(field(lr, "age_s")), rage, sizeof(rage)),
-		       json_object_get_boolean(field(lr, "ok")) ? "ok" : "refused", str_of(lr, "message", NULL) ? ": " : "",
-		       str_of(lr, "message", ""));
+		printf(" (last reload %s ago: %s%s%s)",
+		       fmt_age(json_object_get_double(field(lr, "age_s")), rage, sizeof(rage)),
+		       json_object_get_boolean(field(lr, "ok")) ? "ok" : "refused",
+		       str_of(lr, "message", NULL) ? ": " : "", str_of(lr, "message", ""));
 	printf("\n");
 	if ((a = field(st, "listeners")) && (n = json_object_array_length(a))) {
 		printf("listening:");
@@ -198,12 +199,13 @@ static void print_sessions(struct json_object *st)
 			snprintf(rt, sizeof(rt), "-");
 		printf("%-16s  %-24.24s  %-12.12s  %-9.9s  %6s  %10s  %10s  %12s  %12s  %5s  %7" PRIu64
 		       "  %5s  %d open, %d verified, %d failed\n",
-		       str_of(s, "id", "?"), str_of(s, "identity", "?"), str_of(s, "target", "?"), str_of(s, "state", "?"),
-		       fmt_age(json_object_get_double(field(s, "age_s")), age, sizeof(age)),
+		       str_of(s, "id", "?"), str_of(s, "identity", "?"), str_of(s, "target", "?"),
+		       str_of(s, "state", "?"), fmt_age(json_object_get_double(field(s, "age_s")), age, sizeof(age)),
 		       fmt_bytes((double)json_object_get_uint64(field(s, "bytes_in")), in, sizeof(in)),
-		       fmt_bytes((double)json_object_get_uint64(field(s, "bytes_out")), out, sizeof(out)), rin, rout, conns,
-		       json_object_get_uint64(field(s, "rejoins")), rt, json_object_get_int(field(streams, "open")),
-		       json_object_get_int(field(streams, "verified")), json_object_get_int(field(streams, "failed")));
+		       fmt_bytes((double)json_object_get_uint64(field(s, "bytes_out")), out, sizeof(out)), rin, rout,
+		       conns, json_object_get_uint64(field(s, "rejoins")), rt,
+		       json_object_get_int(field(streams, "open")), json_object_get_int(field(streams, "verified")),
+		       json_object_get_int(field(streams, "failed")));
 		if (str_of(s, "error", NULL))
 			printf("%-16s  error: %.300s\n", "", str_of(s, "error", ""));
 	}
@@ -211,7 +213,7 @@ static void print_sessions(struct json_object *st)
 
 int cmd_status(int argc, char **argv)
 {
-	struct status_opts o = { 0 };
+	struct status_opts o = {0};
 	struct json_object *reply = NULL, *st;
 	char why[512] = "";
 	int r, rc;
@@ -224,7 +226,8 @@ int cmd_status(int argc, char **argv)
 		fprintf(stderr, "migrelay status: %s\n", why);
 		if (r == -ENOENT || r == -ECONNREFUSED)
 			fprintf(stderr,
-				"migrelay status: is `migrelay serve --control unix:%s` running? Give the socket of the daemon you mean with --control PATH.\n",
+				"migrelay status: is `migrelay serve --control unix:%s` running? Give the socket of "
+				"the daemon you mean with --control PATH.\n",
 				o.path);
 		else if (r == -EACCES || r == -EPERM)
 			fprintf(stderr, "migrelay status: run this as the user that runs the daemon, or as root.\n");
@@ -245,7 +248,8 @@ int cmd_status(int argc, char **argv)
 		json_object_put(reply);
 		return MR_EXIT_FAIL;
 	} else if (o.json) {
-		printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n",
+		       json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		print_daemon(st);
 		print_sessions(st);

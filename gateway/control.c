@@ -26,6 +26,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "status.h"
 
 /* ---- requests ---- */
 
@@ -34,7 +35,7 @@ int gw_control_parse_request(const char *buf, size_t len, struct gw_control_req 
 	static const struct {
 		const char *name;
 		enum gw_control_cmd cmd;
-	} cmds[] = { { "status", GW_CTL_STATUS }, { "reload", GW_CTL_RELOAD } };
+	} cmds[] = {{"status", GW_CTL_STATUS}, {"reload", GW_CTL_RELOAD}};
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL, *v = NULL;
 	const char *name;
@@ -119,187 +120,6 @@ int gw_control_parse_path(const char *spec, char *path, size_t pathlen)
 	return 0;
 }
 
-/* ---- status builders ---- */
-
-/* Adds <v> to <o> under <key>, taking it over even on failure. */
-static int put(struct json_object *o, const char *key, struct json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-/* A double with 3 decimals: json-c's default prints 2.4500000000000002. */
-static struct json_object *new_num(double v)
-{
-	struct json_object *o = json_object_new_double(v);
-
-	if (o)
-		json_object_set_serializer(o, json_object_double_to_json_string, (void *)(uintptr_t) "%.3f", NULL);
-	return o;
-}
-
-/* json-c represents null as a NULL object */
-static int put_null(struct json_object *o, const char *key)
-{
-	return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
-}
-
-static int put_str(struct json_object *o, const char *key, const char *s)
-{
-	return s ? put(o, key, json_object_new_string(s)) : put_null(o, key);
-}
-
-/* The array <key> of <status>, created on first use. */
-static struct json_object *array_of(struct json_object *status, const char *key)
-{
-	struct json_object *a;
-
-	if (json_object_object_get_ex(status, key, &a))
-		return a;
-	if (put(status, key, json_object_new_array()) < 0)
-		return NULL;
-	json_object_object_get_ex(status, key, &a);
-	return a;
-}
-
-static int append(struct json_object *status, const char *key, struct json_object *item)
-{
-	struct json_object *a = array_of(status, key);
-
-	if (!a || json_object_array_add(a, item) < 0) {
-		json_object_put(item);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
-int gw_status_set_daemon(struct json_object *status, const struct gw_status_daemon *d)
-{
-	struct json_object *o = json_object_new_object(), *lr;
-	int r = 0;
-
-	if (!o)
-		return -ENOMEM;
-	r |= put(o, "pid", json_object_new_int64(getpid()));
-	r |= put_str(o, "version", d->version);
-	r |= put(o, "uptime_s", new_num(d->uptime_s));
-	r |= put(o, "config_generation", json_object_new_uint64(d->config_generation));
-	if (d->reloaded && (lr = json_object_new_object())) {
-		r |= put(lr, "ok", json_object_new_boolean(d->last_reload_ok));
-		r |= put_str(lr, "message", d->last_reload_msg);
-		r |= put(lr, "age_s", new_num(d->last_reload_age_s));
-		r |= put(o, "last_reload", lr);
-	} else {
-		r |= d->reloaded ? -ENOMEM : put_null(o, "last_reload");
-	}
-	if (r) {
-		json_object_put(o);
-		return -ENOMEM;
-	}
-	return put(status, "daemon", o);
-}
-
-int gw_status_add_listener(struct json_object *status, const char *kind, const char *address)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (!o)
-		return -ENOMEM;
-	if (put_str(o, "kind", kind) | put_str(o, "address", address)) {
-		json_object_put(o);
-		return -ENOMEM;
-	}
-	return append(status, "listeners", o);
-}
-
-int gw_status_add_limit(struct json_object *status, const char *name, int64_t used, int64_t max)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (!o)
-		return -ENOMEM;
-	if (put_str(o, "name", name) | put(o, "used", json_object_new_int64(used)) |
-	    put(o, "max", json_object_new_int64(max)) |
-	    (max > 0 ? put(o, "ratio", new_num((double)used / (double)max)) : put_null(o, "ratio"))) {
-		json_object_put(o);
-		return -ENOMEM;
-	}
-	return append(status, "limits", o);
-}
-
-static struct json_object *conn_json(const struct gw_status_conn *c)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (!o)
-		return NULL;
-	if (put(o, "index", json_object_new_int(c->index)) | put(o, "live", json_object_new_boolean(c->live)) |
-	    put(o, "rejoins", json_object_new_int64(c->rejoins)) | put(o, "wire_in", json_object_new_uint64(c->wire_in)) |
-	    put(o, "wire_out", json_object_new_uint64(c->wire_out))) {
-		json_object_put(o);
-		return NULL;
-	}
-	return o;
-}
-
-int gw_status_add_session(struct json_object *status, const struct gw_status_session *s)
-{
-	struct json_object *o = json_object_new_object(), *conns = json_object_new_array(), *st = json_object_new_object();
-	uint64_t raw = s->bytes_in + s->bytes_out, wire = s->wire_in + s->wire_out, rejoins = 0;
-	char id[17];
-	int live = 0, r = 0;
-
-	if (!o || !conns || !st)
-		goto nomem;
-	for (int i = 0; i < s->nconns; i++) {
-		struct json_object *c = conn_json(&s->conns[i]);
-
-		if (!c || json_object_array_add(conns, c) < 0) {
-			json_object_put(c);
-			goto nomem;
-		}
-		live += s->conns[i].live;
-		rejoins += s->conns[i].rejoins;
-	}
-	r |= put(st, "open", json_object_new_int(s->streams_open));
-	r |= put(st, "verified", json_object_new_int(s->streams_verified));
-	r |= put(st, "failed", json_object_new_int(s->streams_failed));
-	snprintf(id, sizeof(id), "%016" PRIx64, s->id);
-	r |= put_str(o, "id", id);
-	r |= put_str(o, "identity", s->identity);
-	r |= put_str(o, "target", s->target);
-	r |= put_str(o, "state", s->state);
-	r |= put(o, "age_s", new_num(s->age_s));
-	r |= put(o, "bytes_in", json_object_new_uint64(s->bytes_in));
-	r |= put(o, "bytes_out", json_object_new_uint64(s->bytes_out));
-	r |= put(o, "wire_in", json_object_new_uint64(s->wire_in));
-	r |= put(o, "wire_out", json_object_new_uint64(s->wire_out));
-	/* rate_in/rate_out: set by the control server (rates_apply) */
-	r |= wire ? put(o, "compression_ratio", new_num((double)raw / (double)wire)) :
-		    put_null(o, "compression_ratio");
-	r |= put(o, "connections_expected", json_object_new_int(s->connections_expected));
-	r |= put(o, "connections_live", json_object_new_int(live));
-	r |= put(o, "rejoins", json_object_new_uint64(rejoins));
-	r |= put(o, "connections", conns);
-	conns = NULL;
-	r |= put(o, "streams", st);
-	st = NULL;
-	r |= put_str(o, "error", s->error);
-	if (r)
-		goto nomem;
-	return append(status, "sessions", o);
-nomem:
-	json_object_put(o);
-	json_object_put(conns);
-	json_object_put(st);
-	return -ENOMEM;
-}
-
 /* ---- rates ---- */
 
 struct rate {
@@ -349,7 +169,8 @@ static void rates_update(struct gw_control *c, struct json_object *status, bool 
 	int n = 0;
 	size_t len;
 
-	if (!json_object_object_get_ex(status, "sessions", &sessions) || !json_object_is_type(sessions, json_type_array)) {
+	if (!json_object_object_get_ex(status, "sessions", &sessions) ||
+	    !json_object_is_type(sessions, json_type_array)) {
 		c->nrates = 0;
 		return;
 	}
@@ -392,8 +213,9 @@ static void rates_update(struct gw_control *c, struct json_object *status, bool 
 			}
 		}
 		if (apply) {
-			(void)put(s, "rate_in", new_num(e ? e->rate_in : 0));
-			(void)put(s, "rate_out", new_num(e ? e->rate_out : 0));
+			/* out of memory: the session goes without its rate, the rest stays right */
+			(void)!gw_json_put(s, "rate_in", gw_json_num(e ? e->rate_in : 0));
+			(void)!gw_json_put(s, "rate_out", gw_json_num(e ? e->rate_out : 0));
 		}
 	}
 	free(c->rates);
@@ -418,8 +240,8 @@ static struct json_object *error_reply(int err, const char *msg)
 
 	if (!o)
 		return NULL;
-	if (put(o, "ok", json_object_new_boolean(false)) | put_str(o, "error", msg) |
-	    put(o, "errno", json_object_new_int(err < 0 ? -err : err))) {
+	if (gw_json_put(o, "ok", json_object_new_boolean(false)) | gw_json_put_str(o, "error", msg) |
+	    gw_json_put(o, "errno", json_object_new_int(err < 0 ? -err : err))) {
 		json_object_put(o);
 		return NULL;
 	}
@@ -447,8 +269,8 @@ static struct json_object *handle(struct gw_control *c, const char *line, size_t
 			return error_reply(r, why);
 		}
 		rates_update(c, st, true);
-		if (!(o = json_object_new_object()) || put(o, "ok", json_object_new_boolean(true)) < 0 ||
-		    put(o, "status", st) < 0) {
+		if (!(o = json_object_new_object()) || gw_json_put(o, "ok", json_object_new_boolean(true)) < 0 ||
+		    gw_json_put(o, "status", st) < 0) {
 			if (!o)
 				json_object_put(st);
 			json_object_put(o);
@@ -461,8 +283,8 @@ static struct json_object *handle(struct gw_control *c, const char *line, size_t
 	r = c->ops.reload(c->ops.ctx, why, sizeof(why));
 	if (r < 0)
 		return error_reply(r, why[0] ? why : strerror(-r));
-	if (!(o = json_object_new_object()) || put(o, "ok", json_object_new_boolean(true)) < 0 ||
-	    put_str(o, "message", why[0] ? why : "reloaded") < 0) {
+	if (!(o = json_object_new_object()) || gw_json_put(o, "ok", json_object_new_boolean(true)) < 0 ||
+	    gw_json_put_str(o, "message", why[0] ? why : "reloaded") < 0) {
 		json_object_put(o);
 		return error_reply(-ENOMEM, "out of memory");
 	}
@@ -473,7 +295,7 @@ static struct json_object *handle(struct gw_control *c, const char *line, size_t
 static int send_until(int fd, const char *p, size_t len, int64_t deadline)
 {
 	while (len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 
@@ -514,9 +336,10 @@ static void serve_client(struct gw_control *c, int fd)
 	size_t got = 0, tlen;
 	char *out = NULL;
 
-	/* Read the request even from a client that will be refused: closing on unread bytes would reset the connection before it reads why. */
+	/* Read the request even from a client that will be refused: closing on unread bytes would reset the connection
+	 * before it reads why. */
 	while (!nl) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 
@@ -536,7 +359,8 @@ static void serve_client(struct gw_control *c, int fd)
 	}
 	if (!peer_trusted(fd)) {
 		gw_ratelimited(GW_LOG_WARN, "control: refused a client of another user");
-		reply = error_reply(-EACCES, "permission denied: the control socket answers only its daemon's user and root");
+		reply = error_reply(-EACCES,
+				    "permission denied: the control socket answers only its daemon's user and root");
 	} else if (nl)
 		reply = handle(c, req, (size_t)(nl - req));
 	else if (got == sizeof(req))
@@ -566,7 +390,7 @@ static void *control_main(void *arg)
 	int64_t next_sample = now_ms();
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = c->lfd, .events = POLLIN }, { .fd = c->stop[0], .events = POLLIN } };
+		struct pollfd pfd[2] = {{.fd = c->lfd, .events = POLLIN}, {.fd = c->stop[0], .events = POLLIN}};
 		int64_t wait = next_sample - now_ms();
 		int n, fd;
 
@@ -626,7 +450,7 @@ static int make_parent(const char *path, char *why, size_t whylen)
 
 static int listen_socket(struct gw_control *c, char *why, size_t whylen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	int fd, r;
 
@@ -743,7 +567,7 @@ void gw_control_stop(struct gw_control *c)
 int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct json_object **reply, char *why,
 		    size_t whylen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int64_t deadline = now_ms() + timeout_ms;
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL, *req = NULL;
@@ -771,7 +595,7 @@ int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct js
 		goto out;
 	}
 	/* json-c writes the command name with its escaping, whatever it holds */
-	if (!(req = json_object_new_object()) || put_str(req, "cmd", cmd) < 0 ||
+	if (!(req = json_object_new_object()) || gw_json_put_str(req, "cmd", cmd) < 0 ||
 	    !(txt = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &tlen)) || tlen + 2 > sizeof(line)) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "cannot build the request");
@@ -784,7 +608,7 @@ int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct js
 		goto out;
 	}
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 

@@ -12,7 +12,7 @@
  * identity and reload the daemon's credentials (SECURITY.md).
  *
  * The status object has a fixed shape, built only through the
- * gw_status_* helpers below so that `migrelay status` and scripts can rely
+ * gw_status_* helpers of status.h so that `migrelay status` and scripts can rely
  * on it (docs/OPERATIONS.md "Status"):
  *   "daemon":    {"pid","version","uptime_s","config_generation","last_reload":{"ok","message","age_s"}}
  *   "listeners": [{"kind","address"}]
@@ -33,16 +33,17 @@
 
 #include <json-c/json.h>
 
+#include "status.h"
 #include "stream/wire.h"
 
 #define GW_CONTROL_DEFAULT_PATH "/run/migrelay/control.sock"
 
 enum {
-	GW_CONTROL_MAX_REQUEST = 4096,     /* bytes of one request line, newline included */
-	GW_CONTROL_DEADLINE_MS = 5000,     /* per client: request in and response out */
-	GW_CONTROL_SAMPLE_MS = 1000,       /* rate sampling period while idle */
-	GW_CONTROL_MAX_TRACKED = 1024,     /* sessions whose rates are tracked */
-	GW_CONTROL_MAX_MESSAGE = 512,      /* bytes of a reload message */
+	GW_CONTROL_MAX_REQUEST = 4096, /* bytes of one request line, newline included */
+	GW_CONTROL_DEADLINE_MS = 5000, /* per client: request in and response out */
+	GW_CONTROL_SAMPLE_MS = 1000,   /* rate sampling period while idle */
+	GW_CONTROL_MAX_TRACKED = 1024, /* sessions whose rates are tracked */
+	GW_CONTROL_MAX_MESSAGE = 512,  /* bytes of a reload message */
 };
 
 enum gw_control_cmd { GW_CTL_NONE = 0, GW_CTL_STATUS = 1, GW_CTL_RELOAD = 2 };
@@ -109,44 +110,5 @@ void gw_control_stop(struct gw_control *c);
  */
 MR_MUST_CHECK int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct json_object **reply,
 				  char *why, size_t whylen);
-
-/* ---- building the status object (the daemon's status callback) ---- */
-
-struct gw_status_daemon {
-	const char *version;
-	double uptime_s;
-	uint64_t config_generation;
-	bool reloaded;               /* a reload ran since start: the next three mean something */
-	bool last_reload_ok;
-	const char *last_reload_msg;
-	double last_reload_age_s;
-};
-
-struct gw_status_conn {
-	int index;
-	bool live;
-	uint32_t rejoins;
-	uint64_t wire_in, wire_out; /* TLS payload bytes on this connection */
-};
-
-struct gw_status_session {
-	uint64_t id;
-	const char *identity, *target;
-	const char *state;           /* "setup", "running", "rejoining" (no live connection), "closing" */
-	double age_s;
-	uint64_t bytes_in, bytes_out; /* raw stream bytes from / to the peer */
-	uint64_t wire_in, wire_out;   /* bytes on the connections, after compression and framing */
-	int connections_expected;
-	const struct gw_status_conn *conns;
-	int nconns;
-	int streams_open, streams_verified, streams_failed;
-	const char *error;           /* the session's failure, NULL while fine */
-};
-
-/* Each returns 0 or -ENOMEM; <status> is the object the status callback got. Strings are copied. */
-MR_MUST_CHECK int gw_status_set_daemon(struct json_object *status, const struct gw_status_daemon *d);
-MR_MUST_CHECK int gw_status_add_listener(struct json_object *status, const char *kind, const char *address);
-MR_MUST_CHECK int gw_status_add_limit(struct json_object *status, const char *name, int64_t used, int64_t max);
-MR_MUST_CHECK int gw_status_add_session(struct json_object *status, const struct gw_status_session *s);
 
 #endif

@@ -38,26 +38,36 @@ static struct {
 	counter_t hs_failed[GW_HS_NREASONS];
 	counter_t refused[GW_LIMIT_NLIMITS];
 	counter_t reloads_ok, reloads_failed;
-} reg = { .add_lock = PTHREAD_MUTEX_INITIALIZER };
+} reg = {.add_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static const char *const fail_names[GW_METRICS_FAIL_REASONS] = {
-	[WIRE_E_NONE] = "closed",         [WIRE_E_PROTOCOL] = "protocol",     [WIRE_E_NOT_ALLOWED] = "not_allowed",
-	[WIRE_E_NO_TARGET] = "no_target", [WIRE_E_BAD_TOKEN] = "bad_token",   [WIRE_E_IDENTITY] = "identity",
-	[WIRE_E_DIGEST] = "digest",       [WIRE_E_TARGET] = "target",         [WIRE_E_LIMIT] = "limit",
-	[WIRE_E_TRUNCATED] = "truncated", [WIRE_E_INTERNAL] = "internal",     [WIRE_E_UNSUPPORTED] = "unsupported",
-	[WIRE_E_MAX + 1] = "other",
+    [WIRE_E_NONE] = "closed",	      [WIRE_E_PROTOCOL] = "protocol",	[WIRE_E_NOT_ALLOWED] = "not_allowed",
+    [WIRE_E_NO_TARGET] = "no_target", [WIRE_E_BAD_TOKEN] = "bad_token", [WIRE_E_IDENTITY] = "identity",
+    [WIRE_E_DIGEST] = "digest",	      [WIRE_E_TARGET] = "target",	[WIRE_E_LIMIT] = "limit",
+    [WIRE_E_TRUNCATED] = "truncated", [WIRE_E_INTERNAL] = "internal",	[WIRE_E_UNSUPPORTED] = "unsupported",
+    [WIRE_E_MAX + 1] = "other",
 };
 
 static const char *const hs_names[GW_HS_NREASONS] = {
-	[GW_HS_TLS] = "tls",		 [GW_HS_TIMEOUT] = "timeout",	 [GW_HS_NO_SETUP] = "no_setup",
-	[GW_HS_PROTOCOL] = "protocol",	 [GW_HS_NOT_ALLOWED] = "not_allowed", [GW_HS_NO_TARGET] = "no_target",
-	[GW_HS_BAD_TOKEN] = "bad_token", [GW_HS_IDENTITY] = "identity",	 [GW_HS_UNSUPPORTED] = "unsupported",
-	[GW_HS_TARGET] = "target",	 [GW_HS_OTHER] = "other",
+    [GW_HS_TLS] = "tls",
+    [GW_HS_TIMEOUT] = "timeout",
+    [GW_HS_NO_SETUP] = "no_setup",
+    [GW_HS_PROTOCOL] = "protocol",
+    [GW_HS_NOT_ALLOWED] = "not_allowed",
+    [GW_HS_NO_TARGET] = "no_target",
+    [GW_HS_BAD_TOKEN] = "bad_token",
+    [GW_HS_IDENTITY] = "identity",
+    [GW_HS_UNSUPPORTED] = "unsupported",
+    [GW_HS_TARGET] = "target",
+    [GW_HS_OTHER] = "other",
 };
 
 static const char *const limit_names[GW_LIMIT_NLIMITS] = {
-	[GW_LIMIT_SESSIONS] = "max_sessions", [GW_LIMIT_PENDING] = "max_pending",
-	[GW_LIMIT_CONNECTIONS] = "max_connections", [GW_LIMIT_STREAMS] = "max_streams", [GW_LIMIT_OTHER] = "other",
+    [GW_LIMIT_SESSIONS] = "max_sessions",
+    [GW_LIMIT_PENDING] = "max_pending",
+    [GW_LIMIT_CONNECTIONS] = "max_connections",
+    [GW_LIMIT_STREAMS] = "max_streams",
+    [GW_LIMIT_OTHER] = "other",
 };
 
 static inline void inc(counter_t *c, uint64_t n)
@@ -257,8 +267,8 @@ static void header(FILE *f, const char *name, const char *type, const char *help
 }
 
 /* One per-target counter family; <off> is the counter's offset in struct tgt_counters. */
-static void per_target(FILE *f, const char *name, const char *help, const char **names,
-		       struct tgt_counters **c, int n, size_t off)
+static void per_target(FILE *f, const char *name, const char *help, const char **names, struct tgt_counters **c, int n,
+		       size_t off)
 {
 	char esc[4 * WIRE_MAX_NAME + 16];
 
@@ -290,8 +300,8 @@ int gw_metrics_render(FILE *f)
 	}
 	per_target(f, "migrelay_sessions_started_total", "Sessions admitted (WELCOME sent).", names, c, n,
 		   offsetof(struct tgt_counters, started));
-	per_target(f, "migrelay_sessions_verified_total", "Sessions that ended with every stream verified.", names,
-		   c, n, offsetof(struct tgt_counters, done));
+	per_target(f, "migrelay_sessions_verified_total", "Sessions that ended with every stream verified.", names, c,
+		   n, offsetof(struct tgt_counters, done));
 	header(f, "migrelay_sessions_failed_total", "counter",
 	       "Sessions that ended without every stream verified, by the first failure's reason.");
 	for (int i = 0; i < n; i++) {
@@ -302,8 +312,8 @@ int gw_metrics_render(FILE *f)
 	}
 	per_target(f, "migrelay_stream_bytes_received_total", "Stream bytes received from peers (before compression).",
 		   names, c, n, offsetof(struct tgt_counters, bytes_in));
-	per_target(f, "migrelay_stream_bytes_sent_total", "Stream bytes sent to peers (before compression).", names,
-		   c, n, offsetof(struct tgt_counters, bytes_out));
+	per_target(f, "migrelay_stream_bytes_sent_total", "Stream bytes sent to peers (before compression).", names, c,
+		   n, offsetof(struct tgt_counters, bytes_out));
 	per_target(f, "migrelay_rejoins_total", "Connections that rejoined their session.", names, c, n,
 		   offsetof(struct tgt_counters, rejoins));
 	header(f, "migrelay_handshake_failures_total", "counter",
@@ -347,7 +357,8 @@ int gw_metrics_render_alloc(char **out, size_t *len)
 
 static bool is_tchar(char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c);
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       strchr("!#$%&'*+-.^_`|~", c);
 }
 
 int gw_http_parse_request(const char *buf, size_t len)
@@ -380,7 +391,7 @@ int gw_http_parse_request(const char *buf, size_t len)
 	sp1 = p;
 	if (sp1 == buf || sp1 >= eol || *sp1 != ' ')
 		return 400;
-	for (p = sp1 + 1; p < eol && *p > ' ' && *p != 0x7f; p++)
+	for (p = sp1 + 1; p<eol && * p> ' ' && *p != 0x7f; p++)
 		;
 	sp2 = p;
 	if (sp2 == sp1 + 1 || sp2 >= eol || *sp2 != ' ')
@@ -418,7 +429,7 @@ static int64_t now_ms(void)
 static int send_until(int fd, const char *p, size_t len, int64_t deadline)
 {
 	while (len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 
@@ -468,7 +479,7 @@ static void serve_one(int fd)
 	int status = 0, hl;
 
 	while (!status) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 
@@ -492,8 +503,8 @@ static void serve_one(int fd)
 		blen = 0;
 	}
 	hl = snprintf(head, sizeof(head),
-		      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n", status,
-		      reason_phrase(status),
+		      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
+		      status, reason_phrase(status),
 		      status == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8", blen,
 		      status == 405 ? "Allow: GET\r\n" : "");
 	if (send_until(fd, head, (size_t)hl, deadline) == 0 && blen)
@@ -509,7 +520,7 @@ static void *http_main(void *arg)
 	struct gw_metrics_http *m = arg;
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = m->lfd, .events = POLLIN }, { .fd = m->stop[0], .events = POLLIN } };
+		struct pollfd pfd[2] = {{.fd = m->lfd, .events = POLLIN}, {.fd = m->stop[0], .events = POLLIN}};
 		int fd;
 
 		if (poll(pfd, 2, -1) < 0) {

@@ -35,7 +35,7 @@ enum {
 
 /* Why a connection never became part of a session. */
 enum gw_hs_reason {
-	GW_HS_TLS = 0,         /* the TLS handshake failed (certificate, CRL, PSK, version) */
+	GW_HS_TLS = 0,	       /* the TLS handshake failed (certificate, CRL, PSK, version) */
 	GW_HS_TIMEOUT = 1,     /* the handshake or HELLO/JOIN did not finish within --handshake-timeout */
 	GW_HS_NO_SETUP = 2,    /* the connection closed before HELLO/JOIN */
 	GW_HS_PROTOCOL = 3,    /* not a HELLO/JOIN, or a malformed one */
@@ -51,10 +51,10 @@ enum gw_hs_reason {
 
 /* Which limit refused a connection or session. */
 enum gw_limit {
-	GW_LIMIT_SESSIONS = 0,    /* --max-sessions */
-	GW_LIMIT_PENDING = 1,     /* --max-pending handshakes */
+	GW_LIMIT_SESSIONS = 0,	  /* --max-sessions */
+	GW_LIMIT_PENDING = 1,	  /* --max-pending handshakes */
 	GW_LIMIT_CONNECTIONS = 2, /* --max-connections per session */
-	GW_LIMIT_STREAMS = 3,     /* --max-streams per session */
+	GW_LIMIT_STREAMS = 3,	  /* --max-streams per session */
 	GW_LIMIT_OTHER = 4,
 	GW_LIMIT_NLIMITS = 5,
 };
@@ -70,7 +70,8 @@ MR_MUST_CHECK int gw_metrics_target_add(const char *name);
 void gw_metrics_session_started(const char *target);
 /* The session ended with every stream verified. */
 void gw_metrics_session_done(const char *target);
-/* The session ended otherwise; <wire_code> is its first WIRE_E_* failure, 0 when the connections went before the end. */
+/* The session ended otherwise; <wire_code> is its first WIRE_E_* failure, 0 when the connections went before the end.
+ */
 void gw_metrics_session_failed(const char *target, int wire_code);
 /* Raw stream bytes received from the peer (<in>) and sent to it (<out>) since the last call for this target. */
 void gw_metrics_bytes(const char *target, uint64_t in, uint64_t out);

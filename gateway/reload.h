@@ -22,18 +22,21 @@
 
 struct gw_reloader {
 	pthread_mutex_t run_lock; /* one reload at a time; held across the reload function */
-	pthread_mutex_t lock;     /* the fields below */
-	/* Builds, validates and installs a new configuration: 0, or -errno with the reason in <msg> (then nothing changed). */
+	pthread_mutex_t lock;	  /* the fields below */
+	/* Builds, validates and installs a new configuration: 0, or -errno with the reason in <msg> (then nothing
+	 * changed). */
 	int (*fn)(void *ctx, char *msg, size_t msglen);
 	void *ctx;
 	bool ran, ok;
-	uint64_t at_ns;           /* CLOCK_MONOTONIC of the last run's end */
+	uint64_t at_ns; /* CLOCK_MONOTONIC of the last run's end */
 	char msg[GW_CONTROL_MAX_MESSAGE];
-	atomic_int requested;     /* set by gw_reload_request: lock-free, so a signal handler on any thread may */
+	atomic_int requested; /* set by gw_reload_request: lock-free, so a signal handler on any thread may */
 };
 
-#define GW_RELOADER_INITIALIZER(f, c) \
-	{ .run_lock = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .fn = (f), .ctx = (c) }
+#define GW_RELOADER_INITIALIZER(f, c)                                                                                  \
+	{                                                                                                              \
+		.run_lock = PTHREAD_MUTEX_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .fn = (f), .ctx = (c)        \
+	}
 
 /*
  * Runs the reload function, waiting for one already running. Returns its

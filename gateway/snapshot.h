@@ -34,7 +34,10 @@ struct gw_snapshot {
 	uint64_t gen;
 };
 /* Every holder starts as this (static or automatic), so that get/swap before init are defined. */
-#define GW_SNAPSHOT_INITIALIZER { .lock = PTHREAD_MUTEX_INITIALIZER, .cur = NULL, .gen = 0 }
+#define GW_SNAPSHOT_INITIALIZER                                                                                        \
+	{                                                                                                              \
+		.lock = PTHREAD_MUTEX_INITIALIZER, .cur = NULL, .gen = 0                                               \
+	}
 
 /*
  * Installs the first version <obj> (generation 1) in a holder set to
