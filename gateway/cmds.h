@@ -9,5 +9,6 @@ int cmd_forward(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

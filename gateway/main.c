@@ -21,6 +21,7 @@ static const char usage[] =
 	"  send      relay standard input to a target\n"
 	"  pki       create a CA and certificates\n"
 	"  bench     measure what a path carries (synthetic migration stream)\n"
+	"  status    what a running serve is doing; reload its configuration\n"
 	"  version   print the version\n";
 
 int main(int argc, char **argv)
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{ "serve", cmd_serve }, { "send", cmd_send },       { "forward", cmd_forward },
 		{ "pki", cmd_pki },     { "migrate", cmd_migrate }, { "bench", cmd_bench },
+		{ "status", cmd_status },
 	};
 
 	/*
