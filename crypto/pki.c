@@ -39,6 +39,7 @@ enum {
 };
 
 #define PKI_DAY 86400
+#define PKI_CRL_DAYS 365 /* a CRL's nextUpdate: past it, GnuTLS stops trusting the CRL */
 
 
 /* Maps a GnuTLS error to -errno for our callers. */
@@ -617,6 +618,109 @@ out:
 		gnutls_x509_crt_deinit(crt);
 	if (key)
 		gnutls_x509_privkey_deinit(key);
+	if (ca)
+		gnutls_x509_crt_deinit(ca);
+	if (ca_key)
+		gnutls_x509_privkey_deinit(ca_key);
+	return r;
+}
+
+/* Copies the entries of the CRL in <pem> (the one being replaced) into <crl>. */
+static int pki_crl_keep(gnutls_x509_crl_t crl, const gnutls_datum_t *pem, const char *path, char *err, size_t errlen)
+{
+	gnutls_x509_crl_t old = NULL;
+	unsigned char serial[64];
+	size_t len;
+	time_t when;
+	int r, n, i;
+
+	if ((r = gnutls_x509_crl_init(&old)) < 0 || (r = gnutls_x509_crl_import(old, pem, GNUTLS_X509_FMT_PEM)) < 0) {
+		crypto_msg(err, errlen, "%s holds no usable CRL: %s (remove it to start a new one)", path, gnutls_strerror(r));
+		r = -EBADMSG;
+		goto out;
+	}
+	n = gnutls_x509_crl_get_crt_count(old);
+	for (i = 0; i < n; i++) {
+		len = sizeof(serial);
+		if ((r = gnutls_x509_crl_get_crt_serial(old, i, serial, &len, &when)) < 0 ||
+		    (r = gnutls_x509_crl_set_crt_serial(crl, serial, len, when)) < 0) {
+			crypto_msg(err, errlen, "cannot copy entry %d of %s: %s", i, path, gnutls_strerror(r));
+			r = pki_errno(r);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	if (old)
+		gnutls_x509_crl_deinit(old);
+	return r;
+}
+
+int pki_revoke(const char *ca_dir, const char *cert_path, const char *crl_path, char *err, size_t errlen)
+{
+	char def[PATH_MAX];
+	gnutls_x509_crt_t ca = NULL, crt = NULL;
+	gnutls_x509_privkey_t ca_key = NULL;
+	gnutls_x509_crl_t crl = NULL;
+	gnutls_datum_t ca_pem = { NULL, 0 }, cpem = { NULL, 0 }, old = { NULL, 0 }, out_pem = { NULL, 0 };
+	unsigned char id[64];
+	size_t idlen = sizeof(id);
+	time_t now = time(NULL);
+	int r;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!ca_dir || !cert_path) {
+		crypto_msg(err, errlen, "both the CA directory and the certificate to revoke must be given");
+		return -EINVAL;
+	}
+	if (!crl_path) {
+		if ((r = pki_path(def, sizeof(def), ca_dir, "ca-crl.pem", err, errlen)) < 0)
+			return r;
+		crl_path = def;
+	}
+	if ((r = pki_load_ca(ca_dir, &ca, &ca_key, &ca_pem, err, errlen)) < 0 ||
+	    (r = pki_read(cert_path, &cpem, " (name the PEM certificate to revoke)", err, errlen)) < 0)
+		goto out;
+	if ((r = gnutls_x509_crt_init(&crt)) < 0 || (r = gnutls_x509_crt_import(crt, &cpem, GNUTLS_X509_FMT_PEM)) < 0) {
+		crypto_msg(err, errlen, "%s holds no usable certificate: %s", cert_path, gnutls_strerror(r));
+		r = pki_errno(r);
+		goto out;
+	}
+	if (gnutls_x509_crt_check_issuer(crt, ca) != 1) {
+		crypto_msg(err, errlen, "%s was not issued by the CA in %s: its CRL cannot revoke it", cert_path, ca_dir);
+		r = -EINVAL;
+		goto out;
+	}
+	if ((r = gnutls_x509_crl_init(&crl)) < 0) {
+		r = pki_errno(r);
+		goto out;
+	}
+	/* a CRL already there keeps its entries: revocations accumulate */
+	if (access(crl_path, F_OK) == 0 &&
+	    ((r = pki_read(crl_path, &old, "", err, errlen)) < 0 || (r = pki_crl_keep(crl, &old, crl_path, err, errlen)) < 0))
+		goto out;
+	if ((r = gnutls_x509_crl_set_version(crl, 2)) < 0 || (r = gnutls_x509_crl_set_crt(crl, crt, now)) < 0 ||
+	    (r = gnutls_x509_crl_set_this_update(crl, now - PKI_BACKDATE)) < 0 ||
+	    (r = gnutls_x509_crl_set_next_update(crl, now + (time_t)PKI_CRL_DAYS * PKI_DAY)) < 0 ||
+	    (r = gnutls_x509_crt_get_subject_key_id(ca, id, &idlen, NULL)) < 0 ||
+	    (r = gnutls_x509_crl_set_authority_key_id(crl, id, idlen)) < 0 ||
+	    (r = gnutls_x509_crl_sign2(crl, ca, ca_key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+	    (r = gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_PEM, &out_pem)) < 0) {
+		crypto_msg(err, errlen, "cannot make the CRL with the CA in %s: %s", ca_dir, gnutls_strerror(r));
+		r = pki_errno(r);
+		goto out;
+	}
+	r = pki_write(crl_path, &out_pem, 0644, false, err, errlen);
+out:
+	pki_datum_free(&out_pem, false);
+	pki_datum_free(&old, false);
+	pki_datum_free(&cpem, false);
+	pki_datum_free(&ca_pem, false);
+	if (crl)
+		gnutls_x509_crl_deinit(crl);
+	if (crt)
+		gnutls_x509_crt_deinit(crt);
 	if (ca)
 		gnutls_x509_crt_deinit(ca);
 	if (ca_key)

@@ -30,4 +30,14 @@ struct pki_issue_opts {
 int pki_init(const char *dir, const char *cn, int days, char *err, size_t errlen) __attribute__((warn_unused_result));
 int pki_issue(const struct pki_issue_opts *o, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/*
+ * Adds the certificate in <cert_path> (issued by the CA in <ca_dir>) to the
+ * CRL at <crl_path> (NULL: <ca_dir>/ca-crl.pem), keeping the entries a CRL
+ * there already has, and signs it with the CA: copy it as ca-crl.pem into
+ * the peers' TLS directories. Returns 0 or -errno with <err> set (-EINVAL
+ * for a certificate of another CA).
+ */
+int pki_revoke(const char *ca_dir, const char *cert_path, const char *crl_path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 #endif

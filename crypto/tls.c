@@ -181,8 +181,14 @@ static int tls_verify_cb(gnutls_session_t s)
 	}
 	if (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNER_NOT_CA)) {
 		tls_cb_fail(t, MR_TLS_F_UNKNOWN_CA, GNUTLS_A_UNKNOWN_CA,
-			    "the %s's certificate \"%s\" is not signed by the CA in %s/ca-cert.pem (unknown CA: issue the %s's certificate with that CA, or give this side the CA that issued it)",
-			    peer, shown, t->cfg->src, peer);
+			    "the %s's certificate \"%s\" is not signed by the CA in %s (unknown CA: issue the %s's certificate with that CA, or give this side the CA that issued it)",
+			    peer, shown, t->cfg->ca_path, peer);
+		goto out;
+	}
+	if (status & GNUTLS_CERT_REVOKED) {
+		tls_cb_fail(t, MR_TLS_F_BAD_CERT, GNUTLS_A_CERTIFICATE_REVOKED,
+			    "the %s's certificate \"%s\" is revoked by the CRL in %s (issue the %s a new certificate, or take it off the CRL)",
+			    peer, shown, t->cfg->crl_path ? t->cfg->crl_path : "(none)", peer);
 		goto out;
 	}
 	if (status & GNUTLS_CERT_EXPIRED) {

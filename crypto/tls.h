@@ -38,7 +38,7 @@ struct mr_tls;
 /*
  * x509 credentials from a QEMU tls-creds-x509 directory: ca-cert.pem plus
  * server-cert.pem/server-key.pem (server) or client-cert.pem/client-key.pem
- * (client). Returns 0 or -errno; on failure <err> names the file and the
+ * (client), and ca-crl.pem when it exists (revoked peers are refused). Returns 0 or -errno; on failure <err> names the file and the
  * problem.
  */
 MR_MUST_CHECK int mr_tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, char *err, size_t errlen);
@@ -51,6 +51,20 @@ MR_MUST_CHECK int mr_tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool
  * server's certificate. Returns 0 or -errno with <err> set.
  */
 MR_MUST_CHECK int mr_tls_cfg_x509_nocert(struct mr_tls_cfg **out, const char *dir, char *err, size_t errlen);
+
+/*
+ * x509 credentials from files named one by one, for PKI layouts other than
+ * QEMU's (libvirt's /etc/pki/CA/cacert.pem, /etc/pki/libvirt/..., private
+ * keys elsewhere): <ca> the trusted CA(s), <cert>/<key> this side's PEM pair,
+ * <crl> an optional PEM CRL whose certificates are refused. In a directory
+ * (mr_tls_cfg_x509) the CRL is ca-crl.pem, used when present, as QEMU does.
+ * Returns 0 or -errno with <err> set.
+ */
+struct mr_tls_files {
+	const char *ca, *cert, *key, *crl;
+};
+MR_MUST_CHECK int mr_tls_cfg_x509_files(struct mr_tls_cfg **out, const struct mr_tls_files *f, bool server,
+					char *err, size_t errlen);
 
 /*
  * PSK credentials from a QEMU keys.psk file (lines "identity:hexkey").

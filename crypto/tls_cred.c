@@ -70,13 +70,85 @@ static int tls_path(char *out, size_t outlen, const char *dir, const char *name,
 	return 0;
 }
 
+/*
+ * x509 credentials from explicit files. <src> names the source in messages
+ * (the directory, or the CA file). f->cert/f->key may be NULL only when
+ * <with_cert> is false (mr_tls_cfg_x509_nocert); f->crl may be NULL.
+ */
+static int tls_cfg_x509_files(struct mr_tls_cfg **out, const char *src, const struct mr_tls_files *f, bool server,
+			      bool with_cert, const char *hint, char *err, size_t errlen)
+{
+	struct mr_tls_cfg *c = NULL;
+	int r;
+
+	if ((r = tls_check_file(f->ca, hint, err, errlen)) < 0)
+		return r;
+	if (with_cert &&
+	    ((r = tls_check_file(f->cert, hint, err, errlen)) < 0 || (r = tls_check_file(f->key, hint, err, errlen)) < 0))
+		return r;
+	if (f->crl && (r = tls_check_file(f->crl, " (a CRL is a PEM file from `certtool --generate-crl`)", err, errlen)) < 0)
+		return r;
+	if ((r = tls_cfg_new(&c, src, server, false, err, errlen)) < 0)
+		return r;
+	if (!(c->ca_path = strdup(f->ca)) || (f->crl && !(c->crl_path = strdup(f->crl)))) {
+		crypto_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	r = gnutls_certificate_allocate_credentials(&c->x509);
+	if (r < 0) {
+		c->x509 = NULL;
+		crypto_msg(err, errlen, "out of memory");
+		r = -ENOMEM;
+		goto out;
+	}
+	r = gnutls_certificate_set_x509_trust_file(c->x509, f->ca, GNUTLS_X509_FMT_PEM);
+	if (r <= 0) {
+		crypto_msg(err, errlen, "%s holds no usable CA certificate%s%s (it must be the PEM ca-cert.pem of `migrelay pki init`)",
+			f->ca, r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
+		r = -EINVAL;
+		goto out;
+	}
+	if (f->crl) {
+		/* QEMU reads ca-crl.pem the same way: every certificate it lists is refused */
+		r = gnutls_certificate_set_x509_crl_file(c->x509, f->crl, GNUTLS_X509_FMT_PEM);
+		if (r < 0) {
+			crypto_msg(err, errlen, "%s holds no usable CRL: %s (it must be a PEM CRL signed by the CA of %s)",
+				f->crl, gnutls_strerror(r), f->ca);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	if (with_cert) {
+		r = gnutls_certificate_set_x509_key_file2(c->x509, f->cert, f->key, GNUTLS_X509_FMT_PEM, NULL, 0);
+		if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
+			crypto_msg(err, errlen, "%s is not the key of %s (issue both again with `migrelay pki issue %s`)",
+				f->key, f->cert, server ? "server" : "client");
+			r = -EINVAL;
+			goto out;
+		}
+		if (r < 0) {
+			crypto_msg(err, errlen, "cannot load %s with %s: %s (they must be an unencrypted PEM pair%s)",
+				f->cert, f->key, gnutls_strerror(r), hint);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	*out = c;
+	c = NULL;
+	r = 0;
+out:
+	mr_tls_cfg_free(c);
+	return r;
+}
+
 /* <with_cert>: false only for mr_tls_cfg_x509_nocert. */
 static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, bool with_cert, char *err,
 			size_t errlen)
 {
 	const char *role = server ? "server" : "client";
-	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], name[32], hint[160];
-	struct mr_tls_cfg *c = NULL;
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], crl[PATH_MAX], name[32], hint[160];
+	struct mr_tls_files f = { ca, cert, key, NULL };
 	int r;
 
 	if (err && errlen)
@@ -96,49 +168,25 @@ static int tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, b
 	snprintf(name, sizeof(name), "%s-key.pem", role);
 	if ((r = tls_path(key, sizeof(key), dir, name, err, errlen)) < 0)
 		return r;
-	if ((r = tls_check_file(ca, hint, err, errlen)) < 0)
+	if ((r = tls_path(crl, sizeof(crl), dir, "ca-crl.pem", err, errlen)) < 0)
 		return r;
-	if (with_cert &&
-	    ((r = tls_check_file(cert, hint, err, errlen)) < 0 || (r = tls_check_file(key, hint, err, errlen)) < 0))
-		return r;
+	/* the CRL is optional in QEMU's layout; when it is there it is used */
+	if (access(crl, F_OK) == 0)
+		f.crl = crl;
+	return tls_cfg_x509_files(out, dir, &f, server, with_cert, hint, err, errlen);
+}
 
-	if ((r = tls_cfg_new(&c, dir, server, false, err, errlen)) < 0)
-		return r;
-	r = gnutls_certificate_allocate_credentials(&c->x509);
-	if (r < 0) {
-		c->x509 = NULL;
-		crypto_msg(err, errlen, "out of memory");
-		r = -ENOMEM;
-		goto out;
+int mr_tls_cfg_x509_files(struct mr_tls_cfg **out, const struct mr_tls_files *f, bool server, char *err,
+			  size_t errlen)
+{
+	if (err && errlen)
+		err[0] = '\0';
+	if (!out || !f || !f->ca || !f->cert || !f->key || !*f->ca || !*f->cert || !*f->key) {
+		crypto_msg(err, errlen, "the CA, certificate and key files must all be given (--ca, --cert, --key)");
+		return -EINVAL;
 	}
-	r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
-	if (r <= 0) {
-		crypto_msg(err, errlen, "%s holds no usable CA certificate%s%s (it must be the PEM ca-cert.pem of `migrelay pki init`)",
-			ca, r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
-		r = -EINVAL;
-		goto out;
-	}
-	if (with_cert) {
-		r = gnutls_certificate_set_x509_key_file2(c->x509, cert, key, GNUTLS_X509_FMT_PEM, NULL, 0);
-		if (r == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
-			crypto_msg(err, errlen, "%s is not the key of %s (issue both again with `migrelay pki issue %s`)", key,
-				cert, role);
-			r = -EINVAL;
-			goto out;
-		}
-		if (r < 0) {
-			crypto_msg(err, errlen, "cannot load %s with %s: %s (they must be an unencrypted PEM pair%s)", cert,
-				key, gnutls_strerror(r), hint);
-			r = -EINVAL;
-			goto out;
-		}
-	}
-	*out = c;
-	c = NULL;
-	r = 0;
-out:
-	mr_tls_cfg_free(c);
-	return r;
+	*out = NULL;
+	return tls_cfg_x509_files(out, f->ca, f, server, true, " (--ca, --cert and --key name PEM files)", err, errlen);
 }
 
 int mr_tls_cfg_x509(struct mr_tls_cfg **out, const char *dir, bool server, char *err, size_t errlen)
@@ -319,5 +367,7 @@ void mr_tls_cfg_free(struct mr_tls_cfg *c)
 	}
 	free(c->psk_identity);
 	free(c->src);
+	free(c->ca_path);
+	free(c->crl_path);
 	free(c);
 }

@@ -53,6 +53,7 @@ struct mr_tls_cfg {
 	bool server;
 	bool psk;
 	char *src;                             /* directory or keys.psk path, for messages */
+	char *ca_path, *crl_path;              /* x509: the CA file and the CRL file (NULL: none), for messages */
 	gnutls_priority_t prio;
 	gnutls_certificate_credentials_t x509;
 	gnutls_psk_server_credentials_t psk_srv;

@@ -546,6 +546,78 @@ static void test_x509_expired(void **state)
 	side_done(&cli);
 }
 
+
+/*
+ * A CRL in the server's directory (ca-crl.pem, as QEMU reads it) refuses the
+ * certificates it lists and only those; per-file credentials (--ca, --cert,
+ * --key, --crl) behave the same; revocations accumulate in one CRL.
+ */
+static void test_x509_revoked(void **state)
+{
+	struct mr_tls_cfg *sink_cfg = NULL;
+	char dir[PATH_MAX], other[PATH_MAX], crl[PATH_MAX], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], err[512];
+	char victim[PATH_MAX], intruder[PATH_MAX];
+	struct mr_tls_files f;
+	int pass;
+
+	(void)state;
+	join(dir, root, "srv-crl");
+	join(other, root, "cli-revoked");
+	issue(d_ca1, dir, true, "server-with-crl", false);
+	issue(d_ca1, other, false, "revoked", false);
+	join(crl, dir, "ca-crl.pem");
+	join(victim, other, "client-cert.pem");
+	join(intruder, d_cli_other, "client-cert.pem");
+	/* a certificate of another CA cannot be revoked by this one */
+	assert_int_equal(pki_revoke(d_ca1, intruder, crl, err, sizeof(err)), -EINVAL);
+	assert_contains(err, "was not issued by the CA");
+	assert_int_equal(pki_revoke(d_ca1, victim, crl, err, sizeof(err)), 0);
+	/* a second revocation keeps the first */
+	join(cert, d_cli_exp, "client-cert.pem");
+	assert_int_equal(pki_revoke(d_ca1, cert, crl, err, sizeof(err)), 0);
+
+	join(ca, dir, "ca-cert.pem");
+	join(cert, dir, "server-cert.pem");
+	join(key, dir, "server-key.pem");
+	f = (struct mr_tls_files){ ca, cert, key, crl };
+	for (pass = 0; pass < 2; pass++) {
+		struct side srv = { 0 }, ok_srv = { 0 };
+		struct side cli = { .cfg = cfg_x509(other, false), .peer_name = "localhost" };
+		struct side ok_cli = { .cfg = cfg_x509(d_cli, false), .peer_name = "localhost" };
+
+		if (pass == 0) {
+			srv.cfg = cfg_x509(dir, true);
+			ok_srv.cfg = cfg_x509(dir, true);
+		} else {
+			assert_int_equal(mr_tls_cfg_x509_files(&srv.cfg, &f, true, err, sizeof(err)), 0);
+			assert_int_equal(mr_tls_cfg_x509_files(&ok_srv.cfg, &f, true, err, sizeof(err)), 0);
+		}
+		run_pair(&srv, &cli, false);
+		assert_int_equal(srv.r, -EACCES);
+		assert_int_equal(srv.fail, MR_TLS_F_BAD_CERT);
+		assert_contains(srv.err, "CN=revoked,O=Example");
+		assert_contains(srv.err, "is revoked by the CRL in");
+		assert_contains(srv.err, "ca-crl.pem");
+		expect_client_rejected(&cli, "server rejected our certificate: certificate revoked");
+		side_done(&srv);
+		side_done(&cli);
+		/* a certificate the CRL does not list still gets in */
+		run_pair(&ok_srv, &ok_cli, true);
+		assert_int_equal(ok_srv.r, 0);
+		assert_int_equal(ok_cli.r, 0);
+		side_done(&ok_srv);
+		side_done(&ok_cli);
+	}
+	/* per-file options: every file is needed but the CRL; a CRL that is not one is refused */
+	f.key = NULL;
+	assert_int_equal(mr_tls_cfg_x509_files(&sink_cfg, &f, true, err, sizeof(err)), -EINVAL);
+	assert_contains(err, "--ca, --cert, --key");
+	f = (struct mr_tls_files){ ca, cert, key, cert };
+	assert_int_equal(mr_tls_cfg_x509_files(&sink_cfg, &f, true, err, sizeof(err)), -EINVAL);
+	assert_contains(err, "holds no usable CRL");
+	assert_null(sink_cfg);
+}
+
 static void test_x509_wrong_purpose(void **state)
 {
 	struct side srv = { .cfg = cfg_x509(d_srv, true) };
@@ -1199,6 +1271,7 @@ int main(void)
 		cmocka_unit_test(test_x509_unknown_ca_client),
 		cmocka_unit_test(test_x509_expired),
 		cmocka_unit_test(test_x509_wrong_purpose),
+		cmocka_unit_test(test_x509_revoked),
 		cmocka_unit_test(test_x509_no_client_cert),
 		cmocka_unit_test(test_x509_cfg_errors),
 		cmocka_unit_test(test_psk_ok),
