@@ -18,8 +18,9 @@ int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *
 
 	if (len > WIRE_MAX_CONTROL)
 		return -EMSGSIZE;
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .flags = flags, .stream = WIRE_STREAM_SESSION,
-						 .len = len });
+	/* HELLO, JOIN and WELCOME travel on stream 0; a session-wide ERROR names no stream (PROTOCOL.md §3). */
+	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .flags = flags,
+						 .stream = type == WIRE_T_ERROR ? WIRE_STREAM_SESSION : 0, .len = len });
 	if (len)
 		memcpy(buf + WIRE_HDR_LEN, p, len);
 	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;

@@ -15,7 +15,7 @@
 #include "stream/frame.h"
 
 /*
- * Sends one setup frame (<len> <= WIRE_MAX_CONTROL) on stream 0.
+ * Sends one setup frame (<len> <= WIRE_MAX_CONTROL): ERROR session-wide, the others on stream 0.
  * Returns 0 or -EPIPE. Any thread that owns <t> during setup.
  */
 MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len);
