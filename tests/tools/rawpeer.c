@@ -6,7 +6,7 @@
  * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
  *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME --case CASE [--expect WHAT]
- *   CASE: hello            plain HELLO (prints WELCOME)
+ *   CASE: hello            plain HELLO (prints WELCOME, then " after N ms" from HELLO to the answer)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
  *         join-live        HELLO on one connection, kept alive; JOIN for its index 0 on another:
@@ -31,6 +31,7 @@
 #include "stream/frame.h"
 
 static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
+static long hello_ms; /* HELLO sent -> its answer read */
 
 static struct mr_tls_cfg *load(const char *dir)
 {
@@ -147,14 +148,18 @@ static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct 
 	struct wire_hello hl = { .version = WIRE_VERSION, .nconns = (uint16_t)nconns };
 	uint8_t p[WIRE_MAX_CONTROL];
 	struct mr_tls *t = conn(cfg, fd);
+	struct timespec a, b;
 	int n;
 
 	snprintf(hl.target, sizeof(hl.target), "%s", target);
 	n = wire_hello_encode(p, sizeof(p), &hl);
 	if (n < 0)
 		exit(2);
+	clock_gettime(CLOCK_MONOTONIC, &a);
 	put(t, WIRE_T_HELLO, 0, 0, 0, p, (uint32_t)n, (uint32_t)n);
 	answer(t, out, outlen, w);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	hello_ms = (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000);
 	return t;
 }
 
@@ -191,7 +196,10 @@ int main(int argc, char **argv)
 	cfg = load(tls_dir);
 	t = hello(cfg, &fd, 2, &w, out, sizeof(out));
 	if (!strcmp(tcase, "hello")) {
-		/* out says WELCOME or the refusal */
+		size_t l = strlen(out);
+
+		/* out says WELCOME or the refusal, and how long the server took */
+		snprintf(out + l, sizeof(out) - l, " after %ld ms", hello_ms);
 	} else if (strncmp(out, "WELCOME", 7)) {
 		/* refused before the case could run: print that */
 	} else if (!strcmp(tcase, "join-bad-token") || !strcmp(tcase, "join-identity")) {
