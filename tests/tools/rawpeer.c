@@ -5,7 +5,7 @@
  * prints what the server answered as "ERROR <code> <text>", "WELCOME",
  * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
- *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME --case CASE [--expect WHAT]
+ *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] --case CASE [--expect WHAT]
  *   CASE: hello            plain HELLO (prints WELCOME, then " after N ms" from HELLO to the answer)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
@@ -32,6 +32,7 @@
 
 static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
 static long hello_ms; /* HELLO sent -> its answer read */
+static int hello_multifd; /* --multifd N: multifd channels the HELLO asks for */
 
 static struct mr_tls_cfg *load(const char *dir)
 {
@@ -152,6 +153,7 @@ static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct 
 	int n;
 
 	snprintf(hl.target, sizeof(hl.target), "%s", target);
+	hl.multifd = (uint8_t)hello_multifd;
 	n = wire_hello_encode(p, sizeof(p), &hl);
 	if (n < 0)
 		exit(2);
@@ -169,7 +171,8 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },	     { "tls-dir", required_argument, NULL, 'd' },
 		{ "tls-dir2", required_argument, NULL, 'D' }, { "psk-file", required_argument, NULL, 'p' },
 		{ "target", required_argument, NULL, 'n' },   { "case", required_argument, NULL, 'c' },
-		{ "expect", required_argument, NULL, 'e' },   { NULL, 0, NULL, 0 },
+		{ "expect", required_argument, NULL, 'e' },   { "multifd", required_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct wire_welcome w;
 	struct mr_tls_cfg *cfg;
@@ -186,6 +189,7 @@ int main(int argc, char **argv)
 		case 'n': target = optarg; break;
 		case 'c': tcase = optarg; break;
 		case 'e': expect = optarg; break;
+		case 'm': hello_multifd = atoi(optarg); break;
 		default: return 2;
 		}
 	}
