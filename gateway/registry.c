@@ -141,6 +141,19 @@ int gw_registry_find(struct gw_registry *r, uint64_t id, const uint8_t *token, c
 	return 0;
 }
 
+int gw_registry_join_lock(struct gw_reg_entry *e, uint64_t deadline_ns)
+{
+	struct timespec ts;
+
+	abs_deadline(&ts, deadline_ns);
+	return -pthread_mutex_timedlock(&e->join_lock, &ts);
+}
+
+void gw_registry_join_unlock(struct gw_reg_entry *e)
+{
+	pthread_mutex_unlock(&e->join_lock);
+}
+
 void gw_registry_put(struct gw_registry *r, struct gw_reg_entry *e)
 {
 	pthread_mutex_lock(&r->lock);

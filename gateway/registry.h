@@ -66,6 +66,14 @@ void gw_registry_ready(struct gw_registry *r, struct gw_reg_entry *e);
  */
 MR_MUST_CHECK int gw_registry_find(struct gw_registry *r, uint64_t id, const uint8_t *token, const char *identity,
 				   uint64_t deadline_ns, struct gw_reg_entry **out, uint16_t *code);
+/*
+ * Takes <e>'s JOIN turn (one JOIN of a session at a time, held across its
+ * wait and WELCOME) by <deadline_ns>, never longer. 0 or -ETIMEDOUT. Needs
+ * a reference on <e>; gw_registry_join_unlock gives the turn back.
+ */
+MR_MUST_CHECK int gw_registry_join_lock(struct gw_reg_entry *e, uint64_t deadline_ns);
+void gw_registry_join_unlock(struct gw_reg_entry *e);
+
 /* Drops a reference taken by gw_registry_find. Any thread. */
 void gw_registry_put(struct gw_registry *r, struct gw_reg_entry *e);
 

@@ -5,7 +5,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "client.h"
 #include "log.h"
@@ -293,23 +292,6 @@ static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	return 0;
 }
 
-/* Takes e->join_lock by <deadline_ns>: one JOIN of a session at a time, never a wait past the setup deadline. */
-static int join_lock(struct gw_reg_entry *e, uint64_t deadline_ns)
-{
-	struct timespec ts;
-	uint64_t left, now = gw_now_ns();
-
-	left = deadline_ns > now ? deadline_ns - now : 0;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += (time_t)(left / 1000000000ull);
-	ts.tv_nsec += (long)(left % 1000000000ull);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return -pthread_mutex_timedlock(&e->join_lock, &ts);
-}
-
 static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
 		      const uint8_t *p, uint32_t len, uint64_t deadline_ns, struct gw_admitted *a)
 {
@@ -334,7 +316,7 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
 			      s->nconns - 1);
 	}
-	if (join_lock(e, deadline_ns) < 0) {
+	if (gw_registry_join_lock(e, deadline_ns) < 0) {
 		gw_registry_put(c->reg, e);
 		return refuse(t, peer, WIRE_E_LIMIT, "JOIN refused: other JOINs of this session did not finish in time");
 	}
@@ -345,7 +327,7 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	gone = gw_session_conn_gone_locked(s, j.conn_index, wait_ms < 1000 ? (int)wait_ms : 1000);
 	pthread_mutex_unlock(&s->lock);
 	if (!gone || gw_setup_welcome(t, s, j.conn_index) < 0) {
-		pthread_mutex_unlock(&e->join_lock);
+		gw_registry_join_unlock(e);
 		gw_registry_put(c->reg, e);
 		if (!gone)
 			return refuse(t, peer, WIRE_E_PROTOCOL,
@@ -393,7 +375,7 @@ void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int 
 		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried. */
 		if (gw_session_replace_conn(e->s, a->idx, fd, t) < 0)
 			gw_warn("%s: JOIN of connection %u failed", peer, a->idx);
-		pthread_mutex_unlock(&e->join_lock);
+		gw_registry_join_unlock(e);
 		gw_registry_put(c->reg, e);
 		return;
 	}
