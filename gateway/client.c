@@ -347,12 +347,14 @@ static int client_rejoin(struct gw_session *s, int idx, int *fd_out, struct mr_t
 	if (r == 0)
 		return 0;
 	gw_dbg("migrelay: rejoin of connection %d: %s", idx, f.text);
+	/* No connection or no handshake: the server may be back in a moment. */
 	if (f.stage != GW_CS_SETUP)
-		return r == -EACCES ? -ECONNREFUSED : r;
+		return -ECONNREFUSED;
+	/* Our certificate, the token or the identity refused: this session is over for that server. */
 	if (r == -EACCES || (r == -EREMOTEIO && (f.wire_code == WIRE_E_BAD_TOKEN || f.wire_code == WIRE_E_IDENTITY ||
 						  f.wire_code == WIRE_E_NOT_ALLOWED)))
 		return -ENOENT;
-	return r == -EREMOTEIO ? -ECONNRESET : r;
+	return -ECONNRESET;
 }
 
 static void client_ctx_free(struct gw_session *s)
