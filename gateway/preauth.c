@@ -40,7 +40,7 @@ static void addr_key(uint8_t key[16], const struct sockaddr *sa)
 		memcpy(key + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
 		const uint8_t *a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-		static const uint8_t v4map[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		static const uint8_t v4map[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 		memcpy(key, a, memcmp(a, v4map, 12) ? 8 : 16);
 	}
@@ -175,7 +175,8 @@ void gw_preauth_sweep(struct gw_preauth *p)
 	for (struct gw_pending *pe = p->head; pe; pe = pe->next)
 		if (!pe->evicted && now >= pe->deadline_ns) {
 			p->nexpired++;
-			evict_locked(p, pe, "setup not finished within --handshake-timeout (TLS handshake and HELLO/JOIN)");
+			evict_locked(p, pe,
+				     "setup not finished within --handshake-timeout (TLS handshake and HELLO/JOIN)");
 		}
 	pthread_mutex_unlock(&p->lock);
 }

@@ -33,8 +33,8 @@
 struct gw_preauth_cfg {
 	int max_pending;  /* pending connections in all */
 	int max_per_addr; /* pending connections per source address */
-	int rate;         /* new connections per second per source address (burst: 2 x rate) */
-	int setup_ms;     /* accept -> WELCOME */
+	int rate;	  /* new connections per second per source address (burst: 2 x rate) */
+	int setup_ms;	  /* accept -> WELCOME */
 };
 
 struct gw_pending {
@@ -59,8 +59,8 @@ struct gw_preauth {
 	pthread_mutex_t lock;
 	struct gw_preauth_cfg cfg;
 	struct gw_pending *head, *tail;
-	int n;        /* in the list, evicted ones included */
-	int nlive;    /* not evicted */
+	int n;	   /* in the list, evicted ones included */
+	int nlive; /* not evicted */
 	uint64_t nevicted, nexpired, nrated;
 	uint32_t salt;
 	struct gw_rate_bucket *buckets;
@@ -79,8 +79,7 @@ void gw_preauth_free(struct gw_preauth *p);
  * not left yet (twice max_pending in the list), -ENOMEM. On failure the
  * caller closes <fd>.
  */
-MR_MUST_CHECK int gw_preauth_admit(struct gw_preauth *p, int fd, const struct sockaddr *sa,
-				   struct gw_pending **out);
+MR_MUST_CHECK int gw_preauth_admit(struct gw_preauth *p, int fd, const struct sockaddr *sa, struct gw_pending **out);
 
 /* Handshake thread: <pe> finished its TLS handshake (evicted after those still in theirs). */
 void gw_preauth_authed(struct gw_preauth *p, struct gw_pending *pe);

@@ -20,10 +20,10 @@ struct gw_reg_entry {
 	struct gw_session *s;
 	uint64_t id;
 	uint8_t token[WIRE_TOKEN_LEN];
-	char *identity;            /* the peer's whole identity, compared whole at JOIN */
-	int refs;                  /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
-	bool ready;                /* connection 0 is in: a JOIN may go ahead */
-	bool listed;               /* findable; false once the session ended */
+	char *identity;		   /* the peer's whole identity, compared whole at JOIN */
+	int refs;		   /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
+	bool ready;		   /* connection 0 is in: a JOIN may go ahead */
+	bool listed;		   /* findable; false once the session ended */
 	pthread_mutex_t join_lock; /* one JOIN of this session at a time, held across its WELCOME */
 };
 

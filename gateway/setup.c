@@ -18,8 +18,10 @@ int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *
 	if (len > WIRE_MAX_CONTROL)
 		return -EMSGSIZE;
 	/* HELLO, JOIN and WELCOME travel on stream 0; a session-wide ERROR names no stream (PROTOCOL.md §3). */
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .flags = flags,
-						 .stream = type == WIRE_T_ERROR ? WIRE_STREAM_SESSION : 0, .len = len });
+	wire_hdr_encode(buf, &(struct wire_hdr){.type = type,
+						.flags = flags,
+						.stream = type == WIRE_T_ERROR ? WIRE_STREAM_SESSION : 0,
+						.len = len});
 	if (len)
 		memcpy(buf + WIRE_HDR_LEN, p, len);
 	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
@@ -76,8 +78,11 @@ int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hd
 
 int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx)
 {
-	struct wire_welcome w = { .session_id = s->id, .conn_index = idx, .max_streams = s->cfg.max_streams,
-				  .window = s->cfg.window, .chunk_size = s->cfg.chunk_size };
+	struct wire_welcome w = {.session_id = s->id,
+				 .conn_index = idx,
+				 .max_streams = s->cfg.max_streams,
+				 .window = s->cfg.window,
+				 .chunk_size = s->cfg.chunk_size};
 	uint8_t wp[WIRE_WELCOME_LEN];
 
 	memcpy(w.token, s->token, WIRE_TOKEN_LEN);
@@ -147,8 +152,9 @@ int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, u
 		return fail(f, -EPROTO, "the server sent a malformed WELCOME for %s", what);
 	got = (h.flags & WIRE_WELCOME_F_PLAINTEXT) != 0;
 	if (got != plaintext)
-		return fail(f, -EPROTO, "the server answered %s for the %s mode, but this session uses %s (protocol error)",
-			    what, got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
+		return fail(f, -EPROTO,
+			    "the server answered %s for the %s mode, but this session uses %s (protocol error)", what,
+			    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
 	if (plaintext && mr_tls_set_plaintext(t) < 0)
 		return fail(f, -EPROTO, "cannot switch to plaintext after the answer to %s: %s", what,
 			    mr_tls_last_error(t));
@@ -159,7 +165,7 @@ int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, u
 
 /* Logs and refuses with ERROR; returns -EACCES for the caller to pass on. */
 static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
 {
 	char text[WIRE_MAX_ERROR_TEXT + 1];
@@ -199,8 +205,10 @@ static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 		return refuse(t, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
 			      hello->version, WIRE_VERSION);
 	if ((hello->flags & WIRE_HELLO_F_PLAINTEXT) && !c->plaintext)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED,
-			      "this server does not offer the plaintext mode (start `migrelay serve` with --insecure-plaintext to offer it, or leave --insecure-plaintext out on the client to use TLS)");
+		return refuse(
+		    t, peer, WIRE_E_UNSUPPORTED,
+		    "this server does not offer the plaintext mode (start `migrelay serve` with --insecure-plaintext "
+		    "to offer it, or leave --insecure-plaintext out on the client to use TLS)");
 	if (!(*tgt = find_target(c, hello->target)))
 		return refuse(t, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello->target);
 	if (!identity_allowed(c, *tgt, identity))
@@ -216,7 +224,8 @@ static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
 	if (1 + hello->multifd + hello->ndevices > c->max_streams)
 		return refuse(t, peer, WIRE_E_LIMIT,
-			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows %u (--max-streams)",
+			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows "
+			      "%u (--max-streams)",
 			      hello->multifd, hello->ndevices, 1 + hello->multifd + hello->ndevices, c->max_streams);
 	return 0;
 }
@@ -225,10 +234,16 @@ static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *hello, const char *identity,
 			 const struct gw_target *tgt, struct gw_session **out)
 {
-	struct gw_session_cfg sc = { .server = true, .window = c->window, .chunk_size = GW_DEFAULT_CHUNK,
-				     .max_streams = c->max_streams, .compress = (hello->flags & WIRE_HELLO_F_ZSTD) != 0,
-				     .zlevel = 3, .reconnect_ms = c->reconnect_ms, .keepalive_ms = c->keepalive_ms,
-				     .idle_ms = c->idle_ms, .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0 };
+	struct gw_session_cfg sc = {.server = true,
+				    .window = c->window,
+				    .chunk_size = GW_DEFAULT_CHUNK,
+				    .max_streams = c->max_streams,
+				    .compress = (hello->flags & WIRE_HELLO_F_ZSTD) != 0,
+				    .zlevel = 3,
+				    .reconnect_ms = c->reconnect_ms,
+				    .keepalive_ms = c->keepalive_ms,
+				    .idle_ms = c->idle_ms,
+				    .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0};
 	struct gw_session *s = NULL;
 	int r;
 
@@ -307,9 +322,9 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed JOIN");
 	if ((r = gw_registry_find(c->reg, j.session_id, j.token, identity, deadline_ns, &e, &code)) < 0)
 		return code == WIRE_E_IDENTITY
-			       ? refuse(t, peer, code, "JOIN refused: identity \"%.100s\" is not the session's identity",
-					identity)
-			       : refuse(t, peer, code, "JOIN refused: no such session or wrong token");
+			   ? refuse(t, peer, code, "JOIN refused: identity \"%.100s\" is not the session's identity",
+				    identity)
+			   : refuse(t, peer, code, "JOIN refused: no such session or wrong token");
 	s = e->s;
 	if (j.conn_index >= s->nconns) {
 		gw_registry_put(c->reg, e);
@@ -318,7 +333,8 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	}
 	if (gw_registry_join_lock(e, deadline_ns) < 0) {
 		gw_registry_put(c->reg, e);
-		return refuse(t, peer, WIRE_E_LIMIT, "JOIN refused: other JOINs of this session did not finish in time");
+		return refuse(t, peer, WIRE_E_LIMIT,
+			      "JOIN refused: other JOINs of this session did not finish in time");
 	}
 	/* A client rejoins as soon as it sees its end close, maybe a moment before this end has read the close. */
 	now = gw_now_ns();
@@ -331,7 +347,8 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 		gw_registry_put(c->reg, e);
 		if (!gone)
 			return refuse(t, peer, WIRE_E_PROTOCOL,
-				      "JOIN refused: connection %u is already there, or the session failed", j.conn_index);
+				      "JOIN refused: connection %u is already there, or the session failed",
+				      j.conn_index);
 		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, mr_tls_last_error(t));
 		return -EPIPE;
 	}
@@ -355,7 +372,7 @@ int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const
 			      r == 0 ? h.type : 0);
 	if (r < 0) {
 		gw_ratelimited(GW_LOG_WARN, "%s: no HELLO or JOIN after the handshake: %s", peer,
-			       r == -ETIMEDOUT ? "setup deadline passed (--handshake-timeout)"
+			       r == -ETIMEDOUT	  ? "setup deadline passed (--handshake-timeout)"
 			       : r == -ECONNRESET ? "closed"
 						  : mr_tls_last_error(t));
 		return r;
@@ -365,14 +382,14 @@ int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const
 	return serve_join(c, t, peer, mr_tls_peer_identity(t), p, h.len, deadline_ns, a);
 }
 
-void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t,
-		       const char *peer)
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer)
 {
 	struct gw_reg_entry *e = a->e;
 
 	net_set_timeouts(fd, 0, 0);
 	if (a->join) {
-		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried. */
+		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried.
+		 */
 		if (gw_session_replace_conn(e->s, a->idx, fd, t) < 0)
 			gw_warn("%s: JOIN of connection %u failed", peer, a->idx);
 		gw_registry_join_unlock(e);

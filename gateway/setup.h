@@ -44,7 +44,7 @@ void gw_setup_refuse(struct mr_tls *t, uint16_t code, const char *text);
 
 /* What a client's setup request ended with, when it did not end in WELCOME. */
 struct gw_setup_fail {
-	uint16_t wire_code;                  /* the server's ERROR code, 0 if none came */
+	uint16_t wire_code;		      /* the server's ERROR code, 0 if none came */
 	char text[WIRE_MAX_ERROR_TEXT + 256]; /* one sentence for the user, without "migrelay: " */
 };
 
@@ -59,9 +59,9 @@ struct gw_setup_fail {
  * or wrong answer), -EREMOTEIO (the server refused: f->wire_code), with
  * f->text set. Any thread that owns <t>.
  */
-MR_MUST_CHECK int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len,
-				   uint16_t idx, bool plaintext, const char *what, uint64_t deadline_ns,
-				   struct wire_welcome *w, struct gw_setup_fail *f);
+MR_MUST_CHECK int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
+				   bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
+				   struct gw_setup_fail *f);
 
 #endif
 
@@ -106,5 +106,4 @@ MR_MUST_CHECK int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t,
  * session and its supervisor; a JOIN fills or replaces its connection),
  * and releases what <a> held. Owns <fd> and <t> from the call on.
  */
-void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t,
-		       const char *peer);
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer);

@@ -28,7 +28,7 @@ struct pc {
 
 static struct sockaddr_storage v4(const char *ip)
 {
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
 	s4->sin_family = AF_INET;
@@ -38,7 +38,7 @@ static struct sockaddr_storage v4(const char *ip)
 
 static struct sockaddr_storage v6(const char *ip)
 {
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
 	s6->sin6_family = AF_INET6;
@@ -81,8 +81,8 @@ static void done(struct gw_preauth *p, struct pc *c)
 
 static void init(struct gw_preauth *p, int max_pending, int per_addr, int rate, int setup_ms)
 {
-	struct gw_preauth_cfg cfg = { .max_pending = max_pending, .max_per_addr = per_addr, .rate = rate,
-				      .setup_ms = setup_ms };
+	struct gw_preauth_cfg cfg = {
+	    .max_pending = max_pending, .max_per_addr = per_addr, .rate = rate, .setup_ms = setup_ms};
 
 	assert_int_equal(gw_preauth_init(p, &cfg), 0);
 }
@@ -233,13 +233,13 @@ static void addresses_that_count_as_one(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(per_address_oldest_goes),
-		cmocka_unit_test(global_cap_prefers_unauthenticated),
-		cmocka_unit_test(all_authenticated_oldest_goes),
-		cmocka_unit_test(evicted_ones_count_until_done),
-		cmocka_unit_test(connect_rate),
-		cmocka_unit_test(deadline),
-		cmocka_unit_test(addresses_that_count_as_one),
+	    cmocka_unit_test(per_address_oldest_goes),
+	    cmocka_unit_test(global_cap_prefers_unauthenticated),
+	    cmocka_unit_test(all_authenticated_oldest_goes),
+	    cmocka_unit_test(evicted_ones_count_until_done),
+	    cmocka_unit_test(connect_rate),
+	    cmocka_unit_test(deadline),
+	    cmocka_unit_test(addresses_that_count_as_one),
 	};
 
 	gw_log_level = GW_LOG_ERR;

@@ -20,8 +20,8 @@
 
 static struct gw_session *new_session(uint64_t id, uint8_t tok)
 {
-	struct gw_session_cfg sc = { .server = true, .window = GW_DEFAULT_WINDOW, .chunk_size = GW_DEFAULT_CHUNK,
-				     .max_streams = 8 };
+	struct gw_session_cfg sc = {
+	    .server = true, .window = GW_DEFAULT_WINDOW, .chunk_size = GW_DEFAULT_CHUNK, .max_streams = 8};
 	struct gw_session *s = NULL;
 
 	assert_int_equal(gw_session_new(&s, &sc), 0);
@@ -130,7 +130,7 @@ static void drop_waits_for_joins(void **state)
 	assert_int_equal(gw_registry_add(&r, new_session(9, 0x33), "CN=b", &e), 0);
 	gw_registry_ready(&r, e);
 	assert_int_equal(gw_registry_find(&r, 9, tok, "CN=b", in_ms(30), &f, &code), 0);
-	l = (struct later){ .r = &r, .e = f };
+	l = (struct later){.r = &r, .e = f};
 	assert_int_equal(pthread_create(&thr, NULL, put_later, &l), 0);
 	gw_registry_drop(&r, e); /* returns only after the JOIN let go */
 	assert_true(l.put);
@@ -141,9 +141,9 @@ static void drop_waits_for_joins(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(slots),
-		cmocka_unit_test(lookup),
-		cmocka_unit_test(drop_waits_for_joins),
+	    cmocka_unit_test(slots),
+	    cmocka_unit_test(lookup),
+	    cmocka_unit_test(drop_waits_for_joins),
 	};
 
 	gw_log_level = GW_LOG_ERR;
