@@ -27,8 +27,9 @@ MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, c
  * of the wait in progress; the server also shuts the socket down at its
  * setup deadline (gateway/preauth.h), which ends any wait at once.
  * Returns 0, -ECONNRESET (closed before a whole frame), -ETIMEDOUT,
- * -EPROTO (malformed header or a length over WIRE_MAX_CONTROL),
- * -EACCES (a TLS alert: the peer refused us; mr_tls_last_error names it).
+ * -EPROTO (malformed header or a length over WIRE_MAX_CONTROL), -EACCES
+ * (a TLS failure before the first byte: in TLS 1.3 that is how a peer
+ * refuses our certificate; mr_tls_last_error names the alert).
  */
 MR_MUST_CHECK int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p);
 
