@@ -2,8 +2,10 @@
 /*
  * Session setup, both sides: HELLO -> WELCOME and JOIN -> WELCOME, or an
  * ERROR (PROTOCOL.md §2.2, §2.3, §4.4). Every setup frame goes through
- * gw_setup_send and gw_setup_recv, the only two functions here that touch
- * the connection: a new transport changes them and nothing else.
+ * gw_setup_send and gw_setup_recv, the only two functions that move setup
+ * bytes; besides them the connection is touched only for the plaintext
+ * switch after WELCOME, the close_notify of a refusal and the text of the
+ * last TLS error. A new transport changes those few calls and nothing else.
  */
 #ifndef MR_GATEWAY_SETUP_H
 #define MR_GATEWAY_SETUP_H
