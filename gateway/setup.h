@@ -13,8 +13,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "crypto/authz.h"
 #include "crypto/tls.h"
+#include "registry.h"
+#include "session.h"
 #include "stream/frame.h"
+#include "target.h"
 
 /*
  * Sends one setup frame (<len> <= WIRE_MAX_CONTROL): ERROR session-wide, the others on stream 0.
@@ -36,7 +40,6 @@ MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, c
 MR_MUST_CHECK int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p);
 
 /* Encodes WELCOME for connection <idx> of a session and sends it in the session's mode. 0 or -EPIPE. */
-struct gw_session;
 MR_MUST_CHECK int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx);
 
 /*
@@ -69,9 +72,6 @@ MR_MUST_CHECK int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const
 #endif
 
 /* Server side (`migrelay serve`). */
-#include "crypto/authz.h"
-#include "registry.h"
-#include "target.h"
 
 struct gw_setup_srv {
 	struct gw_target *targets;
