@@ -2,14 +2,15 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "exitcodes.h"
 #include "log.h"
 #include "net.h"
+#include "setup.h"
 
 enum {
 	OPT_TO = 't',
@@ -249,111 +250,72 @@ const char *gw_fmt_bytes(uint64_t n, char *buf, size_t len)
 	return buf;
 }
 
-/* Messages of connection setup: to stderr for the first connection, to the debug log for rejoins. */
-#define SAY(...)                                                 \
-	do {                                                     \
-		if (loud)                                        \
-			fprintf(stderr, __VA_ARGS__);            \
-		else                                             \
-			gw_dbg(__VA_ARGS__);                     \
-	} while (0)
-
-/*
- * Reads one setup frame (WELCOME or ERROR). Returns 0 with <h>/<p> filled,
- * or an MR_EXIT_* code after printing (*code: the ERROR's code, if one came).
- */
-static int read_setup_reply(struct mr_tls *t, const char *what, struct wire_hdr *h, uint8_t *p, bool loud,
-			    uint16_t *code)
+static int cfail(struct gw_connect_fail *f, enum gw_connect_stage stage, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int cfail(struct gw_connect_fail *f, enum gw_connect_stage stage, int r, const char *fmt, ...)
 {
-	uint8_t hb[WIRE_HDR_LEN];
-	ssize_t n = mr_tls_recv_all(t, hb, sizeof(hb));
+	va_list ap;
 
-	if (n == 0) {
-		SAY("migrelay: the server closed the connection after our %s without an answer\n", what);
-		return MR_EXIT_PEER_GONE;
-	}
-	if (n < 0) {
-		/* TLS 1.3: a server that refuses our certificate says so with an alert here. */
-		SAY("migrelay: no answer to %s: %s\n", what, mr_tls_last_error(t));
-		return n == -EAGAIN ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
-	}
-	if (wire_hdr_parse(h, hb, hb + sizeof(hb)) < 0 || h->len > WIRE_MAX_CONTROL ||
-	    (h->type != WIRE_T_WELCOME && h->type != WIRE_T_ERROR)) {
-		SAY("migrelay: the server answered %s with a malformed frame (is it a migrelay server of this version?)\n",
-			what);
-		return MR_EXIT_PROTOCOL;
-	}
-	if (h->len && mr_tls_recv_all(t, p, h->len) != (ssize_t)h->len) {
-		SAY("migrelay: connection lost while reading the answer to %s: %s\n", what,
-			mr_tls_last_error(t));
-		return MR_EXIT_PEER_GONE;
-	}
-	if (h->type == WIRE_T_ERROR) {
-		struct wire_errmsg em;
-
-		if (wire_error_decode(&em, p, h->len) < 0) {
-			SAY("migrelay: the server sent a malformed ERROR frame\n");
-			return MR_EXIT_PROTOCOL;
-		}
-		SAY("migrelay: the server refused %s: %s: %s\n", what, wire_error_name(em.code), em.text);
-		if (code)
-			*code = em.code;
-		return gw_exit_for_wire_error(em.code);
-	}
-	return 0;
+	f->stage = stage;
+	va_start(ap, fmt);
+	vsnprintf(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 /*
- * The WELCOME must be in the mode we asked for; in plaintext mode the
- * connection switches right after it, before we send or read anything
- * else (PROTOCOL.md §4.4). Returns 0 or an MR_EXIT_* code after printing.
+ * Connects and handshakes one connection. Returns 0 with
+ * *fd_out and *tls_out set, or -errno with <f> saying why (stage CONNECT:
+ * no TCP connection; HANDSHAKE: -EACCES when a side refused the other,
+ * -ETIMEDOUT or -ECONNRESET when the connection failed).
  */
-static int welcome_mode(struct mr_tls *t, const struct wire_hdr *h, bool plaintext, const char *what, bool loud)
-{
-	bool got = (h->flags & WIRE_WELCOME_F_PLAINTEXT) != 0;
-
-	if (got != plaintext) {
-		SAY("migrelay: the server answered %s for the %s mode, but this session uses %s (protocol error)\n", what,
-		    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
-		return MR_EXIT_PROTOCOL;
-	}
-	if (plaintext && mr_tls_set_plaintext(t) < 0) {
-		SAY("migrelay: cannot switch to plaintext after the answer to %s: %s\n", what, mr_tls_last_error(t));
-		return MR_EXIT_PROTOCOL;
-	}
-	return 0;
-}
-
-static int send_frame(struct mr_tls *t, uint8_t type, const uint8_t *p, uint32_t len)
-{
-	uint8_t buf[WIRE_HDR_LEN + WIRE_MAX_CONTROL];
-
-	wire_hdr_encode(buf, &(struct wire_hdr){ .type = type, .len = len });
-	memcpy(buf + WIRE_HDR_LEN, p, len);
-	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
-}
-
-/* Connects and handshakes one connection. Returns 0 or an MR_EXIT_* code after printing. */
-static int open_conn(const char *to, struct mr_tls_cfg *cfg, const char *peer_name, int *fd_out,
-		     struct mr_tls **tls_out, bool loud)
+static int open_conn(const char *to, struct mr_tls_cfg *cfg, const char *peer_name, int *fd_out, struct mr_tls **tls_out, struct gw_connect_fail *f)
 {
 	char why[512] = "";
 	enum mr_tls_fail fail = MR_TLS_OK;
 	int fd, r;
 
 	fd = net_tcp_connect(to, GW_SETUP_TIMEOUT_MS, why, sizeof(why));
-	if (fd < 0) {
-		SAY("migrelay: %s\n", why);
-		return MR_EXIT_CONNECT;
-	}
+	if (fd < 0)
+		return cfail(f, GW_CS_CONNECT, fd, "%s", why);
 	net_set_timeouts(fd, GW_SETUP_TIMEOUT_MS, GW_SETUP_TIMEOUT_MS);
 	r = mr_tls_handshake(tls_out, cfg, fd, peer_name, GW_SETUP_TIMEOUT_MS, &fail, why, sizeof(why));
 	if (r < 0) {
-		SAY("migrelay: TLS handshake with %s failed: %s\n", to, why);
 		close(fd);
-		return fail == MR_TLS_F_TIMEOUT || fail == MR_TLS_F_IO ? MR_EXIT_PEER_GONE : MR_EXIT_AUTH;
+		return cfail(f, GW_CS_HANDSHAKE,
+			     fail == MR_TLS_F_TIMEOUT ? -ETIMEDOUT : fail == MR_TLS_F_IO ? -ECONNRESET : -EACCES,
+			     "TLS handshake with %s failed: %s", to, why);
 	}
 	*fd_out = fd;
+	return 0;
+}
+
+/*
+ * Opens one connection and runs its setup request (HELLO or JOIN <p>) up to
+ * WELCOME <w> for index <idx>. Returns 0 with *fd_out and *tls_out set
+ * (receive and send timeouts cleared), or -errno with <f> filled.
+ */
+static int setup_conn(const char *to, struct mr_tls_cfg *cfg, const char *peer_name, uint8_t type, const uint8_t *p,
+		      uint32_t len, uint16_t idx, bool plaintext, const char *what, struct wire_welcome *w,
+		      int *fd_out, struct mr_tls **tls_out, struct gw_connect_fail *f)
+{
+	uint64_t deadline = gw_now_ns() + (uint64_t)GW_SETUP_TIMEOUT_MS * 1000000ull;
+	struct gw_setup_fail sf;
+	struct mr_tls *t = NULL;
+	int fd = -1, r;
+
+	if ((r = open_conn(to, cfg, peer_name, &fd, &t, f)) < 0)
+		return r;
+	r = gw_setup_request(t, fd, type, p, len, idx, plaintext, what, deadline, w, &sf);
+	if (r < 0) {
+		mr_tls_free(t);
+		close(fd);
+		f->wire_code = sf.wire_code;
+		return cfail(f, GW_CS_SETUP, r, "%s", sf.text);
+	}
+	net_set_timeouts(fd, 0, 0);
+	*fd_out = fd;
+	*tls_out = t;
 	return 0;
 }
 
@@ -372,34 +334,37 @@ static int add_conn(struct gw_session *s, int idx, int fd, struct mr_tls *t)
 	return r < 0 ? r : gw_session_add_conn(s, idx, conn);
 }
 
-/* Session timer thread: a new connection JOINs as <idx> (PROTOCOL.md §2.3). */
+/*
+ * Session timer thread, unlocked: a new connection JOINs as <idx>
+ * (PROTOCOL.md §2.3). Returns 0 with *conn_out set; -ENOENT
+ * when the server refused the session for good (it no longer knows it, or
+ * refused our identity); another -errno to try again later.
+ */
 static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_out)
 {
 	struct rejoin_ctx *rc = s->rejoin_ctx;
 	struct wire_join j = { .session_id = s->id, .conn_index = (uint16_t)idx };
+	struct gw_connect_fail f = { 0 };
 	struct wire_welcome w;
-	struct wire_hdr h;
-	uint8_t jp[WIRE_JOIN_LEN], buf[WIRE_MAX_CONTROL];
-	struct mr_tls *t = NULL;
-	int fd = -1, r;
+	uint8_t jp[WIRE_JOIN_LEN];
+	struct mr_tls *t;
+	int fd, r;
 
 	memcpy(j.token, s->token, WIRE_TOKEN_LEN);
 	wire_join_encode(jp, &j);
-	if (open_conn(rc->to, s->own_cfg, rc->has_peer_name ? rc->peer_name : NULL, &fd, &t, false) != 0)
-		return -ECONNREFUSED;
-	(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
-	r = read_setup_reply(t, "JOIN", &h, buf, false, NULL);
-	if (r == 0 && (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != idx))
-		r = MR_EXIT_PROTOCOL;
+	r = setup_conn(rc->to, s->own_cfg, rc->has_peer_name ? rc->peer_name : NULL, WIRE_T_JOIN, jp, sizeof(jp),
+		       (uint16_t)idx, s->cfg.plaintext, "JOIN", &w, &fd, &t, &f);
 	if (r == 0)
-		r = welcome_mode(t, &h, s->cfg.plaintext, "JOIN", false);
-	if (r != 0) {
-		mr_tls_free(t);
-		close(fd);
-		return r == MR_EXIT_AUTH ? -ENOENT : -ECONNRESET;
-	}
-	net_set_timeouts(fd, 0, 0);
-	return mr_conn_from_tls(conn_out, t, fd);
+		return mr_conn_from_tls(conn_out, t, fd);
+	gw_dbg("migrelay: rejoin of connection %d: %s", idx, f.text);
+	/* No connection or no handshake: the server may be back in a moment. */
+	if (f.stage != GW_CS_SETUP)
+		return -ECONNREFUSED;
+	/* Our certificate, the token or the identity refused: this session is over for that server. */
+	if (r == -EACCES || (r == -EREMOTEIO && (f.wire_code == WIRE_E_BAD_TOKEN || f.wire_code == WIRE_E_IDENTITY ||
+						  f.wire_code == WIRE_E_NOT_ALLOWED)))
+		return -ENOENT;
+	return -ECONNRESET;
 }
 
 static void client_ctx_free(struct gw_session *s)
@@ -408,33 +373,12 @@ static void client_ctx_free(struct gw_session *s)
 	s->rejoin_ctx = NULL;
 }
 
-int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
+/* HELLO for <o> into <buf> (WIRE_MAX_CONTROL). Length, or -EINVAL. */
+static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 {
-	struct mr_tls_cfg *cfg = NULL;
-	struct gw_session *s = NULL;
 	struct wire_hello hello;
-	struct wire_welcome w;
-	struct wire_hdr h;
-	struct mr_tls *t = NULL;
-	uint8_t buf[WIRE_MAX_CONTROL];
-	char err[512] = "", host[256], port[32];
-	const char *peer_name = o->server_name;
-	uint16_t code = 0;
-	int r, fd = -1, n;
+	int n;
 
-	if (o->psk_file)
-		r = mr_tls_cfg_psk(&cfg, o->psk_file, false, o->psk_identity, err, sizeof(err));
-	else
-		r = mr_tls_cfg_x509(&cfg, o->tls_dir ? o->tls_dir : "/etc/pki/qemu", false, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "migrelay: %s\n", err);
-		return MR_EXIT_USAGE;
-	}
-	if (!peer_name && !o->psk_file && net_split_hostport(o->to, host, sizeof(host), port, sizeof(port)) == 0)
-		peer_name = host;
-
-	if ((r = open_conn(o->to, cfg, peer_name, &fd, &t, true)) != 0)
-		goto out;
 	memset(&hello, 0, sizeof(hello));
 	hello.version = WIRE_VERSION;
 	hello.nconns = (uint16_t)o->connections;
@@ -444,100 +388,115 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out)
 	hello.ndevices = (uint8_t)o->ndevices;
 	for (int i = 0; i < o->ndevices; i++)
 		snprintf(hello.devices[i], sizeof(hello.devices[i]), "%s", o->devices[i]);
-	n = wire_hello_encode(buf, sizeof(buf), &hello);
-	if (n < 0) {
-		fprintf(stderr, "migrelay: cannot encode HELLO (names too long?)\n");
-		r = MR_EXIT_USAGE;
-		goto out;
-	}
-	/* If the send fails, the server may have refused us already: the reply read says why. */
-	(void)send_frame(t, WIRE_T_HELLO, buf, (uint32_t)n);
-	if ((r = read_setup_reply(t, "HELLO", &h, buf, true, &code)) != 0) {
-		if (o->plaintext && code == WIRE_E_UNSUPPORTED)
-			fprintf(stderr,
-				"migrelay: --insecure-plaintext needs a server that offers it: start `migrelay serve` with --insecure-plaintext, or leave the option out here to use TLS\n");
-		goto out;
-	}
-	if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != 0) {
-		fprintf(stderr, "migrelay: the server sent a malformed WELCOME\n");
-		r = MR_EXIT_PROTOCOL;
-		goto out;
-	}
-	if ((r = welcome_mode(t, &h, o->plaintext, "HELLO", true)) != 0)
-		goto out;
-	{
-		struct gw_session_cfg sc = { .server = false, .window = w.window, .chunk_size = w.chunk_size,
-					     .max_streams = w.max_streams, .compress = o->compress,
-					     .compress_auto = o->compress_auto,
-					     .zlevel = o->zlevel, .reconnect_ms = o->reconnect_ms,
-					     .keepalive_ms = o->keepalive_ms, .plaintext = o->plaintext };
+	n = wire_hello_encode(buf, WIRE_MAX_CONTROL, &hello);
+	return n < 0 ? -EINVAL : n;
+}
 
-		if (gw_session_new(&s, &sc) < 0) {
-			r = MR_EXIT_FAIL;
-			goto out;
-		}
-	}
-	s->own_cfg = cfg;
-	cfg = NULL;
-	{
-		struct rejoin_ctx *rc = calloc(1, sizeof(*rc));
+/* A client session for <o> after WELCOME <w>; takes over <*cfg> (set to NULL). 0 or -ENOMEM. */
+static int client_session(const struct gw_client_opts *o, const struct wire_welcome *w, struct mr_tls_cfg **cfg,
+			  const char *peer_name, struct gw_session **out)
+{
+	struct gw_session_cfg sc = { .server = false, .window = w->window, .chunk_size = w->chunk_size,
+				     .max_streams = w->max_streams, .compress = o->compress,
+				     .compress_auto = o->compress_auto, .zlevel = o->zlevel,
+				     .reconnect_ms = o->reconnect_ms, .keepalive_ms = o->keepalive_ms,
+				     .plaintext = o->plaintext };
+	struct rejoin_ctx *rc = calloc(1, sizeof(*rc));
+	struct gw_session *s = NULL;
 
-		if (!rc) {
-			r = MR_EXIT_FAIL;
-			goto out;
-		}
-		snprintf(rc->to, sizeof(rc->to), "%s", o->to);
-		if (peer_name) {
-			snprintf(rc->peer_name, sizeof(rc->peer_name), "%s", peer_name);
-			rc->has_peer_name = true;
-		}
-		s->rejoin_ctx = rc;
-		s->rejoin = client_rejoin;
-		s->ctx_free = client_ctx_free;
+	if (!rc || gw_session_new(&s, &sc) < 0) {
+		free(rc);
+		return -ENOMEM;
 	}
-	s->id = w.session_id;
-	memcpy(s->token, w.token, WIRE_TOKEN_LEN);
-	if (o->plaintext)
-		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
+	s->own_cfg = *cfg;
+	*cfg = NULL;
+	snprintf(rc->to, sizeof(rc->to), "%s", o->to);
+	if (peer_name) {
+		snprintf(rc->peer_name, sizeof(rc->peer_name), "%s", peer_name);
+		rc->has_peer_name = true;
+	}
+	s->rejoin_ctx = rc;
+	s->rejoin = client_rejoin;
+	s->ctx_free = client_ctx_free;
+	s->id = w->session_id;
+	memcpy(s->token, w->token, WIRE_TOKEN_LEN);
 	s->nconns = o->connections;
 	snprintf(s->target, sizeof(s->target), "%s", o->target);
-	net_set_timeouts(fd, 0, 0);
+	*out = s;
+	return 0;
+}
+
+/* Connections 1.. of session <s>: each JOINs with the session's token. 0 or -errno with <f> filled. */
+static int join_all(const struct gw_client_opts *o, struct gw_session *s, const char *peer_name,
+		    struct gw_connect_fail *f)
+{
+	struct wire_join j = { .session_id = s->id };
+	struct wire_welcome w;
+	struct mr_tls *t;
+	uint8_t jp[WIRE_JOIN_LEN];
+	char what[32];
+	int fd, r;
+
+	memcpy(j.token, s->token, WIRE_TOKEN_LEN);
+	for (int i = 1; i < o->connections; i++) {
+		j.conn_index = (uint16_t)i;
+		wire_join_encode(jp, &j);
+		snprintf(what, sizeof(what), "JOIN of connection %d", i);
+		if ((r = setup_conn(o->to, s->own_cfg, peer_name, WIRE_T_JOIN, jp, sizeof(jp), (uint16_t)i, o->plaintext,
+				    what, &w, &fd, &t, f)) < 0)
+			return r;
+		if ((r = add_conn(s, i, fd, t)) < 0)
+			return cfail(f, GW_CS_SESSION, r, "cannot add connection %d: %s", i, strerror(-r));
+	}
+	return 0;
+}
+
+int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, struct gw_connect_fail *f)
+{
+	struct mr_tls_cfg *cfg = NULL;
+	struct gw_session *s = NULL;
+	struct wire_welcome w;
+	struct mr_tls *t = NULL;
+	uint8_t buf[WIRE_MAX_CONTROL];
+	char err[512] = "", host[256], port[32];
+	const char *peer_name = o->server_name;
+	int r, fd = -1, n;
+
+	memset(f, 0, sizeof(*f));
+	if (o->psk_file)
+		r = mr_tls_cfg_psk(&cfg, o->psk_file, false, o->psk_identity, err, sizeof(err));
+	else
+		r = mr_tls_cfg_x509(&cfg, o->tls_dir ? o->tls_dir : "/etc/pki/qemu", false, err, sizeof(err));
+	if (r < 0)
+		return cfail(f, GW_CS_CONFIG, r, "%s", err);
+	if (!peer_name && !o->psk_file && net_split_hostport(o->to, host, sizeof(host), port, sizeof(port)) == 0)
+		peer_name = host;
+	if ((n = encode_hello(o, buf)) < 0) {
+		r = cfail(f, GW_CS_CONFIG, n, "cannot encode HELLO (names too long?)");
+		goto out;
+	}
+	r = setup_conn(o->to, cfg, peer_name, WIRE_T_HELLO, buf, (uint32_t)n, 0, o->plaintext, "HELLO", &w, &fd, &t, f);
+	if (r < 0) {
+		if (o->plaintext && f->wire_code == WIRE_E_UNSUPPORTED)
+			snprintf(f->text + strlen(f->text), sizeof(f->text) - strlen(f->text), "%s",
+				 "\nmigrelay: --insecure-plaintext needs a server that offers it: start `migrelay serve` with --insecure-plaintext, or leave the option out here to use TLS");
+		goto out;
+	}
+	if ((r = client_session(o, &w, &cfg, peer_name, &s)) < 0) {
+		r = cfail(f, GW_CS_SESSION, r, "out of memory");
+		goto out;
+	}
+	if (o->plaintext)
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
 	r = add_conn(s, 0, fd, t);
 	fd = -1;
 	t = NULL;
 	if (r < 0) {
-		r = MR_EXIT_FAIL;
+		r = cfail(f, GW_CS_SESSION, r, "cannot start the session: %s", strerror(-r));
 		goto out;
 	}
-	for (int i = 1; i < o->connections; i++) {
-		struct wire_join j = { .session_id = w.session_id, .conn_index = (uint16_t)i };
-		uint8_t jp[WIRE_JOIN_LEN];
-		char what[32];
-
-		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
-		wire_join_encode(jp, &j);
-		snprintf(what, sizeof(what), "JOIN of connection %d", i);
-		if ((r = open_conn(o->to, s->own_cfg, peer_name, &fd, &t, true)) != 0)
-			goto out;
-		(void)send_frame(t, WIRE_T_JOIN, jp, sizeof(jp));
-		if ((r = read_setup_reply(t, what, &h, buf, true, NULL)) != 0)
-			goto out;
-		if (wire_welcome_decode(&w, buf, h.len) < 0 || w.conn_index != i) {
-			fprintf(stderr, "migrelay: the server sent a malformed WELCOME for connection %d\n", i);
-			r = MR_EXIT_PROTOCOL;
-			goto out;
-		}
-		if ((r = welcome_mode(t, &h, o->plaintext, what, true)) != 0)
-			goto out;
-		net_set_timeouts(fd, 0, 0);
-		r = add_conn(s, i, fd, t);
-		fd = -1;
-		t = NULL;
-		if (r < 0) {
-			r = MR_EXIT_FAIL;
-			goto out;
-		}
-	}
+	if ((r = join_all(o, s, peer_name, f)) < 0)
+		goto out;
 	*out = s;
 	s = NULL;
 	r = 0;

@@ -53,11 +53,28 @@ int gw_client_opt(struct gw_client_opts *o, int c, const char *arg);
 /* Checks required options. Returns 0 or prints what is missing and returns -1. */
 int gw_client_opts_check(const struct gw_client_opts *o);
 
+/* Where opening a session failed: the command maps it to its exit code (cmd_connect.c). */
+enum gw_connect_stage {
+	GW_CS_CONFIG = 1,    /* credentials or options */
+	GW_CS_CONNECT = 2,   /* no TCP connection */
+	GW_CS_HANDSHAKE = 3, /* TLS handshake: -EACCES refused, -ETIMEDOUT or -ECONNRESET lost */
+	GW_CS_SETUP = 4,     /* HELLO/JOIN: see gw_setup_request for the codes */
+	GW_CS_SESSION = 5,   /* local resources */
+};
+
+struct gw_connect_fail {
+	enum gw_connect_stage stage;
+	uint16_t wire_code; /* the server's ERROR code, 0 if it sent none */
+	char text[1024];    /* what happened, for the user, without "migrelay: " */
+};
+
 /*
- * Opens the session: connection 0 with HELLO, then the JOINs. Returns 0
- * with *out set, or an MR_EXIT_* code after printing why.
+ * Opens the session: connection 0 with HELLO, then the JOINs. Prints
+ * nothing. Returns 0 with *out set, or -errno with <f> filled. Any
+ * thread; the session is the caller's.
  */
-int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out);
+MR_MUST_CHECK int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out,
+				    struct gw_connect_fail *f);
 
 /* The warning both ends log for every plaintext session, after "session <id>: ". */
 #define GW_PLAINTEXT_WARNING                                                                                  \

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_connect.h"
 #include "cmds.h"
 #include "crypto/pki.h"
 #include "exitcodes.h"
@@ -300,7 +301,7 @@ int cmd_bench(int argc, char **argv)
 	g.pattern = make_pattern(profile);
 	if (!g.pattern || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		goto out;
-	if ((rc = gw_client_connect(&o, &s)) != 0)
+	if ((rc = cmd_connect(&o, &s)) != 0)
 		goto out;
 	rc = MR_EXIT_FAIL;
 	proc_usage(0, &cpu_c0, &hwm_c);

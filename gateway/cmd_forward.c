@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_connect.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -106,7 +107,7 @@ int cmd_forward(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	/* Connect first: a wrong certificate or target is reported now, not at the first migration. */
-	if ((r = gw_client_connect(&o, &s)) != 0)
+	if ((r = cmd_connect(&o, &s)) != 0)
 		return r;
 	lfd = net_unix_listen(listen_spec + 5, 64);
 	if (lfd < 0) {
@@ -129,7 +130,7 @@ int cmd_forward(int argc, char **argv)
 			continue;
 		for (int attempt = 0; attempt < 2; attempt++) {
 			if (!s) {
-				if ((r = gw_client_connect(&o, &s)) != 0) {
+				if ((r = cmd_connect(&o, &s)) != 0) {
 					gw_err("cannot reach %s; dropping the local connection", o.to);
 					s = NULL;
 					break;

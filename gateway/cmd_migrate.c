@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_connect.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -374,7 +375,7 @@ int cmd_migrate(int argc, char **argv)
 		goto out;
 	}
 
-	if ((rc = gw_client_connect(&m.o, &m.s)) != 0)
+	if ((rc = cmd_connect(&m.o, &m.s)) != 0)
 		goto out;
 	gw_proc_mem(0, &rss0, &peak);
 	rc = MR_EXIT_FAIL;

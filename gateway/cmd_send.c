@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "cmd_connect.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -70,7 +71,7 @@ int cmd_send(int argc, char **argv)
 		return MR_EXIT_USAGE;
 	signal(SIGPIPE, SIG_IGN);
 	t0 = gw_now_ns();
-	if ((r = gw_client_connect(&o, &s)) != 0)
+	if ((r = cmd_connect(&o, &s)) != 0)
 		return r;
 	id = gw_stream_open(s, WIRE_ROLE_PLAIN, STDIN_FILENO, STDOUT_FILENO, &stdio_ops, NULL);
 	if (id < 0) {

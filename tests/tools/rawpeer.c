@@ -5,13 +5,14 @@
  * prints what the server answered as "ERROR <code> <text>", "WELCOME",
  * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
- *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME --case CASE [--expect WHAT]
- *   CASE: hello            plain HELLO (prints WELCOME)
+ *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] --case CASE [--expect WHAT]
+ *   CASE: hello            plain HELLO (prints WELCOME, then " after N ms" from HELLO to the answer)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
  *         join-live        HELLO on one connection, kept alive; JOIN for its index 0 on another:
  *                          prints the answer, " after N ms", then whether connection 0 still
- *                          answers a PING ("; connection 0 alive")
+ *                          answers a PING ("; connection 0 alive"); with --joins N, N such
+ *                          JOINs at once (the answer and time printed are the slowest's)
  *         oversize         after WELCOME, a DATA header claiming 4 GiB
  *         unknown-type     after WELCOME, a frame of type 0x42
  *         truncate         after WELCOME, OPEN + 100 KiB of DATA, then close without END
@@ -29,6 +30,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,9 @@
 #include "stream/frame.h"
 
 static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
+static long hello_ms; /* HELLO sent -> its answer read */
+static int hello_multifd; /* --multifd N: multifd channels the HELLO asks for */
+static int njoins = 1;    /* --joins N: join-live sends N JOINs at once, each on its own connection */
 
 static struct mr_tls_cfg *load(const char *dir)
 {
@@ -264,15 +269,70 @@ static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct 
 	struct wire_hello hl = { .version = WIRE_VERSION, .nconns = (uint16_t)nconns };
 	uint8_t p[WIRE_MAX_CONTROL];
 	struct mr_tls *t = conn(cfg, fd);
+	struct timespec a, b;
 	int n;
 
 	snprintf(hl.target, sizeof(hl.target), "%s", target);
+	hl.multifd = (uint8_t)hello_multifd;
 	n = wire_hello_encode(p, sizeof(p), &hl);
 	if (n < 0)
 		exit(2);
+	clock_gettime(CLOCK_MONOTONIC, &a);
 	put(t, WIRE_T_HELLO, 0, 0, 0, p, (uint32_t)n, (uint32_t)n);
 	answer(t, out, outlen, w);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	hello_ms = (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000);
 	return t;
+}
+
+struct joiner {
+	struct mr_tls_cfg *cfg;
+	const uint8_t *jp;
+	char out[600];
+	long ms;
+};
+
+/* One of --joins N: its own connection, one JOIN, the answer and how long it took. */
+static void *joiner_main(void *arg)
+{
+	struct joiner *jn = arg;
+	struct timespec a, b;
+	struct mr_tls *t;
+	int fd;
+
+	t = conn(jn->cfg, &fd);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	put(t, WIRE_T_JOIN, 0, 0, 0, jn->jp, WIRE_JOIN_LEN, WIRE_JOIN_LEN);
+	answer(t, jn->out, sizeof(jn->out), NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	jn->ms = (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000);
+	mr_tls_free(t);
+	close(fd);
+	return NULL;
+}
+
+/* --joins N: N JOINs <jp> at once; prints the slowest's answer and time into <out>. */
+static void join_many(struct mr_tls_cfg *cfg, const uint8_t *jp, char *out, size_t outlen)
+{
+	struct joiner *jn = calloc((size_t)njoins, sizeof(*jn));
+	pthread_t *thr = calloc((size_t)njoins, sizeof(*thr));
+	int slow = 0;
+
+	if (!jn || !thr)
+		exit(2);
+	for (int i = 0; i < njoins; i++) {
+		jn[i] = (struct joiner){ .cfg = cfg, .jp = jp };
+		if (pthread_create(&thr[i], NULL, joiner_main, &jn[i]) != 0)
+			exit(2);
+	}
+	for (int i = 0; i < njoins; i++) {
+		pthread_join(thr[i], NULL);
+		if (jn[i].ms > jn[slow].ms)
+			slow = i;
+	}
+	snprintf(out, outlen, "%s after %ld ms (slowest of %d JOINs)", jn[slow].out, jn[slow].ms, njoins);
+	free(jn);
+	free(thr);
 }
 
 int main(int argc, char **argv)
@@ -281,7 +341,9 @@ int main(int argc, char **argv)
 		{ "to", required_argument, NULL, 't' },	     { "tls-dir", required_argument, NULL, 'd' },
 		{ "tls-dir2", required_argument, NULL, 'D' }, { "psk-file", required_argument, NULL, 'p' },
 		{ "target", required_argument, NULL, 'n' },   { "case", required_argument, NULL, 'c' },
-		{ "expect", required_argument, NULL, 'e' },   { NULL, 0, NULL, 0 },
+		{ "expect", required_argument, NULL, 'e' },   { "multifd", required_argument, NULL, 'm' },
+		{ "joins", required_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct wire_welcome w;
 	struct mr_tls_cfg *cfg;
@@ -298,6 +360,8 @@ int main(int argc, char **argv)
 		case 'n': target = optarg; break;
 		case 'c': tcase = optarg; break;
 		case 'e': expect = optarg; break;
+		case 'm': hello_multifd = atoi(optarg); break;
+		case 'j': njoins = atoi(optarg) > 0 && atoi(optarg) <= 256 ? atoi(optarg) : 1; break;
 		default: return 2;
 		}
 	}
@@ -309,7 +373,10 @@ int main(int argc, char **argv)
 	cfg = load(tls_dir);
 	t = hello(cfg, &fd, 2, &w, out, sizeof(out));
 	if (!strcmp(tcase, "hello")) {
-		/* out says WELCOME or the refusal */
+		size_t l = strlen(out);
+
+		/* out says WELCOME or the refusal, and how long the server took */
+		snprintf(out + l, sizeof(out) - l, " after %ld ms", hello_ms);
 	} else if (strncmp(out, "WELCOME", 7)) {
 		/* refused before the case could run: print that */
 	} else if (!strcmp(tcase, "join-bad-token") || !strcmp(tcase, "join-identity")) {
@@ -338,16 +405,20 @@ int main(int argc, char **argv)
 
 		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
 		wire_join_encode(jp, &j);
-		t2 = conn(cfg, &fd2);
-		clock_gettime(CLOCK_MONOTONIC, &a);
-		put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
-		answer(t2, out, sizeof(out), NULL);
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		mr_tls_free(t2);
-		close(fd2);
-		l = strlen(out);
-		snprintf(out + l, sizeof(out) - l, " after %ld ms",
-			 (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+		if (njoins > 1) {
+			join_many(cfg, jp, out, sizeof(out));
+		} else {
+			t2 = conn(cfg, &fd2);
+			clock_gettime(CLOCK_MONOTONIC, &a);
+			put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
+			answer(t2, out, sizeof(out), NULL);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			mr_tls_free(t2);
+			close(fd2);
+			l = strlen(out);
+			snprintf(out + l, sizeof(out) - l, " after %ld ms",
+				 (long)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000));
+		}
 		put(t, WIRE_T_PING, 0, 0, 0, nonce, sizeof(nonce), sizeof(nonce));
 		if (pong(t, nonce)) {
 			l = strlen(out);

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+#include "registry.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client.h"
+#include "log.h"
+
+void gw_registry_init(struct gw_registry *r, int max_sessions)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->max_sessions = max_sessions;
+}
+
+int gw_registry_reserve(struct gw_registry *r)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->nsessions + r->reserved >= r->max_sessions)
+		ret = -EBUSY;
+	else
+		r->reserved++;
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void gw_registry_unreserve(struct gw_registry *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->reserved--;
+	pthread_mutex_unlock(&r->lock);
+}
+
+int gw_registry_add(struct gw_registry *r, struct gw_session *s, const char *identity, struct gw_reg_entry **out)
+{
+	struct gw_reg_entry *e = calloc(1, sizeof(*e));
+
+	if (!e || !(e->identity = strdup(identity))) {
+		free(e);
+		gw_registry_unreserve(r);
+		return -ENOMEM;
+	}
+	e->s = s;
+	e->id = s->id;
+	memcpy(e->token, s->token, WIRE_TOKEN_LEN);
+	e->refs = 1;
+	e->listed = true;
+	pthread_mutex_init(&e->join_lock, NULL);
+	pthread_mutex_lock(&r->lock);
+	r->reserved--;
+	r->nsessions++;
+	e->next = r->head;
+	r->head = e;
+	pthread_mutex_unlock(&r->lock);
+	*out = e;
+	return 0;
+}
+
+void gw_registry_ready(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	e->ready = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static bool ct_equal(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	uint8_t d = 0;
+
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+static void abs_deadline(struct timespec *ts, uint64_t deadline_ns)
+{
+	struct timespec now;
+	uint64_t left, mono = gw_now_ns();
+
+	/* gw_now_ns is CLOCK_MONOTONIC; the condition variable uses CLOCK_REALTIME. */
+	left = deadline_ns > mono ? deadline_ns - mono : 0;
+	clock_gettime(CLOCK_REALTIME, &now);
+	ts->tv_sec = now.tv_sec + (time_t)(left / 1000000000ull);
+	ts->tv_nsec = now.tv_nsec + (long)(left % 1000000000ull);
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static struct gw_reg_entry *lookup_locked(struct gw_registry *r, uint64_t id)
+{
+	for (struct gw_reg_entry *e = r->head; e; e = e->next)
+		if (e->listed && e->id == id)
+			return e;
+	return NULL;
+}
+
+int gw_registry_find(struct gw_registry *r, uint64_t id, const uint8_t *token, const char *identity,
+		     uint64_t deadline_ns, struct gw_reg_entry **out, uint16_t *code)
+{
+	struct gw_reg_entry *e;
+	struct timespec ts;
+
+	abs_deadline(&ts, deadline_ns);
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		e = lookup_locked(r, id);
+		/* Unknown session and wrong token read the same to the peer. */
+		if (!e || !ct_equal(e->token, token, WIRE_TOKEN_LEN)) {
+			pthread_mutex_unlock(&r->lock);
+			*code = WIRE_E_BAD_TOKEN;
+			return -ENOENT;
+		}
+		if (e->ready)
+			break;
+		/* Its WELCOME is on the way: the client may JOIN before connection 0 is in. */
+		if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT) {
+			pthread_mutex_unlock(&r->lock);
+			*code = WIRE_E_LIMIT;
+			return -ETIMEDOUT;
+		}
+	}
+	/* Whole identities: a DN that shares a prefix with the session's is another peer. */
+	if (strcmp(e->identity, identity)) {
+		pthread_mutex_unlock(&r->lock);
+		*code = WIRE_E_IDENTITY;
+		return -EACCES;
+	}
+	e->refs++;
+	pthread_mutex_unlock(&r->lock);
+	*out = e;
+	return 0;
+}
+
+int gw_registry_join_lock(struct gw_reg_entry *e, uint64_t deadline_ns)
+{
+	struct timespec ts;
+
+	abs_deadline(&ts, deadline_ns);
+	return -pthread_mutex_timedlock(&e->join_lock, &ts);
+}
+
+void gw_registry_join_unlock(struct gw_reg_entry *e)
+{
+	pthread_mutex_unlock(&e->join_lock);
+}
+
+void gw_registry_put(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	e->refs--;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Unlists <e> and waits, lock released, until only the caller's reference is left. */
+static void unlist_and_wait(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	for (struct gw_reg_entry **pp = &r->head; *pp; pp = &(*pp)->next)
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	e->listed = false;
+	r->nsessions--;
+	r->closing++;
+	pthread_cond_broadcast(&r->cond);
+	while (e->refs > 1)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* After the session is closed: the slot is free. */
+static void release(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	pthread_mutex_lock(&r->lock);
+	r->closing--;
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_destroy(&e->join_lock);
+	free(e->identity);
+	free(e);
+}
+
+void gw_registry_drop(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	unlist_and_wait(r, e);
+	gw_session_close(e->s);
+	release(r, e);
+}
+
+struct supervisor {
+	struct gw_registry *r;
+	struct gw_reg_entry *e;
+};
+
+/*
+ * Waits for the end of the session. With every connection gone while
+ * streams are open, or after streams but before the client's BYE, the
+ * session waits for a rejoin (its timer enforces the timeout): the last
+ * VERIFIED may have gone down with a connection. Returns true when it
+ * ended well; <what> says how it ended.
+ */
+static bool wait_outcome(struct gw_session *s, char *what, size_t len)
+{
+	char sfail[WIRE_MAX_ERROR_TEXT + 32] = "", a[32], b[32];
+	struct gw_stats st;
+	int nfailed = 0;
+	bool ok;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->err_code &&
+	       (s->nlive > 0 || (s->cfg.reconnect_ms > 0 && (s->open_streams > 0 || gw_session_awaits_bye_locked(s)))))
+		pthread_cond_wait(&s->cond, &s->lock);
+	/* A stream can fail on its own (its target would not open) while the session stays sound. */
+	for (int i = 0; i < s->nstreams; i++)
+		if (s->streams[i] && s->streams[i]->fail_code && nfailed++ == 0)
+			snprintf(sfail, sizeof(sfail), "stream %d: %s", i, s->streams[i]->fail_text);
+	ok = !s->err_code && s->open_streams == 0 && nfailed == 0;
+	pthread_mutex_unlock(&s->lock);
+
+	gw_session_stats(s, &st);
+	if (ok)
+		snprintf(what, len, "done: %d stream(s), received %s, sent %s, all verified", s->nstreams,
+			 gw_fmt_bytes(st.raw_in, a, sizeof(a)), gw_fmt_bytes(st.raw_out, b, sizeof(b)));
+	else if (s->err_code)
+		snprintf(what, len, "failed: %s", s->err_text);
+	else if (nfailed)
+		snprintf(what, len, "failed: %d of %d stream(s) failed; %s", nfailed, s->nstreams, sfail);
+	else
+		snprintf(what, len, "failed: connections closed before every stream ended");
+	return ok;
+}
+
+/* Supervisor thread of one session: owns the creator's reference of its entry. */
+static void *supervisor_main(void *arg)
+{
+	struct supervisor *sv = arg;
+	struct gw_reg_entry *e = sv->e;
+	struct gw_session *s = e->s;
+	char line[256], what[WIRE_MAX_ERROR_TEXT + 64];
+	bool ok;
+
+	ok = wait_outcome(s, what, sizeof(what));
+	snprintf(line, sizeof(line), "session %016llx (%.160s, target %s) ", (unsigned long long)e->id, e->identity,
+		 s->target);
+	unlist_and_wait(sv->r, e);
+	/* Close first (a failed file target removes its temporary file), then say how it ended. */
+	gw_session_close(s);
+	release(sv->r, e);
+	if (ok)
+		gw_info("%s%s", line, what);
+	else
+		gw_err("%s%s", line, what);
+	free(sv);
+	return NULL;
+}
+
+void gw_registry_supervise(struct gw_registry *r, struct gw_reg_entry *e)
+{
+	struct supervisor *sv = malloc(sizeof(*sv));
+	pthread_t thr;
+
+	if (sv) {
+		sv->r = r;
+		sv->e = e;
+		if (pthread_create(&thr, NULL, supervisor_main, sv) == 0) {
+			pthread_detach(thr);
+			return;
+		}
+		free(sv);
+	}
+	gw_err("session %016llx: cannot start its supervisor", (unsigned long long)e->id);
+	gw_session_fail(e->s, WIRE_E_INTERNAL, true, "the server cannot start the session");
+	gw_registry_drop(r, e);
+}
+
+void gw_registry_fail_all(struct gw_registry *r, int code, const char *text)
+{
+	struct gw_reg_entry *list[512];
+	int n = 0;
+
+	/* References, so the sessions stay while they are failed with the registry lock released. */
+	pthread_mutex_lock(&r->lock);
+	for (struct gw_reg_entry *e = r->head; e && n < (int)(sizeof(list) / sizeof(list[0])); e = e->next) {
+		e->refs++;
+		list[n++] = e;
+	}
+	pthread_mutex_unlock(&r->lock);
+	for (int i = 0; i < n; i++) {
+		gw_session_fail(list[i]->s, code, true, "%s", text);
+		gw_registry_put(r, list[i]);
+	}
+}
+
+int gw_registry_busy(struct gw_registry *r)
+{
+	int n;
+
+	pthread_mutex_lock(&r->lock);
+	n = r->nsessions + r->reserved + r->closing;
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+#include "setup.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client.h"
+#include "log.h"
+#include "net.h"
+#include "session.h"
+
+int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len)
+{
+	uint8_t buf[WIRE_HDR_LEN + WIRE_MAX_CONTROL];
+
+	if (len > WIRE_MAX_CONTROL)
+		return -EMSGSIZE;
+	/* HELLO, JOIN and WELCOME travel on stream 0; a session-wide ERROR names no stream (PROTOCOL.md §3). */
+	wire_hdr_encode(buf, &(struct wire_hdr){.type = type,
+						.flags = flags,
+						.stream = type == WIRE_T_ERROR ? WIRE_STREAM_SESSION : 0,
+						.len = len});
+	if (len)
+		memcpy(buf + WIRE_HDR_LEN, p, len);
+	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
+}
+
+/* Bounds the next receive wait by the time left; false when none is. */
+static bool wait_bound(int fd, uint64_t deadline_ns)
+{
+	uint64_t now = gw_now_ns();
+	int ms;
+
+	if (now >= deadline_ns)
+		return false;
+	ms = (int)((deadline_ns - now + 999999) / 1000000);
+	net_set_timeouts(fd, ms, ms);
+	return true;
+}
+
+/*
+ * Maps a receive result of <n> of <want> bytes. TLS 1.3: a server that
+ * refuses our certificate says so with an alert (or a reset) on the first
+ * read after the handshake, so a failure there other than silence is
+ * -EACCES; later in the frame it is a lost connection.
+ */
+static int recv_result(ssize_t n, size_t want, bool first)
+{
+	if (n == (ssize_t)want)
+		return 0;
+	if (n == 0)
+		return -ECONNRESET;
+	if (n == -EAGAIN || n == -ETIMEDOUT)
+		return -ETIMEDOUT;
+	return first ? -EACCES : -ECONNRESET;
+}
+
+int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p)
+{
+	uint8_t hb[WIRE_HDR_LEN];
+	int r;
+
+	if (!wait_bound(fd, deadline_ns))
+		return -ETIMEDOUT;
+	if ((r = recv_result(mr_tls_recv_all(t, hb, sizeof(hb)), sizeof(hb), true)) < 0)
+		return r;
+	/* The cap is checked before anything more is awaited (PROTOCOL.md §3). */
+	if (wire_hdr_parse(h, hb, hb + sizeof(hb)) < 0 || h->len > WIRE_MAX_CONTROL)
+		return -EPROTO;
+	if (!h->len)
+		return 0;
+	if (!wait_bound(fd, deadline_ns))
+		return -ETIMEDOUT;
+	return recv_result(mr_tls_recv_all(t, p, h->len), h->len, false);
+}
+
+int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx)
+{
+	struct wire_welcome w = {.session_id = s->id,
+				 .conn_index = idx,
+				 .max_streams = s->cfg.max_streams,
+				 .window = s->cfg.window,
+				 .chunk_size = s->cfg.chunk_size};
+	uint8_t wp[WIRE_WELCOME_LEN];
+
+	memcpy(w.token, s->token, WIRE_TOKEN_LEN);
+	wire_welcome_encode(wp, &w);
+	/* Plaintext: the switch comes right after the WELCOME, before anything more is read or sent (§4.4). */
+	if (gw_setup_send(t, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
+	    (s->cfg.plaintext && mr_tls_set_plaintext(t) < 0))
+		return -EPIPE;
+	return 0;
+}
+
+void gw_setup_refuse(struct mr_tls *t, uint16_t code, const char *text)
+{
+	uint8_t p[2 + WIRE_MAX_ERROR_TEXT];
+	int n = wire_error_encode(p, code, text);
+
+	(void)!gw_setup_send(t, WIRE_T_ERROR, 0, p, (uint32_t)n);
+	mr_tls_bye(t);
+}
+
+/* --- client --- */
+
+static int fail(struct gw_setup_fail *f, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct gw_setup_fail *f, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f->text, sizeof(f->text), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
+		     bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
+		     struct gw_setup_fail *f)
+{
+	uint8_t buf[WIRE_MAX_CONTROL];
+	struct wire_errmsg em;
+	struct wire_hdr h;
+	bool got;
+	int r;
+
+	f->wire_code = 0;
+	f->text[0] = '\0';
+	/* If the send fails, the server may have refused us already: the reply read says why. */
+	(void)!gw_setup_send(t, type, 0, p, len);
+	r = gw_setup_recv(t, fd, deadline_ns, &h, buf);
+	if (r == -ECONNRESET)
+		return fail(f, r, "the server closed the connection after our %s without an answer", what);
+	if (r == -ETIMEDOUT)
+		return fail(f, r, "no answer to %s: %s", what,
+			    mr_tls_last_error(t)[0] ? mr_tls_last_error(t) : "timed out");
+	if (r == -EACCES)
+		return fail(f, r, "no answer to %s: %s", what, mr_tls_last_error(t));
+	if (r < 0 || (h.type != WIRE_T_WELCOME && h.type != WIRE_T_ERROR))
+		return fail(f, -EPROTO,
+			    "the server answered %s with a malformed frame (is it a migrelay server of this version?)",
+			    what);
+	if (h.type == WIRE_T_ERROR) {
+		if (wire_error_decode(&em, buf, h.len) < 0)
+			return fail(f, -EPROTO, "the server sent a malformed ERROR frame");
+		f->wire_code = em.code;
+		return fail(f, -EREMOTEIO, "the server refused %s: %s: %s", what, wire_error_name(em.code), em.text);
+	}
+	if (wire_welcome_decode(w, buf, h.len) < 0 || w->conn_index != idx)
+		return fail(f, -EPROTO, "the server sent a malformed WELCOME for %s", what);
+	got = (h.flags & WIRE_WELCOME_F_PLAINTEXT) != 0;
+	if (got != plaintext)
+		return fail(f, -EPROTO,
+			    "the server answered %s for the %s mode, but this session uses %s (protocol error)", what,
+			    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
+	if (plaintext && mr_tls_set_plaintext(t) < 0)
+		return fail(f, -EPROTO, "cannot switch to plaintext after the answer to %s: %s", what,
+			    mr_tls_last_error(t));
+	return 0;
+}
+
+/* --- server --- */
+
+/* Logs and refuses with ERROR; returns -EACCES for the caller to pass on. */
+static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
+{
+	char text[WIRE_MAX_ERROR_TEXT + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	gw_ratelimited(GW_LOG_WARN, "%s: refused: %s", peer, text);
+	gw_setup_refuse(t, (uint16_t)code, text);
+	return -EACCES;
+}
+
+static struct gw_target *find_target(const struct gw_setup_srv *c, const char *name)
+{
+	for (int i = 0; i < c->ntargets; i++)
+		if (!strcmp(c->targets[i].name, name))
+			return &c->targets[i];
+	return NULL;
+}
+
+static bool identity_allowed(const struct gw_setup_srv *c, const struct gw_target *t, const char *id)
+{
+	if (!c->allow->n && !t->allow.n)
+		return true; /* default: every peer our CA or PSK file authenticates */
+	return (c->allow->n && authz_allowed(c->allow, id)) || (t->allow.n && authz_allowed(&t->allow, id));
+}
+
+/*
+ * The HELLO checks that need nothing but the HELLO and the configuration
+ * (PROTOCOL.md §2.2). Returns 0 with *tgt set, or refuses and returns -EACCES.
+ */
+static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+		       const struct wire_hello *hello, struct gw_target **tgt)
+{
+	if (hello->version != WIRE_VERSION)
+		return refuse(t, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
+			      hello->version, WIRE_VERSION);
+	if ((hello->flags & WIRE_HELLO_F_PLAINTEXT) && !c->plaintext)
+		return refuse(
+		    t, peer, WIRE_E_UNSUPPORTED,
+		    "this server does not offer the plaintext mode (start `migrelay serve` with --insecure-plaintext "
+		    "to offer it, or leave --insecure-plaintext out on the client to use TLS)");
+	if (!(*tgt = find_target(c, hello->target)))
+		return refuse(t, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello->target);
+	if (!identity_allowed(c, *tgt, identity))
+		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
+			      identity, (*tgt)->name);
+	if (hello->nconns > c->max_conns)
+		return refuse(t, peer, WIRE_E_LIMIT,
+			      "%u connections asked for; this server allows %d per session (--max-connections)",
+			      hello->nconns, c->max_conns);
+	if ((hello->multifd || hello->ndevices) && (*tgt)->kind != GW_TGT_QMP)
+		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
+			      (*tgt)->name);
+	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
+	if (1 + hello->multifd + hello->ndevices > c->max_streams)
+		return refuse(t, peer, WIRE_E_LIMIT,
+			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows "
+			      "%u (--max-streams)",
+			      hello->multifd, hello->ndevices, 1 + hello->multifd + hello->ndevices, c->max_streams);
+	return 0;
+}
+
+/* A session for <hello>, with its id and token. 0 or -errno. */
+static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *hello, const char *identity,
+			 const struct gw_target *tgt, struct gw_session **out)
+{
+	struct gw_session_cfg sc = {.server = true,
+				    .window = c->window,
+				    .chunk_size = GW_DEFAULT_CHUNK,
+				    .max_streams = c->max_streams,
+				    .compress = (hello->flags & WIRE_HELLO_F_ZSTD) != 0,
+				    .zlevel = 3,
+				    .reconnect_ms = c->reconnect_ms,
+				    .keepalive_ms = c->keepalive_ms,
+				    .idle_ms = c->idle_ms,
+				    .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0};
+	struct gw_session *s = NULL;
+	int r;
+
+	if ((r = gw_session_new(&s, &sc)) < 0)
+		return r;
+	if ((r = mr_random(&s->id, sizeof(s->id))) < 0 || (r = mr_random(s->token, sizeof(s->token))) < 0) {
+		gw_session_close(s);
+		return r;
+	}
+	s->nconns = hello->nconns;
+	s->hello = *hello;
+	/* For logs only: JOIN compares the registry's whole copy of the identity. */
+	snprintf(s->identity, sizeof(s->identity), "%s", identity);
+	snprintf(s->target, sizeof(s->target), "%s", tgt->name);
+	*out = s;
+	return 0;
+}
+
+static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+		       const uint8_t *p, uint32_t len, struct gw_admitted *a)
+{
+	char why[WIRE_MAX_ERROR_TEXT + 1] = "";
+	struct wire_hello hello;
+	struct gw_target *tgt = NULL;
+	struct gw_session *s = NULL;
+	int r;
+
+	if (wire_hello_decode(&hello, p, len) < 0)
+		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed HELLO");
+	if ((r = hello_check(c, t, peer, identity, &hello, &tgt)) < 0)
+		return r;
+	/* Admission is complete before the target is touched: a refused HELLO leaves QEMU as it was. */
+	if (gw_registry_reserve(c->reg) < 0)
+		return refuse(t, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
+			      c->reg->max_sessions);
+	if (hello_session(c, &hello, identity, tgt, &s) < 0) {
+		gw_registry_unreserve(c->reg);
+		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");
+	}
+	if (gw_target_session_init(s, tgt, why, sizeof(why)) < 0) {
+		gw_session_close(s);
+		gw_registry_unreserve(c->reg);
+		return refuse(t, peer, WIRE_E_TARGET, "%s", why);
+	}
+	if (gw_registry_add(c->reg, s, identity, &a->e) < 0) {
+		gw_session_close(s);
+		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory");
+	}
+	if (gw_setup_welcome(t, s, 0) < 0) {
+		gw_ratelimited(GW_LOG_WARN, "%s: session setup failed after WELCOME: %s", peer, mr_tls_last_error(t));
+		gw_registry_drop(c->reg, a->e);
+		return -EPIPE;
+	}
+	gw_info("session %016llx: %s (%.200s) for target %s, %u connection(s)%s%s", (unsigned long long)s->id, peer,
+		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "",
+		s->cfg.plaintext ? ", INSECURE PLAINTEXT" : "");
+	if (s->cfg.plaintext)
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
+	a->idx = 0;
+	a->join = false;
+	return 0;
+}
+
+static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+		      const uint8_t *p, uint32_t len, uint64_t deadline_ns, struct gw_admitted *a)
+{
+	struct gw_reg_entry *e;
+	struct gw_session *s;
+	struct wire_join j;
+	uint16_t code;
+	uint64_t now, wait_ms;
+	bool gone;
+	int r;
+
+	if (wire_join_decode(&j, p, len) < 0)
+		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed JOIN");
+	if ((r = gw_registry_find(c->reg, j.session_id, j.token, identity, deadline_ns, &e, &code)) < 0)
+		return code == WIRE_E_IDENTITY
+			   ? refuse(t, peer, code, "JOIN refused: identity \"%.100s\" is not the session's identity",
+				    identity)
+			   : refuse(t, peer, code, "JOIN refused: no such session or wrong token");
+	s = e->s;
+	if (j.conn_index >= s->nconns) {
+		gw_registry_put(c->reg, e);
+		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
+			      s->nconns - 1);
+	}
+	if (gw_registry_join_lock(e, deadline_ns) < 0) {
+		gw_registry_put(c->reg, e);
+		return refuse(t, peer, WIRE_E_LIMIT,
+			      "JOIN refused: other JOINs of this session did not finish in time");
+	}
+	/* A client rejoins as soon as it sees its end close, maybe a moment before this end has read the close. */
+	now = gw_now_ns();
+	wait_ms = now < deadline_ns ? (deadline_ns - now) / 1000000 : 0;
+	pthread_mutex_lock(&s->lock);
+	gone = gw_session_conn_gone_locked(s, j.conn_index, wait_ms < 1000 ? (int)wait_ms : 1000);
+	pthread_mutex_unlock(&s->lock);
+	if (!gone || gw_setup_welcome(t, s, j.conn_index) < 0) {
+		gw_registry_join_unlock(e);
+		gw_registry_put(c->reg, e);
+		if (!gone)
+			return refuse(t, peer, WIRE_E_PROTOCOL,
+				      "JOIN refused: connection %u is already there, or the session failed",
+				      j.conn_index);
+		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, mr_tls_last_error(t));
+		return -EPIPE;
+	}
+	if (s->cfg.plaintext)
+		gw_dbg("session %016llx: connection %u joined in plaintext", (unsigned long long)e->id, j.conn_index);
+	a->e = e;
+	a->idx = j.conn_index;
+	a->join = true;
+	return 0;
+}
+
+int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const char *peer, uint64_t deadline_ns,
+		   struct gw_admitted *a)
+{
+	uint8_t p[WIRE_MAX_CONTROL];
+	struct wire_hdr h;
+	int r = gw_setup_recv(t, fd, deadline_ns, &h, p);
+
+	if (r == -EPROTO || (r == 0 && h.type != WIRE_T_HELLO && h.type != WIRE_T_JOIN))
+		return refuse(t, peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u",
+			      r == 0 ? h.type : 0);
+	if (r < 0) {
+		gw_ratelimited(GW_LOG_WARN, "%s: no HELLO or JOIN after the handshake: %s", peer,
+			       r == -ETIMEDOUT	  ? "setup deadline passed (--handshake-timeout)"
+			       : r == -ECONNRESET ? "closed"
+						  : mr_tls_last_error(t));
+		return r;
+	}
+	if (h.type == WIRE_T_HELLO)
+		return serve_hello(c, t, peer, mr_tls_peer_identity(t), p, h.len, a);
+	return serve_join(c, t, peer, mr_tls_peer_identity(t), p, h.len, deadline_ns, a);
+}
+
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer)
+{
+	struct gw_reg_entry *e = a->e;
+	struct mr_conn *conn = NULL;
+	int r;
+
+	net_set_timeouts(fd, 0, 0);
+	r = mr_conn_from_tls(&conn, t, fd); /* owns <t> and <fd> from here, whatever the result */
+	if (a->join) {
+		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried.
+		 */
+		if (r < 0 || gw_session_replace_conn(e->s, a->idx, conn) < 0)
+			gw_warn("%s: JOIN of connection %u failed", peer, a->idx);
+		gw_registry_join_unlock(e);
+		gw_registry_put(c->reg, e);
+		return;
+	}
+	if (r < 0 || gw_session_add_conn(e->s, 0, conn) < 0) {
+		gw_err("%s: cannot start session", peer);
+		gw_registry_ready(c->reg, e);
+		gw_registry_drop(c->reg, e);
+		return;
+	}
+	gw_registry_ready(c->reg, e);
+	gw_registry_supervise(c->reg, e);
+}

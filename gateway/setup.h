@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Session setup, both sides: HELLO -> WELCOME and JOIN -> WELCOME, or an
+ * ERROR (PROTOCOL.md §2.2, §2.3, §4.4). Every setup frame goes through
+ * gw_setup_send and gw_setup_recv, the only two functions that move setup
+ * bytes; besides them the connection is touched only for the plaintext
+ * switch after WELCOME, the close_notify of a refusal and the text of the
+ * last TLS error. A new transport changes those few calls and nothing else.
+ */
+#ifndef MR_GATEWAY_SETUP_H
+#define MR_GATEWAY_SETUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "crypto/authz.h"
+#include "crypto/tls.h"
+#include "registry.h"
+#include "session.h"
+#include "stream/frame.h"
+#include "target.h"
+
+/*
+ * Sends one setup frame (<len> <= WIRE_MAX_CONTROL): ERROR session-wide, the others on stream 0.
+ * Returns 0 or -EPIPE. Any thread that owns <t> during setup.
+ */
+MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len);
+
+/*
+ * Reads one setup frame into <h> and <p> (WIRE_MAX_CONTROL bytes) by
+ * <deadline_ns> (gw_now_ns clock): each wait is bounded by the time left.
+ * A peer that trickles bytes can stretch a wait only up to the deadline
+ * of the wait in progress; the server also shuts the socket down at its
+ * setup deadline (gateway/preauth.h), which ends any wait at once.
+ * Returns 0, -ECONNRESET (closed before a whole frame), -ETIMEDOUT,
+ * -EPROTO (malformed header or a length over WIRE_MAX_CONTROL), -EACCES
+ * (a TLS failure before the first byte: in TLS 1.3 that is how a peer
+ * refuses our certificate; mr_tls_last_error names the alert).
+ */
+MR_MUST_CHECK int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p);
+
+/* Encodes WELCOME for connection <idx> of a session and sends it in the session's mode. 0 or -EPIPE. */
+MR_MUST_CHECK int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx);
+
+/*
+ * Sends ERROR <code> with <text> (cut to WIRE_MAX_ERROR_TEXT) and a TLS
+ * close_notify; the caller still frees <t> and closes the socket.
+ */
+void gw_setup_refuse(struct mr_tls *t, uint16_t code, const char *text);
+
+/* What a client's setup request ended with, when it did not end in WELCOME. */
+struct gw_setup_fail {
+	uint16_t wire_code;		      /* the server's ERROR code, 0 if none came */
+	char text[WIRE_MAX_ERROR_TEXT + 256]; /* one sentence for the user, without "migrelay: " */
+};
+
+/*
+ * Client: sends the setup frame <type> (HELLO or JOIN) with payload <p>
+ * and reads the answer by <deadline_ns>. On WELCOME, checks it names
+ * connection <idx> in the mode asked for (<plaintext>) and switches the
+ * connection to plaintext right after it when so (§4.4). <what> names the
+ * request in messages ("HELLO", "JOIN of connection 2").
+ * Returns 0 with *w filled, or -ECONNRESET/-ETIMEDOUT (no answer),
+ * -EACCES (TLS alert: our certificate was refused), -EPROTO (malformed
+ * or wrong answer), -EREMOTEIO (the server refused: f->wire_code), with
+ * f->text set. Any thread that owns <t>.
+ */
+MR_MUST_CHECK int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
+				   bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
+				   struct gw_setup_fail *f);
+
+#endif
+
+/* Server side (`migrelay serve`). */
+
+struct gw_setup_srv {
+	struct gw_target *targets;
+	int ntargets;
+	const struct authz_list *allow; /* for every target */
+	int max_conns;
+	uint16_t max_streams;
+	uint32_t window;
+	int reconnect_ms, keepalive_ms, idle_ms;
+	bool plaintext; /* --insecure-plaintext: the plaintext mode is offered */
+	struct gw_registry *reg;
+};
+
+/* A connection that got its WELCOME, ready to be handed to its session. */
+struct gw_admitted {
+	struct gw_reg_entry *e; /* HELLO: the creator's reference; JOIN: a reference and e->join_lock held */
+	uint16_t idx;
+	bool join;
+};
+
+/*
+ * Handshake thread: reads HELLO or JOIN from authenticated connection <t>
+ * by <deadline_ns>, runs every admission check before any side effect on
+ * the target (HELLO: protocol, mode, target, authorization, connection and
+ * stream limits, --max-sessions; then the target's preparation), and sends
+ * WELCOME. Returns 0 with *a filled: the caller takes the connection out of
+ * the pending list and calls gw_setup_handover. Or -errno after refusing
+ * the peer with ERROR (or losing it): the caller frees <t> and closes <fd>.
+ */
+MR_MUST_CHECK int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const char *peer,
+				 uint64_t deadline_ns, struct gw_admitted *a);
+
+/*
+ * Hands <fd> and <t> over to the session of <a> (connection 0 starts the
+ * session and its supervisor; a JOIN fills or replaces its connection),
+ * and releases what <a> held. Owns <fd> and <t> from the call on.
+ */
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer);

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The session registry (gateway/registry.c): slots against max_sessions,
+ * the JOIN lookup (token, whole identity, not-yet-ready sessions), the
+ * JOIN turn, and that unlisting waits for the JOINs in progress.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "gateway/log.h"
+#include "gateway/registry.h"
+
+static struct gw_session *new_session(uint64_t id, uint8_t tok)
+{
+	struct gw_session_cfg sc = {
+	    .server = true, .window = GW_DEFAULT_WINDOW, .chunk_size = GW_DEFAULT_CHUNK, .max_streams = 8};
+	struct gw_session *s = NULL;
+
+	assert_int_equal(gw_session_new(&s, &sc), 0);
+	s->id = id;
+	memset(s->token, tok, WIRE_TOKEN_LEN);
+	return s;
+}
+
+static uint64_t in_ms(int ms)
+{
+	return gw_now_ns() + (uint64_t)ms * 1000000ull;
+}
+
+static void slots(void **state)
+{
+	struct gw_registry r;
+	struct gw_reg_entry *e;
+
+	(void)state;
+	gw_registry_init(&r, 2);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r), -EBUSY);
+	gw_registry_unreserve(&r);
+	assert_int_equal(gw_registry_add(&r, new_session(1, 0x11), "CN=a", &e), 0); /* takes the reservation */
+	assert_int_equal(gw_registry_busy(&r), 1);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_busy(&r), 2); /* one listed, one reserved */
+	assert_int_equal(gw_registry_reserve(&r), -EBUSY);
+	gw_registry_unreserve(&r);
+	gw_registry_ready(&r, e);
+	gw_registry_drop(&r, e);
+	assert_int_equal(gw_registry_busy(&r), 0);
+}
+
+static void lookup(void **state)
+{
+	char longid[700], prefix[512];
+	uint8_t tok[WIRE_TOKEN_LEN], bad[WIRE_TOKEN_LEN];
+	struct gw_registry r;
+	struct gw_reg_entry *e, *f;
+	uint16_t code;
+
+	(void)state;
+	memset(longid, 'x', sizeof(longid) - 1);
+	memcpy(longid, "CN=", 3);
+	longid[sizeof(longid) - 1] = '\0';
+	memcpy(prefix, longid, 511);
+	prefix[511] = '\0';
+	memset(tok, 0x22, sizeof(tok));
+	memcpy(bad, tok, sizeof(bad));
+	bad[31] ^= 1;
+	gw_registry_init(&r, 4);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_add(&r, new_session(7, 0x22), longid, &e), 0);
+	/* Not ready yet: a JOIN waits for it, until its deadline. */
+	assert_int_equal(gw_registry_find(&r, 7, tok, longid, in_ms(30), &f, &code), -ETIMEDOUT);
+	gw_registry_ready(&r, e);
+	assert_int_equal(gw_registry_find(&r, 8, tok, longid, in_ms(30), &f, &code), -ENOENT);
+	assert_int_equal(code, WIRE_E_BAD_TOKEN);
+	assert_int_equal(gw_registry_find(&r, 7, bad, longid, in_ms(30), &f, &code), -ENOENT);
+	assert_int_equal(code, WIRE_E_BAD_TOKEN);
+	/* The first 511 bytes of the identity are another identity. */
+	assert_int_equal(gw_registry_find(&r, 7, tok, prefix, in_ms(30), &f, &code), -EACCES);
+	assert_int_equal(code, WIRE_E_IDENTITY);
+	assert_int_equal(gw_registry_find(&r, 7, tok, longid, in_ms(30), &f, &code), 0);
+	assert_ptr_equal(f, e);
+	/* One JOIN at a time: a second one gives up at its deadline. */
+	assert_int_equal(gw_registry_join_lock(f, in_ms(30)), 0);
+	assert_int_equal(gw_registry_join_lock(f, in_ms(30)), -ETIMEDOUT);
+	gw_registry_join_unlock(f);
+	gw_registry_put(&r, f);
+	gw_registry_drop(&r, e);
+	assert_int_equal(gw_registry_find(&r, 7, tok, longid, in_ms(30), &f, &code), -ENOENT);
+}
+
+struct later {
+	struct gw_registry *r;
+	struct gw_reg_entry *e;
+	bool put;
+};
+
+static void *put_later(void *arg)
+{
+	struct later *l = arg;
+
+	usleep(100 * 1000);
+	l->put = true;
+	gw_registry_put(l->r, l->e);
+	return NULL;
+}
+
+static void drop_waits_for_joins(void **state)
+{
+	uint8_t tok[WIRE_TOKEN_LEN];
+	struct gw_registry r;
+	struct gw_reg_entry *e, *f;
+	struct later l;
+	pthread_t thr;
+	uint16_t code;
+
+	(void)state;
+	memset(tok, 0x33, sizeof(tok));
+	gw_registry_init(&r, 4);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_add(&r, new_session(9, 0x33), "CN=b", &e), 0);
+	gw_registry_ready(&r, e);
+	assert_int_equal(gw_registry_find(&r, 9, tok, "CN=b", in_ms(30), &f, &code), 0);
+	l = (struct later){.r = &r, .e = f};
+	assert_int_equal(pthread_create(&thr, NULL, put_later, &l), 0);
+	gw_registry_drop(&r, e); /* returns only after the JOIN let go */
+	assert_true(l.put);
+	pthread_join(thr, NULL);
+	assert_int_equal(gw_registry_busy(&r), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(slots),
+	    cmocka_unit_test(lookup),
+	    cmocka_unit_test(drop_waits_for_joins),
+	};
+
+	gw_log_level = GW_LOG_ERR;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
