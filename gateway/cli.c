@@ -2,7 +2,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "net.h"
 
 /*
  * Reads the leading decimal digits of <s> into *v, stopping at the first
@@ -169,35 +172,18 @@ int cli_parse_port(const char *s, bool allow_zero, uint16_t *out)
 
 int cli_parse_hostport(const char *spec, bool allow_zero, char *host, size_t hostlen, uint16_t *port)
 {
-	const char *h = spec, *colon;
+	char h[256], p[16];
 	uint16_t pv;
-	size_t hl;
 	int r;
 
-	if (spec[0] == '[') {
-		const char *rb = strchr(spec, ']');
-
-		if (!rb || rb[1] != ':')
-			return -EINVAL;
-		h = spec + 1;
-		hl = (size_t)(rb - h);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(spec, ':');
-		if (!colon)
-			return -EINVAL;
-		hl = (size_t)(colon - spec);
-		if (memchr(spec, ':', hl))
-			return -EINVAL; /* a bare IPv6 address: the port would be ambiguous, use [V6]:PORT */
-	}
-	if (hl == 0 || (host && hl >= hostlen))
+	if (net_split_hostport(spec, h, host && hostlen < sizeof(h) ? hostlen : sizeof(h), p, sizeof(p)) < 0)
 		return -EINVAL;
-	if ((r = cli_parse_port(colon + 1, allow_zero, &pv)) < 0)
+	if (spec[0] != '[' && strchr(h, ':'))
+		return -EINVAL; /* a bare IPv6 address: the port would be ambiguous, use [V6]:PORT */
+	if ((r = cli_parse_port(p, allow_zero, &pv)) < 0)
 		return r;
-	if (host) {
-		memcpy(host, h, hl);
-		host[hl] = '\0';
-	}
+	if (host)
+		snprintf(host, hostlen, "%s", h);
 	if (port)
 		*port = pv;
 	return 0;

@@ -47,8 +47,8 @@ static void *progress_main(void *arg)
 			continue;
 		}
 		fprintf(p->out, "\r%6.1fs  sent %s  received %s  %s/s  %d conn   ", secs,
-				gw_fmt_bytes(st.raw_out, a, sizeof(a)), gw_fmt_bytes(st.raw_in, b, sizeof(b)),
-				gw_fmt_bytes((uint64_t)rate, c, sizeof(c)), st.live_conns);
+			gw_fmt_bytes(st.raw_out, a, sizeof(a)), gw_fmt_bytes(st.raw_in, b, sizeof(b)),
+			gw_fmt_bytes((uint64_t)rate, c, sizeof(c)), st.live_conns);
 		fflush(p->out);
 		pthread_mutex_lock(&p->lock);
 	}
