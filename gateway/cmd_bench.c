@@ -366,10 +366,11 @@ int cmd_bench(int argc, char **argv)
 	if (srv)
 		proc_usage(srv, &cpu_s, &hwm_s);
 	if (r != 0) {
-		int code = cmd_first_failure(s, id, why, sizeof(why));
+		uint16_t code = 0;
 
-		rc = cmd_failed("bench", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s",
-				why[0] ? why : "the stream did not complete");
+		if (cmd_first_failure(s, id, &code, why, sizeof(why)) == 0)
+			snprintf(why, sizeof(why), "the stream did not complete");
+		rc = cmd_failed("bench", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s", why);
 		goto out;
 	}
 	bench_report(&o, ba.profile, &st, secs, cpu_c, hwm_c, srv, cpu_s, hwm_s);

@@ -88,7 +88,7 @@ int cmd_connect(const struct gw_client_opts *o, struct gw_session **s)
 	return gw_client_connect(o, s);
 }
 
-int cmd_first_failure(struct gw_session *s, int id, char *text, size_t len)
+int cmd_first_failure(struct gw_session *s, int id, uint16_t *wire_code, char *text, size_t len)
 {
 	int code = 0;
 
@@ -108,7 +108,10 @@ int cmd_first_failure(struct gw_session *s, int id, char *text, size_t len)
 	if (code && !text[0])
 		snprintf(text, len, "%s", s->err_text);
 	pthread_mutex_unlock(&s->lock);
-	return code;
+	if (!code)
+		return 0;
+	*wire_code = (uint16_t)code;
+	return -EPROTO;
 }
 
 int cmd_exit_for_wire_error(int code)

@@ -51,10 +51,11 @@ int cmd_connect(const struct gw_client_opts *o, struct gw_session **s);
 
 /*
  * Why the session failed: the first failed stream's code and text (stream
- * <id> first when id >= 0), else the session's own failure. Returns the
- * WIRE_E_* code, 0 when nothing failed. <text> gets "" then.
+ * <id> first when id >= 0), else the session's own failure. Returns 0 when
+ * nothing failed (<text> gets ""), or -EPROTO with the WIRE_E_* code in
+ * *wire_code and the reason in <text>. Takes the session's lock.
  */
-int cmd_first_failure(struct gw_session *s, int id, char *text, size_t len);
+MR_MUST_CHECK int cmd_first_failure(struct gw_session *s, int id, uint16_t *wire_code, char *text, size_t len);
 
 /* Maps a WIRE_E_* code to an MR_EXIT_* code. */
 int cmd_exit_for_wire_error(int code);

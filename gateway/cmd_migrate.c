@@ -494,7 +494,8 @@ static int follow_tick(struct mig *m, double secs, bool first)
 {
 	static double last_print;
 	char why[QMP_ERR_MAX];
-	int code;
+	uint16_t code = 0;
+	bool failed;
 
 	if (cancel_flag || (m->timeout_s && secs > m->timeout_s)) {
 		qemu_cancel(m);
@@ -506,12 +507,12 @@ static int follow_tick(struct mig *m, double secs, bool first)
 		end_line(m);
 		return fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
 	}
-	code = cmd_first_failure(m->s, -1, why, sizeof(why));
+	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
 	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
 		progress_line(m, secs);
 		last_print = secs;
 	}
-	if (code) {
+	if (failed) {
 		end_line(m);
 		if (!qemu_mig_terminal(m->mi.status))
 			qemu_cancel(m);
@@ -537,7 +538,8 @@ static int follow_tick(struct mig *m, double secs, bool first)
 static int migrate_follow(struct mig *m)
 {
 	char why[QMP_ERR_MAX];
-	int r, code;
+	uint16_t code = 0;
+	int r;
 
 	for (int tick = 0;; tick++) {
 		r = follow_tick(m, (double)(gw_now_ns() - m->t0) / 1e9, tick == 0);
@@ -558,11 +560,10 @@ static int migrate_follow(struct mig *m)
 	/* Every stream must now end verified: the main one also says the destination QEMU loaded everything. */
 	if ((r = gw_session_wait_idle(m->s, 120000)) == 0)
 		return 0;
-	code = cmd_first_failure(m->s, -1, why, sizeof(why));
-	m->wire_code = code;
-	if (!code)
+	if (cmd_first_failure(m->s, -1, &code, why, sizeof(why)) == 0)
 		return fail(m, MR_EXIT_PEER_GONE, "after QEMU completed: %s",
 			    r == -ETIMEDOUT ? "streams did not end within 120 s" : "the session failed");
+	m->wire_code = code;
 	return fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "after QEMU completed: %s",
 		    why);
 }

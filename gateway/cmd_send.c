@@ -73,7 +73,8 @@ int cmd_send(int argc, char **argv)
 	struct gw_session *s = NULL;
 	struct gw_progress pr;
 	char why[WIRE_MAX_ERROR_TEXT + 1];
-	int r, id, code;
+	uint16_t code = 0;
+	int r, id;
 	uint64_t t0;
 
 	gw_log_set_prefix("migrelay send");
@@ -96,8 +97,8 @@ int cmd_send(int argc, char **argv)
 		gw_session_close(s);
 		return MR_EXIT_OK;
 	}
-	code = cmd_first_failure(s, id, why, sizeof(why));
+	if (cmd_first_failure(s, id, &code, why, sizeof(why)) == 0)
+		snprintf(why, sizeof(why), "the stream did not complete");
 	gw_session_close(s);
-	return cmd_failed("send", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s",
-			  why[0] ? why : "the stream did not complete");
+	return cmd_failed("send", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s", why);
 }
