@@ -54,6 +54,11 @@ done
 expect 9 "source QEMU" migrate --qmp "$T/notadir/qmp.sock" --to 127.0.0.1:1 --target x --downtime 2s --bandwidth 1.5G
 ok "numbers are strict: blanks, signs, exponents, trailing text refused; documented units (5s, 2m, 2s, 1.5G) accepted"
 
+# file: targets: the directory is checked at start, not at the first stream.
+expect 2 "cannot write files in .*/missing: no such file" serve --listen 127.0.0.1:0 --target "x=file:$T/missing/out.bin"
+expect 2 "cannot write files in .*/notadir: not a directory" serve --listen 127.0.0.1:0 --target "x=file:$T/notadir/out.bin"
+ok "serve refuses a file: target whose directory is missing or not a directory (exit 2)"
+
 # 3. Exit codes in every --help; the default --connections and why.
 for c in send forward migrate bench; do
 	"$MIGRELAY" "$c" --help >"$T/help"
