@@ -278,8 +278,9 @@ static void bench_report(const struct gw_client_opts *o, const char *profile, co
 	double ratio = st->wire_out ? (double)st->raw_out / (double)st->wire_out : 1.0;
 
 	if (o->json) {
-		struct json_object *ev = json_object_new_object();
+		struct json_object *ev = cmd_json_event("report");
 
+		json_object_object_add(ev, "status", json_object_new_string("verified"));
 		json_object_object_add(ev, "profile", json_object_new_string(profile));
 		cmd_json_add_u64(ev, "bytes", st->raw_out);
 		cmd_json_add_u64(ev, "wire_bytes", st->wire_out);
