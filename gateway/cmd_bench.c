@@ -278,25 +278,25 @@ static void bench_report(const struct gw_client_opts *o, const char *profile, co
 	double ratio = st->wire_out ? (double)st->raw_out / (double)st->wire_out : 1.0;
 
 	if (o->json) {
-		struct json_object *ev = cmd_json_event("report");
+		struct json_object *ev = gw_json_event("report");
 
 		json_object_object_add(ev, "status", json_object_new_string("verified"));
 		json_object_object_add(ev, "profile", json_object_new_string(profile));
-		cmd_json_add_u64(ev, "bytes", st->raw_out);
-		cmd_json_add_u64(ev, "wire_bytes", st->wire_out);
-		cmd_json_add_double(ev, "seconds", secs, 3);
-		cmd_json_add_double(ev, "mb_per_s", mbs, 1);
-		cmd_json_add_double(ev, "cpu_s_per_gb_client", cpu_c / gb, 3);
+		gw_json_add_u64(ev, "bytes", st->raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st->wire_out);
+		gw_json_add_double(ev, "seconds", secs, 3);
+		gw_json_add_double(ev, "mb_per_s", mbs, 1);
+		gw_json_add_double(ev, "cpu_s_per_gb_client", cpu_c / gb, 3);
 		/* -1: a remote server's CPU is not measured here */
-		cmd_json_add_double(ev, "cpu_s_per_gb_server", srv ? cpu_s / gb : -1.0, 3);
-		cmd_json_add_double(ev, "compression_ratio", ratio, 3);
+		gw_json_add_double(ev, "cpu_s_per_gb_server", srv ? cpu_s / gb : -1.0, 3);
+		gw_json_add_double(ev, "compression_ratio", ratio, 3);
 		json_object_object_add(ev, "peak_kb_client", json_object_new_int64(hwm_c));
 		json_object_object_add(ev, "peak_kb_server", json_object_new_int64(hwm_s));
 		json_object_object_add(ev, "connections", json_object_new_int(o->connections));
 		json_object_object_add(ev, "compress",
 				       json_object_new_string(o->compress_auto ? "auto" : o->compress ? "zstd" : "none"));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(o->plaintext));
-		cmd_json_emit(stdout, ev);
+		gw_json_emit(stdout, ev);
 		return;
 	}
 	printf("migrelay bench: %s profile, %.2f GB in %.2f s = %.0f MB/s over %d connection(s)%s, verified\n"

@@ -153,7 +153,7 @@ int cmd_failed(const char *name, bool json, int rc, int wire_code, const char *f
 	else
 		fprintf(stderr, "migrelay %s: FAILED: %s\n", name, text);
 	if (json) {
-		struct json_object *ev = cmd_json_event("report");
+		struct json_object *ev = gw_json_event("report");
 
 		json_object_object_add(ev, "status", json_object_new_string("failed"));
 		json_object_object_add(ev, "exit", json_object_new_int(rc));
@@ -161,39 +161,7 @@ int cmd_failed(const char *name, bool json, int rc, int wire_code, const char *f
 			json_object_object_add(ev, "error",
 					       json_object_new_string(wire_error_name((uint16_t)wire_code)));
 		json_object_object_add(ev, "message", json_object_new_string(text));
-		cmd_json_emit(stdout, ev);
+		gw_json_emit(stdout, ev);
 	}
 	return rc;
-}
-
-struct json_object *cmd_json_event(const char *event)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (o && event)
-		json_object_object_add(o, "event", json_object_new_string(event));
-	return o;
-}
-
-void cmd_json_add_double(struct json_object *o, const char *key, double v, int decimals)
-{
-	char buf[64];
-
-	/* json-c would print 17 significant digits; a report wants the figure as measured */
-	snprintf(buf, sizeof(buf), "%.*f", decimals, v);
-	json_object_object_add(o, key, json_object_new_double_s(v, buf));
-}
-
-void cmd_json_add_u64(struct json_object *o, const char *key, uint64_t v)
-{
-	json_object_object_add(o, key, json_object_new_uint64(v));
-}
-
-void cmd_json_emit(FILE *out, struct json_object *o)
-{
-	if (!o)
-		return;
-	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	fflush(out);
-	json_object_put(o);
 }

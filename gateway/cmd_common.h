@@ -9,11 +9,11 @@
 #ifndef MR_GATEWAY_CMD_COMMON_H
 #define MR_GATEWAY_CMD_COMMON_H
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdio.h>
 
 #include "client.h"
+#include "report.h"
 
 /* cmd_parse's "go on": every other value it returns is an exit code. */
 enum { CMD_GO = -1 };
@@ -68,13 +68,5 @@ int cmd_exit_for_wire_error(int code);
  */
 int cmd_failed(const char *name, bool json, int rc, int wire_code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
-
-/* A new JSON object {"event": <event>}. NULL when out of memory (json-c's calls take NULL then). */
-struct json_object *cmd_json_event(const char *event);
-/* Adds <key>: <v> printed with <decimals> digits after the point. */
-void cmd_json_add_double(struct json_object *o, const char *key, double v, int decimals);
-void cmd_json_add_u64(struct json_object *o, const char *key, uint64_t v);
-/* Writes <o> as one line on <out>, flushes, and releases it. NULL-safe. */
-void cmd_json_emit(FILE *out, struct json_object *o);
 
 #endif

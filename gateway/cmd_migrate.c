@@ -159,20 +159,20 @@ static void progress_line(struct mig *m, double secs)
 	gw_session_stats(m->s, &st);
 	rate = secs > 0 ? (double)st.raw_out / secs : 0;
 	if (m->o.json) {
-		struct json_object *ev = cmd_json_event("progress");
+		struct json_object *ev = gw_json_event("progress");
 
-		cmd_json_add_double(ev, "seconds", secs, 1);
+		gw_json_add_double(ev, "seconds", secs, 1);
 		json_object_object_add(ev, "status", json_object_new_string(mi->status));
-		cmd_json_add_u64(ev, "transferred", mi->transferred);
-		cmd_json_add_u64(ev, "remaining", mi->remaining);
-		cmd_json_add_u64(ev, "total", mi->total);
-		cmd_json_add_u64(ev, "dirty_pages_rate", mi->dirty_rate);
-		cmd_json_add_u64(ev, "pass", mi->passes);
-		cmd_json_add_u64(ev, "stream_bytes", st.raw_out);
-		cmd_json_add_u64(ev, "wire_bytes", st.wire_out);
-		cmd_json_add_double(ev, "rate_bps", rate, 0);
+		gw_json_add_u64(ev, "transferred", mi->transferred);
+		gw_json_add_u64(ev, "remaining", mi->remaining);
+		gw_json_add_u64(ev, "total", mi->total);
+		gw_json_add_u64(ev, "dirty_pages_rate", mi->dirty_rate);
+		gw_json_add_u64(ev, "pass", mi->passes);
+		gw_json_add_u64(ev, "stream_bytes", st.raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st.wire_out);
+		gw_json_add_double(ev, "rate_bps", rate, 0);
 		json_object_object_add(ev, "connections", json_object_new_int(st.live_conns));
-		cmd_json_emit(stdout, ev);
+		gw_json_emit(stdout, ev);
 		return;
 	}
 	fprintf(stderr, "%s%6.1fs %-9s sent %s  %s/s  remaining %s  dirty %" PRIu64 " pages/s  pass %" PRIu64 "%s",
@@ -486,11 +486,14 @@ static void qemu_cancel(struct mig *m)
 		gw_warn("migrate_cancel: %s", err);
 }
 
+enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
+
 /*
- * One look at QEMU and the session. Returns 1 when QEMU completed, 0 to
- * look again, or an exit code (> 1) after recording why.
+ * One look at QEMU and the session. Returns TICK_DONE when QEMU completed,
+ * TICK_WAIT to look again after a pause, TICK_NOW to look again at once,
+ * or TICK_FAIL with the exit code in *rc after recording why.
  */
-static int follow_tick(struct mig *m, double secs, bool first)
+static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 {
 	static double last_print;
 	char why[QMP_ERR_MAX];
@@ -500,12 +503,14 @@ static int follow_tick(struct mig *m, double secs, bool first)
 	if (cancel_flag || (m->timeout_s && secs > m->timeout_s)) {
 		qemu_cancel(m);
 		end_line(m);
-		return fail(m, MR_EXIT_CANCELLED, "%s; migration cancelled, the guest keeps running here",
-			    cancel_flag ? "interrupted" : "timeout");
+		*rc = fail(m, MR_EXIT_CANCELLED, "%s; migration cancelled, the guest keeps running here",
+			   cancel_flag ? "interrupted" : "timeout");
+		return TICK_FAIL;
 	}
 	if (qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0) {
 		end_line(m);
-		return fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		return TICK_FAIL;
 	}
 	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
 	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
@@ -517,21 +522,26 @@ static int follow_tick(struct mig *m, double secs, bool first)
 		if (!qemu_mig_terminal(m->mi.status))
 			qemu_cancel(m);
 		m->wire_code = code;
-		return fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		*rc = fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		return TICK_FAIL;
 	}
 	if (!strcmp(m->mi.status, "failed") || !strcmp(m->mi.status, "cancelled")) {
 		end_line(m);
-		return fail(m, MR_EXIT_QEMU, "source QEMU: migration %s%s%s; the guest keeps running here", m->mi.status,
-			    m->mi.error[0] ? ": " : "", m->mi.error);
+		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: migration %s%s%s; the guest keeps running here", m->mi.status,
+			   m->mi.error[0] ? ": " : "", m->mi.error);
+		return TICK_FAIL;
 	}
 	if (!strcmp(m->mi.status, "pre-switchover")) {
 		/* The vCPUs are stopped: the mirrors are final; end them before the switch-over, as libvirt does. */
 		cancel_mirrors(m);
-		if (qmp_cmdf(m->q, "migrate-continue", NULL, m->err, sizeof(m->err), "{\"state\": \"pre-switchover\"}") < 0)
-			return fail(m, MR_EXIT_QEMU, "source QEMU refused to continue: %s", m->err);
-		return 0;
+		if (qmp_cmdf(m->q, "migrate-continue", NULL, m->err, sizeof(m->err), "{\"state\": \"pre-switchover\"}") <
+		    0) {
+			*rc = fail(m, MR_EXIT_QEMU, "source QEMU refused to continue: %s", m->err);
+			return TICK_FAIL;
+		}
+		return TICK_NOW; /* the guest is paused: no sleep before the next look */
 	}
-	return !strcmp(m->mi.status, "completed");
+	return !strcmp(m->mi.status, "completed") ? TICK_DONE : TICK_WAIT;
 }
 
 /* Phase 4: follows QEMU until it completed, then the session until every stream is verified. Returns 0 or an exit code. */
@@ -542,12 +552,14 @@ static int migrate_follow(struct mig *m)
 	int r;
 
 	for (int tick = 0;; tick++) {
-		r = follow_tick(m, (double)(gw_now_ns() - m->t0) / 1e9, tick == 0);
-		if (r == 1)
+		enum tick t = follow_tick(m, (double)(gw_now_ns() - m->t0) / 1e9, tick == 0, &r);
+
+		if (t == TICK_DONE)
 			break;
-		if (r != 0)
+		if (t == TICK_FAIL)
 			return r;
-		usleep(m->mirrors ? 50000 : 250000);
+		if (t == TICK_WAIT)
+			usleep(m->mirrors ? 50000 : 250000);
 	}
 	m->completed = true;
 	end_line(m);
@@ -580,15 +592,15 @@ static void migrate_report(struct mig *m)
 	gw_proc_mem(0, &rss, &m->peak);
 	ratio = st.wire_out ? (double)st.raw_out / (double)st.wire_out : 1.0;
 	if (m->o.json) {
-		struct json_object *ev = cmd_json_event("report");
+		struct json_object *ev = gw_json_event("report");
 
 		json_object_object_add(ev, "status", json_object_new_string("completed"));
-		cmd_json_add_double(ev, "seconds", secs, 3);
-		cmd_json_add_u64(ev, "qemu_total_time_ms", m->mi.total_time);
-		cmd_json_add_u64(ev, "downtime_ms", m->mi.downtime);
-		cmd_json_add_u64(ev, "stream_bytes", st.raw_out);
-		cmd_json_add_u64(ev, "wire_bytes", st.wire_out);
-		cmd_json_add_double(ev, "compression_ratio", ratio, 3);
+		gw_json_add_double(ev, "seconds", secs, 3);
+		gw_json_add_u64(ev, "qemu_total_time_ms", m->mi.total_time);
+		gw_json_add_u64(ev, "downtime_ms", m->mi.downtime);
+		gw_json_add_u64(ev, "stream_bytes", st.raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st.wire_out);
+		gw_json_add_double(ev, "compression_ratio", ratio, 3);
 		json_object_object_add(ev, "connections", json_object_new_int(m->o.connections));
 		json_object_object_add(ev, "multifd", json_object_new_int(m->o.multifd));
 		json_object_object_add(ev, "disks", json_object_new_int(m->o.ndevices));
@@ -596,7 +608,7 @@ static void migrate_report(struct mig *m)
 		json_object_object_add(ev, "rss_peak_kib", json_object_new_int64(m->peak));
 		json_object_object_add(ev, "verified", json_object_new_boolean(1));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(m->o.plaintext));
-		cmd_json_emit(stdout, ev);
+		gw_json_emit(stdout, ev);
 		return;
 	}
 	fprintf(stderr,

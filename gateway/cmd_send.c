@@ -44,18 +44,18 @@ static void report_ok(const struct gw_client_opts *o, struct gw_session *s, int 
 	if (wire_end_decode(&e, s->streams[id]->out_end, WIRE_END_LEN) == 0)
 		digest_hex(e.digest, hex);
 	if (o->json) {
-		struct json_object *ev = cmd_json_event("report");
+		struct json_object *ev = gw_json_event("report");
 
 		json_object_object_add(ev, "status", json_object_new_string("verified"));
-		cmd_json_add_u64(ev, "sent", st.raw_out);
-		cmd_json_add_u64(ev, "received", st.raw_in);
-		cmd_json_add_u64(ev, "wire_sent", st.wire_out);
-		cmd_json_add_u64(ev, "wire_received", st.wire_in);
-		cmd_json_add_double(ev, "seconds", secs, 3);
+		gw_json_add_u64(ev, "sent", st.raw_out);
+		gw_json_add_u64(ev, "received", st.raw_in);
+		gw_json_add_u64(ev, "wire_sent", st.wire_out);
+		gw_json_add_u64(ev, "wire_received", st.wire_in);
+		gw_json_add_double(ev, "seconds", secs, 3);
 		json_object_object_add(ev, "connections", json_object_new_int(o->connections));
 		json_object_object_add(ev, "digest", json_object_new_string(hex));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(o->plaintext));
-		cmd_json_emit(stdout, ev);
+		gw_json_emit(stdout, ev);
 	} else if (!o->quiet) {
 		fprintf(stderr,
 			"migrelay send: verified: sent %s (%llu bytes, xxh3-128 %s), received %s, %.2f s, %.1f MiB/s over %d connection(s)%s\n",

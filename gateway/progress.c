@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "client.h"
-#include "cmd_common.h"
+#include "report.h"
 
 static void *progress_main(void *arg)
 {
@@ -34,15 +34,15 @@ static void *progress_main(void *arg)
 		last_bytes = bytes;
 		last_t = now;
 		if (p->json) {
-			struct json_object *ev = cmd_json_event("progress");
+			struct json_object *ev = gw_json_event("progress");
 
-			cmd_json_add_double(ev, "seconds", secs, 1);
-			cmd_json_add_u64(ev, "sent", st.raw_out);
-			cmd_json_add_u64(ev, "received", st.raw_in);
-			cmd_json_add_u64(ev, "wire_sent", st.wire_out);
-			cmd_json_add_double(ev, "rate_bps", rate, 0);
+			gw_json_add_double(ev, "seconds", secs, 1);
+			gw_json_add_u64(ev, "sent", st.raw_out);
+			gw_json_add_u64(ev, "received", st.raw_in);
+			gw_json_add_u64(ev, "wire_sent", st.wire_out);
+			gw_json_add_double(ev, "rate_bps", rate, 0);
 			json_object_object_add(ev, "connections", json_object_new_int(st.live_conns));
-			cmd_json_emit(p->out, ev);
+			gw_json_emit(p->out, ev);
 			pthread_mutex_lock(&p->lock);
 			continue;
 		}
