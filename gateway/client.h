@@ -53,7 +53,7 @@ int gw_client_opt(struct gw_client_opts *o, int c, const char *arg);
 /* Checks required options. Returns 0 or prints what is missing and returns -1. */
 int gw_client_opts_check(const struct gw_client_opts *o);
 
-/* Where opening a session failed: the command maps it to its exit code (cmd_connect.c). */
+/* Where opening a session failed: the command maps it to its exit code (cmd_common.c). */
 enum gw_connect_stage {
 	GW_CS_CONFIG = 1,    /* credentials or options */
 	GW_CS_CONNECT = 2,   /* no TCP connection */

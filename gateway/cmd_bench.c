@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "cmd_connect.h"
+#include "cli.h"
+#include "cmd_common.h"
 #include "cmds.h"
 #include "crypto/pki.h"
 #include "exitcodes.h"
@@ -47,6 +47,7 @@ static const char bench_usage[] =
 	"\n";
 
 enum { PAGE = 4096, PATTERN_PAGES = 16384 /* 64 MiB of pages, repeated */ };
+enum { O_LOCAL = 0x3000, O_PROFILE, O_SIZE };
 
 struct gen {
 	int fd;
@@ -211,97 +212,138 @@ static pid_t start_local_server(const char *dir, char *to, size_t tolen, bool pl
 	return -ETIMEDOUT;
 }
 
+struct bench_args {
+	const char *profile;
+	uint64_t size;
+	bool local;
+};
+
+static int bench_opt(void *arg, int c, const char *val)
+{
+	struct bench_args *a = arg;
+	int r;
+
+	switch (c) {
+	case O_LOCAL:
+		a->local = true;
+		return 1;
+	case O_PROFILE:
+		if (strcmp(val, "idle") && strcmp(val, "mixed") && strcmp(val, "random")) {
+			fprintf(stderr, "migrelay bench: --profile takes idle, mixed or random, not \"%.40s\"\n", val);
+			return -EINVAL;
+		}
+		a->profile = val;
+		return 1;
+	case O_SIZE:
+		if ((r = cli_parse_bytes(val, 1, (uint64_t)1 << 50, &a->size)) < 0) {
+			fprintf(stderr, "migrelay bench: --size takes bytes such as 512M or 4G (1 byte to 1 PiB), not \"%.40s\"\n",
+				val);
+			return -EINVAL;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+/* --local: a server of our own with throw-away credentials; <o> is pointed at it. Returns its pid or 0 after a message. */
+static pid_t bench_local(struct gw_client_opts *o, char *dir, size_t dirlen, char *to, size_t tolen, char *cli,
+			 size_t clilen)
+{
+	pid_t srv;
+
+	snprintf(dir, dirlen, "/tmp/migrelay-bench-XXXXXX");
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "migrelay bench: cannot create a temporary directory: %s\n", strerror(errno));
+		dir[0] = '\0';
+		return 0;
+	}
+	srv = start_local_server(dir, to, tolen, o->plaintext);
+	if (srv < 0) {
+		fprintf(stderr, "migrelay bench: cannot start the local server\n");
+		return 0;
+	}
+	snprintf(cli, clilen, "%s/cli", dir);
+	o->to = to;
+	o->target = "bench";
+	o->tls_dir = cli;
+	o->psk_file = NULL;
+	return srv;
+}
+
+/* The report: JSON on stdout with --json, else two lines on stdout. */
+static void bench_report(const struct gw_client_opts *o, const char *profile, const struct gw_stats *st, double secs,
+			 double cpu_c, long hwm_c, pid_t srv, double cpu_s, long hwm_s)
+{
+	double gb = (double)st->raw_out / 1e9, mbs = (double)st->raw_out / secs / 1e6;
+	double ratio = st->wire_out ? (double)st->raw_out / (double)st->wire_out : 1.0;
+
+	if (o->json) {
+		struct json_object *ev = gw_json_event("report");
+
+		json_object_object_add(ev, "status", json_object_new_string("verified"));
+		json_object_object_add(ev, "profile", json_object_new_string(profile));
+		gw_json_add_u64(ev, "bytes", st->raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st->wire_out);
+		gw_json_add_double(ev, "seconds", secs, 3);
+		gw_json_add_double(ev, "mb_per_s", mbs, 1);
+		gw_json_add_double(ev, "cpu_s_per_gb_client", cpu_c / gb, 3);
+		/* -1: a remote server's CPU is not measured here */
+		gw_json_add_double(ev, "cpu_s_per_gb_server", srv ? cpu_s / gb : -1.0, 3);
+		gw_json_add_double(ev, "compression_ratio", ratio, 3);
+		json_object_object_add(ev, "peak_kb_client", json_object_new_int64(hwm_c));
+		json_object_object_add(ev, "peak_kb_server", json_object_new_int64(hwm_s));
+		json_object_object_add(ev, "connections", json_object_new_int(o->connections));
+		json_object_object_add(ev, "compress",
+				       json_object_new_string(o->compress_auto ? "auto" : o->compress ? "zstd" : "none"));
+		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(o->plaintext));
+		gw_json_emit(stdout, ev);
+		return;
+	}
+	printf("migrelay bench: %s profile, %.2f GB in %.2f s = %.0f MB/s over %d connection(s)%s, verified\n"
+	       "  CPU s/GB: client %.2f%s%.2f; compression ratio %.2f; peak memory: client %ld KiB%s%ld KiB\n",
+	       profile, gb, secs, mbs, o->connections, o->plaintext ? ", INSECURE PLAINTEXT" : "", cpu_c / gb,
+	       srv ? ", server " : "", srv ? cpu_s / gb : 0.0, ratio, hwm_c, srv ? ", server " : "", srv ? hwm_s : 0L);
+}
+
 int cmd_bench(int argc, char **argv)
 {
-	enum { O_LOCAL = 0x3000, O_PROFILE, O_SIZE };
+	static const struct option extra[] = {
+		{ "local", no_argument, NULL, O_LOCAL },
+		{ "profile", required_argument, NULL, O_PROFILE },
+		{ "size", required_argument, NULL, O_SIZE },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bench_args ba = { .profile = "mixed", .size = 1ull << 30 };
+	const struct cmd_def def = { .name = "bench", .usage = bench_usage, .extra = extra, .opt = bench_opt,
+				     .arg = &ba, .no_transport_check = true };
 	struct gw_client_opts o;
 	struct gw_session *s = NULL;
-	struct gen g = { .fd = -1, .size = 1ull << 30 };
-	const char *profile = "mixed";
-	char dir[64] = "", to[64], cli[128];
-	bool local = false;
+	struct gen g = { .fd = -1 };
+	char dir[64] = "", to[64], cli[128], why[WIRE_MAX_ERROR_TEXT + 1];
 	pid_t srv = 0;
 	pthread_t gt;
-	int c, r, rc = MR_EXIT_FAIL, sv[2], id;
+	int r, rc = MR_EXIT_FAIL, sv[2], id;
 	uint64_t t0;
 	double secs, cpu_c0, cpu_c, cpu_s = 0;
 	long hwm_c, hwm_s = 0;
 	struct gw_stats st;
 
 	gw_log_set_prefix("migrelay bench");
-	gw_client_opts_init(&o);
-	{
-		static const struct option extra[] = {
-			{ "local", no_argument, NULL, O_LOCAL },
-			{ "profile", required_argument, NULL, O_PROFILE },
-			{ "size", required_argument, NULL, O_SIZE },
-			{ NULL, 0, NULL, 0 },
-		};
-		struct option lo[GW_LONGOPTS_MAX];
-
-		gw_client_longopts_with(lo, extra);
-		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "h", lo, NULL)) != -1) {
-			if (c == 'h') {
-				printf("%s%s", bench_usage, gw_client_usage);
-				return MR_EXIT_OK;
-			}
-			if (c == O_LOCAL) {
-				local = true;
-				continue;
-			}
-			if (c == O_PROFILE) {
-				if (strcmp(optarg, "idle") && strcmp(optarg, "mixed") && strcmp(optarg, "random")) {
-					fprintf(stderr, "migrelay bench: --profile takes idle, mixed or random\n");
-					return MR_EXIT_USAGE;
-				}
-				profile = optarg;
-				continue;
-			}
-			if (c == O_SIZE) {
-				if (gw_parse_bytes(optarg, &g.size) < 0) {
-					fprintf(stderr, "migrelay bench: --size takes bytes such as 512M or 4G\n");
-					return MR_EXIT_USAGE;
-				}
-				continue;
-			}
-			r = gw_client_opt(&o, c, optarg);
-			if (r < 0)
-				return MR_EXIT_USAGE;
-			if (r == 0) {
-				fprintf(stderr, "%s%s", bench_usage, gw_client_usage);
-				return MR_EXIT_USAGE;
-			}
-		}
-	}
-	if (local == (o.to != NULL)) {
+	if ((r = cmd_parse(&def, &o, argc, argv)) != CMD_GO)
+		return r;
+	g.size = ba.size;
+	if (ba.local == (o.to != NULL)) {
 		fprintf(stderr, "migrelay bench: give either --local or --to HOST:PORT --target NAME (see --help)\n");
 		return MR_EXIT_USAGE;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	if (local) {
-		snprintf(dir, sizeof(dir), "/tmp/migrelay-bench-XXXXXX");
-		if (!mkdtemp(dir)) {
-			fprintf(stderr, "migrelay bench: cannot create a temporary directory: %s\n", strerror(errno));
-			return MR_EXIT_FAIL;
-		}
-		srv = start_local_server(dir, to, sizeof(to), o.plaintext);
-		if (srv < 0) {
-			fprintf(stderr, "migrelay bench: cannot start the local server\n");
-			srv = 0;
-			goto out;
-		}
-		snprintf(cli, sizeof(cli), "%s/cli", dir);
-		o.to = to;
-		o.target = "bench";
-		o.tls_dir = cli;
-		o.psk_file = NULL;
-	} else if (gw_client_opts_check(&o) < 0) {
-		return MR_EXIT_USAGE;
-	}
-	g.pattern = make_pattern(profile);
+	if (!ba.local && (r = cmd_check_transport("bench", &o)) != 0)
+		return r;
+	if (ba.local && !(srv = bench_local(&o, dir, sizeof(dir), to, sizeof(to), cli, sizeof(cli))))
+		goto out;
+	g.pattern = make_pattern(ba.profile);
 	if (!g.pattern || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		goto out;
-	if ((rc = cmd_connect(&o, &s)) != 0)
+	if ((rc = cmd_connect(&o, &s)) != MR_EXIT_OK)
 		goto out;
 	rc = MR_EXIT_FAIL;
 	proc_usage(0, &cpu_c0, &hwm_c);
@@ -325,30 +367,14 @@ int cmd_bench(int argc, char **argv)
 	if (srv)
 		proc_usage(srv, &cpu_s, &hwm_s);
 	if (r != 0) {
-		fprintf(stderr, "migrelay bench: FAILED (%s): %s\n", wire_error_name((uint16_t)r),
-			s->streams[id]->fail_text[0] ? s->streams[id]->fail_text : s->err_text);
-		rc = gw_exit_for_wire_error(r);
+		uint16_t code = 0;
+
+		if (cmd_first_failure(s, id, &code, why, sizeof(why)) == 0)
+			snprintf(why, sizeof(why), "the stream did not complete");
+		rc = cmd_failed("bench", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s", why);
 		goto out;
 	}
-	{
-		double gb = (double)st.raw_out / 1e9, mbs = (double)st.raw_out / secs / 1e6;
-		double ratio = st.wire_out ? (double)st.raw_out / (double)st.wire_out : 1.0;
-
-		if (o.json)
-			printf("{\"profile\":\"%s\",\"bytes\":%llu,\"wire_bytes\":%llu,\"seconds\":%.3f,\"mb_per_s\":%.1f,"
-			       "\"cpu_s_per_gb_client\":%.3f,\"cpu_s_per_gb_server\":%s%.3f,\"compression_ratio\":%.3f,"
-			       "\"peak_kb_client\":%ld,\"peak_kb_server\":%ld,\"connections\":%d,\"compress\":\"%s\","
-			       "\"insecure_plaintext\":%s}\n",
-			       profile, (unsigned long long)st.raw_out, (unsigned long long)st.wire_out, secs, mbs,
-			       cpu_c / gb, srv ? "" : "-", srv ? cpu_s / gb : 1.0, ratio, hwm_c, hwm_s, o.connections,
-			       o.compress_auto ? "auto" : o.compress ? "zstd" : "none", o.plaintext ? "true" : "false");
-		else
-			printf("migrelay bench: %s profile, %.2f GB in %.2f s = %.0f MB/s over %d connection(s)%s, verified\n"
-			       "  CPU s/GB: client %.2f%s%.2f; compression ratio %.2f; peak memory: client %ld KiB%s%ld KiB\n",
-			       profile, gb, secs, mbs, o.connections, o.plaintext ? ", INSECURE PLAINTEXT" : "", cpu_c / gb,
-			       srv ? ", server " : "",
-			       srv ? cpu_s / gb : 0.0, ratio, hwm_c, srv ? ", server " : "", srv ? hwm_s : 0L);
-	}
+	bench_report(&o, ba.profile, &st, secs, cpu_c, hwm_c, srv, cpu_s, hwm_s);
 	rc = MR_EXIT_OK;
 out:
 	if (s) {

@@ -13,8 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "cmd_connect.h"
+#include "cmd_common.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -62,52 +61,34 @@ static void retire(struct gw_session *s)
 		closer_main(s);
 }
 
+static int forward_opt(void *arg, int c, const char *val)
+{
+	if (c != 'l')
+		return 0;
+	*(const char **)arg = val;
+	return 1;
+}
+
 int cmd_forward(int argc, char **argv)
 {
+	static const struct option extra[] = { { "listen", required_argument, NULL, 'l' }, { NULL, 0, NULL, 0 } };
+	const char *listen_spec = NULL;
+	const struct cmd_def def = { .name = "forward", .usage = forward_usage, .extra = extra, .shortopts = "l:",
+				     .opt = forward_opt, .arg = &listen_spec };
 	struct gw_client_opts o;
 	struct gw_session *s = NULL;
 	struct sigaction sa = { .sa_handler = on_signal };
-	const char *listen_spec = NULL;
-	int c, r, lfd, nstreams = 0;
+	int r, lfd, nstreams = 0;
 
 	gw_log_set_prefix("migrelay forward");
-	gw_client_opts_init(&o);
-	{
-		static const struct option extra[] = { { "listen", required_argument, NULL, 'l' }, { NULL, 0, NULL, 0 } };
-		struct option lo[GW_LONGOPTS_MAX];
-
-		gw_client_longopts_with(lo, extra);
-		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "l:h", lo, NULL)) != -1) {
-			if (c == 'h') {
-				printf("%s%s", forward_usage, gw_client_usage);
-				return MR_EXIT_OK;
-			}
-			if (c == 'l') {
-				listen_spec = optarg;
-				continue;
-			}
-			r = gw_client_opt(&o, c, optarg);
-			if (r < 0)
-				return MR_EXIT_USAGE;
-			if (r == 0) {
-				fprintf(stderr, "%s%s", forward_usage, gw_client_usage);
-				return MR_EXIT_USAGE;
-			}
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "migrelay forward: unexpected argument \"%.80s\"\n", argv[optind]);
-		return MR_EXIT_USAGE;
-	}
-	if (gw_client_opts_check(&o) < 0)
-		return MR_EXIT_USAGE;
+	if ((r = cmd_parse(&def, &o, argc, argv)) != CMD_GO)
+		return r;
 	if (!listen_spec || strncmp(listen_spec, "unix:", 5) || !listen_spec[5]) {
 		fprintf(stderr, "migrelay forward: --listen unix:PATH is required\n");
 		return MR_EXIT_USAGE;
 	}
-	signal(SIGPIPE, SIG_IGN);
 	/* Connect first: a wrong certificate or target is reported now, not at the first migration. */
-	if ((r = cmd_connect(&o, &s)) != 0)
+	if ((r = cmd_connect(&o, &s)) != MR_EXIT_OK)
 		return r;
 	lfd = net_unix_listen(listen_spec + 5, 64);
 	if (lfd < 0) {
@@ -130,8 +111,10 @@ int cmd_forward(int argc, char **argv)
 			continue;
 		for (int attempt = 0; attempt < 2; attempt++) {
 			if (!s) {
-				if ((r = cmd_connect(&o, &s)) != 0) {
-					gw_err("cannot reach %s; dropping the local connection", o.to);
+				struct gw_connect_fail f;
+
+				if (gw_client_connect(&o, &s, &f) < 0) {
+					gw_err("cannot reach %s: %s; dropping the local connection", o.to, f.text);
 					s = NULL;
 					break;
 				}

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "cmd_connect.h"
+#include "cli.h"
+#include "cmd_common.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -36,15 +37,17 @@ static const char migrate_usage[] =
 	"over the one port. Ctrl-C or SIGTERM cancels; the guest keeps running here.\n"
 	"\n"
 	"  -q, --qmp PATH            the source QEMU's QMP socket\n"
-	"      --bandwidth RATE      cap QEMU's migration bandwidth (bytes/s; K, M, G suffixes);\n"
+	"      --bandwidth RATE      cap QEMU's migration bandwidth (bytes/s; K, M, G, T suffixes);\n"
 	"                            default: no cap (QEMU's own default of ~128 MiB/s is lifted)\n"
-	"      --downtime MS         the most downtime QEMU may take to finish (default QEMU's, 300)\n"
+	"      --downtime MS         the most downtime QEMU may take to finish: 300, 300ms or 2s\n"
+	"                            (default QEMU's, 300 ms)\n"
 	"      --multifd N           N multifd channels (1-16), each a stream of the session\n"
 	"      --copy-storage DEV    mirror disk DEV (drive or node name) to the destination's\n"
 	"                            disk of the same name first; repeatable. The destination\n"
 	"                            image must exist with the right size, and the destination\n"
 	"                            QEMU should be started with -S (resume it afterwards).\n"
-	"      --timeout SECONDS     give up (and cancel) after this long (default: none)\n"
+	"      --timeout DURATION    give up (and cancel) after this long: 90, 90s, 5m or 1h\n"
+	"                            (a bare number is seconds; default: none)\n"
 	"  -h, --help                this text\n"
 	"\n";
 
@@ -134,11 +137,21 @@ struct mig {
 	struct listener mf, nbd[WIRE_MAX_DEVICES];
 	int main_id;
 	int nbd_nodes; /* NBD client nodes added so far */
+	bool tty;      /* stderr is a terminal: the progress line is redrawn */
+	bool mirrors;  /* disk mirrors were started */
+	bool completed; /* QEMU said "completed": the guest may be stopped here */
+	uint64_t t0;
+	const struct sigaction *sa; /* installed once the session is open */
+	long rss0, peak;
+	struct qemu_mig_info mi;
+	int wire_code; /* the session's failure, WIRE_E_*, for the report */
 	char err[QMP_ERR_MAX];
 };
 
-static void progress_line(struct mig *m, const struct qemu_mig_info *mi, double secs, bool tty)
+/* One progress report: a JSON event on stdout with --json, else a line on stderr. */
+static void progress_line(struct mig *m, double secs)
 {
+	const struct qemu_mig_info *mi = &m->mi;
 	struct gw_stats st;
 	char a[32], b[32], c[32];
 	double rate;
@@ -146,19 +159,47 @@ static void progress_line(struct mig *m, const struct qemu_mig_info *mi, double 
 	gw_session_stats(m->s, &st);
 	rate = secs > 0 ? (double)st.raw_out / secs : 0;
 	if (m->o.json) {
-		printf("{\"event\":\"progress\",\"seconds\":%.1f,\"status\":\"%s\",\"transferred\":%" PRIu64
-		       ",\"remaining\":%" PRIu64 ",\"total\":%" PRIu64 ",\"dirty_pages_rate\":%" PRIu64
-		       ",\"pass\":%" PRIu64 ",\"stream_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
-		       ",\"rate_bps\":%.0f,\"connections\":%d}\n",
-		       secs, mi->status, mi->transferred, mi->remaining, mi->total, mi->dirty_rate, mi->passes, st.raw_out,
-		       st.wire_out, rate, st.live_conns);
-		fflush(stdout);
+		struct json_object *ev = gw_json_event("progress");
+
+		gw_json_add_double(ev, "seconds", secs, 1);
+		json_object_object_add(ev, "status", json_object_new_string(mi->status));
+		gw_json_add_u64(ev, "transferred", mi->transferred);
+		gw_json_add_u64(ev, "remaining", mi->remaining);
+		gw_json_add_u64(ev, "total", mi->total);
+		gw_json_add_u64(ev, "dirty_pages_rate", mi->dirty_rate);
+		gw_json_add_u64(ev, "pass", mi->passes);
+		gw_json_add_u64(ev, "stream_bytes", st.raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st.wire_out);
+		gw_json_add_double(ev, "rate_bps", rate, 0);
+		json_object_object_add(ev, "connections", json_object_new_int(st.live_conns));
+		gw_json_emit(stdout, ev);
 		return;
 	}
 	fprintf(stderr, "%s%6.1fs %-9s sent %s  %s/s  remaining %s  dirty %" PRIu64 " pages/s  pass %" PRIu64 "%s",
-		tty ? "\r" : "", secs, mi->status, gw_fmt_bytes(mi->transferred, a, sizeof(a)),
+		m->tty ? "\r" : "", secs, mi->status, gw_fmt_bytes(mi->transferred, a, sizeof(a)),
 		gw_fmt_bytes((uint64_t)rate, b, sizeof(b)), gw_fmt_bytes(mi->remaining, c, sizeof(c)), mi->dirty_rate,
-		mi->passes, tty ? "   " : "\n");
+		mi->passes, m->tty ? "   " : "\n");
+}
+
+/* Ends a redrawn progress line before another message. */
+static void end_line(const struct mig *m)
+{
+	if (m->tty && !m->o.json && !m->o.quiet)
+		fputc('\n', stderr);
+}
+
+/* Records why a phase failed (for the report) and returns <rc>. */
+static int fail(struct mig *m, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct mig *m, int rc, const char *fmt, ...)
+{
+	char buf[QMP_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	memcpy(m->err, buf, sizeof(buf));
+	return rc;
 }
 
 /* Waits until every block job of ours is gone (after cancel) or ready (before migrating). */
@@ -263,376 +304,394 @@ static void drop_nbd_nodes(struct mig *m)
 	m->nbd_nodes = 0;
 }
 
-int cmd_migrate(int argc, char **argv)
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO };
+
+/* Takes one of migrate's own options (cmd_def.opt). */
+static int migrate_opt(void *arg, int c, const char *val)
 {
-	struct mig m;
-	struct qemu_mig_info mi = { 0 };
-	struct sigaction sa = { .sa_handler = on_signal };
-	char status[32];
-	int c, r, rc = MR_EXIT_FAIL, sv[2] = { -1, -1 };
-	uint64_t t0;
-	long rss0 = 0, rss = 0, peak = 0;
-	bool tty = isatty(STDERR_FILENO), completed = false, mirrors = false;
+	struct mig *m = arg;
+	uint64_t v;
 
-	gw_log_set_prefix("migrelay migrate");
-	memset(&m, 0, sizeof(m));
-	gw_client_opts_init(&m.o);
-	m.downtime_ms = -1;
-	m.main_id = -1;
-	{
-		enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO };
-		static const struct option extra[] = {
-			{ "qmp", required_argument, NULL, 'q' },	    { "bandwidth", required_argument, NULL, O_BW },
-			{ "downtime", required_argument, NULL, O_DT },	    { "multifd", required_argument, NULL, O_MF },
-			{ "copy-storage", required_argument, NULL, O_CS }, { "timeout", required_argument, NULL, O_TO },
-			{ NULL, 0, NULL, 0 },
-		};
-		struct option lo[GW_LONGOPTS_MAX];
-
-		gw_client_longopts_with(lo, extra);
-		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "q:h", lo, NULL)) != -1) {
-			long v;
-
-			switch (c) {
-			case 'h':
-				printf("%s%s", migrate_usage, gw_client_usage);
-				return MR_EXIT_OK;
-			case 'q':
-				m.qmp_path = optarg;
-				continue;
-			case O_BW:
-				if (gw_parse_bytes(optarg, &m.bandwidth) < 0) {
-					fprintf(stderr, "migrelay migrate: --bandwidth takes bytes/s such as 500M, not \"%.40s\"\n",
-						optarg);
-					return MR_EXIT_USAGE;
-				}
-				continue;
-			case O_DT:
-			case O_MF:
-			case O_TO:
-				v = strtol(optarg, NULL, 10);
-				if (c == O_DT && v >= 1 && v <= 2000000)
-					m.downtime_ms = (int)v;
-				else if (c == O_MF && v >= 1 && v <= 16)
-					m.o.multifd = (uint8_t)v;
-				else if (c == O_TO && v >= 1)
-					m.timeout_s = (int)v;
-				else {
-					fprintf(stderr, "migrelay migrate: bad value \"%.40s\" (--downtime 1-2000000 ms, --multifd 1-16, --timeout >= 1 s)\n",
-						optarg);
-					return MR_EXIT_USAGE;
-				}
-				continue;
-			case O_CS:
-				if (m.o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(optarg, strlen(optarg))) {
-					fprintf(stderr, "migrelay migrate: --copy-storage \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n",
-						optarg, WIRE_MAX_DEVICES);
-					return MR_EXIT_USAGE;
-				}
-				m.o.devices[m.o.ndevices++] = optarg;
-				continue;
-			}
-			r = gw_client_opt(&m.o, c, optarg);
-			if (r < 0)
-				return MR_EXIT_USAGE;
-			if (r == 0) {
-				fprintf(stderr, "%s%s", migrate_usage, gw_client_usage);
-				return MR_EXIT_USAGE;
-			}
+	switch (c) {
+	case 'q':
+		m->qmp_path = val;
+		return 1;
+	case O_BW:
+		if (cli_parse_bytes(val, 1, UINT64_MAX, &m->bandwidth) == 0)
+			return 1;
+		fprintf(stderr, "migrelay migrate: --bandwidth takes bytes/s such as 500M or 1G, not \"%.40s\"\n", val);
+		return -EINVAL;
+	case O_DT:
+		if (cli_parse_millis(val, 1, 2000000, &v) == 0) {
+			m->downtime_ms = (int)v;
+			return 1;
 		}
+		fprintf(stderr, "migrelay migrate: --downtime takes 1 to 2000000 ms (300, 300ms, 2s), not \"%.40s\"\n", val);
+		return -EINVAL;
+	case O_MF:
+		if (cli_parse_uint(val, 1, 16, &v) == 0) {
+			m->o.multifd = (uint8_t)v;
+			return 1;
+		}
+		fprintf(stderr, "migrelay migrate: --multifd takes 1 to 16 channels, not \"%.40s\"\n", val);
+		return -EINVAL;
+	case O_TO:
+		if (cli_parse_seconds(val, 1, 7 * 24 * 3600, &v) == 0) {
+			m->timeout_s = (int)v;
+			return 1;
+		}
+		fprintf(stderr, "migrelay migrate: --timeout takes a duration such as 90, 90s, 5m or 1h, not \"%.40s\"\n",
+			val);
+		return -EINVAL;
+	case O_CS:
+		if (m->o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(val, strlen(val))) {
+			fprintf(stderr, "migrelay migrate: --copy-storage \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n",
+				val, WIRE_MAX_DEVICES);
+			return -EINVAL;
+		}
+		m->o.devices[m->o.ndevices++] = val;
+		return 1;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "migrelay migrate: unexpected argument \"%.80s\"\n", argv[optind]);
-		return MR_EXIT_USAGE;
-	}
-	if (!m.qmp_path) {
+	return 0;
+}
+
+/* Phase 1: the command line. Returns CMD_GO or an exit code. */
+static int migrate_parse(struct mig *m, int argc, char **argv)
+{
+	static const struct option extra[] = {
+		{ "qmp", required_argument, NULL, 'q' },	   { "bandwidth", required_argument, NULL, O_BW },
+		{ "downtime", required_argument, NULL, O_DT },	   { "multifd", required_argument, NULL, O_MF },
+		{ "copy-storage", required_argument, NULL, O_CS }, { "timeout", required_argument, NULL, O_TO },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
+				     .opt = migrate_opt, .arg = m };
+	int r;
+
+	m->downtime_ms = -1;
+	m->main_id = -1;
+	if ((r = cmd_parse(&def, &m->o, argc, argv)) != CMD_GO)
+		return r;
+	if (!m->qmp_path) {
 		fprintf(stderr, "migrelay migrate: --qmp SRC_QMP_SOCKET is required (the source QEMU's -qmp unix: socket)\n");
 		return MR_EXIT_USAGE;
 	}
-	if (gw_client_opts_check(&m.o) < 0)
-		return MR_EXIT_USAGE;
-	signal(SIGPIPE, SIG_IGN);
-	t0 = gw_now_ns();
+	return CMD_GO;
+}
 
-	if ((r = qmp_open(&m.q, m.qmp_path, 10000, m.err, sizeof(m.err))) < 0) {
-		fprintf(stderr, "migrelay migrate: source QEMU: %s\n", m.err);
-		return MR_EXIT_QEMU;
-	}
-	if (qemu_query_status(m.q, status, sizeof(status), m.err, sizeof(m.err)) < 0 ||
-	    qemu_query_migrate(m.q, &mi, m.err, sizeof(m.err)) < 0) {
-		fprintf(stderr, "migrelay migrate: source QEMU: %s\n", m.err);
-		rc = MR_EXIT_QEMU;
-		goto out;
-	}
-	if (!strcmp(mi.status, "active") || !strcmp(mi.status, "setup")) {
-		fprintf(stderr, "migrelay migrate: the source QEMU is already migrating (status %s)\n", mi.status);
-		rc = MR_EXIT_QEMU;
-		goto out;
-	}
-	if (!strcmp(status, "inmigrate") || !strcmp(status, "postmigrate")) {
-		fprintf(stderr, "migrelay migrate: the source QEMU is %s; it has no guest to send\n", status);
-		rc = MR_EXIT_QEMU;
-		goto out;
-	}
+/* Phase 2: the source QEMU answers and has a guest that is not migrating yet. Returns 0 or an exit code. */
+static int migrate_preflight(struct mig *m)
+{
+	char status[32];
 
-	if ((rc = cmd_connect(&m.o, &m.s)) != 0)
-		goto out;
-	gw_proc_mem(0, &rss0, &peak);
-	rc = MR_EXIT_FAIL;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	if ((r = net_private_dir(m.dir, sizeof(m.dir), "migrelay-src")) < 0) {
-		fprintf(stderr, "migrelay migrate: cannot create a private directory for sockets: %s (see MIGRELAY_SOCKET_DIR)\n",
-			strerror(-r));
-		m.dir[0] = '\0';
-		goto out;
-	}
+	if (qmp_open(&m->q, m->qmp_path, 10000, m->err, sizeof(m->err)) < 0 ||
+	    qemu_query_status(m->q, status, sizeof(status), m->err, sizeof(m->err)) < 0 ||
+	    qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0)
+		return fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+	if (!strcmp(m->mi.status, "active") || !strcmp(m->mi.status, "setup"))
+		return fail(m, MR_EXIT_QEMU, "the source QEMU is already migrating (status %s)", m->mi.status);
+	if (!strcmp(status, "inmigrate") || !strcmp(status, "postmigrate"))
+		return fail(m, MR_EXIT_QEMU, "the source QEMU is %s; it has no guest to send", status);
+	return 0;
+}
 
-	if (m.o.ndevices) {
-		if (!m.o.quiet && !m.o.json)
-			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first\n", m.o.ndevices);
-		mirrors = true;
-		if ((r = start_mirrors(&m)) < 0) {
-			fprintf(stderr, "migrelay migrate: disk mirror failed: %s\n",
-				r == -ECANCELED ? "cancelled" : m.err);
-			rc = r == -ECANCELED ? MR_EXIT_CANCELLED : MR_EXIT_QEMU;
-			goto out;
-		}
-	}
+/* QEMU's migration parameters: lift its ~128 MiB/s default unless the user capped it. Returns 0 or -errno. */
+static int set_parameters(struct mig *m)
+{
+	int r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			 "{\"max-bandwidth\": %" PRIu64 "}", m->bandwidth ? m->bandwidth : (uint64_t)1 << 40);
 
-	/* Parameters: lift QEMU's ~128 MiB/s default unless the user capped it. */
-	r = qmp_cmdf(m.q, "migrate-set-parameters", NULL, m.err, sizeof(m.err), "{\"max-bandwidth\": %" PRIu64 "}",
-		     m.bandwidth ? m.bandwidth : (uint64_t)1 << 40);
-	if (r == 0 && m.downtime_ms > 0)
-		r = qmp_cmdf(m.q, "migrate-set-parameters", NULL, m.err, sizeof(m.err), "{\"downtime-limit\": %d}",
-			     m.downtime_ms);
+	if (r == 0 && m->downtime_ms > 0)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err), "{\"downtime-limit\": %d}",
+			     m->downtime_ms);
 	if (r == 0)
-		r = qmp_cmdf(m.q, "migrate-set-capabilities", NULL, m.err, sizeof(m.err),
+		r = qmp_cmdf(m->q, "migrate-set-capabilities", NULL, m->err, sizeof(m->err),
 			     "{\"capabilities\": [{\"capability\": \"multifd\", \"state\": %s}]}",
-			     m.o.multifd ? "true" : "false");
-	if (r == 0 && m.o.multifd)
-		r = qmp_cmdf(m.q, "migrate-set-parameters", NULL, m.err, sizeof(m.err), "{\"multifd-channels\": %u}",
-			     m.o.multifd);
-	if (r < 0) {
-		fprintf(stderr, "migrelay migrate: source QEMU refused the migration parameters: %s\n", m.err);
-		rc = MR_EXIT_QEMU;
-		goto out;
-	}
+			     m->o.multifd ? "true" : "false");
+	if (r == 0 && m->o.multifd)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err), "{\"multifd-channels\": %u}",
+			     m->o.multifd);
+	return r;
+}
 
-	if (m.o.multifd) {
-		char path[128];
+/* Starts QEMU's migration into the session: multifd through a unix socket, else fd: over a socketpair. Returns 0 or an exit code. */
+static int start_migration(struct mig *m)
+{
+	char path[128];
+	int sv[2], r;
 
-		snprintf(path, sizeof(path), "%s/migrate.sock", m.dir);
-		if ((r = listener_start(&m.mf, m.s, path, WIRE_ROLE_MIGRATION, m.o.multifd + 1)) < 0) {
-			fprintf(stderr, "migrelay migrate: cannot listen on %s: %s\n", path, strerror(-r));
-			goto out;
-		}
-		r = qmp_cmdf(m.q, "migrate", NULL, m.err, sizeof(m.err), "{\"uri\": \"unix:%s\"}", path);
+	if (m->o.multifd) {
+		snprintf(path, sizeof(path), "%s/migrate.sock", m->dir);
+		if ((r = listener_start(&m->mf, m->s, path, WIRE_ROLE_MIGRATION, m->o.multifd + 1)) < 0)
+			return fail(m, MR_EXIT_FAIL, "cannot listen on %s: %s", path, strerror(-r));
+		r = qmp_cmdf(m->q, "migrate", NULL, m->err, sizeof(m->err), "{\"uri\": \"unix:%s\"}", path);
 	} else {
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-			fprintf(stderr, "migrelay migrate: socketpair: %s\n", strerror(errno));
-			goto out;
-		}
-		r = qmp_getfd(m.q, sv[0], "migrelay-out", m.err, sizeof(m.err));
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			return fail(m, MR_EXIT_FAIL, "socketpair: %s", strerror(errno));
+		r = qmp_getfd(m->q, sv[0], "migrelay-out", m->err, sizeof(m->err));
 		close(sv[0]);
-		sv[0] = -1;
-		if (r == 0) {
-			m.main_id = gw_stream_open(m.s, WIRE_ROLE_MIGRATION, sv[1], sv[1], &gw_sock_ops, NULL);
-			if (m.main_id < 0) {
-				fprintf(stderr, "migrelay migrate: cannot open the stream: %s\n", strerror(-m.main_id));
-				close(sv[1]);
-				sv[1] = -1;
-				goto out;
-			}
-			sv[1] = -1; /* the stream owns it */
-			r = qmp_cmdf(m.q, "migrate", NULL, m.err, sizeof(m.err), "{\"uri\": \"fd:migrelay-out\"}");
+		if (r < 0) {
+			close(sv[1]);
+			return fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
 		}
+		m->main_id = gw_stream_open(m->s, WIRE_ROLE_MIGRATION, sv[1], sv[1], &gw_sock_ops, NULL);
+		if (m->main_id < 0) {
+			close(sv[1]);
+			return fail(m, MR_EXIT_FAIL, "cannot open the stream: %s", strerror(-m->main_id));
+		}
+		/* the stream owns sv[1] now */
+		r = qmp_cmdf(m->q, "migrate", NULL, m->err, sizeof(m->err), "{\"uri\": \"fd:migrelay-out\"}");
 	}
-	if (r < 0) {
-		fprintf(stderr, "migrelay migrate: source QEMU refused to migrate: %s\n", m.err);
-		rc = MR_EXIT_QEMU;
-		goto out;
-	}
+	if (r < 0)
+		return fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
+	return 0;
+}
 
-	/* Follow QEMU until it is done, and the session until every stream is verified. */
+/* Phase 3: the session, the disk mirrors, QEMU's parameters, and the migration started. Returns 0 or an exit code. */
+static int migrate_open(struct mig *m)
+{
+	int r;
+
+	if ((r = cmd_connect(&m->o, &m->s)) != MR_EXIT_OK)
+		return fail(m, r, "no session with %s", m->o.to);
+	gw_proc_mem(0, &m->rss0, &m->peak);
+	/* From here on Ctrl-C cancels the migration instead of killing us: the guest must keep running. */
+	sigaction(SIGINT, m->sa, NULL);
+	sigaction(SIGTERM, m->sa, NULL);
+	if ((r = net_private_dir(m->dir, sizeof(m->dir), "migrelay-src")) < 0) {
+		m->dir[0] = '\0';
+		return fail(m, MR_EXIT_FAIL,
+			    "cannot create a private directory for sockets: %s (see MIGRELAY_SOCKET_DIR)", strerror(-r));
+	}
+	if (m->o.ndevices) {
+		if (!m->o.quiet && !m->o.json)
+			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first\n", m->o.ndevices);
+		m->mirrors = true;
+		if ((r = start_mirrors(m)) == -ECANCELED)
+			return fail(m, MR_EXIT_CANCELLED, "disk mirror cancelled");
+		if (r < 0)
+			return fail(m, MR_EXIT_QEMU, "disk mirror failed: %s", m->err);
+	}
+	if (set_parameters(m) < 0)
+		return fail(m, MR_EXIT_QEMU, "source QEMU refused the migration parameters: %s", m->err);
+	return start_migration(m);
+}
+
+/* Cancels QEMU's migration; the guest keeps running here. */
+static void qemu_cancel(struct mig *m)
+{
+	char err[QMP_ERR_MAX];
+
+	if (qmp_cmd(m->q, "migrate_cancel", NULL, NULL, err, sizeof(err)) < 0)
+		gw_warn("migrate_cancel: %s", err);
+}
+
+enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
+
+/*
+ * One look at QEMU and the session. Returns TICK_DONE when QEMU completed,
+ * TICK_WAIT to look again after a pause, TICK_NOW to look again at once,
+ * or TICK_FAIL with the exit code in *rc after recording why.
+ */
+static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
+{
+	static double last_print;
+	char why[QMP_ERR_MAX];
+	uint16_t code = 0;
+	bool failed;
+
+	if (cancel_flag || (m->timeout_s && secs > m->timeout_s)) {
+		qemu_cancel(m);
+		end_line(m);
+		*rc = fail(m, MR_EXIT_CANCELLED, "%s; migration cancelled, the guest keeps running here",
+			   cancel_flag ? "interrupted" : "timeout");
+		return TICK_FAIL;
+	}
+	if (qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0) {
+		end_line(m);
+		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		return TICK_FAIL;
+	}
+	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
+	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
+		progress_line(m, secs);
+		last_print = secs;
+	}
+	if (failed) {
+		end_line(m);
+		if (!qemu_mig_terminal(m->mi.status))
+			qemu_cancel(m);
+		m->wire_code = code;
+		*rc = fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		return TICK_FAIL;
+	}
+	if (!strcmp(m->mi.status, "failed") || !strcmp(m->mi.status, "cancelled")) {
+		end_line(m);
+		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: migration %s%s%s; the guest keeps running here", m->mi.status,
+			   m->mi.error[0] ? ": " : "", m->mi.error);
+		return TICK_FAIL;
+	}
+	if (!strcmp(m->mi.status, "pre-switchover")) {
+		/* The vCPUs are stopped: the mirrors are final; end them before the switch-over, as libvirt does. */
+		cancel_mirrors(m);
+		if (qmp_cmdf(m->q, "migrate-continue", NULL, m->err, sizeof(m->err), "{\"state\": \"pre-switchover\"}") <
+		    0) {
+			*rc = fail(m, MR_EXIT_QEMU, "source QEMU refused to continue: %s", m->err);
+			return TICK_FAIL;
+		}
+		return TICK_NOW; /* the guest is paused: no sleep before the next look */
+	}
+	return !strcmp(m->mi.status, "completed") ? TICK_DONE : TICK_WAIT;
+}
+
+/* Phase 4: follows QEMU until it completed, then the session until every stream is verified. Returns 0 or an exit code. */
+static int migrate_follow(struct mig *m)
+{
+	char why[QMP_ERR_MAX];
+	uint16_t code = 0;
+	int r;
+
 	for (int tick = 0;; tick++) {
-		static double last_print;
+		enum tick t = follow_tick(m, (double)(gw_now_ns() - m->t0) / 1e9, tick == 0, &r);
 
-		double secs = (double)(gw_now_ns() - t0) / 1e9;
-		int serr;
-
-		if (cancel_flag || (m.timeout_s && secs > m.timeout_s)) {
-			char err[QMP_ERR_MAX];
-
-			if (qmp_cmd(m.q, "migrate_cancel", NULL, NULL, err, sizeof(err)) < 0)
-				gw_warn("migrate_cancel: %s", err);
-			if (tty && !m.o.json && !m.o.quiet)
-				fputc('\n', stderr);
-			fprintf(stderr, "migrelay migrate: %s; migration cancelled, the guest keeps running here\n",
-				cancel_flag ? "interrupted" : "timeout");
-			rc = MR_EXIT_CANCELLED;
-			goto out;
-		}
-		if (qemu_query_migrate(m.q, &mi, m.err, sizeof(m.err)) < 0) {
-			fprintf(stderr, "\nmigrelay migrate: source QEMU: %s\n", m.err);
-			rc = MR_EXIT_QEMU;
-			goto out;
-		}
-		pthread_mutex_lock(&m.s->lock);
-		serr = m.s->err_code;
-		if (!serr)
-			for (int i = 0; i < m.s->nstreams; i++)
-				if (m.s->streams[i] && m.s->streams[i]->fail_code) {
-					serr = m.s->streams[i]->fail_code;
-					snprintf(m.err, sizeof(m.err), "%s", m.s->streams[i]->fail_text);
-					break;
-				}
-		if (serr && !m.err[0])
-			snprintf(m.err, sizeof(m.err), "%s", m.s->err_text);
-		pthread_mutex_unlock(&m.s->lock);
-		if (!m.o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(mi.status) || tick == 0)) {
-			progress_line(&m, &mi, secs, tty);
-			last_print = secs;
-		}
-		if (serr) {
-			char err[QMP_ERR_MAX];
-
-			if (tty && !m.o.json && !m.o.quiet)
-				fputc('\n', stderr);
-			fprintf(stderr, "migrelay migrate: FAILED: %s\n", m.err);
-			if (!qemu_mig_terminal(mi.status) && qmp_cmd(m.q, "migrate_cancel", NULL, NULL, err, sizeof(err)) < 0)
-				gw_warn("migrate_cancel: %s", err);
-			rc = serr == WIRE_E_TARGET ? MR_EXIT_QEMU : gw_exit_for_wire_error(serr);
-			goto out;
-		}
-		if (!strcmp(mi.status, "failed") || !strcmp(mi.status, "cancelled")) {
-			if (tty && !m.o.json && !m.o.quiet)
-				fputc('\n', stderr);
-			fprintf(stderr, "migrelay migrate: source QEMU: migration %s%s%s; the guest keeps running here\n",
-				mi.status, mi.error[0] ? ": " : "", mi.error);
-			rc = MR_EXIT_QEMU;
-			goto out;
-		}
-		if (!strcmp(mi.status, "pre-switchover")) {
-			/* The vCPUs are stopped: the mirrors are final; end them before the switch-over, as libvirt does. */
-			cancel_mirrors(&m);
-			if (qmp_cmdf(m.q, "migrate-continue", NULL, m.err, sizeof(m.err),
-				     "{\"state\": \"pre-switchover\"}") < 0) {
-				fprintf(stderr, "migrelay migrate: source QEMU refused to continue: %s\n", m.err);
-				rc = MR_EXIT_QEMU;
-				goto out;
-			}
-			continue;
-		}
-		if (!strcmp(mi.status, "completed"))
+		if (t == TICK_DONE)
 			break;
-		usleep(mirrors ? 50000 : 250000);
+		if (t == TICK_FAIL)
+			return r;
+		if (t == TICK_WAIT)
+			usleep(m->mirrors ? 50000 : 250000);
 	}
-	completed = true;
-	if (tty && !m.o.json && !m.o.quiet)
-		fputc('\n', stderr);
-
-	if (mirrors) {
-		drop_nbd_nodes(&m);
-		for (int i = 0; i < m.o.ndevices; i++)
-			listener_stop(&m.nbd[i]);
+	m->completed = true;
+	end_line(m);
+	if (m->mirrors) {
+		drop_nbd_nodes(m);
+		for (int i = 0; i < m->o.ndevices; i++)
+			listener_stop(&m->nbd[i]);
 	}
-	listener_stop(&m.mf);
+	listener_stop(&m->mf);
 	/* Every stream must now end verified: the main one also says the destination QEMU loaded everything. */
-	r = gw_session_wait_idle(m.s, 120000);
-	if (r != 0) {
-		pthread_mutex_lock(&m.s->lock);
-		for (int i = 0; i < m.s->nstreams; i++)
-			if (m.s->streams[i] && m.s->streams[i]->fail_code) {
-				snprintf(m.err, sizeof(m.err), "%s", m.s->streams[i]->fail_text);
-				r = m.s->streams[i]->fail_code;
-				break;
-			}
-		if (!m.err[0])
-			snprintf(m.err, sizeof(m.err), "%s", r == -ETIMEDOUT ? "streams did not end within 120 s" : m.s->err_text);
-		pthread_mutex_unlock(&m.s->lock);
-		fprintf(stderr, "migrelay migrate: FAILED after QEMU completed: %s\n", m.err);
-		rc = r == WIRE_E_TARGET ? MR_EXIT_QEMU : r > 0 ? gw_exit_for_wire_error(r) : MR_EXIT_PEER_GONE;
-		goto out;
-	}
-	{
-		struct gw_stats st;
-		double secs = (double)(gw_now_ns() - t0) / 1e9;
-		double ratio;
+	if ((r = gw_session_wait_idle(m->s, 120000)) == 0)
+		return 0;
+	if (cmd_first_failure(m->s, -1, &code, why, sizeof(why)) == 0)
+		return fail(m, MR_EXIT_PEER_GONE, "after QEMU completed: %s",
+			    r == -ETIMEDOUT ? "streams did not end within 120 s" : "the session failed");
+	m->wire_code = code;
+	return fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "after QEMU completed: %s",
+		    why);
+}
 
-		gw_session_stats(m.s, &st);
-		gw_proc_mem(0, &rss, &peak);
-		ratio = st.wire_out ? (double)st.raw_out / (double)st.wire_out : 1.0;
-		if (m.o.json)
-			printf("{\"event\":\"report\",\"status\":\"completed\",\"seconds\":%.3f,\"qemu_total_time_ms\":%" PRIu64
-			       ",\"downtime_ms\":%" PRIu64 ",\"stream_bytes\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
-			       ",\"compression_ratio\":%.3f,\"connections\":%d,\"multifd\":%u,\"disks\":%d,"
-			       "\"rss_start_kib\":%ld,\"rss_peak_kib\":%ld,\"verified\":true,\"insecure_plaintext\":%s}\n",
-			       secs, mi.total_time, mi.downtime, st.raw_out, st.wire_out, ratio, m.o.connections,
-			       m.o.multifd, m.o.ndevices, rss0, peak, m.o.plaintext ? "true" : "false");
-		else {
-			char a[32], b[32];
+/* Phase 5: the report of a verified migration: a JSON event on stdout with --json, else lines on stderr. */
+static void migrate_report(struct mig *m)
+{
+	struct gw_stats st;
+	double secs = (double)(gw_now_ns() - m->t0) / 1e9, ratio;
+	long rss;
+	char a[32], b[32];
 
-			fprintf(stderr,
-				"migrelay migrate: completed and verified in %.2f s (QEMU total %" PRIu64 " ms, downtime %" PRIu64
-				" ms)\n  QEMU produced %s, %s on the wire (ratio %.2f), %.1f MiB/s, %d connection(s)%s%s\n",
-				secs, mi.total_time, mi.downtime, gw_fmt_bytes(st.raw_out, a, sizeof(a)),
-				gw_fmt_bytes(st.wire_out, b, sizeof(b)), ratio,
-				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, m.o.connections,
-				m.o.multifd ? ", multifd" : "", m.o.ndevices ? ", disks mirrored" : "");
-			fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)rss0 / 1024.0,
-				(double)peak / 1024.0);
-			if (m.o.plaintext)
-				fprintf(stderr,
-					"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
-		}
-	}
-	rc = MR_EXIT_OK;
-out:
-	if (rc != MR_EXIT_OK && m.q) {
-		char err[QMP_ERR_MAX];
+	gw_session_stats(m->s, &st);
+	gw_proc_mem(0, &rss, &m->peak);
+	ratio = st.wire_out ? (double)st.raw_out / (double)st.wire_out : 1.0;
+	if (m->o.json) {
+		struct json_object *ev = gw_json_event("report");
 
-		if (mirrors) {
-			cancel_mirrors(&m);
-			drop_nbd_nodes(&m);
-			if (qmp_cmdf(m.q, "migrate-set-capabilities", NULL, err, sizeof(err),
-				     "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": false}]}") < 0)
-				gw_dbg("pause-before-switchover off: %s", err);
-		}
-		/* If QEMU had already handed the guest over, take it back: the destination did not make it. */
-		if (completed && qemu_query_status(m.q, status, sizeof(status), err, sizeof(err)) == 0 &&
-		    strcmp(status, "running")) {
-			if (qmp_cmd(m.q, "cont", NULL, NULL, err, sizeof(err)) == 0)
-				fprintf(stderr, "migrelay migrate: resumed the guest on the source\n");
-			else
-				fprintf(stderr, "migrelay migrate: could not resume the guest on the source: %s\n", err);
-		}
+		json_object_object_add(ev, "status", json_object_new_string("completed"));
+		gw_json_add_double(ev, "seconds", secs, 3);
+		gw_json_add_u64(ev, "qemu_total_time_ms", m->mi.total_time);
+		gw_json_add_u64(ev, "downtime_ms", m->mi.downtime);
+		gw_json_add_u64(ev, "stream_bytes", st.raw_out);
+		gw_json_add_u64(ev, "wire_bytes", st.wire_out);
+		gw_json_add_double(ev, "compression_ratio", ratio, 3);
+		json_object_object_add(ev, "connections", json_object_new_int(m->o.connections));
+		json_object_object_add(ev, "multifd", json_object_new_int(m->o.multifd));
+		json_object_object_add(ev, "disks", json_object_new_int(m->o.ndevices));
+		json_object_object_add(ev, "rss_start_kib", json_object_new_int64(m->rss0));
+		json_object_object_add(ev, "rss_peak_kib", json_object_new_int64(m->peak));
+		json_object_object_add(ev, "verified", json_object_new_boolean(1));
+		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(m->o.plaintext));
+		gw_json_emit(stdout, ev);
+		return;
 	}
-	for (int i = 0; i < m.o.ndevices; i++)
-		listener_stop(&m.nbd[i]);
-	listener_stop(&m.mf);
-	if (m.s) {
-		if (rc == MR_EXIT_OK)
-			gw_session_bye(m.s);
-		gw_session_close(m.s);
+	fprintf(stderr,
+		"migrelay migrate: completed and verified in %.2f s (QEMU total %" PRIu64 " ms, downtime %" PRIu64
+		" ms)\n  QEMU produced %s, %s on the wire (ratio %.2f), %.1f MiB/s, %d connection(s)%s%s\n",
+		secs, m->mi.total_time, m->mi.downtime, gw_fmt_bytes(st.raw_out, a, sizeof(a)),
+		gw_fmt_bytes(st.wire_out, b, sizeof(b)), ratio, secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0,
+		m->o.connections, m->o.multifd ? ", multifd" : "", m->o.ndevices ? ", disks mirrored" : "");
+	fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)m->rss0 / 1024.0,
+		(double)m->peak / 1024.0);
+	if (m->o.plaintext)
+		fprintf(stderr,
+			"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
+}
+
+/* Phase 6, after a failure: ends the mirrors, and takes the guest back if QEMU had handed it over. */
+static void migrate_rollback(struct mig *m)
+{
+	char err[QMP_ERR_MAX], status[32];
+
+	if (!m->q)
+		return;
+	if (m->mirrors) {
+		cancel_mirrors(m);
+		drop_nbd_nodes(m);
+		if (qmp_cmdf(m->q, "migrate-set-capabilities", NULL, err, sizeof(err),
+			     "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": false}]}") < 0)
+			gw_dbg("pause-before-switchover off: %s", err);
 	}
-	if (sv[0] >= 0)
-		close(sv[0]);
-	if (sv[1] >= 0)
-		close(sv[1]);
-	qmp_close(m.q);
-	if (m.dir[0]) {
+	/* The destination did not make it: a guest QEMU had already stopped here must run again. */
+	if (m->completed && qemu_query_status(m->q, status, sizeof(status), err, sizeof(err)) == 0 &&
+	    strcmp(status, "running")) {
+		if (qmp_cmd(m->q, "cont", NULL, NULL, err, sizeof(err)) == 0)
+			fprintf(stderr, "migrelay migrate: resumed the guest on the source\n");
+		else
+			fprintf(stderr, "migrelay migrate: could not resume the guest on the source: %s\n", err);
+	}
+}
+
+/* Releases everything: listeners, session (BYE after a success), QMP, the socket directory. */
+static void migrate_cleanup(struct mig *m, bool ok)
+{
+	for (int i = 0; i < m->o.ndevices; i++)
+		listener_stop(&m->nbd[i]);
+	listener_stop(&m->mf);
+	if (m->s) {
+		if (ok)
+			gw_session_bye(m->s);
+		gw_session_close(m->s);
+	}
+	qmp_close(m->q);
+	if (m->dir[0]) {
 		char path[160];
 
-		snprintf(path, sizeof(path), "%s/migrate.sock", m.dir);
+		snprintf(path, sizeof(path), "%s/migrate.sock", m->dir);
 		unlink(path);
-		for (int i = 0; i < m.o.ndevices; i++) {
-			snprintf(path, sizeof(path), "%s/nbd-%d.sock", m.dir, i);
+		for (int i = 0; i < m->o.ndevices; i++) {
+			snprintf(path, sizeof(path), "%s/nbd-%d.sock", m->dir, i);
 			unlink(path);
 		}
-		rmdir(m.dir);
+		rmdir(m->dir);
 	}
-	if (rc != MR_EXIT_OK && m.o.json)
-		printf("{\"event\":\"report\",\"status\":\"failed\",\"exit\":%d}\n", rc);
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct mig m;
+	int rc;
+
+	gw_log_set_prefix("migrelay migrate");
+	memset(&m, 0, sizeof(m));
+	m.tty = isatty(STDERR_FILENO);
+	if ((rc = migrate_parse(&m, argc, argv)) != CMD_GO)
+		return rc;
+	m.t0 = gw_now_ns();
+	m.sa = &sa;
+	if ((rc = migrate_preflight(&m)) == 0 && (rc = migrate_open(&m)) == 0 && (rc = migrate_follow(&m)) == 0)
+		migrate_report(&m);
+	else
+		migrate_rollback(&m);
+	migrate_cleanup(&m, rc == MR_EXIT_OK);
+	if (rc != MR_EXIT_OK)
+		cmd_failed("migrate", m.o.json, rc, m.wire_code, "%s", m.err);
 	return rc;
 }

@@ -6,9 +6,9 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "crypto/pki.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -22,7 +22,9 @@ static const char pki_usage[] =
 	"A small certificate authority for tests and small sites. The files follow\n"
 	"QEMU's tls-creds-x509 layout, so one directory serves both QEMU and\n"
 	"migrelay (--tls-dir). See `migrelay pki init --help` and\n"
-	"`migrelay pki issue --help`.\n";
+	"`migrelay pki issue --help`.\n"
+	"\n"
+	"Exit codes: 0 done, 1 failure (the reason is printed), 2 bad command line.\n";
 
 static const char init_usage[] =
 	"Usage: migrelay pki init --dir DIR [--cn NAME] [--days N]\n"
@@ -34,7 +36,9 @@ static const char init_usage[] =
 	"      --dir DIR    directory for the CA (created if missing)\n"
 	"      --cn NAME    the CA's common name (default \"migrelay CA\")\n"
 	"      --days N     validity in days (default 3650)\n"
-	"  -h, --help       show this help\n";
+	"  -h, --help       show this help\n"
+	"\n"
+	"Exit codes: 0 done, 1 failure (the reason is printed), 2 bad command line.\n";
 
 static const char issue_usage[] =
 	"Usage: migrelay pki issue server|client --ca DIR --out DIR --cn NAME [options]\n"
@@ -56,7 +60,9 @@ static const char issue_usage[] =
 	"  -h, --help         show this help\n"
 	"\n"
 	"The peer identity that --allow matches is the subject as RFC 4514 text,\n"
-	"e.g. \"CN=host1,O=Example\" for --cn host1 --org Example.\n";
+	"e.g. \"CN=host1,O=Example\" for --cn host1 --org Example.\n"
+	"\n"
+	"Exit codes: 0 done, 1 failure (the reason is printed), 2 bad command line.\n";
 
 /* Reports a bad option the way getopt_long would, plus where to look. */
 static int pki_bad_option(const char *cmd, int c, int opt, char **argv)
@@ -76,17 +82,11 @@ static int pki_bad_option(const char *cmd, int c, int opt, char **argv)
 
 static int pki_parse_days(const char *cmd, const char *s, int *out)
 {
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < 1 || v > 36500) {
+	if (cli_parse_int(s, 1, 36500, out) < 0) {
 		fprintf(stderr, "migrelay pki %s: --days \"%.40s\" must be a whole number of days from 1 to 36500\n", cmd,
 			s);
 		return -EINVAL;
 	}
-	*out = (int)v;
 	return 0;
 }
 

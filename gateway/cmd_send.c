@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* `migrelay send`: standard input to a target; what the target answers comes back on standard output. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "client.h"
-#include "cmd_connect.h"
+#include "cmd_common.h"
 #include "cmds.h"
 #include "exitcodes.h"
 #include "log.h"
@@ -21,6 +19,10 @@ static const char send_usage[] =
 	"target sends back to standard output. Exits 0 only when the peer verified\n"
 	"the byte count and XXH3-128 digest of everything sent, and everything\n"
 	"received was verified the same way.\n"
+	"\n"
+	"With --json the progress events and the report are JSON lines on standard\n"
+	"output; the report follows whatever the target answered. With a target\n"
+	"that answers, add --quiet: no progress event is mixed into the answer.\n"
 	"\n";
 
 static int stdio_finish(struct gw_stream *st)
@@ -31,91 +33,72 @@ static int stdio_finish(struct gw_stream *st)
 
 static const struct gw_sink_ops stdio_ops = { .finish = stdio_finish };
 
+/* Prints the verified report: JSON on stdout with --json, else a line on stderr (stdout carries the answer). */
+static void report_ok(const struct gw_client_opts *o, struct gw_session *s, int id, double secs)
+{
+	struct gw_stats st;
+	struct wire_end e;
+	char a[32], b[32], hex[33] = "?";
+
+	gw_session_stats(s, &st);
+	if (wire_end_decode(&e, s->streams[id]->out_end, WIRE_END_LEN) == 0)
+		digest_hex(e.digest, hex);
+	if (o->json) {
+		struct json_object *ev = gw_json_event("report");
+
+		json_object_object_add(ev, "status", json_object_new_string("verified"));
+		gw_json_add_u64(ev, "sent", st.raw_out);
+		gw_json_add_u64(ev, "received", st.raw_in);
+		gw_json_add_u64(ev, "wire_sent", st.wire_out);
+		gw_json_add_u64(ev, "wire_received", st.wire_in);
+		gw_json_add_double(ev, "seconds", secs, 3);
+		json_object_object_add(ev, "connections", json_object_new_int(o->connections));
+		json_object_object_add(ev, "digest", json_object_new_string(hex));
+		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(o->plaintext));
+		gw_json_emit(stdout, ev);
+	} else if (!o->quiet) {
+		fprintf(stderr,
+			"migrelay send: verified: sent %s (%llu bytes, xxh3-128 %s), received %s, %.2f s, %.1f MiB/s over %d connection(s)%s\n",
+			gw_fmt_bytes(st.raw_out, a, sizeof(a)), (unsigned long long)st.raw_out, hex,
+			gw_fmt_bytes(st.raw_in, b, sizeof(b)), secs,
+			secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, o->connections,
+			o->plaintext ? ", INSECURE PLAINTEXT" : "");
+	}
+}
+
 int cmd_send(int argc, char **argv)
 {
+	static const struct cmd_def def = { .name = "send", .usage = send_usage };
 	struct gw_client_opts o;
 	struct gw_session *s = NULL;
 	struct gw_progress pr;
-	struct gw_stats st;
-	char a[32], b[32], hex[33];
-	int c, r, id;
+	char why[WIRE_MAX_ERROR_TEXT + 1];
+	uint16_t code = 0;
+	int r, id;
 	uint64_t t0;
-	double secs;
 
 	gw_log_set_prefix("migrelay send");
-	gw_client_opts_init(&o);
-	{
-		struct option lo[GW_LONGOPTS_MAX];
-
-		gw_client_longopts_with(lo, NULL);
-		while ((c = getopt_long(argc, argv, GW_CLIENT_OPTSTRING "h", lo, NULL)) != -1) {
-			if (c == 'h') {
-				printf("%s%s", send_usage, gw_client_usage);
-				return MR_EXIT_OK;
-			}
-			r = gw_client_opt(&o, c, optarg);
-			if (r < 0)
-				return MR_EXIT_USAGE;
-			if (r == 0) {
-				fprintf(stderr, "%s%s", send_usage, gw_client_usage);
-				return MR_EXIT_USAGE;
-			}
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "migrelay send: unexpected argument \"%.80s\" (input comes from standard input)\n",
-			argv[optind]);
-		return MR_EXIT_USAGE;
-	}
-	if (gw_client_opts_check(&o) < 0)
-		return MR_EXIT_USAGE;
-	signal(SIGPIPE, SIG_IGN);
-	t0 = gw_now_ns();
-	if ((r = cmd_connect(&o, &s)) != 0)
+	if ((r = cmd_parse(&def, &o, argc, argv)) != CMD_GO)
 		return r;
+	t0 = gw_now_ns();
+	if ((r = cmd_connect(&o, &s)) != MR_EXIT_OK)
+		return o.json ? cmd_failed("send", true, r, 0, "no session with %s", o.to) : r;
 	id = gw_stream_open(s, WIRE_ROLE_PLAIN, STDIN_FILENO, STDOUT_FILENO, &stdio_ops, NULL);
 	if (id < 0) {
-		fprintf(stderr, "migrelay send: cannot open the stream: %s\n", strerror(-id));
 		gw_session_close(s);
-		return MR_EXIT_FAIL;
+		return cmd_failed("send", o.json, MR_EXIT_FAIL, 0, "cannot open the stream: %s", strerror(-id));
 	}
-	gw_progress_start(&pr, s, stderr, o.json, o.progress, o.quiet);
+	gw_progress_start(&pr, s, o.json ? stdout : stderr, o.json, o.progress, o.quiet);
 	r = gw_stream_wait(s, id, -1);
 	gw_progress_stop(&pr);
-	gw_session_stats(s, &st);
-	secs = (double)(gw_now_ns() - t0) / 1e9;
 	if (r == 0) {
-		struct wire_end e;
-
-		if (wire_end_decode(&e, s->streams[id]->out_end, WIRE_END_LEN) == 0)
-			digest_hex(e.digest, hex);
-		else
-			strcpy(hex, "?");
-		if (o.json)
-			fprintf(stderr,
-				"{\"event\":\"report\",\"status\":\"verified\",\"sent\":%llu,\"received\":%llu,\"wire_sent\":%llu,\"wire_received\":%llu,\"seconds\":%.3f,\"connections\":%d,\"digest\":\"%s\",\"insecure_plaintext\":%s}\n",
-				(unsigned long long)st.raw_out, (unsigned long long)st.raw_in,
-				(unsigned long long)st.wire_out, (unsigned long long)st.wire_in, secs, o.connections,
-				hex, o.plaintext ? "true" : "false");
-		else if (!o.quiet)
-			fprintf(stderr,
-				"migrelay send: verified: sent %s (%llu bytes, xxh3-128 %s), received %s, %.2f s, %.1f MiB/s over %d connection(s)%s\n",
-				gw_fmt_bytes(st.raw_out, a, sizeof(a)), (unsigned long long)st.raw_out, hex,
-				gw_fmt_bytes(st.raw_in, b, sizeof(b)), secs,
-				secs > 0 ? (double)st.raw_out / secs / 1048576.0 : 0.0, o.connections,
-				o.plaintext ? ", INSECURE PLAINTEXT" : "");
+		report_ok(&o, s, id, (double)(gw_now_ns() - t0) / 1e9);
 		gw_session_bye(s);
 		gw_session_close(s);
 		return MR_EXIT_OK;
 	}
-	if (r > 0) {
-		const char *txt = s->streams[id]->fail_text[0] ? s->streams[id]->fail_text : s->err_text;
-
-		fprintf(stderr, "migrelay send: FAILED (%s): %s\n", wire_error_name((uint16_t)r), txt);
-		if (o.json)
-			fprintf(stderr, "{\"event\":\"report\",\"status\":\"failed\",\"error\":\"%s\"}\n",
-				wire_error_name((uint16_t)r));
-	}
+	if (cmd_first_failure(s, id, &code, why, sizeof(why)) == 0)
+		snprintf(why, sizeof(why), "the stream did not complete");
 	gw_session_close(s);
-	return r > 0 ? gw_exit_for_wire_error(r) : MR_EXIT_FAIL;
+	return cmd_failed("send", o.json, code ? cmd_exit_for_wire_error(code) : MR_EXIT_FAIL, code, "%s", why);
 }

@@ -22,7 +22,12 @@ static const char usage[] =
 	"  pki       create a CA and certificates\n"
 	"  bench     measure what a path carries (synthetic migration stream)\n"
 	"  status    what a running serve is doing; reload its configuration\n"
-	"  version   print the version\n";
+	"  version   print the version\n"
+	"\n"
+	"Exit codes: 0 success, 1 other failure, 2 bad command line or configuration,\n"
+	"3 cannot connect, 4 TLS or authorization, 5 target, 6 digest mismatch,\n"
+	"7 peer gone, 8 protocol, 9 QEMU, 10 cancelled (each command's --help says\n"
+	"which it uses).\n";
 
 int main(int argc, char **argv)
 {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "report.h"
 
 static void *progress_main(void *arg)
 {
@@ -32,15 +33,22 @@ static void *progress_main(void *arg)
 		secs = (double)(now - p->t0) / 1e9;
 		last_bytes = bytes;
 		last_t = now;
-		if (p->json)
-			fprintf(p->out,
-				"{\"event\":\"progress\",\"seconds\":%.1f,\"sent\":%llu,\"received\":%llu,\"wire_sent\":%llu,\"rate_bps\":%.0f,\"connections\":%d}\n",
-				secs, (unsigned long long)st.raw_out, (unsigned long long)st.raw_in,
-				(unsigned long long)st.wire_out, rate, st.live_conns);
-		else
-			fprintf(p->out, "\r%6.1fs  sent %s  received %s  %s/s  %d conn   ", secs,
-				gw_fmt_bytes(st.raw_out, a, sizeof(a)), gw_fmt_bytes(st.raw_in, b, sizeof(b)),
-				gw_fmt_bytes((uint64_t)rate, c, sizeof(c)), st.live_conns);
+		if (p->json) {
+			struct json_object *ev = gw_json_event("progress");
+
+			gw_json_add_double(ev, "seconds", secs, 1);
+			gw_json_add_u64(ev, "sent", st.raw_out);
+			gw_json_add_u64(ev, "received", st.raw_in);
+			gw_json_add_u64(ev, "wire_sent", st.wire_out);
+			gw_json_add_double(ev, "rate_bps", rate, 0);
+			json_object_object_add(ev, "connections", json_object_new_int(st.live_conns));
+			gw_json_emit(p->out, ev);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		fprintf(p->out, "\r%6.1fs  sent %s  received %s  %s/s  %d conn   ", secs,
+			gw_fmt_bytes(st.raw_out, a, sizeof(a)), gw_fmt_bytes(st.raw_in, b, sizeof(b)),
+			gw_fmt_bytes((uint64_t)rate, c, sizeof(c)), st.live_conns);
 		fflush(p->out);
 		pthread_mutex_lock(&p->lock);
 	}

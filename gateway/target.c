@@ -14,6 +14,32 @@
 #include "log.h"
 #include "net.h"
 
+/*
+ * file:PATH: the file is written beside PATH (a temporary name, renamed when
+ * verified), so its directory must exist and be writable now, not only at
+ * the first stream. Returns 0 or -errno with <why> set.
+ */
+static int file_dir_check(const struct gw_target *t, char *why, size_t whylen)
+{
+	char buf[sizeof(t->path)];
+	const char *dir;
+	struct stat sb;
+	int e;
+
+	snprintf(buf, sizeof(buf), "%s", t->path);
+	dir = dirname(buf); /* points into buf, or at a static "." */
+	if (stat(dir, &sb) < 0)
+		e = errno;
+	else if (!S_ISDIR(sb.st_mode))
+		e = ENOTDIR;
+	else if (access(dir, W_OK | X_OK) < 0)
+		e = errno;
+	else
+		return 0;
+	snprintf(why, whylen, "--target %s: cannot write files in %.200s: %s", t->name, dir, strerror(e));
+	return -e;
+}
+
 int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whylen)
 {
 	const char *eq = strchr(arg, '='), *spec;
@@ -54,6 +80,8 @@ int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whyl
 		return -EINVAL;
 	}
 	strcpy(t->path, spec);
+	if (t->kind == GW_TGT_FILE)
+		return file_dir_check(t, why, whylen);
 	if (t->kind == GW_TGT_QMP) {
 		char *opt = strstr(t->path, ",log=");
 

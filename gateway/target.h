@@ -18,14 +18,18 @@ struct gw_target {
 	struct authz_list allow; /* per-target patterns (--allow-for NAME=PATTERN) */
 };
 
-/* Parses "NAME=SPEC" (SPEC: discard, file:PATH, unix:PATH, qmp:PATH). Returns 0 or -EINVAL with <why> set. */
+/*
+ * Parses "NAME=SPEC" (SPEC: discard, file:PATH, unix:PATH, qmp:PATH). For
+ * file:, PATH's directory must exist and be writable now. Returns 0, or
+ * -EINVAL (bad form) or -errno (file: directory) with <why> set.
+ */
 MR_MUST_CHECK int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whylen);
 
 /*
  * Server on_open: connects stream <st> to the session's target (s->ctx is
  * the struct gw_target). Returns 0, or -errno with <why> set.
  */
-int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen);
+MR_MUST_CHECK int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen);
 
 /*
  * Server, at HELLO: prepares the session for target <t> (for qmp: checks the
@@ -33,7 +37,7 @@ int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t
  * sets s->ctx, s->on_open and s->ctx_free. Returns 0, or -errno with <why>
  * naming the problem (QEMU's own text where QEMU refused).
  */
-int gw_target_session_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen);
+MR_MUST_CHECK int gw_target_session_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen);
 
 /* The sink ops of a plain socket: half-close after the verified END, close at the end. */
 extern const struct gw_sink_ops gw_sock_ops;

@@ -16,9 +16,9 @@ for kind in zero text random mixed; do
 		mode=zstd:3
 		[ "$kind" = mixed ] && [ "$n" = 4 ] && mode=auto # auto must be byte-exact too
 		"$MIGRELAY" send --to "127.0.0.1:$port" --target f --tls-dir "$T/cli" --connections "$n" \
-			--compress "$mode" --json <"$T/$kind" >/dev/null 2>"$T/send.log" || { cat "$T/send.log"; fail "$kind/$n"; }
+			--compress "$mode" --json <"$T/$kind" >"$T/send.json" 2>"$T/send.log" || { cat "$T/send.log"; fail "$kind/$n"; }
 		cmp "$T/$kind" "$T/out.bin" || fail "$kind over $n connections differs"
-		report=$(grep '"event":"report"' "$T/send.log")
+		report=$(grep '"event":"report"' "$T/send.json") # --json: on stdout
 		sent=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sent"])')
 		wire=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["wire_sent"])')
 		case $kind in

@@ -31,7 +31,7 @@ send_to() {
 	shift 2
 	rc=0
 	MIGRELAY_REKEY_BYTES=1048576 "$MIGRELAY" send --to "127.0.0.1:$p" --target f --tls-dir "$T/cli" --quiet "$@" \
-		<"$T/in" >/dev/null 2>"$log" || rc=$?
+		<"$T/in" >"$log.json" 2>"$log" || rc=$? # --json reports go to stdout
 }
 
 # session_id LOG: the id of the session a client log names.
@@ -46,7 +46,7 @@ for n in 1 4; do
 	[ "$rc" = 0 ] || { cat "$T/send.log"; fail "plaintext send over $n connection(s): exit $rc"; }
 	cmp "$T/in" "$T/out.bin" || fail "plaintext, $n connection(s): the file differs"
 	grep -qE "warning: $WARN" "$T/send.log" || { cat "$T/send.log"; fail "client did not warn"; }
-	grep -q '"insecure_plaintext":true' "$T/send.log" || fail "the JSON report does not say plaintext"
+	grep -q '"insecure_plaintext":true' "$T/send.log.json" || fail "the JSON report does not say plaintext"
 	id=$(session_id "$T/send.log")
 	[ -n "$id" ] || fail "no session id in the client's warning"
 	mr_wait_log "$slog" "warning: session $id: INSECURE PLAINTEXT: data is neither encrypted" ||
@@ -62,7 +62,7 @@ send_to "$port" "$T/send.log" --connections 2 --json
 [ "$rc" = 0 ] || { cat "$T/send.log"; fail "TLS send to a server offering plaintext: exit $rc"; }
 cmp "$T/in" "$T/out.bin" || fail "TLS to a plaintext-offering server: the file differs"
 ! grep -q "INSECURE PLAINTEXT" "$T/send.log" || fail "a TLS client warned about plaintext"
-grep -q '"insecure_plaintext":false' "$T/send.log" || fail "the JSON report does not say TLS"
+grep -q '"insecure_plaintext":false' "$T/send.log.json" || fail "the JSON report does not say TLS"
 last=$(grep -E 'session [0-9a-f]{16}: 127.0.0.1' "$slog" | tail -n 1)
 ! echo "$last" | grep -q "PLAINTEXT" || fail "server logged the TLS session as plaintext: $last"
 ok "server offering plaintext serves a client that does not ask with TLS"
@@ -72,10 +72,10 @@ yes "a compressible line of guest memory" | head -c $((64 << 20)) >"$T/comp" || 
 rm -f "$T/out.bin"
 rc=0
 "$MIGRELAY" send --to "127.0.0.1:$port" --target f --tls-dir "$T/cli" --quiet --connections 2 --compress zstd \
-	--insecure-plaintext --json <"$T/comp" >/dev/null 2>"$T/send-z.log" || rc=$?
+	--insecure-plaintext --json <"$T/comp" >"$T/send-z.json" 2>"$T/send-z.log" || rc=$?
 [ "$rc" = 0 ] || { cat "$T/send-z.log"; fail "plaintext with zstd: exit $rc"; }
 cmp "$T/comp" "$T/out.bin" || fail "plaintext with zstd: the file differs"
-wire=$(grep -oE '"wire_sent":[0-9]+' "$T/send-z.log" | cut -d: -f2)
+wire=$(grep -oE '"wire_sent":[0-9]+' "$T/send-z.json" | cut -d: -f2)
 [ -n "$wire" ] && [ "$wire" -lt $((8 << 20)) ] || { cat "$T/send-z.log"; fail "plaintext with zstd: $wire bytes on the wire"; }
 ok "plaintext with --compress zstd: 64 MiB byte-exact, $wire bytes on the wire"
 
