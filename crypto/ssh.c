@@ -726,7 +726,7 @@ static bool key_encrypted(const char *path)
 		return false;
 	b += sizeof(begin) - 1;
 	/* "openssh-key-v1\0", then string ciphername: 15 + 4 + 6 bytes cover "none"; decode a little more */
-	bn = b64_decode(b, strnlen(b, 200), bin, sizeof(bin));
+	bn = b64_decode(b, strnlen(b, 160), bin, sizeof(bin)); /* <= 120 bytes */
 	if (bn < 15 + 4 || memcmp(bin, "openssh-key-v1", 15) != 0)
 		return false;
 	uint32_t cl = (uint32_t)bin[15] << 24 | (uint32_t)bin[16] << 16 | (uint32_t)bin[17] << 8 | bin[18];
@@ -873,10 +873,20 @@ static int open_channel(struct mr_ssh *c, const struct mr_ssh_url *u, const stru
 			   u->host, u->path);
 		return -EPERM;
 	}
+	/*
+	 * OpenSSH's sshd answers "connect failed" both when the socket cannot
+	 * be reached and when its policy refuses unix-socket forwarding
+	 * (server_request_direct_streamlocal returns no channel either way;
+	 * only its log says "refused streamlocal port forward"), so the
+	 * sentence names both causes.
+	 */
 	if (rc == LIBSSH2_ERROR_CHANNEL_FAILURE && strstr(why, "connect failed")) {
 		crypto_msg(err, errlen,
-			   "sshd on %s could not connect to %s: no such socket, or nothing listens there "
-			   "(is `migrelay serve --listen unix:%s` running, and may %s open it?)",
+			   "sshd on %s could not open the unix socket %s: either nothing listens there (is "
+			   "`migrelay serve --listen unix:%s` running, and may %s connect to it?), or sshd forbids "
+			   "unix-socket forwarding (AllowStreamLocalForwarding no or remote, DisableForwarding, or "
+			   "restrict/no-port-forwarding on the key; its log then says \"refused streamlocal port "
+			   "forward\")",
 			   u->host, u->path, u->path, u->user);
 		return -ENXIO;
 	}

@@ -66,8 +66,11 @@ struct mr_ssh;
  *   -ENOKEY        host key unknown (the sentence shows its SHA256 fingerprint and what to do)
  *   -EKEYREJECTED  host key differs from the known one (possible attack), or was revoked
  *   -EACCES        authentication refused (no key the server accepts, or only encrypted keys)
- *   -EPERM         sshd refused the forwarding (AllowStreamLocalForwarding no, or restricted key)
- *   -ENXIO         sshd could not connect to u->path (no socket there, or nobody listening)
+ *   -ENXIO         the channel open failed with "connect failed": nothing listens at
+ *                  u->path, or sshd's policy forbids unix-socket forwarding
+ *                  (OpenSSH answers both alike; the sentence names both causes)
+ *   -EPERM         the server answered "administratively prohibited" (SSH servers
+ *                  other than OpenSSH's sshd, which says "connect failed" instead)
  *   -EOPNOTSUPP    the server does not know direct-streamlocal channels
  *   -EPROTO        SSH protocol failure (no common algorithm, bad packet)
  *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, ... (TCP), -ENOENT (host name unknown,
