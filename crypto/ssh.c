@@ -95,6 +95,9 @@ struct mr_ssh {
 	bool waiting[2];        /* under mu: that role waits in poll for the socket */
 	int wake[2];            /* eventfds: wake that role's poll */
 	int cancel;             /* eventfd: mr_ssh_abort */
+	atomic_int abort_fd;    /* -1, or a socket whose POLLHUP aborts too (mr_ssh_set_abort_fd) */
+	atomic_int rcv_ms;      /* mr_ssh_set_timeouts; 0: none */
+	atomic_int snd_ms;
 	atomic_bool aborted;
 	bool eof_sent;
 	char methods[256];
@@ -247,14 +250,23 @@ static LIBSSH2_SEND_FUNC(ssh_send_cb)
 			continue;
 		if (n < 0 && errno != EAGAIN)
 			return -errno;
-		struct pollfd pf[2] = { { .fd = socket, .events = POLLOUT }, { .fd = c->cancel, .events = POLLIN } };
-		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+		struct pollfd pf[3] = { { .fd = socket, .events = POLLOUT },
+					{ .fd = c->cancel, .events = POLLIN },
+					{ .fd = atomic_load(&c->abort_fd), .events = 0 } };
+		int snd = atomic_load(&c->snd_ms), r = poll(pf, 3, snd > 0 ? snd : -1);
+
+		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (pf[1].revents)
+		if (pf[1].revents || pf[2].revents)
 			return -ECONNABORTED;
+		if (r == 0)
+			return -ETIMEDOUT; /* the kernel took nothing for the whole send timeout */
 	}
 	return (ssize_t)length;
 }
+
+static int64_t now_ms(void);
+static int64_t deadline_after(int ms);
 
 static int64_t now_ms(void)
 {
@@ -276,9 +288,10 @@ static int ssh_wait(struct mr_ssh *c, int role, int64_t deadline)
 	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 		ev |= POLLOUT;
 	for (;;) {
-		struct pollfd pf[3] = { { .fd = c->fd, .events = ev },
+		struct pollfd pf[4] = { { .fd = c->fd, .events = ev },
 					{ .fd = c->cancel, .events = POLLIN },
-					{ .fd = c->wake[role], .events = POLLIN } };
+					{ .fd = c->wake[role], .events = POLLIN },
+					{ .fd = atomic_load(&c->abort_fd), .events = 0 } };
 		int tmo = -1;
 
 		if (deadline >= 0) {
@@ -288,12 +301,12 @@ static int ssh_wait(struct mr_ssh *c, int role, int64_t deadline)
 				return -ETIMEDOUT;
 			tmo = left > INT_MAX ? INT_MAX : (int)left;
 		}
-		r = poll(pf, 3, tmo);
+		r = poll(pf, 4, tmo);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return -errno;
-		if (pf[1].revents || atomic_load(&c->aborted))
+		if (pf[1].revents || pf[3].revents || atomic_load(&c->aborted))
 			return -ECANCELED;
 		if (pf[2].revents) {
 			uint64_t v;
@@ -983,6 +996,7 @@ int mr_ssh_connect(const struct mr_ssh_url *u, const struct mr_ssh_opts *o, stru
 	if (!c)
 		return -ENOMEM;
 	c->fd = c->cancel = c->wake[0] = c->wake[1] = -1;
+	atomic_init(&c->abort_fd, -1);
 	pthread_mutex_init(&c->mu, NULL);
 	c->cancel = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->wake[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1067,6 +1081,12 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Data path */
 
+/* -1 for no timeout. */
+static int64_t deadline_after(int ms)
+{
+	return ms > 0 ? now_ms() + ms : -1;
+}
+
 /* Under c->mu: record the error text of a failed data-path call. */
 static int data_error(struct mr_ssh *c, int rc)
 {
@@ -1076,14 +1096,14 @@ static int data_error(struct mr_ssh *c, int rc)
 	return ssh_errno(rc);
 }
 
-/* Under c->mu: waits for the socket as <role>, re-taking the lock. */
-static int data_wait(struct mr_ssh *c, int role)
+/* Under c->mu: waits for the socket as <role> until <deadline> (-1: none), re-taking the lock. */
+static int data_wait(struct mr_ssh *c, int role, int64_t deadline)
 {
 	int r;
 
 	c->waiting[role] = true;
 	pthread_mutex_unlock(&c->mu);
-	r = ssh_wait(c, role, -1);
+	r = ssh_wait(c, role, deadline);
 	pthread_mutex_lock(&c->mu);
 	c->waiting[role] = false;
 	return r;
@@ -1094,6 +1114,8 @@ ssize_t mr_ssh_send_all(struct mr_ssh *c, const void *buf, size_t len)
 	const char *p = buf;
 	size_t off = 0;
 	ssize_t r = 0;
+	int snd = atomic_load(&c->snd_ms);
+	int64_t deadline = deadline_after(snd);
 
 	pthread_mutex_lock(&c->mu);
 	if (c->eof_sent)
@@ -1109,9 +1131,12 @@ ssize_t mr_ssh_send_all(struct mr_ssh *c, const void *buf, size_t len)
 		ssh_after_call(c, SSH_ROLE_TX);
 		if (n > 0) {
 			off += (size_t)n;
+			deadline = deadline_after(snd); /* the timeout bounds a stall, not the whole send */
 		} else if (n == 0 || n == LIBSSH2_ERROR_EAGAIN) {
 			/* The peer's window is closed: its adjustment comes in on the socket. */
-			r = data_wait(c, SSH_ROLE_TX);
+			r = data_wait(c, SSH_ROLE_TX, deadline);
+			if (r == -ETIMEDOUT)
+				snprintf(c->last, sizeof(c->last), "the peer opened no window for %d ms", snd);
 		} else {
 			r = data_error(c, (int)n);
 		}
@@ -1122,6 +1147,7 @@ ssize_t mr_ssh_send_all(struct mr_ssh *c, const void *buf, size_t len)
 
 ssize_t mr_ssh_recv(struct mr_ssh *c, void *buf, size_t len)
 {
+	int64_t deadline = deadline_after(atomic_load(&c->rcv_ms));
 	ssize_t n;
 
 	if (len == 0)
@@ -1139,10 +1165,10 @@ ssize_t mr_ssh_recv(struct mr_ssh *c, void *buf, size_t len)
 		if (n == 0 && libssh2_channel_eof(c->ch))
 			break;
 		if (n == 0 || n == LIBSSH2_ERROR_EAGAIN) {
-			int w = data_wait(c, SSH_ROLE_RX);
+			int w = data_wait(c, SSH_ROLE_RX, deadline);
 
 			if (w < 0) {
-				n = w;
+				n = w == -ETIMEDOUT ? -EAGAIN : w; /* nothing received, nothing lost */
 				break;
 			}
 			continue;
@@ -1169,7 +1195,7 @@ int mr_ssh_shutdown_send(struct mr_ssh *c)
 		if (rc == 0) {
 			c->eof_sent = true;
 		} else if (rc == LIBSSH2_ERROR_EAGAIN) {
-			if ((r = data_wait(c, SSH_ROLE_TX)) < 0)
+			if ((r = data_wait(c, SSH_ROLE_TX, deadline_after(atomic_load(&c->snd_ms)))) < 0)
 				break;
 		} else {
 			r = data_error(c, rc);
@@ -1212,6 +1238,17 @@ void mr_ssh_close(struct mr_ssh *c)
 			SSH_SETUP_CALL(c, deadline, rc, libssh2_session_disconnect(c->s, "closed"));
 	}
 	ssh_free(c);
+}
+
+void mr_ssh_set_abort_fd(struct mr_ssh *c, int fd)
+{
+	atomic_store(&c->abort_fd, fd);
+}
+
+void mr_ssh_set_timeouts(struct mr_ssh *c, int rcv_ms, int snd_ms)
+{
+	atomic_store(&c->rcv_ms, rcv_ms > 0 ? rcv_ms : 0);
+	atomic_store(&c->snd_ms, snd_ms > 0 ? snd_ms : 0);
 }
 
 const char *mr_ssh_methods(const struct mr_ssh *c)

@@ -83,15 +83,17 @@ MR_MUST_CHECK int mr_ssh_connect(const struct mr_ssh_url *u, const struct mr_ssh
 /*
  * Sends all <len> bytes on the channel (waiting for the peer's window as
  * needed). Returns <len>, or -EPIPE (channel closed or EOF already sent),
- * -ECANCELED (mr_ssh_abort), -ECONNRESET/-EIO (connection lost, SSH
- * error; mr_ssh_last_error says more). The sending thread only.
+ * -ECANCELED (mr_ssh_abort, abort fd), -ETIMEDOUT (no progress for the
+ * send timeout), -ECONNRESET/-EIO (connection lost, SSH error;
+ * mr_ssh_last_error says more). The sending thread only.
  */
 MR_MUST_CHECK ssize_t mr_ssh_send_all(struct mr_ssh *c, const void *buf, size_t len);
 
 /*
  * Receives up to <len> bytes (at least 1 unless at the end). Returns the
- * count, 0 once the peer sent EOF or closed the channel, or -ECANCELED,
- * -ECONNRESET, -EIO. The receiving thread only.
+ * count, 0 once the peer sent EOF or closed the channel, -EAGAIN when the
+ * receive timeout passed with nothing received (nothing lost), or
+ * -ECANCELED, -ECONNRESET, -EIO. The receiving thread only.
  */
 MR_MUST_CHECK ssize_t mr_ssh_recv(struct mr_ssh *c, void *buf, size_t len);
 
@@ -107,6 +109,21 @@ MR_MUST_CHECK int mr_ssh_shutdown_send(struct mr_ssh *c);
  * Any thread, any time before mr_ssh_close.
  */
 void mr_ssh_abort(struct mr_ssh *c);
+
+/*
+ * Also abort (as mr_ssh_abort) when socket <fd> reports POLLHUP, i.e. its
+ * peer end was shut down in both directions: the handle a connection
+ * interface hands to code that ends connections with shutdown(2). <fd>
+ * stays the caller's and must stay open while <c> is in use. Any thread.
+ */
+void mr_ssh_set_abort_fd(struct mr_ssh *c, int fd);
+
+/*
+ * Timeouts of later calls, in ms (0: none): mr_ssh_recv returns -EAGAIN
+ * after <rcv_ms> without data; a send fails with -ETIMEDOUT after <snd_ms>
+ * without progress. Any thread.
+ */
+void mr_ssh_set_timeouts(struct mr_ssh *c, int rcv_ms, int snd_ms);
 
 /*
  * Closes the channel and the connection (politely if they are still up)

@@ -35,6 +35,23 @@ ok "connected: $(head -1 "$T/peer.out")"
 peer_expect 0 "^echo: 4 connection" echo "$URL" -n 4 -b $((64 << 20)) --known-hosts "$SSH_KH" --key "$SSH_KEY"
 ok "$(tail -1 "$T/peer.out")"
 
+# The same through stream/conn.h (crypto/ssh_conn.c), as the session will use it.
+peer_expect 0 "^echo: 2 connection" echo "$URL" --conn -n 2 -b $((16 << 20)) --known-hosts "$SSH_KH" --key "$SSH_KEY"
+ok "connection interface: $(tail -1 "$T/peer.out")"
+# ... whose fd keeps a socket's meaning: SO_RCVTIMEO and shutdown(SHUT_RDWR).
+python3 - "$T/silent.sock" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+held = []
+while True:
+    held.append(s.accept()[0])
+PY
+MR_PIDS+=($!)
+mr_wait_file "$T/silent.sock" 10 || fail "silent server did not start"
+peer_expect 0 "blocked recv ended with -ECONNRESET" conn-abort "$(ssh_url "$SSH_PORT" "$T/silent.sock")" \
+	--known-hosts "$SSH_KH" --key "$SSH_KEY"
+ok "connection interface: $(grep -h "timeout\|shutdown" "$T/peer.out" | tr '\n' ';')"
+
 # Hashed known_hosts (ssh-keygen -H) match too.
 cp "$SSH_KH" "$T/kh_hashed"
 ssh-keygen -q -H -f "$T/kh_hashed" 2>/dev/null

@@ -12,10 +12,15 @@
  *   mr_sshpeer sink URL [opts]            send only (to a server that reads
  *                                         to EOF and closes), for throughput
  *   mr_sshpeer tcp HOST:PORT [opts]       the same over plain TCP (ssh -L)
+ *   mr_sshpeer conn-abort URL [opts]      through stream/conn.h (crypto/ssh_conn.c)
+ *                                         against a server that stays silent:
+ *                                         SO_RCVTIMEO on c->fd gives -EAGAIN,
+ *                                         shutdown(c->fd) ends a blocked recv
  *
  * opts: -n CONNECTIONS, -b BYTES (per connection), --known-hosts F,
  * --global-known-hosts F, --key F, --accept-new, --no-agent, --ciphers L,
- * --macs L, --timeout MS.
+ * --macs L, --timeout MS, --conn (echo/sink through stream/conn.h: mr_conn_send,
+ * mr_conn_recv, mr_conn_half_close, as the session uses a connection).
  *
  * A failed connect prints the library's sentence and exits with its errno
  * (ENOKEY, EKEYREJECTED, EACCES, EPERM, ENXIO, ...), so a test can tell
@@ -34,16 +39,19 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "crypto/ssh.h"
+#include "crypto/ssh_conn.h"
 
 enum { MAX_CONNS = 64, CHUNK_MAX = 300000 };
 
 struct peer {
 	int idx;
 	struct mr_ssh *ssh; /* or */
+	struct mr_conn *conn; /* or */
 	int fd;             /* plain TCP (mode tcp) */
 	uint64_t bytes;
 	bool verify;        /* echo mode: receive and check everything */
@@ -74,6 +82,8 @@ static void fill(uint8_t *p, int idx, uint64_t off, size_t n)
 
 static ssize_t peer_send(struct peer *p, const void *b, size_t n)
 {
+	if (p->conn)
+		return mr_conn_send(p->conn, b, n);
 	if (p->ssh)
 		return mr_ssh_send_all(p->ssh, b, n);
 	for (size_t o = 0; o < n;) {
@@ -92,6 +102,8 @@ static ssize_t peer_recv(struct peer *p, void *b, size_t n)
 {
 	ssize_t k;
 
+	if (p->conn)
+		return mr_conn_recv(p->conn, b, n);
 	if (p->ssh)
 		return mr_ssh_recv(p->ssh, b, n);
 	do
@@ -107,7 +119,9 @@ static void fail(struct peer *p, int err, const char *what)
 		snprintf(p->what, sizeof(p->what), "%s", what);
 	}
 	/* The other thread of this connection must not wait for a peer that will not come. */
-	if (p->ssh)
+	if (p->conn)
+		(void)shutdown(p->conn->fd, SHUT_RDWR);
+	else if (p->ssh)
 		mr_ssh_abort(p->ssh);
 	else
 		(void)shutdown(p->fd, SHUT_RDWR);
@@ -140,10 +154,14 @@ static void *tx_main(void *arg)
 		off += n;
 	}
 	if (!p->err) {
-		int r2 = p->ssh ? mr_ssh_shutdown_send(p->ssh) : (shutdown(p->fd, SHUT_WR) ? -errno : 0);
+		if (p->conn) {
+			mr_conn_half_close(p->conn);
+		} else {
+			int r2 = p->ssh ? mr_ssh_shutdown_send(p->ssh) : (shutdown(p->fd, SHUT_WR) ? -errno : 0);
 
-		if (r2 < 0)
-			fail(p, r2, "half-close");
+			if (r2 < 0)
+				fail(p, r2, "half-close");
+		}
 	}
 	free(buf);
 	return NULL;
@@ -221,6 +239,62 @@ static int tcp_open(const char *hp)
 	return fd;
 }
 
+static double now_s(void);
+
+struct shut_later {
+	int fd;
+	int ms;
+};
+
+static void *shut_main(void *arg)
+{
+	struct shut_later *sl = arg;
+
+	usleep((useconds_t)sl->ms * 1000);
+	shutdown(sl->fd, SHUT_RDWR);
+	return NULL;
+}
+
+/*
+ * The server (a unix socket that accepts and stays silent) sends nothing:
+ * a receive timeout set on c->fd must give -EAGAIN after that time, and
+ * shutdown(c->fd, SHUT_RDWR) from another thread must end a recv blocked
+ * without a timeout, as they do on a TCP connection.
+ */
+static int conn_abort(struct mr_conn *c)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 300000 };
+	struct shut_later sl = { .fd = c->fd, .ms = 300 };
+	pthread_t t;
+	char b[16];
+	double t0;
+	ssize_t n;
+
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return 1;
+	t0 = now_s();
+	n = mr_conn_recv(c, b, sizeof(b));
+	if (n != -EAGAIN || now_s() - t0 < 0.25 || now_s() - t0 > 5) {
+		fprintf(stderr, "error: recv with a 300 ms timeout: %zd after %.2f s\n", n, now_s() - t0);
+		return 1;
+	}
+	printf("receive timeout: -EAGAIN after %.2f s\n", now_s() - t0);
+	tv.tv_usec = 0;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    pthread_create(&t, NULL, shut_main, &sl))
+		return 1;
+	t0 = now_s();
+	n = mr_conn_recv(c, b, sizeof(b));
+	pthread_join(t, NULL);
+	if (n != -ECONNRESET || now_s() - t0 > 5) {
+		fprintf(stderr, "error: recv ended by shutdown: %zd after %.2f s\n", n, now_s() - t0);
+		return 1;
+	}
+	printf("shutdown(c->fd): blocked recv ended with -ECONNRESET after %.2f s (%s)\n", now_s() - t0,
+	       mr_conn_last_error(c));
+	return 0;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -255,6 +329,7 @@ int main(int argc, char **argv)
 	char err[512];
 	int n = 1, r, rc = 0;
 	uint64_t bytes = 64ull << 20;
+	bool use_conn = false;
 	double t0, c0, dt, dc;
 
 	if (argc < 3)
@@ -266,6 +341,10 @@ int main(int argc, char **argv)
 
 		if (!strcmp(a, "--accept-new")) {
 			o.accept_new = true;
+			continue;
+		}
+		if (!strcmp(a, "--conn")) {
+			use_conn = true;
 			continue;
 		}
 		if (!strcmp(a, "--no-agent")) {
@@ -317,9 +396,24 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			fprintf(stderr, "error: %s\n", err);
 			for (int k = 0; k < i; k++)
-				mr_ssh_close(peers[k].ssh);
+				mr_conn_free(peers[k].conn), mr_ssh_close(peers[k].ssh);
 			return -r;
 		}
+		if (use_conn || !strcmp(mode, "conn-abort")) {
+			printf("methods: %s\n", mr_ssh_methods(peers[i].ssh));
+			r = mr_conn_ssh(&peers[i].conn, peers[i].ssh);
+			peers[i].ssh = NULL; /* the connection owns it, also on failure */
+			if (r < 0) {
+				fprintf(stderr, "error: mr_conn_ssh: %s\n", strerror(-r));
+				return 1;
+			}
+		}
+	}
+	if (!strcmp(mode, "conn-abort")) {
+		rc = conn_abort(peers[0].conn);
+		for (int i = 0; i < n; i++)
+			mr_conn_free(peers[i].conn);
+		return rc;
 	}
 	if (peers[0].ssh)
 		printf("methods: %s\n", mr_ssh_methods(peers[0].ssh));
@@ -347,12 +441,15 @@ int main(int argc, char **argv)
 	dc = cpu_s() - c0;
 	for (int i = 0; i < n; i++) {
 		if (peers[i].err) {
-			fprintf(stderr, "error: connection %d: %s: %s\n", i, peers[i].what,
-				peers[i].err < 0 ? strerror(-peers[i].err) :
-				peers[i].ssh ? mr_ssh_last_error(peers[i].ssh) : "");
+			fprintf(stderr, "error: connection %d: %s: %s %s\n", i, peers[i].what,
+				peers[i].err < 0 ? strerror(-peers[i].err) : "",
+				peers[i].conn ? mr_conn_last_error(peers[i].conn) :
+				peers[i].ssh  ? mr_ssh_last_error(peers[i].ssh) : "");
 			rc = 1;
 		}
-		if (peers[i].ssh)
+		if (peers[i].conn)
+			mr_conn_free(peers[i].conn);
+		else if (peers[i].ssh)
 			mr_ssh_close(peers[i].ssh);
 		else
 			close(peers[i].fd);
