@@ -73,16 +73,17 @@ for n in 1 4; do
 	c0=$(cpu_of "$SSH_L_PID")
 	out=$("$SSHPEER" tcp "127.0.0.1:$LPORT" -n $n -b $((TOTAL / n))) || fail "ssh -L: $out"
 	c1=$(cpu_of "$SSH_L_PID")
-	s0=$(cpu_of "$SSHD_MAIN_PID") # sshd's connection lives on: read its child's time directly
 	pids=$(pgrep -P "$SSHD_MAIN_PID" | tr '\n' ' ')
 	ROW_CLIENT_CPU=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.3f", b - a }')
 	echo "$out" | awk -v l="ssh -L aes128-gcm@openssh.com, $n TCP conn" -v cc="$ROW_CLIENT_CPU" -v tot="$TOTAL" '
 		/ MB\/s/ { for (i = 1; i <= NF; i++) if ($i == "MB/s;") r = $(i - 1) }
 		END { printf "%-44s %8s MB/s  client %6.2f s/GiB  (ssh process; sender not counted)\n", l, r, cc / (tot / 1073741824) }'
 done
-echo "# server CPU of the ssh -L rows: sshd child processes $pids (live connection):"
+# sshd's process for the ssh -L connection is still alive (not reaped): read it and its children directly.
+srv=0
 for p in $pids; do
 	for q in $p $(pgrep -P "$p"); do
-		echo "#   pid $q $(cat /proc/$q/comm) $(cpu_of "$q") s total"
+		srv=$(awk -v a="$srv" -v b="$(cpu_of "$q")" 'BEGIN { printf "%.3f", a + b }')
 	done
 done
+echo "# ssh -L rows, server side: sshd $srv s for both rows = $(awk -v s="$srv" -v t="$TOTAL" 'BEGIN { printf "%.2f", s / (2 * t / 1073741824) }') s/GiB"
