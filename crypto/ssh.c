@@ -1160,11 +1160,9 @@ ssize_t mr_ssh_recv(struct mr_ssh *c, void *buf, size_t len)
 		}
 		n = libssh2_channel_read(c->ch, buf, len);
 		ssh_after_call(c, SSH_ROLE_RX);
-		if (n > 0)
+		if (n >= 0) /* 0: the peer sent EOF or closed the channel */
 			break;
-		if (n == 0 && libssh2_channel_eof(c->ch))
-			break;
-		if (n == 0 || n == LIBSSH2_ERROR_EAGAIN) {
+		if (n == LIBSSH2_ERROR_EAGAIN) {
 			int w = data_wait(c, SSH_ROLE_RX, deadline);
 
 			if (w < 0) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # crypto/ssh.c against a real sshd (tests/integ/ssh.sh): 4 SSH connections,
 # each a direct-streamlocal channel to a unix echo server, carry 64 MiB each
-# concurrently (one thread sends, another receives and checks every byte);
+# concurrently (one thread sends, another receives and checks every byte),
+# also across sshd's key re-exchanges and through stream/conn.h;
 # host keys from plain, hashed and [host]:port known_hosts lines; and each
 # refusal with its errno and sentence: unknown host key, changed or revoked
 # host key, a plain-host line for another port, a key not in
@@ -34,6 +35,16 @@ ok "connected: $(head -1 "$T/peer.out")"
 # Byte-exact, 4 connections x 64 MiB, full duplex.
 peer_expect 0 "^echo: 4 connection" echo "$URL" -n 4 -b $((64 << 20)) --known-hosts "$SSH_KH" --key "$SSH_KEY"
 ok "$(tail -1 "$T/peer.out")"
+
+# Key re-exchanges mid-stream (sshd starts one every 4 MiB here), while both
+# threads use the session: still byte-exact.
+ssh_sshd rekey "RekeyLimit 4M" "LogLevel DEBUG1"
+peer_expect 0 "^echo: 2 connection" echo "$(ssh_url "$SSHD_PORT" "$T/echo.sock")" -n 2 -b $((32 << 20)) \
+	--known-hosts "$SSH_KH" --key "$SSH_KEY"
+sleep 0.3
+REKEYS=$(grep -c "SSH2_MSG_NEWKEYS received" "$T/sshd-rekey.log" || true)
+[ "$REKEYS" -ge 6 ] || fail "only $REKEYS key exchanges seen by sshd"
+ok "$REKEYS key exchanges during the stream: $(tail -1 "$T/peer.out")"
 
 # The same through stream/conn.h (crypto/ssh_conn.c), as the session will use it.
 peer_expect 0 "^echo: 2 connection" echo "$URL" --conn -n 2 -b $((16 << 20)) --known-hosts "$SSH_KH" --key "$SSH_KEY"
