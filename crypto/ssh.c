@@ -221,10 +221,26 @@ int mr_ssh_url_parse(const char *s, struct mr_ssh_url *u, char *err, size_t errl
 /* ---------------------------------------------------------------------- */
 /* I/O callbacks and waiting */
 
+/*
+ * libssh2 also reads ssh-agent's socket through this callback, and 1.10
+ * cannot resume an agent signature after EAGAIN (agent_sign frees its
+ * request on any error), so the agent is waited for here (it is local;
+ * SSH_AGENT_MS bounds a hung one).
+ */
+enum { SSH_AGENT_MS = 10000 };
+
 static LIBSSH2_RECV_FUNC(ssh_recv_cb)
 {
 	struct mr_ssh *c = *abstract;
-	ssize_t n = recv(socket, buffer, length, flags | MSG_DONTWAIT);
+	ssize_t n;
+
+	if (socket != c->fd) {
+		struct pollfd pf = { .fd = socket, .events = POLLIN };
+
+		if (poll(&pf, 1, SSH_AGENT_MS) == 0)
+			return -ETIMEDOUT;
+	}
+	n = recv(socket, buffer, length, flags | MSG_DONTWAIT);
 
 	if (n < 0)
 		return -errno;
@@ -746,6 +762,24 @@ static bool key_encrypted(const char *path)
 	return !(cl == 4 && bn >= 23 && memcmp(bin + 19, "none", 4) == 0);
 }
 
+/*
+ * Like SSH_SETUP_CALL for calls that also talk to ssh-agent: libssh2 reads
+ * the agent's socket through our non-blocking recv callback too, and its
+ * EAGAIN may be the agent's, whose socket libssh2 1.10 does not show us.
+ * So poll the SSH socket only briefly and retry (the agent is local).
+ */
+#define SSH_AGENT_CALL(c, deadline, rc, call)                                          \
+	do {                                                                           \
+		while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN) {                       \
+			struct pollfd pf_ = { .fd = (c)->fd, .events = POLLIN };        \
+			if (now_ms() >= (deadline)) {                                   \
+				(rc) = LIBSSH2_ERROR_TIMEOUT;                           \
+				break;                                                  \
+			}                                                               \
+			(void)poll(&pf_, 1, 1);                                         \
+		}                                                                       \
+	} while (0)
+
 static bool agent_try(struct mr_ssh *c, const struct mr_ssh_url *u, int64_t deadline)
 {
 	LIBSSH2_AGENT *a;
@@ -758,9 +792,12 @@ static bool agent_try(struct mr_ssh *c, const struct mr_ssh_url *u, int64_t dead
 	a = libssh2_agent_init(c->s);
 	if (!a)
 		return false;
-	if (libssh2_agent_connect(a) == 0 && libssh2_agent_list_identities(a) == 0) {
+	SSH_AGENT_CALL(c, deadline, rc, libssh2_agent_connect(a));
+	if (rc == 0)
+		SSH_AGENT_CALL(c, deadline, rc, libssh2_agent_list_identities(a));
+	if (rc == 0) {
 		while (!ok && libssh2_agent_get_identity(a, &id, prev) == 0) {
-			SSH_SETUP_CALL(c, deadline, rc, libssh2_agent_userauth(a, u->user, id));
+			SSH_AGENT_CALL(c, deadline, rc, libssh2_agent_userauth(a, u->user, id));
 			if (rc == 0)
 				ok = true;
 			else if (rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT)

@@ -70,6 +70,28 @@ grep -q '^|1|' "$T/kh_hashed" || fail "ssh-keygen -H did not hash"
 peer_expect 0 "methods" open "$URL" --known-hosts "$T/kh_hashed" --key "$SSH_KEY"
 ok "hashed known_hosts entry accepted"
 
+# A host known by its ECDSA key only, that also has an ED25519 one: the
+# known type is asked for first (as OpenSSH orders host key algorithms).
+ssh-keygen -q -t ecdsa -b 256 -N '' -f "$SSH_DIR/host_ecdsa_key" || fail "ssh-keygen"
+ssh_sshd twokeys "HostKey $SSH_HOSTKEY" "HostKey $SSH_DIR/host_ecdsa_key"
+echo "[127.0.0.1]:$SSHD_PORT $(cut -d' ' -f1,2 "$SSH_DIR/host_ecdsa_key.pub")" >"$T/kh_ecdsa"
+peer_expect 0 "hostkey ecdsa-sha2-nistp256" open "$(ssh_url "$SSHD_PORT" "$T/echo.sock")" --known-hosts "$T/kh_ecdsa" \
+	--key "$SSH_KEY"
+ok "host known by its ECDSA key: ecdsa-sha2-nistp256 negotiated"
+
+# Authentication through ssh-agent (no key file), then the default ~/.ssh/id_* (no agent).
+mkdir -p "$T/home-empty" "$T/home/.ssh"
+ssh-agent -D -a "$T/agent.sock" >/dev/null 2>&1 &
+MR_PIDS+=($!)
+mr_wait_file "$T/agent.sock" 10 || fail "ssh-agent did not start"
+SSH_AUTH_SOCK="$T/agent.sock" ssh-add -q "$SSH_KEY" 2>/dev/null || fail "ssh-add"
+HOME="$T/home-empty" SSH_AUTH_SOCK="$T/agent.sock" peer_expect 0 "methods" open "$URL" --known-hosts "$SSH_KH"
+ok "ssh-agent key accepted"
+cp "$SSH_KEY" "$T/home/.ssh/id_ed25519"
+HOME="$T/home" peer_expect 0 "methods" open "$URL" --known-hosts "$SSH_KH"
+HOME="$T/home-empty" peer_expect $EACCES "no usable key file" open "$URL" --known-hosts "$SSH_KH"
+ok "default key file ~/.ssh/id_ed25519 used; none, refused"
+
 # Unknown host key: refused, with the fingerprint ssh-keygen shows.
 FP=$(ssh-keygen -lf "$SSH_HOSTKEY.pub" | cut -d' ' -f2)
 FP_RE=$(printf '%s' "$FP" | sed 's/[][+.\/^$*?(){}|]/\\&/g')
