@@ -780,6 +780,32 @@ static bool key_encrypted(const char *path)
 		}                                                                       \
 	} while (0)
 
+/* Whether the private key is RSA: libssh2 1.10 signs those with SHA-1 (ssh-rsa), which OpenSSH >= 8.8 refuses. */
+static bool key_is_rsa(const char *path)
+{
+	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
+	char buf[4096];
+	unsigned char bin[120];
+	FILE *f = fopen(path, "re");
+	size_t n;
+	const char *b;
+	ssize_t bn;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (strstr(buf, "BEGIN RSA PRIVATE KEY"))
+		return true;
+	b = strstr(buf, begin);
+	if (!b)
+		return false;
+	b += sizeof(begin) - 1;
+	bn = b64_decode(b, strnlen(b, 160), bin, sizeof(bin));
+	return bn > 7 && memmem(bin, (size_t)bn, "ssh-rsa", 7) != NULL;
+}
+
 static bool agent_try(struct mr_ssh *c, const struct mr_ssh_url *u, int64_t deadline)
 {
 	LIBSSH2_AGENT *a;
@@ -821,6 +847,7 @@ static int authenticate(struct mr_ssh *c, const struct mr_ssh_url *u, const stru
 	const char *home = home_dir();
 	int n = 0, rc;
 	size_t tl = 0, el = 0;
+	bool rsa = false;
 
 	if (!o->no_agent && agent_try(c, u, deadline))
 		return 0;
@@ -862,18 +889,21 @@ static int authenticate(struct mr_ssh *c, const struct mr_ssh_url *u, const stru
 			crypto_msg(err, errlen, "%s closed the connection during authentication", u->host);
 			return -ECONNRESET;
 		}
+		rsa = rsa || key_is_rsa(paths[i]);
 		tl += (size_t)snprintf(tried + tl, sizeof(tried) - tl, "%s%s", tl ? ", " : "", paths[i]);
 		if (tl >= sizeof(tried))
 			tl = sizeof(tried) - 1;
 	}
 	crypto_msg(err, errlen,
 		   "%s@%s refused our authentication (publickey; %s; %s%s%s%s). Add our public key to "
-		   "~%s/.ssh/authorized_keys on the server, or name the right key with --ssh-key",
+		   "~%s/.ssh/authorized_keys on the server, or name the right key with --ssh-key%s",
 		   u->user, u->host,
 		   o->no_agent ? "agent not asked" : getenv("SSH_AUTH_SOCK") ? "no agent key accepted" : "no ssh-agent",
 		   tl ? "keys refused: " : "no usable key file", tried,
 		   el ? "; passphrase-protected keys skipped, load them into ssh-agent with ssh-add: " : "", encrypted,
-		   u->user);
+		   u->user,
+		   rsa ? " (libssh2 1.10 signs RSA keys with SHA-1 only, which OpenSSH 8.8 and later refuse: use an "
+			 "ED25519 or ECDSA key)" : "");
 	return -EACCES;
 }
 
@@ -1082,7 +1112,9 @@ int mr_ssh_connect(const struct mr_ssh_url *u, const struct mr_ssh_opts *o, stru
 			crypto_msg(err, errlen, "%s port %u: SSH handshake timed out", u->host, u->port);
 			r = -ETIMEDOUT;
 		} else if (rc == LIBSSH2_ERROR_KEX_FAILURE) {
-			crypto_msg(err, errlen, "%s port %u: no key exchange, host key, cipher or MAC in common (%s)",
+			crypto_msg(err, errlen,
+				   "%s port %u: no key exchange, host key, cipher or MAC in common (%s); libssh2 1.10 "
+				   "has no rsa-sha2 host keys, so the server needs an ED25519 or ECDSA host key",
 				   u->host, u->port, why);
 			r = -EPROTO;
 		} else if (rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_SOCKET_RECV ||

@@ -126,6 +126,11 @@ ok "revoked host key refused"
 # A key sshd does not know.
 peer_expect $EACCES "refused our authentication.*$SSH_KEY2" open "$URL" --known-hosts "$SSH_KH" --key "$SSH_KEY2"
 ok "key not in authorized_keys refused"
+# An RSA key, even an authorized one: libssh2 1.10 signs it with SHA-1, which sshd 8.8+ refuses; the sentence says so.
+ssh-keygen -q -t rsa -b 2048 -N '' -f "$T/rsa_key" || fail "ssh-keygen"
+cat "$T/rsa_key.pub" >>"$SSH_DIR/authorized_keys"
+peer_expect $EACCES "SHA-1 only.*ED25519 or ECDSA" open "$URL" --known-hosts "$SSH_KH" --key "$T/rsa_key"
+ok "RSA key: refused, with the reason"
 # A passphrase-protected key: not tried, the agent is named.
 ssh-keygen -q -t ed25519 -N 'secret words' -f "$T/enc_key" || fail "ssh-keygen"
 peer_expect $EACCES "passphrase-protected.*ssh-add" open "$URL" --known-hosts "$SSH_KH" --key "$T/enc_key"
