@@ -246,8 +246,10 @@ static LIBSSH2_SEND_FUNC(ssh_send_cb)
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (pf[1].revents || pf[2].revents)
+		if (pf[1].revents || pf[2].revents) {
+			atomic_store(&c->aborted, true); /* the session is unusable from here on */
 			return -ECONNABORTED;
+		}
 		if (r == 0)
 			return -ETIMEDOUT; /* the kernel took nothing for the whole send timeout */
 	}
@@ -294,8 +296,10 @@ int ssh_wait(struct mr_ssh *c, int role, int64_t deadline)
 			continue;
 		if (r < 0)
 			return -errno;
-		if (pf[1].revents || pf[3].revents || atomic_load(&c->aborted))
+		if (pf[1].revents || pf[3].revents || atomic_load(&c->aborted)) {
+			atomic_store(&c->aborted, true);
 			return -ECANCELED;
+		}
 		if (pf[2].revents) {
 			uint64_t v;
 
