@@ -425,7 +425,7 @@ static int open_channel(struct mr_ssh *c, const struct mr_ssh_url *u, const stru
 	size_t plen = strlen(u->path), m = 0;
 	uint32_t be;
 	char why[200];
-	int rc;
+	int rc = 0;
 
 	be = htonl((uint32_t)plen);
 	memcpy(msg + m, &be, 4);
