@@ -272,13 +272,16 @@ int64_t ssh_now_ms(void)
  */
 int ssh_wait(struct mr_ssh *c, int role, int64_t deadline)
 {
-	short ev = POLLIN;
-	int dirs = libssh2_session_block_directions(c->s), r;
+	int r;
 
-	if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-		ev |= POLLOUT;
+	/*
+	 * Only input is ever waited for here: our send callback never leaves
+	 * libssh2 with a half-sent packet, so an EAGAIN always means "needs
+	 * bytes from the server" (and libssh2_session_block_directions, which
+	 * reads session state, would need c->mu).
+	 */
 	for (;;) {
-		struct pollfd pf[4] = { { .fd = c->fd, .events = ev },
+		struct pollfd pf[4] = { { .fd = c->fd, .events = POLLIN },
 					{ .fd = c->cancel, .events = POLLIN },
 					{ .fd = c->wake[role], .events = POLLIN },
 					{ .fd = atomic_load(&c->abort_fd), .events = 0 } };
