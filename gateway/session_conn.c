@@ -79,71 +79,129 @@ static void conn_io_start_rx(struct gw_conn *c)
 	io_note(c, why[0] ? why : NULL);
 }
 
+/*
+ * Writer, locked. Waits for a queue entry and takes it off its queue,
+ * control frames first, and starts the send deadline the timer watches.
+ * Returns the entry (the caller owns it), or NULL when the connection is
+ * dead, or closing with both queues drained.
+ */
+static struct gw_qent *writer_take_locked(struct gw_conn *c)
+{
+	struct gw_session *s = c->s;
+	struct gw_qent *e;
+
+	while (!c->dead && !c->ctl_head && !c->data_head && !c->closing)
+		pthread_cond_wait(&c->cond, &s->lock);
+	if (c->dead)
+		return NULL;
+	if ((e = c->ctl_head)) {
+		c->ctl_head = e->next;
+		if (!c->ctl_head)
+			c->ctl_tail = NULL;
+	} else if ((e = c->data_head)) {
+		c->data_head = e->next;
+		if (!c->data_head)
+			c->data_tail = NULL;
+	} else {
+		return NULL; /* closing and drained */
+	}
+	c->queued -= e->len;
+	if (!e->c)
+		c->ctl_queued -= e->len;
+	c->tx_since_ns = gw_now_ns(); /* the timer drops a send that makes no progress */
+	return e;
+}
+
+/*
+ * Writer, unlocked. The bytes that carry entry <e>: a control frame as it
+ * was queued; a chunk compressed into c->txbuf when <z> and the codec
+ * finds it worth it, else the chunk's own buffer (header and raw bytes).
+ * Sets *len; the bytes stay valid while <e> and c->txbuf do.
+ */
+static const uint8_t *writer_frame(struct gw_conn *c, const struct gw_qent *e, bool z, size_t *len)
+{
+	const struct gw_chunk *ch = e->c;
+	size_t zl = 0;
+	unsigned fl;
+
+	if (!ch) {
+		*len = e->len;
+		return e->buf;
+	}
+	fl = codec_encode(c->enc, z, ch->mem + WIRE_HDR_LEN, ch->len, c->txbuf + WIRE_HDR_LEN, &zl);
+	if (!fl) {
+		*len = WIRE_HDR_LEN + ch->len;
+		return ch->mem;
+	}
+	wire_hdr_encode(c->txbuf, &(struct wire_hdr){ .type = WIRE_T_DATA, .flags = (uint8_t)fl, .stream = 0,
+						     .len = (uint32_t)zl, .seq = ch->seq });
+	/* stream id: copy from the chunk's own header */
+	memcpy(c->txbuf + 2, ch->mem + 2, 2);
+	*len = WIRE_HDR_LEN + zl;
+	return c->txbuf;
+}
+
+/*
+ * Writer, locked, after a send. Rekey policy: a connection that sent
+ * gw_rekey_bytes() under one key is replaced (one at a time, unless it
+ * is half as far again past the threshold). Returns true when this one
+ * is: it half-closed and the writer ends.
+ */
+static bool writer_rekey_locked(struct gw_conn *c)
+{
+	struct gw_session *s = c->s;
+
+	/* No keys to renew in plaintext mode: its connections are never replaced for that. */
+	if (!(c->tx_bytes >= gw_rekey_bytes() && !c->closing && !s->cfg.plaintext &&
+	      (!others_replaced_locked(c) || c->tx_bytes >= gw_rekey_bytes() / 2 * 3)))
+		return false;
+	/*
+	 * Fresh keys by a fresh handshake, long before the AEAD usage
+	 * limits of one key: drop this connection as if lost; its
+	 * chunks go on the others and the client rejoins it (§2.3).
+	 * GnuTLS's own key update is not safe with one thread sending
+	 * and another receiving on the session.
+	 */
+	gw_info("connection %d: %llu bytes sent under one key; reconnecting for fresh keys", c->idx,
+		(unsigned long long)c->tx_bytes);
+	/*
+	 * The peer sees a clean close, not a failure: close_notify
+	 * and a FIN, while the reader reads what is still on its
+	 * way here until the peer closes too. Closing the socket
+	 * at once would answer those bytes with an RST, and the
+	 * RST would discard the end of this side's own stream at
+	 * the peer. What is queued here is re-sent on the others
+	 * once the reader has seen the close (conn_dead_locked).
+	 */
+	c->clean_close = true;
+	c->closing = true; /* nothing new goes on it */
+	c->draining = true;
+	c->drain_ns = gw_now_ns();
+	mr_conn_half_close(c->conn);
+	c->tx_bytes = 0;
+	return true;
+}
+
 void *conn_writer_main(void *arg)
 {
 	struct gw_conn *c = arg;
 	struct gw_session *s = c->s;
-	uint32_t raw;
-	bool z;
+	struct gw_qent *e;
 
 	conn_io_start_tx(c);
 
 	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		struct gw_qent *e;
+	while ((e = writer_take_locked(c))) {
+		bool z = s->cfg.compress && (!s->cfg.compress_auto || s->z_on);
+		uint32_t raw = e->c ? e->c->len : 0;
 		const uint8_t *p;
 		size_t len;
 		ssize_t n;
 
-		while (!c->dead && !c->ctl_head && !c->data_head && !c->closing)
-			pthread_cond_wait(&c->cond, &s->lock);
-		if (c->dead)
-			break;
-		if ((e = c->ctl_head)) {
-			c->ctl_head = e->next;
-			if (!c->ctl_head)
-				c->ctl_tail = NULL;
-		} else if ((e = c->data_head)) {
-			c->data_head = e->next;
-			if (!c->data_head)
-				c->data_tail = NULL;
-		} else {
-			break; /* closing and drained */
-		}
-		c->queued -= e->len;
-		if (!e->c)
-			c->ctl_queued -= e->len;
-		c->tx_since_ns = gw_now_ns(); /* the timer drops a send that makes no progress */
-
-		z = s->cfg.compress && (!s->cfg.compress_auto || s->z_on);
 		pthread_mutex_unlock(&s->lock);
-
-		if (e->c) {
-			struct gw_chunk *ch = e->c;
-			size_t zl = 0;
-			unsigned fl;
-
-			fl = codec_encode(c->enc, z, ch->mem + WIRE_HDR_LEN, ch->len, c->txbuf + WIRE_HDR_LEN, &zl);
-
-			if (fl) {
-				wire_hdr_encode(c->txbuf, &(struct wire_hdr){ .type = WIRE_T_DATA, .flags = (uint8_t)fl,
-									     .stream = 0, .len = (uint32_t)zl,
-									     .seq = ch->seq });
-				/* stream id: copy from the chunk's own header */
-				memcpy(c->txbuf + 2, ch->mem + 2, 2);
-				p = c->txbuf;
-				len = WIRE_HDR_LEN + zl;
-			} else {
-				p = ch->mem;
-				len = WIRE_HDR_LEN + ch->len;
-			}
-		} else {
-			p = e->buf;
-			len = e->len;
-		}
+		p = writer_frame(c, e, z, &len);
 		/* a raw chunk stays untouched until the peer ACKs it: it may be lent to the kernel */
 		n = e->c && p == e->c->mem ? mr_conn_send_stable(c->conn, p, len) : mr_conn_send(c->conn, p, len);
-		raw = e->c ? e->c->len : 0;
 		chunk_put(e->c);
 		free(e);
 		pthread_mutex_lock(&s->lock);
@@ -158,35 +216,8 @@ void *conn_writer_main(void *arg)
 		}
 		c->tx_bytes += len;
 		c->last_tx_ns = gw_now_ns();
-		/* No keys to renew in plaintext mode: its connections are never replaced for that. */
-		if (c->tx_bytes >= gw_rekey_bytes() && !c->closing && !s->cfg.plaintext &&
-		    (!others_replaced_locked(c) || c->tx_bytes >= gw_rekey_bytes() / 2 * 3)) {
-			/*
-			 * Fresh keys by a fresh handshake, long before the AEAD usage
-			 * limits of one key: drop this connection as if lost; its
-			 * chunks go on the others and the client rejoins it (§2.3).
-			 * GnuTLS's own key update is not safe with one thread sending
-			 * and another receiving on the session.
-			 */
-			gw_info("connection %d: %llu bytes sent under one key; reconnecting for fresh keys", c->idx,
-				(unsigned long long)c->tx_bytes);
-			/*
-			 * The peer sees a clean close, not a failure: close_notify
-			 * and a FIN, while the reader reads what is still on its
-			 * way here until the peer closes too. Closing the socket
-			 * at once would answer those bytes with an RST, and the
-			 * RST would discard the end of this side's own stream at
-			 * the peer. What is queued here is re-sent on the others
-			 * once the reader has seen the close (conn_dead_locked).
-			 */
-			c->clean_close = true;
-			c->closing = true; /* nothing new goes on it */
-			c->draining = true;
-			c->drain_ns = gw_now_ns();
-			mr_conn_half_close(c->conn);
-			c->tx_bytes = 0;
+		if (writer_rekey_locked(c))
 			break;
-		}
 	}
 	if (c->closing && !c->dead && !c->draining)
 		mr_conn_bye(c->conn);
@@ -321,6 +352,100 @@ static int dispatch(struct gw_conn *c, const struct wire_hdr *h, const uint8_t *
 	return r;
 }
 
+/*
+ * Reader, unlocked. Receives the payload of DATA frame <h> (its header
+ * read) into a new buffer of raw bytes, decompressing it when h->flags say
+ * so; h->len becomes the raw length. Returns 0 with *chunk set (the
+ * caller owns it), or <0 with *why set when the connection must stop
+ * reading: -EMSGSIZE or -EBADMSG (a protocol error: the session failed),
+ * -ENOMEM (the session failed), -EPIPE (closed or a receive failed).
+ */
+static int reader_recv_data(struct gw_conn *c, struct wire_hdr *h, uint8_t **chunk, const char **why)
+{
+	struct gw_session *s = c->s;
+	uint32_t wlen = h->len;
+	uint8_t *b = NULL;
+	ssize_t n;
+
+	*chunk = NULL;
+	if (h->flags == 0) {
+		if (h->len > s->cfg.chunk_size)
+			goto too_big;
+		b = malloc(h->len);
+		if (!b)
+			goto nomem;
+		n = h->len ? mr_conn_recv_all(c->conn, b, h->len) : 0;
+	} else {
+		n = mr_conn_recv_all(c->conn, c->rxbuf, h->len);
+		if (n == (ssize_t)h->len) {
+			uint32_t raw = wire_load_be32(c->rxbuf);
+
+			if (raw > s->cfg.chunk_size || raw == 0)
+				goto too_big;
+			b = malloc(raw);
+			if (!b)
+				goto nomem;
+			if (codec_decode(c->dec, h->flags, c->rxbuf, h->len, b, raw) != (int)raw) {
+				free(b);
+				pthread_mutex_lock(&s->lock);
+				protocol_error(c, "stream %u chunk %llu does not decompress", h->stream,
+					       (unsigned long long)h->seq);
+				pthread_mutex_unlock(&s->lock);
+				*why = "protocol error";
+				return -EBADMSG;
+			}
+			h->len = raw;
+		}
+	}
+	if (n < (ssize_t)wlen) {
+		free(b);
+		*why = n < 0 ? mr_conn_last_error(c->conn) : "closed by the peer in the middle of a frame";
+		return -EPIPE;
+	}
+	*chunk = b;
+	return 0;
+too_big:
+	pthread_mutex_lock(&s->lock);
+	protocol_error(c, "DATA chunk larger than the %u-byte chunk size", s->cfg.chunk_size);
+	pthread_mutex_unlock(&s->lock);
+	*why = "protocol error";
+	return -EMSGSIZE;
+nomem:
+	gw_session_fail(s, WIRE_E_INTERNAL, true, "out of memory");
+	*why = "out of memory";
+	return -ENOMEM;
+}
+
+/*
+ * Reader, at its end (<why> it stopped, <peer_clean> when the peer closed
+ * cleanly): ends the receive transport, lets the writer flush a failing
+ * session's ERROR frame (2 s at most), then declares the connection dead.
+ */
+static void reader_end(struct gw_conn *c, const char *why, bool peer_clean)
+{
+	struct gw_session *s = c->s;
+
+	conn_io_stop_rx(c);
+	pthread_mutex_lock(&s->lock);
+	if (peer_clean)
+		c->clean_close = true;
+	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0 && !c->clean_close)
+		gw_warn("connection %d: %s", c->idx, why ? why : "closed");
+	/* Failing: let the writer flush the ERROR frame (2 s at most) before the socket goes. */
+	if (s->err_code && !c->dead) {
+		struct timespec ts;
+
+		c->closing = true;
+		pthread_cond_broadcast(&c->cond);
+		deadline(&ts, 2000);
+		while (!c->wr_done && !c->dead)
+			if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+				break;
+	}
+	conn_dead_locked(c);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void *conn_reader_main(void *arg)
 {
 	struct gw_conn *c = arg;
@@ -356,86 +481,26 @@ void *conn_reader_main(void *arg)
 		}
 		wlen = h.len;
 		if (h.type == WIRE_T_DATA) {
-			if (h.flags == 0) {
-				if (h.len > s->cfg.chunk_size)
-					goto too_big;
-				chunk = malloc(h.len);
-				if (!chunk)
-					goto nomem;
-				n = h.len ? mr_conn_recv_all(c->conn, chunk, h.len) : 0;
-			} else {
-				n = mr_conn_recv_all(c->conn, c->rxbuf, h.len);
-				if (n == (ssize_t)h.len) {
-					uint32_t raw = wire_load_be32(c->rxbuf);
-
-					if (raw > s->cfg.chunk_size || raw == 0)
-						goto too_big;
-					chunk = malloc(raw);
-					if (!chunk)
-						goto nomem;
-					r = codec_decode(c->dec, h.flags, c->rxbuf, h.len, chunk, raw);
-					if (r != (int)raw) {
-						free(chunk);
-						pthread_mutex_lock(&s->lock);
-						protocol_error(c, "stream %u chunk %llu does not decompress", h.stream,
-							       (unsigned long long)h.seq);
-						pthread_mutex_unlock(&s->lock);
-						why = "protocol error";
-						break;
-					}
-					h.len = raw;
-				}
-			}
+			if (reader_recv_data(c, &h, &chunk, &why) < 0)
+				break;
+			p = NULL;
 		} else {
 			n = h.len ? mr_conn_recv_all(c->conn, ctl, h.len) : 0;
-		}
-		if (n < (ssize_t)wlen) {
-			free(chunk);
-			why = n < 0 ? mr_conn_last_error(c->conn) : "closed by the peer in the middle of a frame";
-			break;
+			if (n < (ssize_t)wlen) {
+				why = n < 0 ? mr_conn_last_error(c->conn) : "closed by the peer in the middle of a frame";
+				break;
+			}
 		}
 		pthread_mutex_lock(&s->lock);
 		c->rx_bytes += WIRE_HDR_LEN + wlen;
 		c->last_rx_ns = gw_now_ns();
-		if (h.type == WIRE_T_DATA)
-			p = NULL;
 		r = dispatch(c, &h, p, chunk);
 		pthread_mutex_unlock(&s->lock);
 		if (r < 0) {
 			why = "protocol error";
 			break;
 		}
-		continue;
-too_big:
-		free(chunk);
-		pthread_mutex_lock(&s->lock);
-		protocol_error(c, "DATA chunk larger than the %u-byte chunk size", s->cfg.chunk_size);
-		pthread_mutex_unlock(&s->lock);
-		why = "protocol error";
-		break;
-nomem:
-		gw_session_fail(s, WIRE_E_INTERNAL, true, "out of memory");
-		why = "out of memory";
-		break;
 	}
-	conn_io_stop_rx(c);
-	pthread_mutex_lock(&s->lock);
-	if (peer_clean)
-		c->clean_close = true;
-	if (!c->dead && !c->closing && !s->finished && !s->err_code && s->open_streams > 0 && !c->clean_close)
-		gw_warn("connection %d: %s", c->idx, why ? why : "closed");
-	/* Failing: let the writer flush the ERROR frame (2 s at most) before the socket goes. */
-	if (s->err_code && !c->dead) {
-		struct timespec ts;
-
-		c->closing = true;
-		pthread_cond_broadcast(&c->cond);
-		deadline(&ts, 2000);
-		while (!c->wr_done && !c->dead)
-			if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
-				break;
-	}
-	conn_dead_locked(c);
-	pthread_mutex_unlock(&s->lock);
+	reader_end(c, why, peer_clean);
 	return NULL;
 }
