@@ -121,11 +121,40 @@ void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char 
 
 int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 {
+	static const uint8_t zero_token[WIRE_TOKEN_LEN];
 	struct gw_session *s = calloc(1, sizeof(*s));
+	int r;
 
-	if (!s)
+	if (!s) {
+		if (cfg->rejoin_ctx && cfg->rejoin_ctx_free)
+			cfg->rejoin_ctx_free(cfg->rejoin_ctx);
+		mr_tls_cfg_free(cfg->tls_cfg);
 		return -ENOMEM;
+	}
 	s->cfg = *cfg;
+	/* What the session owns moves out of the copy: one owner for each. */
+	s->rejoin = cfg->rejoin;
+	s->rejoin_ctx = cfg->rejoin_ctx;
+	s->rejoin_ctx_free = cfg->rejoin_ctx_free;
+	s->own_cfg = cfg->tls_cfg;
+	s->cfg.rejoin_ctx = NULL;
+	s->cfg.tls_cfg = NULL;
+	s->id = cfg->id;
+	memcpy(s->token, cfg->token, WIRE_TOKEN_LEN);
+	snprintf(s->identity, sizeof(s->identity), "%s", cfg->identity);
+	snprintf(s->target, sizeof(s->target), "%s", cfg->target);
+	s->hello = cfg->hello;
+	s->nconns = cfg->nconns;
+	/* The server names its sessions; a client's come from the WELCOME, as they are. */
+	if (s->cfg.server && ((!s->id && (r = mr_random(&s->id, sizeof(s->id))) < 0) ||
+			      (!memcmp(s->token, zero_token, WIRE_TOKEN_LEN) &&
+			       (r = mr_random(s->token, sizeof(s->token))) < 0))) {
+		if (s->rejoin_ctx && s->rejoin_ctx_free)
+			s->rejoin_ctx_free(s->rejoin_ctx);
+		mr_tls_cfg_free(s->own_cfg);
+		free(s);
+		return r;
+	}
 	if (!s->cfg.window)
 		s->cfg.window = GW_DEFAULT_WINDOW;
 	if (!s->cfg.chunk_size)
@@ -231,6 +260,16 @@ bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)
 	return !(s->conns[idx] && !s->conns[idx]->dead) && !s->err_code;
 }
 
+bool gw_session_conn_gone(struct gw_session *s, int idx, int timeout_ms)
+{
+	bool r;
+
+	pthread_mutex_lock(&s->lock);
+	r = gw_session_conn_gone_locked(s, idx, timeout_ms);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 int gw_session_replace_conn(struct gw_session *s, int idx, struct mr_conn *conn)
 {
 	struct gw_conn *old;
@@ -262,6 +301,8 @@ int gw_session_replace_conn(struct gw_session *s, int idx, struct mr_conn *conn)
 		return r;
 	/* What the old connection at this index carried is gone with it, though the index lives again. */
 	pthread_mutex_lock(&s->lock);
+	if (old)
+		s->rejoins[idx]++;
 	resync_locked(s, idx);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -348,6 +389,34 @@ void gw_session_wait_dead(struct gw_session *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Locked. The predicate gw_session_wait_finished waits for (session.h says why each part). */
+static bool finished_locked(const struct gw_session *s)
+{
+	return s->err_code ||
+	       !(s->nlive > 0 || (s->cfg.reconnect_ms > 0 && (s->open_streams > 0 || gw_session_awaits_bye_locked(s))));
+}
+
+void gw_session_wait_finished(struct gw_session *s, struct gw_outcome *o)
+{
+	pthread_mutex_lock(&s->lock);
+	while (!finished_locked(s))
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (o)
+		outcome_locked(s, o);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void gw_session_set_target_ops(struct gw_session *s,
+			       int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen),
+			       void *ctx, void (*ctx_free)(struct gw_session *s))
+{
+	pthread_mutex_lock(&s->lock);
+	s->on_open = on_open;
+	s->ctx = ctx;
+	s->ctx_free = ctx_free;
+	pthread_mutex_unlock(&s->lock);
+}
+
 void gw_session_close(struct gw_session *s)
 {
 	if (!s)
@@ -408,70 +477,10 @@ void gw_session_close(struct gw_session *s)
 		conn_free(s->conns[i]);
 	if (s->ctx_free)
 		s->ctx_free(s);
+	if (s->rejoin_ctx && s->rejoin_ctx_free)
+		s->rejoin_ctx_free(s->rejoin_ctx);
 	mr_tls_cfg_free(s->own_cfg);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
-}
-
-void gw_session_stats(struct gw_session *s, struct gw_stats *out)
-{
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&s->lock);
-	for (int i = 0; i < s->nstreams; i++)
-		if (s->streams[i]) {
-			out->raw_out += s->streams[i]->sm.out_bytes;
-			out->raw_in += s->streams[i]->sm.in_bytes;
-		}
-	for (int i = 0; i < WIRE_MAX_CONNS; i++)
-		if (s->conns[i]) {
-			out->wire_out += s->conns[i]->tx_bytes;
-			out->wire_in += s->conns[i]->rx_bytes;
-		}
-	out->live_conns = s->nlive;
-	pthread_mutex_unlock(&s->lock);
-}
-
-/* Locked. The outcome snapshot behind gw_session_outcome and gw_session_first_failure. */
-static void outcome_locked(const struct gw_session *s, struct gw_outcome *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->first_failed = -1;
-	o->nstreams = s->nstreams;
-	o->open_streams = s->open_streams;
-	for (int i = 0; i < s->nstreams; i++) {
-		const struct gw_stream *st = s->streams[i];
-
-		if (!st || !st->fail_code)
-			continue;
-		if (o->failed_streams++ == 0) {
-			o->first_failed = i;
-			o->stream_code = st->fail_code;
-			snprintf(o->stream_text, sizeof(o->stream_text), "%s", st->fail_text);
-		}
-	}
-	o->session_code = s->err_code;
-	snprintf(o->session_text, sizeof(o->session_text), "%s", s->err_text);
-	o->session_from_peer = s->err_from_peer;
-	o->bye = s->bye;
-	o->live_conns = s->nlive;
-	o->ok = !s->err_code && !s->open_streams && !o->failed_streams;
-}
-
-void gw_session_outcome(struct gw_session *s, struct gw_outcome *o)
-{
-	pthread_mutex_lock(&s->lock);
-	outcome_locked(s, o);
-	pthread_mutex_unlock(&s->lock);
-}
-
-int gw_session_first_failure(struct gw_session *s, int *code, char *text, size_t len)
-{
-	struct gw_outcome o;
-
-	gw_session_outcome(s, &o);
-	*code = o.stream_code ? o.stream_code : o.session_code;
-	if (text && len)
-		snprintf(text, len, "%s", o.stream_code ? o.stream_text : o.session_text);
-	return o.failed_streams;
 }

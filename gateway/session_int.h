@@ -9,6 +9,7 @@
  *   session_sched.c  queues per connection, stream/stripe.h glue (pick, resync, loss), rekey and
  *                    compress-auto policies
  *   session_timer.c  the timer thread: keepalive, send and drain deadlines, idle/reconnect deadlines, rejoin
+ *   session_query.c  what commands and the control socket read: stats, outcome, results, status snapshot
  * Every function here marked "Locked." is called with s->lock held; the
  * lock guards all of a session's state (session.h).
  */
@@ -25,6 +26,11 @@
 void deadline(struct timespec *ts, int timeout_ms);
 /* Locked. Marks one stream failed (first failure wins), tells the peer when <tell_peer>; wakes its pumps. */
 void stream_fail_locked(struct gw_stream *st, int code, bool tell_peer, const char *text);
+
+/* session_query.c */
+
+/* Locked. The outcome snapshot behind gw_session_outcome, gw_session_first_failure, gw_session_wait_finished. */
+void outcome_locked(const struct gw_session *s, struct gw_outcome *o);
 
 /* session_sched.c */
 
