@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the session's own files share, and nobody else includes:
- *   session.c        lifecycle and the public API (new, add/replace a connection, bye, waits, close,
- *                    failure, outcome, accessors, status snapshot)
+ *   session.c        life cycle and the public API (new, add/replace a connection, bye, waits, failure, close)
  *   session_conn.c   a connection's reader and writer threads: frames in through stream/conn.h and
  *                    stream/rxsm.h's state machine, frames out through stream/conn.h
  *   session_stream.c a stream's two pumps: local fd -> chunks, reorder buffer -> local fd; ACK, END, VERIFIED
  *   session_sched.c  queues per connection, stream/stripe.h glue (pick, resync, loss), rekey and
  *                    compress-auto policies
  *   session_timer.c  the timer thread: keepalive, send and drain deadlines, idle/reconnect deadlines, rejoin
- *   session_query.c  what commands and the control socket read: stats, outcome, results, status snapshot
+ *   session_query.c  what commands and the control socket read: stats, outcome, results, getters, status
+ *   exitmap.c        (not the session's) wire codes to exit codes, for the commands
  * Every function here marked "Locked." is called with s->lock held; the
  * lock guards all of a session's state (session.h).
  */
