@@ -34,22 +34,23 @@ static void io_note(const struct gw_conn *c, const char *uring_why)
 		gw_dbg("data path: engine %s%s%s", mr_conn_name(c->conn), *k ? "; " : "", k);
 }
 
-/* What a connection may set up for itself (an io_uring under the in-place TLS records). */
-static void conn_io(const struct gw_conn *c, struct mr_conn_io *io)
+/*
+ * Writer (<tx>) or reader thread, at its start: the engine's transport of
+ * that direction is bound to this thread, which may set up what a
+ * connection may have for itself (an io_uring under the in-place TLS
+ * records).
+ */
+static void conn_io_start(struct gw_conn *c, bool tx)
 {
-	*io = (struct mr_conn_io){ .tx_bufs = GW_URING_TX_BUFS, .tx_bufsize = GW_URING_TX_BUFSIZE,
-				   .rx_bufs = GW_URING_RX_BUFS, .rx_bufsize = GW_URING_RX_BUFSIZE,
-				   .loopback = net_peer_is_loopback(c->fd) };
-}
-
-/* Writer thread, at its start: the engine's send transport is bound to this thread. */
-static void conn_io_start_tx(struct gw_conn *c)
-{
-	struct mr_conn_io io;
+	struct mr_conn_io io = { .tx_bufs = GW_URING_TX_BUFS, .tx_bufsize = GW_URING_TX_BUFSIZE,
+				 .rx_bufs = GW_URING_RX_BUFS, .rx_bufsize = GW_URING_RX_BUFSIZE,
+				 .loopback = net_peer_is_loopback(c->fd) };
 	char why[256] = "";
 
-	conn_io(c, &io);
-	mr_conn_start_tx(c->conn, &io, why, sizeof(why));
+	if (tx)
+		mr_conn_start_tx(c->conn, &io, why, sizeof(why));
+	else
+		mr_conn_start_rx(c->conn, &io, why, sizeof(why));
 	io_note(c, why[0] ? why : NULL);
 }
 
@@ -66,17 +67,6 @@ static void conn_io_stop_tx(struct gw_conn *c)
 static void conn_io_stop_rx(struct gw_conn *c)
 {
 	mr_conn_stop_rx(c->conn);
-}
-
-/* Reader thread, at its start. */
-static void conn_io_start_rx(struct gw_conn *c)
-{
-	struct mr_conn_io io;
-	char why[256] = "";
-
-	conn_io(c, &io);
-	mr_conn_start_rx(c->conn, &io, why, sizeof(why));
-	io_note(c, why[0] ? why : NULL);
 }
 
 /*
@@ -188,7 +178,7 @@ void *conn_writer_main(void *arg)
 	struct gw_session *s = c->s;
 	struct gw_qent *e;
 
-	conn_io_start_tx(c);
+	conn_io_start(c, true);
 
 	pthread_mutex_lock(&s->lock);
 	while ((e = writer_take_locked(c))) {
@@ -455,7 +445,7 @@ void *conn_reader_main(void *arg)
 	bool peer_clean = false;
 	ssize_t n;
 
-	conn_io_start_rx(c);
+	conn_io_start(c, false);
 
 	for (;;) {
 		struct wire_hdr h;

@@ -66,6 +66,18 @@ void conn_drop_locked(struct gw_conn *c, const char *why)
 	pthread_cond_broadcast(&c->cond);
 }
 
+/* Locked. Appends <e> to one of <c>'s queues (<head>, <tail>) and wakes its writer. */
+static void conn_enqueue(struct gw_conn *c, struct gw_qent **head, struct gw_qent **tail, struct gw_qent *e)
+{
+	if (*tail)
+		(*tail)->next = e;
+	else
+		*head = e;
+	*tail = e;
+	c->queued += e->len;
+	pthread_cond_signal(&c->cond);
+}
+
 /*
  * Locked. Queues a control frame on <c>. Returns 0, -EPIPE (dead or
  * dropped), -ENOMEM, or -ENOBUFS: the control queue would pass its bound
@@ -95,14 +107,8 @@ int conn_queue_ctl(struct gw_conn *c, const struct wire_hdr *h, const void *payl
 	wire_hdr_encode(e->buf, h);
 	if (h->len)
 		memcpy(e->buf + WIRE_HDR_LEN, payload, h->len);
-	if (c->ctl_tail)
-		c->ctl_tail->next = e;
-	else
-		c->ctl_head = e;
-	c->ctl_tail = e;
-	c->queued += e->len;
 	c->ctl_queued += e->len;
-	pthread_cond_signal(&c->cond);
+	conn_enqueue(c, &c->ctl_head, &c->ctl_tail, e);
 	return 0;
 }
 
@@ -157,13 +163,7 @@ int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 	e->len = WIRE_HDR_LEN + ch->len;
 	atomic_fetch_add(&ch->refs, 1);
 	ch->ent.link = c->idx;
-	if (c->data_tail)
-		c->data_tail->next = e;
-	else
-		c->data_head = e;
-	c->data_tail = e;
-	c->queued += e->len;
-	pthread_cond_signal(&c->cond);
+	conn_enqueue(c, &c->data_head, &c->data_tail, e);
 	return 0;
 }
 
