@@ -123,14 +123,10 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 {
 	static const uint8_t zero_token[WIRE_TOKEN_LEN];
 	struct gw_session *s = calloc(1, sizeof(*s));
-	int r;
+	int r = -ENOMEM;
 
-	if (!s) {
-		if (cfg->rejoin_ctx && cfg->rejoin_ctx_free)
-			cfg->rejoin_ctx_free(cfg->rejoin_ctx);
-		mr_tls_cfg_free(cfg->tls_cfg);
-		return -ENOMEM;
-	}
+	if (!s)
+		goto fail;
 	s->cfg = *cfg;
 	/* What the session owns moves out of the copy: one owner for each. */
 	s->rejoin = cfg->rejoin;
@@ -148,13 +144,8 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 	/* The server names its sessions; a client's come from the WELCOME, as they are. */
 	if (s->cfg.server && ((!s->id && (r = mr_random(&s->id, sizeof(s->id))) < 0) ||
 			      (!memcmp(s->token, zero_token, WIRE_TOKEN_LEN) &&
-			       (r = mr_random(s->token, sizeof(s->token))) < 0))) {
-		if (s->rejoin_ctx && s->rejoin_ctx_free)
-			s->rejoin_ctx_free(s->rejoin_ctx);
-		mr_tls_cfg_free(s->own_cfg);
-		free(s);
-		return r;
-	}
+			       (r = mr_random(s->token, sizeof(s->token))) < 0)))
+		goto fail;
 	if (!s->cfg.window)
 		s->cfg.window = GW_DEFAULT_WINDOW;
 	if (!s->cfg.chunk_size)
@@ -173,6 +164,13 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 	s->idle_since_ns = s->started_ns;
 	*out = s;
 	return 0;
+fail:
+	/* taken over even on failure (session.h) */
+	if (cfg->rejoin_ctx && cfg->rejoin_ctx_free)
+		cfg->rejoin_ctx_free(cfg->rejoin_ctx);
+	mr_tls_cfg_free(cfg->tls_cfg);
+	free(s);
+	return r;
 }
 
 static void conn_free(struct gw_conn *c)
