@@ -150,6 +150,24 @@ struct gw_session_cfg {
 	int keepalive_ms; /* 0: default */
 	int idle_ms;      /* server: close a session with no open stream after this long (0: never) */
 	bool plaintext;   /* --insecure-plaintext: every connection moves its frames raw after WELCOME (PROTOCOL.md §4.4) */
+
+	/* Who the session is: set here once, read back with gw_session_id() and the other getters. */
+	uint64_t id;                     /* server, 0: gw_session_new draws one at random; client: the WELCOME's */
+	uint8_t token[WIRE_TOKEN_LEN];   /* server, all zero: drawn at random; client: the WELCOME's */
+	char identity[GW_IDENTITY_MAX];  /* the peer's authenticated identity ("" on the client) */
+	char target[WIRE_MAX_NAME + 1];  /* the target's name */
+	struct wire_hello hello;         /* server: what the client asked for */
+	int nconns;                      /* connections the session expects */
+	/*
+	 * Client: how a dead connection comes back (struct gw_session's
+	 * rejoin), with its context, and the credentials its TLS sessions use.
+	 * The session owns <rejoin_ctx> (released with <rejoin_ctx_free>) and
+	 * <tls_cfg> from gw_session_new on, even when it fails.
+	 */
+	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
+	void *rejoin_ctx;
+	void (*rejoin_ctx_free)(void *rejoin_ctx);
+	struct mr_tls_cfg *tls_cfg;
 };
 
 struct gw_session {
@@ -167,6 +185,7 @@ struct gw_session {
 	uint64_t idle_since_ns;  /* when the last open stream ended (or the session began) */
 	uint64_t rejoin_at_ns[WIRE_MAX_CONNS]; /* client: next rejoin attempt per dead connection */
 	int rejoin_tries[WIRE_MAX_CONNS];
+	uint32_t rejoins[WIRE_MAX_CONNS]; /* times each connection index was replaced by a new connection */
 	pthread_t timer;
 	bool timer_started;
 	/*
@@ -175,6 +194,7 @@ struct gw_session {
 	 */
 	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
 	void *rejoin_ctx;
+	void (*rejoin_ctx_free)(void *rejoin_ctx); /* releases rejoin_ctx at gw_session_close */
 	struct gw_conn *conns[WIRE_MAX_CONNS];
 	struct gw_stream *streams[WIRE_MAX_STREAMS];
 	int nstreams;            /* ids used so far */
@@ -208,7 +228,12 @@ struct gw_session {
 	uint64_t started_ns;
 };
 
-/* Allocates a session (no connections yet). Returns 0 or -ENOMEM. */
+/*
+ * Allocates a session (no connections yet) from <cfg>, which is copied;
+ * on the server a zero id or token is drawn at random. Takes over cfg->rejoin_ctx and
+ * cfg->tls_cfg even on failure. Returns 0, -ENOMEM, or mr_random's error.
+ * Any thread.
+ */
 MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg);
 
 /*
@@ -234,6 +259,9 @@ bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms);
  * §5.8). False once BYE came, after a failure, or when the wait timed out.
  */
 bool gw_session_awaits_bye_locked(const struct gw_session *s);
+
+/* gw_session_conn_gone_locked for a caller that does not hold s->lock. */
+bool gw_session_conn_gone(struct gw_session *s, int idx, int timeout_ms);
 
 /*
  * Like gw_session_add_conn for a connection index that was used before and
@@ -316,7 +344,103 @@ struct gw_outcome {
 /* Fills <o> under s->lock; same threads as gw_session_first_failure. */
 void gw_session_outcome(struct gw_session *s, struct gw_outcome *o);
 
-/* Maps a WIRE_E_* code to a process exit code. */
+/*
+ * Server supervisor: waits until the session has nothing more to wait for,
+ * that is until it failed (s->err_code), or no connection lives and it
+ * need not wait for a rejoin: either reconnect is off (reconnect_ms <= 0),
+ * or no stream is open and no BYE is awaited (gw_session_awaits_bye_locked;
+ * the timer ends both waits at the reconnect timeout). Then fills <o> (may
+ * be NULL) in the same hold of the lock. Any thread but the session's own.
+ */
+void gw_session_wait_finished(struct gw_session *s, struct gw_outcome *o);
+
+/*
+ * Stream <id>'s result: *code its WIRE_E_* failure (0 while fine), <text>
+ * (<len> bytes, may be NULL) its failure text, or the session's when the
+ * stream has none, <end> (may be NULL) the END this side sent (zero before
+ * it was sent). Returns 1 when the stream completed (both directions
+ * verified), 0 when not (yet), -ENOENT for no such stream. Takes s->lock:
+ * same threads as gw_session_outcome.
+ */
+int gw_stream_result(struct gw_session *s, int id, int *code, char *text, size_t len, struct wire_end *end);
+
+/*
+ * Who the session is (gw_session_cfg): set before its first connection and
+ * never changed after, so any thread may read them without the lock.
+ */
+uint64_t gw_session_id(const struct gw_session *s);
+const uint8_t *gw_session_token(const struct gw_session *s); /* WIRE_TOKEN_LEN bytes */
+const char *gw_session_identity(const struct gw_session *s);
+const char *gw_session_target(const struct gw_session *s);
+const struct wire_hello *gw_session_hello(const struct gw_session *s);
+int gw_session_nconns(const struct gw_session *s);
+/* The tunables after defaults were applied (window, chunk_size, max_streams, plaintext, reconnect_ms, ...). */
+const struct gw_session_cfg *gw_session_cfg_get(const struct gw_session *s);
+/* Client: the rejoin context and TLS credentials given in gw_session_cfg (the session still owns them). */
+void *gw_session_rejoin_ctx(const struct gw_session *s);
+struct mr_tls_cfg *gw_session_tls_cfg(const struct gw_session *s);
+
+/*
+ * Server: the target side of the session. <on_open> connects a newly
+ * opened stream (struct gw_session's on_open), <ctx> is the target's
+ * data, released by <ctx_free> at gw_session_close. Call before the first
+ * connection is added; takes the lock.
+ */
+void gw_session_set_target_ops(struct gw_session *s,
+			       int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen),
+			       void *ctx, void (*ctx_free)(struct gw_session *s));
+void *gw_session_ctx(const struct gw_session *s);
+
+/* For sink ops and on_open: the stream's session, id, role, local fds and sink data. */
+struct gw_session *gw_stream_session(const struct gw_stream *st);
+uint16_t gw_stream_id(const struct gw_stream *st);
+uint8_t gw_stream_role(const struct gw_stream *st);
+int gw_stream_rfd(const struct gw_stream *st);
+int gw_stream_wfd(const struct gw_stream *st);
+void *gw_stream_ctx(const struct gw_stream *st);
+
+/* One connection index in a status snapshot. */
+struct gw_session_conn_status {
+	bool live;
+	uint32_t rejoins;            /* times this index got a new connection */
+	uint64_t wire_in, wire_out;  /* frame bytes on the current connection */
+};
+
+enum gw_stream_state { GW_STREAM_OPEN = 0, GW_STREAM_VERIFIED = 1, GW_STREAM_FAILED = 2 };
+
+struct gw_session_stream_status {
+	uint16_t id;
+	uint8_t role;
+	enum gw_stream_state state;
+	uint64_t bytes_out, bytes_in; /* raw bytes sent and delivered so far */
+	bool out_verified;            /* the peer verified what this side sent */
+	bool in_verified;             /* this side verified what it received */
+};
+
+/* A session as the control socket shows it (control.h, status.h), copied out in one hold of the lock. */
+struct gw_session_status {
+	uint64_t id;
+	char identity[GW_IDENTITY_MAX];
+	char target[WIRE_MAX_NAME + 1];
+	const char *state; /* "setup" (no connection yet), "running", "rejoining" (none live), "closing" (failed or closed) */
+	double age_s;
+	uint64_t bytes_in, bytes_out; /* raw stream bytes from / to the peer */
+	uint64_t wire_in, wire_out;   /* frame bytes on the connections */
+	int connections_expected, connections_live;
+	uint32_t rejoins;             /* sum over the connections */
+	int nconns;                   /* entries in conns[], by index */
+	struct gw_session_conn_status conns[WIRE_MAX_CONNS];
+	int nstreams;                 /* entries in streams[], by id (an id not seen yet: open, no bytes, not counted) */
+	int streams_open, streams_verified, streams_failed;
+	struct gw_session_stream_status streams[WIRE_MAX_STREAMS];
+	char error[WIRE_MAX_ERROR_TEXT + 1]; /* the session's failure, "" while fine */
+};
+
+/* Fills <st> (about 4 KiB: the caller allocates it). Cheap; same threads as gw_session_outcome. */
+void gw_session_status(struct gw_session *s, struct gw_session_status *st);
+const char *gw_stream_state_name(enum gw_stream_state state);
+
+/* Maps a WIRE_E_* code to a process exit code. Defined in exitmap.c: exit codes belong to the commands. */
 int gw_exit_for_wire_error(int code);
 
 uint64_t gw_now_ns(void);
