@@ -440,8 +440,6 @@ struct gw_session_status {
 void gw_session_status(struct gw_session *s, struct gw_session_status *st);
 const char *gw_stream_state_name(enum gw_stream_state state);
 
-/* Maps a WIRE_E_* code to a process exit code. Defined in exitmap.c: exit codes belong to the commands. */
-int gw_exit_for_wire_error(int code);
 
 uint64_t gw_now_ns(void);
 

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "gateway/cmd_common.h"
 #include "gateway/exitcodes.h"
 #include "gateway/session.h"
 #include "stream/conn.h"
@@ -390,14 +391,14 @@ static void test_two_sessions_status(void **state)
 static void test_exit_map(void **state)
 {
 	(void)state;
-	assert_int_equal(gw_exit_for_wire_error(0), MR_EXIT_OK);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_BAD_TOKEN), MR_EXIT_AUTH);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_TARGET), MR_EXIT_TARGET);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_DIGEST), MR_EXIT_DIGEST);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_TRUNCATED), MR_EXIT_PEER_GONE);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_PROTOCOL), MR_EXIT_PROTOCOL);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_LIMIT), MR_EXIT_USAGE);
-	assert_int_equal(gw_exit_for_wire_error(WIRE_E_INTERNAL), MR_EXIT_FAIL);
+	assert_int_equal(cmd_exit_for_wire_error(0), MR_EXIT_OK);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_BAD_TOKEN), MR_EXIT_AUTH);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_TARGET), MR_EXIT_TARGET);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_DIGEST), MR_EXIT_DIGEST);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_TRUNCATED), MR_EXIT_PEER_GONE);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_PROTOCOL), MR_EXIT_PROTOCOL);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_LIMIT), MR_EXIT_USAGE);
+	assert_int_equal(cmd_exit_for_wire_error(WIRE_E_INTERNAL), MR_EXIT_FAIL);
 }
 
 int main(void)
