@@ -217,19 +217,23 @@ static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	if (!identity_allowed(c, *tgt, identity))
 		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
 			      identity, (*tgt)->name);
-	if (hello->nconns > c->max_conns && (gw_metrics_refused(GW_LIMIT_CONNECTIONS), true))
+	if (hello->nconns > c->max_conns) {
+		gw_metrics_refused(GW_LIMIT_CONNECTIONS);
 		return refuse(t, peer, WIRE_E_LIMIT,
 			      "%u connections asked for; this server allows %d per session (--max-connections)",
 			      hello->nconns, c->max_conns);
+	}
 	if ((hello->multifd || hello->ndevices) && (*tgt)->kind != GW_TGT_QMP)
 		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      (*tgt)->name);
 	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
-	if (1 + hello->multifd + hello->ndevices > c->max_streams && (gw_metrics_refused(GW_LIMIT_STREAMS), true))
+	if (1 + hello->multifd + hello->ndevices > c->max_streams) {
+		gw_metrics_refused(GW_LIMIT_STREAMS);
 		return refuse(t, peer, WIRE_E_LIMIT,
 			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows "
 			      "%u (--max-streams)",
 			      hello->multifd, hello->ndevices, 1 + hello->multifd + hello->ndevices, c->max_streams);
+	}
 	return 0;
 }
 
@@ -279,9 +283,11 @@ static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	if ((r = hello_check(c, t, peer, identity, &hello, &tgt)) < 0)
 		return r;
 	/* Admission is complete before the target is touched: a refused HELLO leaves QEMU as it was. */
-	if (gw_registry_reserve(c->reg) < 0 && (gw_metrics_refused(GW_LIMIT_SESSIONS), true))
+	if (gw_registry_reserve(c->reg) < 0) {
+		gw_metrics_refused(GW_LIMIT_SESSIONS);
 		return refuse(t, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
 			      c->reg->max_sessions);
+	}
 	if (hello_session(c, &hello, identity, tgt, &s) < 0) {
 		gw_registry_unreserve(c->reg);
 		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");

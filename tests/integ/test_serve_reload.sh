@@ -15,7 +15,8 @@ mr_pki
 "$MIGRELAY" pki issue client --ca "$T/ca" --out "$T/cli2" --cn client2 >/dev/null
 PORT=$(mr_free_port)
 SOCK=$T/ctl.sock
-mr_serve "$PORT" --tls-dir "$T/srv" --target f=file:"$T/out.bin" --target d=discard --control "unix:$SOCK"
+MP=$(mr_free_port)
+mr_serve "$PORT" --tls-dir "$T/srv" --target f=file:"$T/out.bin" --target d=discard --control "unix:$SOCK" --metrics "127.0.0.1:$MP"
 mr_wait_file "$SOCK" 10 || fail "no control socket"
 
 # peer_cert: SHA-256 of the certificate the server presents now
@@ -103,4 +104,10 @@ head -c 100000 /dev/urandom | "$MIGRELAY" send --to "127.0.0.1:$PORT" --target d
 cp "$T/good-cert.pem" "$T/srv/server-cert.pem"
 "$MIGRELAY" status --control "$SOCK" reload >"$T/reload.out" 2>&1 || fail "reload of the fixed file: $(cat "$T/reload.out")"
 grep -q "generation 3" "$T/reload.out" || fail "reload of the fixed file: $(cat "$T/reload.out")"
-ok "a broken certificate: reload refused with the reason (exit 1), old settings kept; fixed, it reloads"
+python3 - "$MP" <<'PY' || fail "reloads in the metrics"
+import sys, urllib.request
+m = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+assert 'migrelay_reloads_total{result="ok"} 2\n' in m and 'migrelay_reloads_total{result="failed"} 2\n' in m, \
+    [l for l in m.splitlines() if "reloads" in l]
+PY
+ok "a broken certificate: reload refused with the reason (exit 1), old settings kept; fixed, it reloads; reloads counted"
