@@ -308,7 +308,7 @@ static void session_status(struct gw_registry *r, struct gw_reg_entry *e, struct
 	pthread_mutex_lock(&r->lock);
 	ready = e->ready;
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)
-		conns[i] = (struct gw_status_conn){ .index = i, .rejoins = e->rejoins[i] };
+		conns[i] = (struct gw_status_conn){.index = i, .rejoins = e->rejoins[i]};
 	pthread_mutex_unlock(&r->lock);
 
 	pthread_mutex_lock(&s->lock);
@@ -359,7 +359,7 @@ int gw_registry_status(struct gw_registry *r, struct json_object *status)
 
 	for (int i = 0; i < n; i++) {
 		struct gw_status_conn conns[WIRE_MAX_CONNS];
-		struct gw_status_session o = { 0 };
+		struct gw_status_session o = {0};
 		char err[WIRE_MAX_ERROR_TEXT + 1];
 
 		if (!ret) {

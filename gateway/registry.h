@@ -29,12 +29,12 @@ struct gw_reg_entry {
 	struct gw_session *s;
 	uint64_t id;
 	uint8_t token[WIRE_TOKEN_LEN];
-	char *identity;		   /* the peer's whole identity, compared whole at JOIN */
-	int refs;		   /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
-	bool ready;		   /* connection 0 is in: a JOIN may go ahead */
-	bool listed;		   /* findable; false once the session ended */
-	pthread_mutex_t join_lock; /* one JOIN of this session at a time, held across its WELCOME */
-	struct gw_snap_hold *snaps; /* held until the session is closed (registry lock) */
+	char *identity;			  /* the peer's whole identity, compared whole at JOIN */
+	int refs;			  /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
+	bool ready;			  /* connection 0 is in: a JOIN may go ahead */
+	bool listed;			  /* findable; false once the session ended */
+	pthread_mutex_t join_lock;	  /* one JOIN of this session at a time, held across its WELCOME */
+	struct gw_snap_hold *snaps;	  /* held until the session is closed (registry lock) */
 	uint32_t rejoins[WIRE_MAX_CONNS]; /* per connection (registry lock) */
 	uint64_t joined;		  /* bit per connection index that ever joined (registry lock) */
 	pthread_mutex_t flow_lock;	  /* <flow>: one metrics update at a time */

@@ -381,7 +381,9 @@ int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const
 		return refuse(t, peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u",
 			      r == 0 ? h.type : 0);
 	if (r < 0) {
-		gw_metrics_handshake_failed(r == -ETIMEDOUT ? GW_HS_TIMEOUT : r == -ECONNRESET ? GW_HS_NO_SETUP : GW_HS_OTHER);
+		gw_metrics_handshake_failed(r == -ETIMEDOUT    ? GW_HS_TIMEOUT
+					    : r == -ECONNRESET ? GW_HS_NO_SETUP
+							       : GW_HS_OTHER);
 		gw_ratelimited(GW_LOG_WARN, "%s: no HELLO or JOIN after the handshake: %s", peer,
 			       r == -ETIMEDOUT	  ? "setup deadline passed (--handshake-timeout)"
 			       : r == -ECONNRESET ? "closed"

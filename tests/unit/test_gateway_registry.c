@@ -182,7 +182,7 @@ static void holds_snapshots(void **state)
 	gw_registry_hold(&r, e, hold_of(&h)); /* connection 0 */
 	gw_registry_hold(&r, e, hold_of(&h)); /* connection 1, same version: the extra reference is dropped */
 	assert_int_equal(gw_snapshot_swap(&h, &b, count_free, NULL), 0);
-	assert_int_equal(freed, 0); /* the session still holds version 1 */
+	assert_int_equal(freed, 0);	      /* the session still holds version 1 */
 	gw_registry_hold(&r, e, hold_of(&h)); /* a rejoin under version 2 */
 	gw_registry_joined(&r, e, 1);	      /* first JOIN of connection 1: not a rejoin */
 	gw_registry_joined(&r, e, 1);	      /* its rejoin */
