@@ -94,7 +94,8 @@ struct server {
 	pthread_attr_t hs_attr;
 	struct gw_control *ctl;
 	struct gw_metrics_http *mh;
-	char control_path[108];
+	/* written before the control thread starts, read by it: */
+	char control_path[108], metrics_addr[80];
 	uint64_t start_ns, last_tick_ns;
 	sigset_t hup;
 };
@@ -803,10 +804,10 @@ static int status_cb(void *ctx, struct json_object *st)
 	gw_registry_counts(&srv.reg, &listed, &closing, &conns);
 	r |= gw_status_set_daemon(st, &d);
 	r |= gw_status_add_listener(st, "tcp", srv.listen_spec);
-	if (srv.ctl)
-		r |= gw_status_add_listener(st, "control", gw_control_path(srv.ctl));
-	if (srv.mh)
-		r |= gw_status_add_listener(st, "metrics", gw_metrics_http_address(srv.mh));
+	if (srv.control_path[0])
+		r |= gw_status_add_listener(st, "control", srv.control_path);
+	if (srv.metrics_addr[0])
+		r |= gw_status_add_listener(st, "metrics", srv.metrics_addr);
 	r |= gw_status_add_limit(st, "sessions", listed, srv.o.max_sessions);
 	r |= gw_status_add_limit(st, "sessions_closing", closing, srv.o.max_sessions);
 	r |= gw_status_add_limit(st, "pending", gw_preauth_count(&srv.preauth), srv.o.pre.max_pending);
@@ -833,6 +834,15 @@ static int start_servers(void)
 		if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
 			ctl = GW_CONTROL_DEFAULT_PATH;
 	}
+	/* Metrics first: the control thread reports their address. */
+	if (srv.o.metrics) {
+		if ((r = gw_metrics_http_start(&srv.mh, srv.o.metrics, why, sizeof(why))) < 0) {
+			fprintf(stderr, "migrelay serve: --metrics: %s\n", why);
+			return r;
+		}
+		snprintf(srv.metrics_addr, sizeof(srv.metrics_addr), "%s", gw_metrics_http_address(srv.mh));
+		gw_info("metrics at http://%s/metrics", srv.metrics_addr);
+	}
 	if (ctl && strcmp(ctl, "none")) {
 		if (gw_control_parse_path(ctl, srv.control_path, sizeof(srv.control_path)) < 0) {
 			fprintf(stderr, "migrelay serve: --control takes unix:PATH (a short enough path) or none, not \"%.80s\"\n",
@@ -844,13 +854,6 @@ static int start_servers(void)
 			return r;
 		}
 		gw_info("control socket %s (migrelay status --control %s)", srv.control_path, srv.control_path);
-	}
-	if (srv.o.metrics) {
-		if ((r = gw_metrics_http_start(&srv.mh, srv.o.metrics, why, sizeof(why))) < 0) {
-			fprintf(stderr, "migrelay serve: --metrics: %s\n", why);
-			return r;
-		}
-		gw_info("metrics at http://%s/metrics", gw_metrics_http_address(srv.mh));
 	}
 	return 0;
 }
@@ -925,7 +928,7 @@ int cmd_serve(int argc, char **argv)
 	if (preflight() < 0 || (lfd = open_listener()) < 0)
 		return MR_EXIT_USAGE;
 	if (start_servers() < 0) {
-		gw_control_stop(srv.ctl);
+		gw_metrics_http_stop(srv.mh);
 		close(lfd);
 		return MR_EXIT_USAGE;
 	}
