@@ -53,6 +53,8 @@ int gw_registry_add(struct gw_registry *r, struct gw_session *s, const char *ide
 	e->refs = 1;
 	e->listed = true;
 	pthread_mutex_init(&e->join_lock, NULL);
+	pthread_mutex_init(&e->flow_lock, NULL);
+	e->joined = 1; /* connection 0 comes with the HELLO */
 	pthread_mutex_lock(&r->lock);
 	r->reserved--;
 	r->nsessions++;
@@ -180,15 +182,193 @@ static void unlist_and_wait(struct gw_registry *r, struct gw_reg_entry *e)
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* After the session is closed: the slot is free. */
+/* After the session is closed: the slot is free, and the configuration snapshots it held are let go. */
 static void release(struct gw_registry *r, struct gw_reg_entry *e)
 {
+	struct gw_snap_hold *h, *next;
+
 	pthread_mutex_lock(&r->lock);
 	r->closing--;
+	h = e->snaps;
+	e->snaps = NULL;
 	pthread_mutex_unlock(&r->lock);
+	for (; h; h = next) {
+		next = h->next;
+		gw_snap_put(h->snap);
+		free(h);
+	}
 	pthread_mutex_destroy(&e->join_lock);
+	pthread_mutex_destroy(&e->flow_lock);
 	free(e->identity);
 	free(e);
+}
+
+void gw_registry_hold(struct gw_registry *r, struct gw_reg_entry *e, struct gw_snap_hold *h)
+{
+	bool dup = false;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct gw_snap_hold *x = e->snaps; x && !dup; x = x->next)
+		dup = x->snap == h->snap;
+	if (!dup) {
+		h->next = e->snaps;
+		e->snaps = h;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (dup) {
+		gw_snap_put(h->snap);
+		free(h);
+	}
+}
+
+void gw_registry_joined(struct gw_registry *r, struct gw_reg_entry *e, int idx)
+{
+	bool rejoin;
+
+	if (idx < 0 || idx >= WIRE_MAX_CONNS)
+		return;
+	pthread_mutex_lock(&r->lock);
+	rejoin = (e->joined >> idx) & 1;
+	e->joined |= 1ull << idx;
+	if (rejoin)
+		e->rejoins[idx]++;
+	pthread_mutex_unlock(&r->lock);
+	if (rejoin)
+		gw_metrics_rejoin(e->s->target);
+}
+
+/* Feeds the session's byte totals into the metrics, one caller at a time per session. */
+static void flow_update(struct gw_reg_entry *e)
+{
+	struct gw_stats st;
+
+	gw_session_stats(e->s, &st);
+	pthread_mutex_lock(&e->flow_lock);
+	gw_metrics_flow_update(&e->flow, e->s->target, st.raw_in, st.raw_out);
+	pthread_mutex_unlock(&e->flow_lock);
+}
+
+enum { REG_MAX_LIST = 512 }; /* more than --max-sessions allows */
+
+/* References on every listed entry (at most REG_MAX_LIST); the caller drops them with gw_registry_put. */
+static int take_listed(struct gw_registry *r, struct gw_reg_entry **list)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (struct gw_reg_entry *e = r->head; e && n < REG_MAX_LIST; e = e->next)
+		if (e->listed) {
+			e->refs++;
+			list[n++] = e;
+		}
+	pthread_mutex_unlock(&r->lock);
+	return n;
+}
+
+void gw_registry_metrics_tick(struct gw_registry *r)
+{
+	struct gw_reg_entry *list[REG_MAX_LIST];
+	int n = take_listed(r, list);
+
+	for (int i = 0; i < n; i++) {
+		flow_update(list[i]);
+		gw_registry_put(r, list[i]);
+	}
+}
+
+void gw_registry_counts(struct gw_registry *r, int *listed, int *closing, int *conns_used)
+{
+	struct gw_reg_entry *list[REG_MAX_LIST];
+	int n = take_listed(r, list);
+
+	*conns_used = 0;
+	for (int i = 0; i < n; i++) {
+		struct gw_session *s = list[i]->s;
+
+		pthread_mutex_lock(&s->lock);
+		if (s->nlive > *conns_used)
+			*conns_used = s->nlive;
+		pthread_mutex_unlock(&s->lock);
+		gw_registry_put(r, list[i]);
+	}
+	pthread_mutex_lock(&r->lock);
+	*listed = r->nsessions;
+	*closing = r->closing;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* One session's numbers, copied under its lock. */
+static void session_status(struct gw_registry *r, struct gw_reg_entry *e, struct gw_status_session *o,
+			   struct gw_status_conn *conns, char *err, size_t errlen)
+{
+	struct gw_session *s = e->s;
+	uint64_t now = gw_now_ns();
+	bool ready;
+
+	pthread_mutex_lock(&r->lock);
+	ready = e->ready;
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		conns[i] = (struct gw_status_conn){.index = i, .rejoins = e->rejoins[i]};
+	pthread_mutex_unlock(&r->lock);
+
+	pthread_mutex_lock(&s->lock);
+	o->id = e->id;
+	o->identity = e->identity;
+	o->target = s->target;
+	o->age_s = now > s->started_ns ? (double)(now - s->started_ns) / 1e9 : 0;
+	o->connections_expected = s->nconns;
+	o->nconns = s->nconns < WIRE_MAX_CONNS ? s->nconns : WIRE_MAX_CONNS;
+	for (int i = 0; i < o->nconns; i++) {
+		struct gw_conn *c = s->conns[i];
+
+		if (!c)
+			continue;
+		conns[i].live = !c->dead;
+		conns[i].wire_in = c->rx_bytes;
+		conns[i].wire_out = c->tx_bytes;
+		o->wire_in += c->rx_bytes;
+		o->wire_out += c->tx_bytes;
+	}
+	for (int i = 0; i < s->nstreams; i++) {
+		struct gw_stream *st = s->streams[i];
+
+		if (!st)
+			continue;
+		o->bytes_in += st->sm.in_bytes;
+		o->bytes_out += st->sm.out_bytes;
+		if (st->fail_code)
+			o->streams_failed++;
+		else if (st->complete)
+			o->streams_verified++;
+		else
+			o->streams_open++;
+	}
+	if (s->err_code) {
+		snprintf(err, errlen, "%s", s->err_text);
+		o->error = err;
+	}
+	o->state = !ready ? "setup" : (s->err_code || s->finished) ? "closing" : s->nlive ? "running" : "rejoining";
+	pthread_mutex_unlock(&s->lock);
+	o->conns = conns;
+}
+
+int gw_registry_status(struct gw_registry *r, struct json_object *status)
+{
+	struct gw_reg_entry *list[REG_MAX_LIST];
+	int n = take_listed(r, list), ret = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct gw_status_conn conns[WIRE_MAX_CONNS];
+		struct gw_status_session o = {0};
+		char err[WIRE_MAX_ERROR_TEXT + 1];
+
+		if (!ret) {
+			session_status(r, list[i], &o, conns, err, sizeof(err));
+			ret = gw_status_add_session(status, &o);
+		}
+		gw_registry_put(r, list[i]);
+	}
+	return ret;
 }
 
 void gw_registry_drop(struct gw_registry *r, struct gw_reg_entry *e)
@@ -210,7 +390,7 @@ struct supervisor {
  * VERIFIED may have gone down with a connection. Returns true when it
  * ended well; <what> says how it ended.
  */
-static bool wait_outcome(struct gw_session *s, char *what, size_t len)
+static bool wait_outcome(struct gw_session *s, char *what, size_t len, int *code)
 {
 	char sfail[WIRE_MAX_ERROR_TEXT + 32] = "", a[32], b[32];
 	struct gw_stats st;
@@ -222,9 +402,13 @@ static bool wait_outcome(struct gw_session *s, char *what, size_t len)
 	       (s->nlive > 0 || (s->cfg.reconnect_ms > 0 && (s->open_streams > 0 || gw_session_awaits_bye_locked(s)))))
 		pthread_cond_wait(&s->cond, &s->lock);
 	/* A stream can fail on its own (its target would not open) while the session stays sound. */
+	*code = s->err_code;
 	for (int i = 0; i < s->nstreams; i++)
-		if (s->streams[i] && s->streams[i]->fail_code && nfailed++ == 0)
+		if (s->streams[i] && s->streams[i]->fail_code && nfailed++ == 0) {
 			snprintf(sfail, sizeof(sfail), "stream %d: %s", i, s->streams[i]->fail_text);
+			if (!*code)
+				*code = s->streams[i]->fail_code;
+		}
 	ok = !s->err_code && s->open_streams == 0 && nfailed == 0;
 	pthread_mutex_unlock(&s->lock);
 
@@ -248,9 +432,16 @@ static void *supervisor_main(void *arg)
 	struct gw_reg_entry *e = sv->e;
 	struct gw_session *s = e->s;
 	char line[256], what[WIRE_MAX_ERROR_TEXT + 64];
+	int code = 0;
 	bool ok;
 
-	ok = wait_outcome(s, what, sizeof(what));
+	ok = wait_outcome(s, what, sizeof(what), &code);
+	/* Counted before the session leaves the registry: a scrape never sees it neither active nor ended. */
+	flow_update(e);
+	if (ok)
+		gw_metrics_session_done(s->target);
+	else
+		gw_metrics_session_failed(s->target, code);
 	snprintf(line, sizeof(line), "session %016llx (%.160s, target %s) ", (unsigned long long)e->id, e->identity,
 		 s->target);
 	unlist_and_wait(sv->r, e);
@@ -270,6 +461,7 @@ void gw_registry_supervise(struct gw_registry *r, struct gw_reg_entry *e)
 	struct supervisor *sv = malloc(sizeof(*sv));
 	pthread_t thr;
 
+	gw_metrics_session_started(e->s->target);
 	if (sv) {
 		sv->r = r;
 		sv->e = e;
@@ -281,6 +473,7 @@ void gw_registry_supervise(struct gw_registry *r, struct gw_reg_entry *e)
 	}
 	gw_err("session %016llx: cannot start its supervisor", (unsigned long long)e->id);
 	gw_session_fail(e->s, WIRE_E_INTERNAL, true, "the server cannot start the session");
+	gw_metrics_session_failed(e->s->target, WIRE_E_INTERNAL);
 	gw_registry_drop(r, e);
 }
 

@@ -13,18 +13,32 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "session.h"
+#include "snapshot.h"
+#include "status.h"
+
+/* A configuration snapshot (gateway/snapshot.h) a session's connections were set up with. */
+struct gw_snap_hold {
+	struct gw_snap_hold *next;
+	struct gw_snap *snap;
+};
 
 struct gw_reg_entry {
 	struct gw_reg_entry *next;
 	struct gw_session *s;
 	uint64_t id;
 	uint8_t token[WIRE_TOKEN_LEN];
-	char *identity;		   /* the peer's whole identity, compared whole at JOIN */
-	int refs;		   /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
-	bool ready;		   /* connection 0 is in: a JOIN may go ahead */
-	bool listed;		   /* findable; false once the session ended */
-	pthread_mutex_t join_lock; /* one JOIN of this session at a time, held across its WELCOME */
+	char *identity;			  /* the peer's whole identity, compared whole at JOIN */
+	int refs;			  /* 1 for the supervisor (or the HELLO until then) + 1 per JOIN in progress */
+	bool ready;			  /* connection 0 is in: a JOIN may go ahead */
+	bool listed;			  /* findable; false once the session ended */
+	pthread_mutex_t join_lock;	  /* one JOIN of this session at a time, held across its WELCOME */
+	struct gw_snap_hold *snaps;	  /* held until the session is closed (registry lock) */
+	uint32_t rejoins[WIRE_MAX_CONNS]; /* per connection (registry lock) */
+	uint64_t joined;		  /* bit per connection index that ever joined (registry lock) */
+	pthread_mutex_t flow_lock;	  /* <flow>: one metrics update at a time */
+	struct gw_metrics_flow flow;	  /* what this session's bytes added to the metrics */
 };
 
 struct gw_registry {
@@ -96,5 +110,31 @@ void gw_registry_fail_all(struct gw_registry *r, int code, const char *text);
 
 /* Sessions listed, reserved or closing: 0 when the registry is idle. Any thread. */
 int gw_registry_busy(struct gw_registry *r);
+
+/*
+ * Makes <e> hold <h>->snap until the session is closed, taking over <h>
+ * and its reference (a second hold of the same snapshot only drops the
+ * extra reference and frees <h>). Needs a reference on <e>. Any thread.
+ */
+void gw_registry_hold(struct gw_registry *r, struct gw_reg_entry *e, struct gw_snap_hold *h);
+
+/* Connection <idx> of <e> came in by JOIN: counted as a rejoin if that index was there before. Any thread. */
+void gw_registry_joined(struct gw_registry *r, struct gw_reg_entry *e, int idx);
+
+/*
+ * Feeds every listed session's byte totals into the metrics
+ * (gw_metrics_flow_update). Takes each session's lock briefly, never with
+ * the registry lock held. The daemon's main loop, about once a second.
+ */
+void gw_registry_metrics_tick(struct gw_registry *r);
+
+/* Sessions listed, sessions closing, and the live connections of the fullest session. Any thread. */
+void gw_registry_counts(struct gw_registry *r, int *listed, int *closing, int *conns_used);
+
+/*
+ * Adds every listed session to <status> (gw_status_add_session). Reads each
+ * session's numbers under its lock, without I/O. Returns 0 or -ENOMEM. Any thread.
+ */
+MR_MUST_CHECK int gw_registry_status(struct gw_registry *r, struct json_object *status);
 
 #endif

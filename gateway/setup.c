@@ -175,6 +175,9 @@ static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt,
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	gw_ratelimited(GW_LOG_WARN, "%s: refused: %s", peer, text);
+	/* A refusal by a limit is counted where the limit is known (gw_metrics_refused). */
+	if (code != WIRE_E_LIMIT)
+		gw_metrics_handshake_failed(gw_metrics_hs_reason_for_wire(code));
 	gw_setup_refuse(t, (uint16_t)code, text);
 	return -EACCES;
 }
@@ -214,19 +217,23 @@ static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	if (!identity_allowed(c, *tgt, identity))
 		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
 			      identity, (*tgt)->name);
-	if (hello->nconns > c->max_conns)
+	if (hello->nconns > c->max_conns) {
+		gw_metrics_refused(GW_LIMIT_CONNECTIONS);
 		return refuse(t, peer, WIRE_E_LIMIT,
 			      "%u connections asked for; this server allows %d per session (--max-connections)",
 			      hello->nconns, c->max_conns);
+	}
 	if ((hello->multifd || hello->ndevices) && (*tgt)->kind != GW_TGT_QMP)
 		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      (*tgt)->name);
 	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
-	if (1 + hello->multifd + hello->ndevices > c->max_streams)
+	if (1 + hello->multifd + hello->ndevices > c->max_streams) {
+		gw_metrics_refused(GW_LIMIT_STREAMS);
 		return refuse(t, peer, WIRE_E_LIMIT,
 			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows "
 			      "%u (--max-streams)",
 			      hello->multifd, hello->ndevices, 1 + hello->multifd + hello->ndevices, c->max_streams);
+	}
 	return 0;
 }
 
@@ -276,9 +283,11 @@ static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	if ((r = hello_check(c, t, peer, identity, &hello, &tgt)) < 0)
 		return r;
 	/* Admission is complete before the target is touched: a refused HELLO leaves QEMU as it was. */
-	if (gw_registry_reserve(c->reg) < 0)
+	if (gw_registry_reserve(c->reg) < 0) {
+		gw_metrics_refused(GW_LIMIT_SESSIONS);
 		return refuse(t, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
 			      c->reg->max_sessions);
+	}
 	if (hello_session(c, &hello, identity, tgt, &s) < 0) {
 		gw_registry_unreserve(c->reg);
 		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");
@@ -333,6 +342,7 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	}
 	if (gw_registry_join_lock(e, deadline_ns) < 0) {
 		gw_registry_put(c->reg, e);
+		gw_metrics_refused(GW_LIMIT_OTHER);
 		return refuse(t, peer, WIRE_E_LIMIT,
 			      "JOIN refused: other JOINs of this session did not finish in time");
 	}
@@ -371,6 +381,9 @@ int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const
 		return refuse(t, peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u",
 			      r == 0 ? h.type : 0);
 	if (r < 0) {
+		gw_metrics_handshake_failed(r == -ETIMEDOUT    ? GW_HS_TIMEOUT
+					    : r == -ECONNRESET ? GW_HS_NO_SETUP
+							       : GW_HS_OTHER);
 		gw_ratelimited(GW_LOG_WARN, "%s: no HELLO or JOIN after the handshake: %s", peer,
 			       r == -ETIMEDOUT	  ? "setup deadline passed (--handshake-timeout)"
 			       : r == -ECONNRESET ? "closed"
@@ -395,6 +408,8 @@ void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int 
 		 */
 		if (r < 0 || gw_session_replace_conn(e->s, a->idx, conn) < 0)
 			gw_warn("%s: JOIN of connection %u failed", peer, a->idx);
+		else
+			gw_registry_joined(c->reg, e, a->idx);
 		gw_registry_join_unlock(e);
 		gw_registry_put(c->reg, e);
 		return;

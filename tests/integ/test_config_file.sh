@@ -90,3 +90,25 @@ rc=0
 conf "$T/serve.conf" || rc=$?
 [ "$rc" = 2 ] && grep -qF "others may write it" "$T/conf.err" || fail "a world-writable file: exit $rc, $(cat "$T/conf.err")"
 ok "unknown key, stray quote, refused key, CR and a world-writable file: refused with file and line"
+
+# 4. serve --config FILE itself: the same file (command line overriding it) relays;
+#    an unknown key stops serve with exit 2, the file and the line.
+chmod 0640 "$T/serve.conf"
+port2=$(mr_free_port)
+while [ "$port2" = "$port_file" ] || [ "$port2" = "$port" ]; do port2=$(mr_free_port); done
+"$MIGRELAY" serve --config "$T/serve.conf" --listen "127.0.0.1:$port2" --control none >"$T/serve-$port2.log" 2>&1 &
+MR_PIDS+=($!)
+mr_wait_port "$port2"
+! (exec 3<>"/dev/tcp/127.0.0.1/$port_file") 2>/dev/null || fail "serve --config: the file's listen address is open"
+rm -f "$T/out.bin"
+"$MIGRELAY" send --to "127.0.0.1:$port2" --target f --tls-dir "$T/cli" --quiet <"$T/in" >/dev/null 2>"$T/send.log" ||
+	fail "send to serve --config: $(cat "$T/send.log")"
+cmp "$T/in" "$T/out.bin" || fail "serve --config: the file differs"
+rc=0
+"$MIGRELAY" serve --config "$T/bad1.conf" --target x=discard >/dev/null 2>"$T/bad1.err" || rc=$?
+[ "$rc" = 2 ] && grep -qF "$T/bad1.conf:3: unknown key \"listen-on\"" "$T/bad1.err" ||
+	fail "serve --config bad1.conf: exit $rc, $(cat "$T/bad1.err")"
+rc=0
+"$MIGRELAY" serve --config "$T/nonexistent.conf" --listen 127.0.0.1:1 --target x=discard >/dev/null 2>"$T/nf.err" || rc=$?
+[ "$rc" = 2 ] && grep -qF "nonexistent.conf" "$T/nf.err" || fail "serve --config of a missing file: exit $rc, $(cat "$T/nf.err")"
+ok "serve --config: a file relays with the command line overriding it; an unknown key and a missing file exit 2 naming them"

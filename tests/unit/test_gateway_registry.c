@@ -2,7 +2,9 @@
 /*
  * The session registry (gateway/registry.c): slots against max_sessions,
  * the JOIN lookup (token, whole identity, not-yet-ready sessions), the
- * JOIN turn, and that unlisting waits for the JOINs in progress.
+ * JOIN turn, that unlisting waits for the JOINs in progress, the
+ * configuration snapshots a session holds until it is closed, rejoin
+ * counts, and the status built from listed sessions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -10,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +21,7 @@
 
 #include "gateway/log.h"
 #include "gateway/registry.h"
+#include "gateway/snapshot.h"
 
 static struct gw_session *new_session(uint64_t id, uint8_t tok)
 {
@@ -138,12 +143,82 @@ static void drop_waits_for_joins(void **state)
 	assert_int_equal(gw_registry_busy(&r), 0);
 }
 
+static int freed;
+static void count_free(void *obj)
+{
+	(void)obj;
+	freed++;
+}
+
+static struct gw_snap_hold *hold_of(struct gw_snapshot *h)
+{
+	struct gw_snap_hold *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	x->snap = gw_snapshot_get(h);
+	assert_non_null(x->snap);
+	return x;
+}
+
+/* A session keeps every configuration version its connections used, once each, until it is closed. */
+static void holds_snapshots(void **state)
+{
+	struct gw_snapshot h = GW_SNAPSHOT_INITIALIZER;
+	static int a, b;
+	struct gw_registry r;
+	struct gw_reg_entry *e;
+	struct json_object *st;
+	struct json_object *sessions, *s0, *v;
+
+	(void)state;
+	freed = 0;
+	assert_int_equal(gw_snapshot_init(&h, &a, count_free), 0);
+	gw_registry_init(&r, 2);
+	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_add(&r, new_session(9, 0x33), "CN=held", &e), 0);
+	snprintf(e->s->target, sizeof(e->s->target), "t");
+	e->s->nconns = 2;
+	gw_registry_ready(&r, e);
+	gw_registry_hold(&r, e, hold_of(&h)); /* connection 0 */
+	gw_registry_hold(&r, e, hold_of(&h)); /* connection 1, same version: the extra reference is dropped */
+	assert_int_equal(gw_snapshot_swap(&h, &b, count_free, NULL), 0);
+	assert_int_equal(freed, 0);	      /* the session still holds version 1 */
+	gw_registry_hold(&r, e, hold_of(&h)); /* a rejoin under version 2 */
+	gw_registry_joined(&r, e, 1);	      /* first JOIN of connection 1: not a rejoin */
+	gw_registry_joined(&r, e, 1);	      /* its rejoin */
+	gw_registry_joined(&r, e, 0);	      /* connection 0 came with the HELLO: a rejoin */
+	assert_int_equal(e->rejoins[0], 1);
+	assert_int_equal(e->rejoins[1], 1);
+
+	assert_non_null(st = json_object_new_object());
+	assert_int_equal(gw_registry_status(&r, st), 0);
+	assert_true(json_object_object_get_ex(st, "sessions", &sessions));
+	assert_int_equal(json_object_array_length(sessions), 1);
+	s0 = json_object_array_get_idx(sessions, 0);
+	assert_true(json_object_object_get_ex(s0, "identity", &v));
+	assert_string_equal(json_object_get_string(v), "CN=held");
+	assert_true(json_object_object_get_ex(s0, "target", &v));
+	assert_string_equal(json_object_get_string(v), "t");
+	assert_true(json_object_object_get_ex(s0, "rejoins", &v));
+	assert_int_equal(json_object_get_int(v), 2);
+	assert_true(json_object_object_get_ex(s0, "connections", &v));
+	assert_int_equal(json_object_array_length(v), 2);
+	json_object_put(st);
+
+	gw_snapshot_fini(&h);
+	assert_int_equal(freed, 0); /* the holder let go of version 2: the session holds both versions */
+	gw_registry_drop(&r, e);
+	assert_int_equal(freed, 2);
+	assert_int_equal(gw_registry_busy(&r), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(slots),
 	    cmocka_unit_test(lookup),
 	    cmocka_unit_test(drop_waits_for_joins),
+	    cmocka_unit_test(holds_snapshots),
 	};
 
 	gw_log_level = GW_LOG_ERR;
