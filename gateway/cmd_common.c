@@ -120,21 +120,9 @@ int cmd_first_failure(struct gw_session *s, int id, uint16_t *wire_code, char *t
 	int code = 0;
 
 	text[0] = '\0';
-	pthread_mutex_lock(&s->lock);
-	if (id >= 0 && id < s->nstreams && s->streams[id] && s->streams[id]->fail_code) {
-		code = s->streams[id]->fail_code;
-		snprintf(text, len, "%s", s->streams[id]->fail_text);
-	}
-	for (int i = 0; !code && i < s->nstreams; i++)
-		if (s->streams[i] && s->streams[i]->fail_code) {
-			code = s->streams[i]->fail_code;
-			snprintf(text, len, "%s", s->streams[i]->fail_text);
-		}
-	if (!code)
-		code = s->err_code;
-	if (code && !text[0])
-		snprintf(text, len, "%s", s->err_text);
-	pthread_mutex_unlock(&s->lock);
+	/* stream <id> first: its failure is the one the command was waiting for */
+	if (id < 0 || gw_stream_result(s, id, &code, text, len, NULL) < 0 || !code)
+		gw_session_first_failure(s, &code, text, len);
 	if (!code)
 		return 0;
 	*wire_code = (uint16_t)code;

@@ -41,7 +41,7 @@ static void report_ok(const struct gw_client_opts *o, struct gw_session *s, int 
 	char a[32], b[32], hex[33] = "?";
 
 	gw_session_stats(s, &st);
-	if (wire_end_decode(&e, s->streams[id]->out_end, WIRE_END_LEN) == 0)
+	if (gw_stream_result(s, id, NULL, NULL, 0, &e) == 1)
 		digest_hex(e.digest, hex);
 	if (o->json) {
 		struct json_object *ev = gw_json_event("report");

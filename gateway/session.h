@@ -355,7 +355,7 @@ void gw_session_outcome(struct gw_session *s, struct gw_outcome *o);
 void gw_session_wait_finished(struct gw_session *s, struct gw_outcome *o);
 
 /*
- * Stream <id>'s result: *code its WIRE_E_* failure (0 while fine), <text>
+ * Stream <id>'s result: *code (may be NULL) its WIRE_E_* failure (0 while fine), <text>
  * (<len> bytes, may be NULL) its failure text, or the session's when the
  * stream has none, <end> (may be NULL) the END this side sent (zero before
  * it was sent). Returns 1 when the stream completed (both directions

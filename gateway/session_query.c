@@ -84,7 +84,8 @@ int gw_stream_result(struct gw_session *s, int id, int *code, char *text, size_t
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
-	*code = st->fail_code;
+	if (code)
+		*code = st->fail_code;
 	if (text && len)
 		snprintf(text, len, "%s", st->fail_text[0] ? st->fail_text : s->err_text);
 	if (end) {
