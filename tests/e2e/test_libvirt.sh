@@ -23,6 +23,14 @@ e2e_accel
 MIB=128
 DISK_MIB=64
 
+# The guest's own RAM check must see what it is there to see: a guest told to
+# corrupt one page and let another go stale reports both, each by its kind.
+e2e_start_src selftest 64 "checkfault rate=16"
+e2e_wait_until 60 grep -aq 'pages differ' "$E2E_TMP/selftest.serial" || e2e_fail "the guest's RAM check saw nothing wrong"
+grep -aq 'the page is stale' "$E2E_TMP/selftest.serial" || e2e_fail "the guest's RAM check did not tell a stale page"
+grep -aq 'pages differ: 2' "$E2E_TMP/selftest.serial" || e2e_fail "the guest's RAM check missed the corrupted page"
+e2e_stop selftest
+
 # certificates as README's quick start issues them
 "$MIGRELAY" pki init --dir "$E2E_TMP/ca" >/dev/null || e2e_fail "pki init"
 "$MIGRELAY" pki issue server --ca "$E2E_TMP/ca" --out "$E2E_TMP/dst-tls" --cn dst.example --dns dst.example \

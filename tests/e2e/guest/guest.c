@@ -78,7 +78,7 @@ static u32 generation;
 #define CHECK_PAGES (192u * 1024u) /* 768 MiB of data above 2 MiB */
 static u32 gen_of[CHECK_PAGES];
 static int checking;
-static int check_fault; /* "checkfault": flip one byte after the first pass (proves the check sees it) */
+static int check_fault; /* "checkfault": after the first pass, corrupt one page and make one stale (proves the check sees both) */
 
 static inline void outb(u16 port, u8 v)
 {
@@ -283,6 +283,62 @@ static void puthex_serial(u32 v)
 		putc_serial("0123456789abcdef"[(v >> (28 - 4 * i)) & 15]);
 }
 
+/*
+ * check mode, after a mismatch of noise page <pfn>: which generation does the
+ * page hold? Compares only the first word against each generation written so
+ * far (newest first) and the fill. Returns the generation, 0 for the fill,
+ * or -1 when the page holds none of them (lost or corrupted, not stale).
+ */
+static long long noise_generation_held(u32 pfn)
+{
+	u32 w = *(const u32 *)(pfn * PAGE_SIZE), g, x;
+
+	for (g = generation + 1; g-- > 0;) {
+		x = mix32(g ? pfn ^ (g * 0x9e3779b9u) : pfn) | 1;
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		if (x == w)
+			return g;
+	}
+	return -1;
+}
+
+/*
+ * Says what a mismatching page holds, to tell a stale page from a lost one:
+ * a noise page holding an older generation than the table says is a data
+ * page that was not brought up to date; one holding a newer generation
+ * means the table itself (in the guest's own first 2 MiB) is the stale page.
+ */
+static void check_report(u32 pfn)
+{
+	u32 i = pfn - DATA_START / PAGE_SIZE, want;
+	long long held;
+
+	puts_serial("migrelay-guest: check MISMATCH page ");
+	puthex_serial(pfn * PAGE_SIZE);
+	if (page_class(pfn) != PC_NOISE) {
+		puts_serial(page_class(pfn) == PC_ZERO ? " (zero page)\n" : " (pattern page)\n");
+		return;
+	}
+	want = i < CHECK_PAGES ? gen_of[i] : 0;
+	held = noise_generation_held(pfn);
+	puts_serial(" (noise page; expected generation ");
+	putu_serial(want);
+	if (held < 0) {
+		puts_serial(", holds no generation written: lost or corrupted)\n");
+		return;
+	}
+	puts_serial(", holds generation ");
+	putu_serial((u32)held);
+	if (held == want)
+		puts_serial(" but differs after its first word: corrupted)\n");
+	else if (held < want)
+		puts_serial(": the page is stale)\n");
+	else
+		puts_serial(": the generation table is stale)\n");
+}
+
 /* check mode: verifies the next <n> pages; a finished sweep prints its result. */
 static void check_some(u32 n)
 {
@@ -293,11 +349,8 @@ static void check_some(u32 n)
 		pos = first;
 	for (; n; n--) {
 		if (!page_ok(pos)) {
-			if (bad++ < 16) {
-				puts_serial("migrelay-guest: check MISMATCH page ");
-				puthex_serial(pos * PAGE_SIZE);
-				puts_serial("\n");
-			}
+			if (bad++ < 16)
+				check_report(pos);
 		}
 		if (++pos < last)
 			continue;
@@ -310,8 +363,14 @@ static void check_some(u32 n)
 			puts_serial("\n");
 		}
 		bad = 0;
-		if (check_fault && pass == 1)
+		if (check_fault && pass == 1) {
+			/* a corrupted page, and a stale one (the table moves on, the page does not) */
 			((volatile u8 *)(data_end - PAGE_SIZE))[100] ^= 0x5a;
+			for (pos = first; page_class(pos) != PC_NOISE; pos++)
+				;
+			gen_of[pos - first] = ++generation;
+			pos = first;
+		}
 	}
 }
 
