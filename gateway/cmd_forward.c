@@ -98,6 +98,7 @@ struct fwd {
 	int npaths;
 	struct fwd_sess *sessions;
 	const char *mode_arg, *group_arg;
+	const char *auto_target; /* a mapping's TARGET standing in for --target, which cmd_parse requires */
 	mode_t mode;
 	gid_t gid;
 };
@@ -147,7 +148,7 @@ static int add_path(struct fwd *f, const char *val)
 	p->last_id = -1;
 	/* cmd_parse requires --target: one from a mapping stands in for it */
 	if (p->target && !f->o.target)
-		f->o.target = p->target;
+		f->o.target = f->auto_target = p->target;
 	f->npaths++;
 	return 1;
 }
@@ -508,9 +509,16 @@ int cmd_forward(int argc, char **argv)
 	}
 	if ((r = parse_socket_opts(&f)) != 0)
 		return r;
-	for (int i = 0; i < f.npaths; i++)
-		if (!f.paths[i].target)
-			f.paths[i].target = f.o.target;
+	for (int i = 0; i < f.npaths; i++) {
+		if (f.paths[i].target)
+			continue;
+		if (f.o.target == f.auto_target) {
+			fprintf(stderr, "migrelay forward: --listen unix:%s needs =TARGET, or --target NAME\n",
+				f.paths[i].path);
+			return MR_EXIT_USAGE;
+		}
+		f.paths[i].target = f.o.target;
+	}
 	/* Connect first: a wrong certificate or target is reported now, not at the first migration. */
 	for (int i = 0; i < f.npaths; i++) {
 		struct fwd_path *p = &f.paths[i];
