@@ -316,7 +316,13 @@ static void fwd_rollover(struct fwd_path *p, int why, int max_streams)
 		gw_info("%s: session %016llx has %d streams open, the server's --max-streams; new connections go to a new "
 			"session, this one closes when its streams end",
 			p->path, (unsigned long long)fs->s->id, max_streams);
-	else
+	else if (why == -EPIPE) {
+		struct gw_outcome oc;
+
+		gw_session_outcome(fs->s, &oc);
+		gw_info("%s: session %016llx has ended (%s); new connections go to a new session", p->path,
+			(unsigned long long)fs->s->id, oc.session_text);
+	} else
 		gw_warn("%s: session %016llx cannot take streams (%s); new connections go to a new session", p->path,
 			(unsigned long long)fs->s->id, strerror(-why));
 }

@@ -228,3 +228,22 @@ for bad in 0700 0644x 0400 abc; do
 	[ "$r" = 2 ] || fail "--socket-mode $bad: exit $r, want 2"
 done
 ok "--socket-mode 0660 --socket-group; bad modes refused"
+
+# A session the server closes for --idle-timeout: serve logs it as done, not
+# as an error; the forward drops it and opens a new one for the next connection.
+port3=$(mr_free_port)
+mr_serve "$port3" --tls-dir "$T/srv" --target "ea=unix:$T/echo-a.sock" --idle-timeout 2
+"$MIGRELAY" forward --listen "unix:$T/e.sock=ea" --to "127.0.0.1:$port3" --tls-dir "$T/cli" 2>"$T/fwd-e.log" &
+MR_PIDS+=($!)
+pid=$!
+mr_wait_file "$T/e.sock" 10 || fail "forward for the idle test did not listen"
+mr_echo_rounds "$T/e.sock" 3 "before" || fail "echo before the idle timeout"
+mr_wait_log "$T/serve-$port3.log" "done \(session idle for 2 s.*1 stream\(s\).*all verified" 10 ||
+	fail "serve did not log the idle session as done"
+mr_wait_log "$T/fwd-e.log" "ended with no stream open \(.*session idle" 5 || fail "the forward did not drop the idle session"
+mr_echo_rounds "$T/e.sock" 3 "after" || fail "echo after the idle timeout"
+kill -TERM "$pid"
+wait "$pid" || fail "forward exited $? after SIGTERM"
+! grep -E "error|warning" "$T/fwd-e.log" "$T/serve-$port3.log" | grep -v "closed the connection during the TLS handshake" ||
+	fail "an idle timeout logged an error or a warning"
+ok "a session closed for --idle-timeout is done on serve's side; the forward opens a new one"
