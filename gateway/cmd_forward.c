@@ -37,32 +37,32 @@
 #include "target.h"
 
 enum {
-	FWD_MAX_PATHS = 32,      /* --listen options per forward */
-	FWD_TICK_MS = 250,       /* outcome and retirement sweep period */
-	FWD_ORDER_MS = 5000,     /* wait for the previous stream's OPEN before using a new session */
-	FWD_STOP_MS = 30000,     /* open streams may finish this long after SIGINT/SIGTERM */
+	FWD_MAX_PATHS = 32,  /* --listen options per forward */
+	FWD_TICK_MS = 250,   /* outcome and retirement sweep period */
+	FWD_ORDER_MS = 5000, /* wait for the previous stream's OPEN before using a new session */
+	FWD_STOP_MS = 30000, /* open streams may finish this long after SIGINT/SIGTERM */
 	O_SOCK_MODE = 0x2000,
 	O_SOCK_GROUP = 0x2001,
 };
 _Static_assert(WIRE_MAX_STREAMS <= 64, "fwd_sess.logged holds one bit per stream id");
 
 static const char forward_usage[] =
-	"Usage: migrelay forward --listen unix:PATH[=TARGET] ... --to HOST:PORT [--target NAME] [options]\n"
-	"\n"
-	"Listens on each unix socket PATH. Each connection accepted there becomes one\n"
-	"full-duplex stream to TARGET (or --target NAME) of the gateway at HOST:PORT;\n"
-	"the destination connects the streams of one PATH in the order they were\n"
-	"accepted here. Runs until SIGINT or SIGTERM, then lets open streams finish\n"
-	"(30 s at most). A session whose stream ids or --max-streams are used up is\n"
-	"closed only once its streams have ended; a new session takes new connections.\n"
-	"\n"
-	"  -l, --listen unix:PATH[=TARGET]  a socket to create; repeat for more paths\n"
-	"                            (up to 32), each to its own target\n"
-	"      --socket-mode MODE    permissions of the sockets, octal (default 0600,\n"
-	"                            whatever the umask)\n"
-	"      --socket-group GROUP  group of the sockets (e.g. QEMU's, with 0660)\n"
-	"  -h, --help                this text\n"
-	"\n";
+    "Usage: migrelay forward --listen unix:PATH[=TARGET] ... --to HOST:PORT [--target NAME] [options]\n"
+    "\n"
+    "Listens on each unix socket PATH. Each connection accepted there becomes one\n"
+    "full-duplex stream to TARGET (or --target NAME) of the gateway at HOST:PORT;\n"
+    "the destination connects the streams of one PATH in the order they were\n"
+    "accepted here. Runs until SIGINT or SIGTERM, then lets open streams finish\n"
+    "(30 s at most). A session whose stream ids or --max-streams are used up is\n"
+    "closed only once its streams have ended; a new session takes new connections.\n"
+    "\n"
+    "  -l, --listen unix:PATH[=TARGET]  a socket to create; repeat for more paths\n"
+    "                            (up to 32), each to its own target\n"
+    "      --socket-mode MODE    permissions of the sockets, octal (default 0600,\n"
+    "                            whatever the umask)\n"
+    "      --socket-group GROUP  group of the sockets (e.g. QEMU's, with 0660)\n"
+    "  -h, --help                this text\n"
+    "\n";
 
 struct fwd_sess;
 
@@ -86,8 +86,8 @@ struct fwd_sess {
 	struct fwd_sess *next;
 	struct gw_session *s;
 	struct fwd_path *p;
-	int nids;        /* stream ids opened */
-	int open;        /* streams whose outcome is not logged yet */
+	int nids;	 /* stream ids opened */
+	int open;	 /* streams whose outcome is not logged yet */
 	uint64_t logged; /* one bit per stream id whose outcome was logged */
 	bool retiring;
 };
@@ -313,9 +313,10 @@ static void fwd_rollover(struct fwd_path *p, int why, int max_streams)
 			"closes when its %d open stream(s) end",
 			p->path, (unsigned long long)fs->s->id, WIRE_MAX_STREAMS, fs->open);
 	else if (why == -EMFILE)
-		gw_info("%s: session %016llx has %d streams open, the server's --max-streams; new connections go to a new "
-			"session, this one closes when its streams end",
-			p->path, (unsigned long long)fs->s->id, max_streams);
+		gw_info(
+		    "%s: session %016llx has %d streams open, the server's --max-streams; new connections go to a new "
+		    "session, this one closes when its streams end",
+		    p->path, (unsigned long long)fs->s->id, max_streams);
 	else if (why == -EPIPE) {
 		struct gw_outcome oc;
 
@@ -381,11 +382,13 @@ static void fwd_stream_done(struct fwd_sess *fs, int id, const struct gw_fwd_str
 	gw_fmt_bytes(i->out_bytes, a, sizeof(a));
 	gw_fmt_bytes(i->in_bytes, b, sizeof(b));
 	if (i->ok)
-		gw_info("%s: session %016llx stream %d (target %s): done: sent %s, received %s, both directions verified",
-			p->path, (unsigned long long)fs->s->id, id, p->target, a, b);
+		gw_info(
+		    "%s: session %016llx stream %d (target %s): done: sent %s, received %s, both directions verified",
+		    p->path, (unsigned long long)fs->s->id, id, p->target, a, b);
 	else
-		gw_err("%s: session %016llx stream %d (target %s): failed after sending %s and receiving %s: %s", p->path,
-		       (unsigned long long)fs->s->id, id, p->target, a, b, i->why[0] ? i->why : "unknown reason");
+		gw_err("%s: session %016llx stream %d (target %s): failed after sending %s and receiving %s: %s",
+		       p->path, (unsigned long long)fs->s->id, id, p->target, a, b,
+		       i->why[0] ? i->why : "unknown reason");
 	fs->logged |= 1ull << id;
 	fs->open--;
 	p->mig_out += i->out_bytes;
@@ -397,11 +400,13 @@ static void fwd_stream_done(struct fwd_sess *fs, int id, const struct gw_fwd_str
 	gw_fmt_bytes(p->mig_out, a, sizeof(a));
 	gw_fmt_bytes(p->mig_in, b, sizeof(b));
 	if (!p->mig_failed)
-		gw_info("%s: migration %u (target %s): done: %d stream(s) in %.1f s, sent %s, received %s, all verified",
-			p->path, p->mig_no, p->target, p->mig_streams, (double)(gw_now_ns() - p->mig_t0) / 1e9, a, b);
+		gw_info(
+		    "%s: migration %u (target %s): done: %d stream(s) in %.1f s, sent %s, received %s, all verified",
+		    p->path, p->mig_no, p->target, p->mig_streams, (double)(gw_now_ns() - p->mig_t0) / 1e9, a, b);
 	else
-		gw_err("%s: migration %u (target %s): FAILED: %d of %d stream(s) failed (first: %s); sent %s, received %s",
-		       p->path, p->mig_no, p->target, p->mig_failed, p->mig_streams, p->mig_why, a, b);
+		gw_err(
+		    "%s: migration %u (target %s): FAILED: %d of %d stream(s) failed (first: %s); sent %s, received %s",
+		    p->path, p->mig_no, p->target, p->mig_failed, p->mig_streams, p->mig_why, a, b);
 }
 
 /*
@@ -433,8 +438,9 @@ static void fwd_sweep(struct fwd *f)
 		}
 		gw_session_outcome(fs->s, &oc);
 		if (oc.session_code) {
-			gw_info("%s: session %016llx ended with no stream open (%s); the next connection opens a new one",
-				fs->p->path, (unsigned long long)fs->s->id, oc.session_text);
+			gw_info(
+			    "%s: session %016llx ended with no stream open (%s); the next connection opens a new one",
+			    fs->p->path, (unsigned long long)fs->s->id, oc.session_text);
 			fwd_close(f, fs);
 		}
 	}
@@ -455,7 +461,7 @@ static void fwd_run(struct fwd *f)
 	struct pollfd pfd[FWD_MAX_PATHS];
 
 	for (int i = 0; i < f->npaths; i++)
-		pfd[i] = (struct pollfd){ .fd = f->paths[i].lfd, .events = POLLIN };
+		pfd[i] = (struct pollfd){.fd = f->paths[i].lfd, .events = POLLIN};
 	while (!stop_flag) {
 		int n = poll(pfd, (nfds_t)f->npaths, FWD_TICK_MS);
 
@@ -496,14 +502,18 @@ static void fwd_stop(struct fwd *f)
 
 int cmd_forward(int argc, char **argv)
 {
-	static const struct option extra[] = { { "listen", required_argument, NULL, 'l' },
-					       { "socket-mode", required_argument, NULL, O_SOCK_MODE },
-					       { "socket-group", required_argument, NULL, O_SOCK_GROUP },
-					       { NULL, 0, NULL, 0 } };
+	static const struct option extra[] = {{"listen", required_argument, NULL, 'l'},
+					      {"socket-mode", required_argument, NULL, O_SOCK_MODE},
+					      {"socket-group", required_argument, NULL, O_SOCK_GROUP},
+					      {NULL, 0, NULL, 0}};
 	static struct fwd f; /* large (paths); one per process */
-	const struct cmd_def def = { .name = "forward", .usage = forward_usage, .extra = extra, .shortopts = "l:",
-				     .opt = forward_opt, .arg = &f };
-	struct sigaction sa = { .sa_handler = on_signal };
+	const struct cmd_def def = {.name = "forward",
+				    .usage = forward_usage,
+				    .extra = extra,
+				    .shortopts = "l:",
+				    .opt = forward_opt,
+				    .arg = &f};
+	struct sigaction sa = {.sa_handler = on_signal};
 	int r;
 
 	gw_log_set_prefix("migrelay forward");
@@ -555,8 +565,8 @@ int cmd_forward(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	for (int i = 0; i < f.npaths; i++)
-		gw_info("listening on %s (mode %04o), forwarding to %s target %s over %d connection(s)", f.paths[i].path,
-			(unsigned)f.mode, f.o.to, f.paths[i].target, f.o.connections);
+		gw_info("listening on %s (mode %04o), forwarding to %s target %s over %d connection(s)",
+			f.paths[i].path, (unsigned)f.mode, f.o.to, f.paths[i].target, f.o.connections);
 	fwd_run(&f);
 	fwd_stop(&f);
 	return MR_EXIT_OK;

@@ -16,8 +16,8 @@ int gw_fwd_stream_get(struct gw_session *s, int id, struct gw_fwd_stream *out)
 		goto out;
 	out->ok = st->complete;
 	out->done = st->complete || st->fail_code;
-	out->seen = out->done || st->sm.cr.acked_chunks > 0 || st->sm.in_bytes > 0 || st->sm.in_held > 0 ||
-		    st->sm.in_end_seen;
+	out->seen =
+	    out->done || st->sm.cr.acked_chunks > 0 || st->sm.in_bytes > 0 || st->sm.in_held > 0 || st->sm.in_end_seen;
 	out->out_bytes = st->sm.out_bytes;
 	out->in_bytes = st->sm.in_bytes;
 	if (st->fail_code)

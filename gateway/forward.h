@@ -12,8 +12,8 @@
 #include "session.h"
 
 struct gw_fwd_stream {
-	bool done;          /* complete or failed */
-	bool ok;            /* both directions verified */
+	bool done; /* complete or failed */
+	bool ok;   /* both directions verified */
 	/*
 	 * The destination has processed the stream's OPEN: it acknowledged a
 	 * chunk, sent bytes, or the stream ended. OPENs of one session are
@@ -21,8 +21,8 @@ struct gw_fwd_stream {
 	 * forward keeps the accept order (no OPEN acknowledgement exists).
 	 */
 	bool seen;
-	uint64_t out_bytes; /* raw bytes sent to the destination */
-	uint64_t in_bytes;  /* raw bytes received from it */
+	uint64_t out_bytes;		   /* raw bytes sent to the destination */
+	uint64_t in_bytes;		   /* raw bytes received from it */
 	char why[WIRE_MAX_ERROR_TEXT + 1]; /* the failure, "" when none */
 };
 
