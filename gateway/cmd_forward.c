@@ -15,6 +15,9 @@
  * the OPEN of the path's previous stream (gw_fwd_stream_get's "seen"), so
  * destination connections stay in accept order across sessions (QEMU needs
  * the main channel first).
+ *
+ * Everything here runs in the main thread; the sessions' own threads are
+ * reached only through session.h and forward.h.
  */
 #include <errno.h>
 #include <grp.h>
