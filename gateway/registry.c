@@ -395,7 +395,7 @@ static bool wait_outcome(struct gw_session *s, char *what, size_t len, int *code
 	char sfail[WIRE_MAX_ERROR_TEXT + 32] = "", a[32], b[32];
 	struct gw_stats st;
 	int nfailed = 0;
-	bool ok;
+	bool ok, idle;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->err_code &&
@@ -410,19 +410,28 @@ static bool wait_outcome(struct gw_session *s, char *what, size_t len, int *code
 				*code = s->streams[i]->fail_code;
 		}
 	ok = !s->err_code && s->open_streams == 0 && nfailed == 0;
+	/*
+	 * Closed for a limit (--idle-timeout, a stopping server) with no stream
+	 * open and none failed: every stream it carried was verified, which is
+	 * not an error (a long-lived `migrelay forward` leaves sessions idle).
+	 */
+	idle = s->err_code == WIRE_E_LIMIT && !s->err_from_peer && s->open_streams == 0 && nfailed == 0;
 	pthread_mutex_unlock(&s->lock);
 
 	gw_session_stats(s, &st);
-	if (ok)
-		snprintf(what, len, "done: %d stream(s), received %s, sent %s, all verified", s->nstreams,
-			 gw_fmt_bytes(st.raw_in, a, sizeof(a)), gw_fmt_bytes(st.raw_out, b, sizeof(b)));
-	else if (s->err_code)
+	if (ok || idle) {
+		snprintf(what, len, "done%s%s%s: %d stream(s), received %s, sent %s, all verified", idle ? " (" : "",
+			 idle ? s->err_text : "", idle ? ")" : "", s->nstreams, gw_fmt_bytes(st.raw_in, a, sizeof(a)),
+			 gw_fmt_bytes(st.raw_out, b, sizeof(b)));
+		return true;
+	}
+	if (s->err_code)
 		snprintf(what, len, "failed: %s", s->err_text);
 	else if (nfailed)
 		snprintf(what, len, "failed: %d of %d stream(s) failed; %s", nfailed, s->nstreams, sfail);
 	else
 		snprintf(what, len, "failed: connections closed before every stream ended");
-	return ok;
+	return false;
 }
 
 /* Supervisor thread of one session: owns the creator's reference of its entry. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "log.h"
 #include "net.h"
 
@@ -97,6 +98,46 @@ int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whyl
 	return 0;
 }
 
+/* ---- per-stream outcome ------------------------------------------------ */
+
+/*
+ * Serving end, from a sink's finish: the inbound direction (what the client
+ * sent) is verified. Called unlocked from the stream's inbound pump, which
+ * alone counts in_bytes.
+ */
+static void log_in_verified(const struct gw_stream *st)
+{
+	char a[32];
+
+	if (!st->s->cfg.server)
+		return;
+	gw_info("session %016llx stream %u (target %s): received %s, verified", (unsigned long long)st->s->id, st->id,
+		st->s->target, gw_fmt_bytes(st->sm.in_bytes, a, sizeof(a)));
+}
+
+/*
+ * Serving end, from a sink's close at teardown (every thread of the session
+ * joined, so no lock is needed): one line with the stream's outcome, at
+ * info level when both directions verified, as an error otherwise.
+ */
+static void log_outcome(const struct gw_stream *st)
+{
+	const struct gw_session *s = st->s;
+	char a[32], b[32];
+
+	if (!s->cfg.server)
+		return;
+	gw_fmt_bytes(st->sm.in_bytes, a, sizeof(a));
+	gw_fmt_bytes(st->sm.out_bytes, b, sizeof(b));
+	if (st->complete)
+		gw_info("session %016llx stream %u (target %s): done: received %s, sent %s, both directions verified",
+			(unsigned long long)s->id, st->id, s->target, a, b);
+	else
+		gw_err("session %016llx stream %u (target %s): failed after receiving %s and sending %s: %s",
+		       (unsigned long long)s->id, st->id, s->target, a, b,
+		       st->fail_code ? st->fail_text : s->err_code ? s->err_text : "the session ended first");
+}
+
 /* ---- unix socket ------------------------------------------------------ */
 
 static int sock_finish(struct gw_stream *st)
@@ -104,11 +145,13 @@ static int sock_finish(struct gw_stream *st)
 	/* The peer's direction is complete and verified: tell the local side with a half-close. */
 	if (shutdown(st->wfd, SHUT_WR) < 0 && errno != ENOTCONN)
 		return -errno;
+	log_in_verified(st);
 	return 0;
 }
 
 static void sock_close(struct gw_stream *st)
 {
+	log_outcome(st);
 	if (st->rfd >= 0)
 		close(st->rfd);
 	if (st->wfd >= 0 && st->wfd != st->rfd)
@@ -136,6 +179,7 @@ static int file_finish(struct gw_stream *st)
 		return -errno;
 	f->renamed = true;
 	gw_info("stream %u: verified, wrote %s", st->id, f->final);
+	log_in_verified(st);
 	return 0;
 }
 
@@ -149,6 +193,7 @@ static void file_abort(struct gw_stream *st)
 
 static void file_close(struct gw_stream *st)
 {
+	log_outcome(st);
 	if (st->wfd >= 0)
 		close(st->wfd);
 	st->wfd = -1;
@@ -158,7 +203,18 @@ static void file_close(struct gw_stream *st)
 
 static const struct gw_sink_ops file_ops = { .finish = file_finish, .abort = file_abort, .close = file_close };
 
-static const struct gw_sink_ops discard_ops = { 0 };
+static int discard_finish(struct gw_stream *st)
+{
+	log_in_verified(st);
+	return 0;
+}
+
+static void discard_close(struct gw_stream *st)
+{
+	log_outcome(st);
+}
+
+static const struct gw_sink_ops discard_ops = { .finish = discard_finish, .close = discard_close };
 
 int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen)
 {

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What `migrelay forward` needs to know about one stream of a client
+ * session, read in one consistent snapshot (README.md "libvirt").
+ */
+#ifndef MR_GATEWAY_FORWARD_H
+#define MR_GATEWAY_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "session.h"
+
+struct gw_fwd_stream {
+	bool done; /* complete or failed */
+	bool ok;   /* both directions verified */
+	/*
+	 * The destination has processed the stream's OPEN: it acknowledged a
+	 * chunk, sent bytes, or the stream ended. OPENs of one session are
+	 * handled in order (PROTOCOL.md §5.1); across sessions this is how the
+	 * forward keeps the accept order (no OPEN acknowledgement exists).
+	 */
+	bool seen;
+	uint64_t out_bytes;		   /* raw bytes sent to the destination */
+	uint64_t in_bytes;		   /* raw bytes received from it */
+	char why[WIRE_MAX_ERROR_TEXT + 1]; /* the failure, "" when none */
+};
+
+/*
+ * Client session <s>, stream <id>: fills <out> under s->lock. Any thread but
+ * the session's own. Returns 0, or -ENOENT when the id was never used.
+ */
+MR_MUST_CHECK int gw_fwd_stream_get(struct gw_session *s, int id, struct gw_fwd_stream *out);
+
+#endif
