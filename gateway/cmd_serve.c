@@ -23,6 +23,7 @@
 #include "cmds.h"
 #include "crypto/authz.h"
 #include "exitcodes.h"
+#include "listen.h"
 #include "log.h"
 #include "net.h"
 #include "preauth.h"
@@ -46,7 +47,8 @@ struct server {
 	struct gw_target targets[SRV_MAX_TARGETS];
 	int ntargets;
 	struct authz_list allow; /* applies to every target */
-	const char *listen_spec, *tls_dir, *psk_file;
+	struct gw_listen_set ls; /* --listen (TCP and unix:), --socket-mode, --socket-group */
+	const char *tls_dir, *psk_file;
 	int max_sessions, max_streams, window, max_conns;
 	int reconnect_ms, keepalive_ms, idle_ms;
 	struct gw_preauth_cfg pre;
@@ -61,8 +63,9 @@ static struct server srv;
 
 struct accepted {
 	int fd;
+	bool local; /* from a unix: listener: no TLS, identity from SO_PEERCRED */
 	struct gw_pending *pe;
-	char peer[INET6_ADDRSTRLEN + 8];
+	char peer[INET6_ADDRSTRLEN + GW_PEER_ID_MAX + 16];
 };
 
 /* Waits for the first byte of the ClientHello: an idle connection leaves after SRV_CLIENTHELLO_MS. */
@@ -94,46 +97,70 @@ static void *handshake_main(void *arg)
 	struct accepted *a = arg;
 	uint64_t deadline = a->pe->deadline_ns;
 	struct gw_admitted adm;
+	struct gw_link l = { .fd = -1 };
 	struct mr_tls *t = NULL;
+	struct mr_conn *c = NULL;
 	enum mr_tls_fail fail;
-	char why[512] = "";
+	char why[512] = "", uid[GW_PEER_ID_MAX];
 	int left;
 
 	left = ms_left(deadline);
 	if (!first_bytes(a->fd, left < SRV_CLIENTHELLO_MS ? left : SRV_CLIENTHELLO_MS)) {
-		gw_ratelimited(GW_LOG_WARN, "%s: no TLS ClientHello within %d ms", a->peer, SRV_CLIENTHELLO_MS);
+		gw_ratelimited(GW_LOG_WARN, "%s: no %s within %d ms", a->peer, a->local ? "HELLO or JOIN" : "TLS ClientHello",
+			       SRV_CLIENTHELLO_MS);
 		goto out;
 	}
 	net_set_timeouts(a->fd, ms_left(deadline), ms_left(deadline));
-	if ((left = ms_left(deadline)) <= 0 ||
-	    mr_tls_handshake(&t, srv.tls, a->fd, NULL, left, &fail, why, sizeof(why)) < 0) {
-		gw_ratelimited(GW_LOG_WARN, "%s: TLS handshake failed: %s", a->peer, why[0] ? why : "setup deadline");
-		goto out;
+	if (a->local) {
+		/* sshd authenticated the user; the socket's permissions and --allow authorize its uid (SECURITY.md) */
+		if (mr_conn_plain(&c, a->fd, true, NULL, 0) < 0)
+			goto out;
+		l = gw_link_conn(c);
+		c = NULL;
+	} else {
+		if ((left = ms_left(deadline)) <= 0 ||
+		    mr_tls_handshake(&t, srv.tls, a->fd, NULL, left, &fail, why, sizeof(why)) < 0) {
+			gw_ratelimited(GW_LOG_WARN, "%s: TLS handshake failed: %s", a->peer,
+				       why[0] ? why : "setup deadline");
+			goto out;
+		}
+		l = gw_link_tls(t, a->fd);
+		t = NULL;
 	}
+	a->fd = -1; /* the link holds it */
 	gw_preauth_authed(&srv.preauth, a->pe);
-	if (gw_setup_serve(&srv.setup, t, a->fd, a->peer, deadline, &adm) < 0)
+	if (gw_setup_serve(&srv.setup, &l, a->peer,
+			   l.tls ? mr_tls_peer_identity(l.tls) : (gw_unix_peer_identity(l.fd, uid, sizeof(uid)) ? "" : uid),
+			   deadline, &adm) < 0)
 		goto out;
 	/* Out of the pending list first: from here on nothing but the session touches the socket. */
 	gw_preauth_done(&srv.preauth, a->pe);
-	gw_setup_handover(&srv.setup, &adm, a->fd, t, a->peer);
+	gw_setup_handover(&srv.setup, &adm, &l, a->peer);
 	free(a);
 	return NULL;
 out:
 	gw_preauth_done(&srv.preauth, a->pe);
-	if (t)
-		mr_tls_free(t);
-	close(a->fd);
+	gw_link_free(&l);
+	if (a->fd >= 0)
+		close(a->fd);
 	free(a);
 	return NULL;
 }
 
 static const char serve_usage[] =
-	"Usage: migrelay serve --listen HOST:PORT --target NAME=SPEC [options]\n"
+	"Usage: migrelay serve --listen HOST:PORT|unix:PATH --target NAME=SPEC [options]\n"
 	"\n"
-	"The destination gateway: accepts sessions on one TCP port and connects\n"
-	"their streams to the named targets.\n"
+	"The destination gateway: accepts sessions on TCP ports (TLS) or unix\n"
+	"sockets (through sshd) and connects their streams to the named targets.\n"
 	"\n"
-	"  -l, --listen HOST:PORT    address to listen on (for example 0.0.0.0:4433)\n"
+	"  -l, --listen HOST:PORT    address to listen on (for example 0.0.0.0:4433); repeatable\n"
+	"  -l, --listen unix:PATH    a unix socket for clients that come through sshd\n"
+	"                            (`--to ssh://HOST/PATH`; sshd_config needs\n"
+	"                            AllowStreamLocalForwarding yes). No TLS inside: sshd\n"
+	"                            authenticates; the socket's mode and group and --allow\n"
+	"                            authorize. The peer's identity is UID=user (SO_PEERCRED)\n"
+	"      --socket-mode MODE    mode of the unix sockets (octal, default 0660)\n"
+	"      --socket-group GROUP  group of the unix sockets (default: ours)\n"
 	"  -T, --target NAME=SPEC    a target peers may name; repeatable. SPEC is one of\n"
 	"                              discard      verify and drop (benchmarks)\n"
 	"                              file:PATH    write to PATH (renamed into place after the\n"
@@ -144,7 +171,8 @@ static const char serve_usage[] =
 	"                            (QEMU's tls-creds-x509 layout; default /etc/pki/qemu)\n"
 	"      --psk-file FILE       use pre-shared keys from FILE (QEMU keys.psk) instead of x509\n"
 	"      --allow PATTERN       allow peers whose identity (certificate DN such as\n"
-	"                            \"CN=host1,O=Example\", or PSK identity) matches PATTERN\n"
+	"                            \"CN=host1,O=Example\", PSK identity, or UID=user on a\n"
+	"                            unix: listener) matches PATTERN\n"
 	"                            ('*' and '?' wildcards) for every target; repeatable\n"
 	"      --allow-for NAME=PATTERN  the same for target NAME only\n"
 	"                            Without any --allow, every authenticated peer is allowed.\n"
@@ -177,7 +205,7 @@ static const char serve_usage[] =
 
 
 enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
-       O_HS_TIMEOUT, O_MAX_PENDING, O_PER_ADDR, O_RATE, O_IDLE, O_MAXC, O_PLAIN };
+       O_HS_TIMEOUT, O_MAX_PENDING, O_PER_ADDR, O_RATE, O_IDLE, O_MAXC, O_PLAIN, O_SOCK_MODE, O_SOCK_GROUP };
 
 /* The numeric options: range and unit of each, and where it goes. */
 static const struct numopt {
@@ -258,6 +286,19 @@ static int add_allow_for(const char *arg)
 	return 0;
 }
 
+/* --listen, --socket-mode, --socket-group. 0 or -EINVAL after printing why. */
+static int listen_opt(int c, const char *arg)
+{
+	char why[256] = "";
+	int r = c == 'l'	   ? gw_listen_add(&srv.ls, arg, why, sizeof(why))
+		: c == O_SOCK_MODE ? gw_listen_set_mode(&srv.ls, arg, why, sizeof(why))
+				   : gw_listen_set_group(&srv.ls, arg, why, sizeof(why));
+
+	if (r < 0)
+		fprintf(stderr, "migrelay serve: %s\n", why);
+	return r < 0 ? -EINVAL : 0;
+}
+
 /* One option. Returns 0, 1 for --help (printed), or -EINVAL after printing why. */
 static int parse_opt(int c, const char *arg)
 {
@@ -266,8 +307,9 @@ static int parse_opt(int c, const char *arg)
 			return parse_num(&numopts[i], arg);
 	switch (c) {
 	case 'l':
-		srv.listen_spec = arg;
-		return 0;
+	case O_SOCK_MODE:
+	case O_SOCK_GROUP:
+		return listen_opt(c, arg);
 	case 'T':
 		return add_target(arg);
 	case O_TLS:
@@ -318,10 +360,13 @@ static int parse_args(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, O_IDLE },
 		{ "max-connections", required_argument, NULL, O_MAXC },
 		{ "insecure-plaintext", no_argument, NULL, O_PLAIN },
+		{ "socket-mode", required_argument, NULL, O_SOCK_MODE },
+		{ "socket-group", required_argument, NULL, O_SOCK_GROUP },
 		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 	};
 	int c, r;
 
+	gw_listen_init(&srv.ls);
 	srv.max_sessions = SRV_DEFAULT_MAX_SESSIONS;
 	srv.window = GW_DEFAULT_WINDOW;
 	srv.max_streams = GW_DEFAULT_MAX_STREAMS;
@@ -336,8 +381,8 @@ static int parse_args(int argc, char **argv)
 		fprintf(stderr, "migrelay serve: unexpected argument \"%.80s\" (see --help)\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (!srv.listen_spec || !srv.ntargets) {
-		fprintf(stderr, "migrelay serve: --listen HOST:PORT and at least one --target NAME=SPEC are required (see --help)\n");
+	if (!srv.ls.n || !srv.ntargets) {
+		fprintf(stderr, "migrelay serve: --listen HOST:PORT (or unix:PATH) and at least one --target NAME=SPEC are required (see --help)\n");
 		return -EINVAL;
 	}
 	if (srv.tls_dir && srv.psk_file) {
@@ -351,9 +396,11 @@ static int parse_args(int argc, char **argv)
 static int preflight(void)
 {
 	char why[512] = "";
-	int r;
+	int r = 0;
 
-	if (srv.psk_file)
+	if (!gw_listen_count(&srv.ls, false))
+		r = 0; /* unix: listeners alone: no TLS, no credentials */
+	else if (srv.psk_file)
 		r = mr_tls_cfg_psk(&srv.tls, srv.psk_file, true, NULL, why, sizeof(why));
 	else
 		r = mr_tls_cfg_x509(&srv.tls, srv.tls_dir ? srv.tls_dir : "/etc/pki/qemu", true, why, sizeof(why));
@@ -374,36 +421,42 @@ static int preflight(void)
 	return 0;
 }
 
-/* Phase 3: the listening socket, non-blocking so the accept loop can enforce deadlines. fd or -errno. */
+/* Phase 3: the listening sockets, non-blocking so the accept loop can enforce deadlines. 0 or -errno. */
 static int open_listener(void)
 {
 	char why[512] = "";
-	int lfd = net_tcp_listen(srv.listen_spec, why, sizeof(why));
+	int r = gw_listen_open(&srv.ls, why, sizeof(why));
 
-	if (lfd < 0) {
+	if (r < 0) {
 		fprintf(stderr, "migrelay serve: %s\n", why);
-		return lfd;
-	}
-	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0) {
-		fprintf(stderr, "migrelay serve: %s\n", strerror(errno));
-		close(lfd);
-		return -EIO;
+		return r;
 	}
 	/* Handshake threads are many and shallow: a small stack bounds their memory. */
 	pthread_attr_init(&srv.hs_attr);
 	pthread_attr_setstacksize(&srv.hs_attr, 256 << 10);
-	gw_info("listening on %s (%s), %d target(s)%s", srv.listen_spec, srv.psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509",
-		srv.ntargets, srv.allow.n ? "" : ", every authenticated peer allowed");
+	for (int i = 0; i < srv.ls.n; i++)
+		if (srv.ls.l[i].local)
+			gw_info("listening on %s (mode %04o%s, identity UID=user, no TLS inside), %d target(s)%s",
+				srv.ls.l[i].spec, (unsigned)srv.ls.mode, srv.ls.has_gid ? ", --socket-group" : "",
+				srv.ntargets, srv.allow.n ? "" : ", every peer the socket lets in allowed");
+		else
+			gw_info("listening on %s (%s), %d target(s)%s", srv.ls.l[i].spec,
+				srv.psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509", srv.ntargets,
+				srv.allow.n ? "" : ", every authenticated peer allowed");
 	if (srv.plaintext)
 		gw_warn("INSECURE PLAINTEXT offered (--insecure-plaintext): sessions whose client asks for it move their data unencrypted and unauthenticated after the TLS handshake; use only on an isolated migration network");
-	return lfd;
+	return 0;
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+static void peer_name(const struct sockaddr_storage *ss, int fd, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
+	char ip[INET6_ADDRSTRLEN] = "?", id[GW_PEER_ID_MAX];
 
-	if (ss->ss_family == AF_INET6) {
+	if (ss->ss_family == AF_UNIX) {
+		if (gw_unix_peer_identity(fd, id, sizeof(id)) < 0)
+			snprintf(id, sizeof(id), "UID=?");
+		snprintf(buf, len, "local %s", id);
+	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
@@ -417,7 +470,7 @@ static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 }
 
 /* Takes accepted <fd> into the pending list and starts its handshake thread; closes it if it may not stay. */
-static void start_setup(int fd, const struct sockaddr_storage *ss)
+static void start_setup(int fd, const struct sockaddr_storage *ss, bool local)
 {
 	struct accepted *a = calloc(1, sizeof(*a));
 	pthread_t thr;
@@ -428,7 +481,7 @@ static void start_setup(int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	if ((r = gw_preauth_admit(&srv.preauth, fd, (const struct sockaddr *)ss, &a->pe)) < 0) {
-		peer_name(ss, a->peer, sizeof(a->peer));
+		peer_name(ss, fd, a->peer, sizeof(a->peer));
 		gw_ratelimited(GW_LOG_WARN, "%s: connection closed at once: %s", a->peer,
 			       r == -EAGAIN ? "its address is over --connect-rate"
 					    : "too many connections in their setup (--max-pending)");
@@ -437,8 +490,10 @@ static void start_setup(int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	a->fd = fd;
-	peer_name(ss, a->peer, sizeof(a->peer));
-	net_tune_tcp(fd);
+	a->local = local;
+	peer_name(ss, fd, a->peer, sizeof(a->peer));
+	if (!local)
+		net_tune_tcp(fd);
 	if (pthread_create(&thr, &srv.hs_attr, handshake_main, a) != 0) {
 		gw_preauth_done(&srv.preauth, a->pe);
 		close(fd);
@@ -456,38 +511,49 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-/* Phase 4: accepts until SIGINT or SIGTERM, enforcing setup deadlines every SRV_SWEEP_MS. */
-static void accept_loop(int lfd)
+/* Accepts one connection from listener <l> if one is waiting. */
+static void accept_one(const struct gw_listener *l)
 {
-	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 
+	if (fd < 0) {
+		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+			gw_ratelimited(GW_LOG_WARN, "accept on %s: %s", l->spec, strerror(errno));
+		if (errno == EMFILE || errno == ENFILE)
+			usleep(100000);
+		return;
+	}
+	if (l->local)
+		ss.ss_family = AF_UNIX; /* an unnamed client socket may leave the address empty */
+	start_setup(fd, &ss, l->local);
+}
+
+/* Phase 4: accepts until SIGINT or SIGTERM, enforcing setup deadlines every SRV_SWEEP_MS. */
+static void accept_loop(void)
+{
+	struct pollfd pfd[GW_LISTEN_MAX];
+
+	for (int i = 0; i < srv.ls.n; i++)
+		pfd[i] = (struct pollfd){ .fd = srv.ls.l[i].fd, .events = POLLIN };
 	while (!stop_flag) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd;
-
 		gw_preauth_sweep(&srv.preauth);
-		if (poll(&pfd, 1, SRV_SWEEP_MS) <= 0)
+		if (poll(pfd, (nfds_t)srv.ls.n, SRV_SWEEP_MS) <= 0)
 			continue;
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
-				gw_ratelimited(GW_LOG_WARN, "accept: %s", strerror(errno));
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100000);
-			continue;
-		}
-		start_setup(fd, &ss);
+		for (int i = 0; i < srv.ls.n; i++)
+			if (pfd[i].revents & POLLIN)
+				accept_one(&srv.ls.l[i]);
 	}
 }
 
 /* Phase 5: ends the sessions (their peers get an ERROR) and lets setups finish, SRV_STOP_MS at most. */
-static void shut_down(int lfd)
+static void shut_down(void)
 {
 	bool idle = false;
 
 	gw_info("stopping");
-	close(lfd);
+	gw_listen_close(&srv.ls);
 	gw_registry_fail_all(&srv.reg, WIRE_E_LIMIT, "the server is stopping");
 	for (int i = 0; i < SRV_STOP_MS / 50 && !idle; i++) {
 		gw_preauth_sweep(&srv.preauth);
@@ -509,17 +575,17 @@ static void shut_down(int lfd)
 int cmd_serve(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
-	int r, lfd;
+	int r;
 
 	gw_log_set_prefix("migrelay serve");
 	if ((r = parse_args(argc, argv)) != 0)
 		return r > 0 ? MR_EXIT_OK : MR_EXIT_USAGE;
-	if (preflight() < 0 || (lfd = open_listener()) < 0)
+	if (preflight() < 0 || open_listener() < 0)
 		return MR_EXIT_USAGE;
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	accept_loop(lfd);
-	shut_down(lfd);
+	accept_loop();
+	shut_down();
 	return MR_EXIT_OK;
 }
