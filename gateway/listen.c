@@ -57,7 +57,8 @@ int gw_listen_set_mode(struct gw_listen_set *s, const char *arg, char *why, size
 	errno = 0;
 	v = strtol(arg, &end, 8);
 	if (errno || end == arg || *end || v < 0600 || v > 0777) {
-		snprintf(why, whylen, "--socket-mode takes an octal mode from 0600 to 0777 (the owner needs rw), not \"%.40s\"",
+		snprintf(why, whylen,
+			 "--socket-mode takes an octal mode from 0600 to 0777 (the owner needs rw), not \"%.40s\"",
 			 arg);
 		return -EINVAL;
 	}
@@ -99,7 +100,7 @@ int gw_listen_count(const struct gw_listen_set *s, bool local)
 /* A unix listening socket at l->path with mode and group set before listen(). fd or -errno with <why>. */
 static int open_unix(const struct gw_listen_set *s, struct gw_listener *l, char *why, size_t whylen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
 	mode_t old;
 	int fd, r;

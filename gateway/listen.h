@@ -22,16 +22,16 @@ enum {
 
 struct gw_listener {
 	const char *spec; /* as given: "HOST:PORT" or "unix:PATH" */
-	bool local;       /* unix:PATH */
-	char path[108];   /* unix: the socket file, removed by gw_listen_close */
-	int fd;           /* listening, non-blocking; -1 when closed */
+	bool local;	  /* unix:PATH */
+	char path[108];	  /* unix: the socket file, removed by gw_listen_close */
+	int fd;		  /* listening, non-blocking; -1 when closed */
 };
 
 struct gw_listen_set {
 	struct gw_listener l[GW_LISTEN_MAX];
 	int n;
-	mode_t mode;    /* unix sockets' mode (--socket-mode) */
-	gid_t gid;      /* and group (--socket-group), when has_gid */
+	mode_t mode; /* unix sockets' mode (--socket-mode) */
+	gid_t gid;   /* and group (--socket-group), when has_gid */
 	bool has_gid;
 };
 
@@ -41,7 +41,8 @@ void gw_listen_init(struct gw_listen_set *s);
 /* Adds --listen <spec> (not opened yet). 0, or -EINVAL/-E2BIG with <why>. */
 MR_MUST_CHECK int gw_listen_add(struct gw_listen_set *s, const char *spec, char *why, size_t whylen);
 
-/* --socket-mode (octal, 0600..0777 without set-id bits) and --socket-group (name or number). 0 or -EINVAL with <why>. */
+/* --socket-mode (octal, 0600..0777 without set-id bits) and --socket-group (name or number). 0 or -EINVAL with <why>.
+ */
 MR_MUST_CHECK int gw_listen_set_mode(struct gw_listen_set *s, const char *arg, char *why, size_t whylen);
 MR_MUST_CHECK int gw_listen_set_group(struct gw_listen_set *s, const char *arg, char *why, size_t whylen);
 

@@ -25,7 +25,7 @@ void gw_link_free(struct gw_link *l)
 			close(l->fd);
 	}
 	mr_conn_free(l->conn); /* closes its own socket */
-	*l = (struct gw_link){ .fd = -1 };
+	*l = (struct gw_link){.fd = -1};
 }
 
 static ssize_t link_send(const struct gw_link *l, const void *p, size_t len)
@@ -171,8 +171,7 @@ int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, ui
 	if (r == -ECONNRESET)
 		return fail(f, r, "the server closed the connection after our %s without an answer", what);
 	if (r == -ETIMEDOUT)
-		return fail(f, r, "no answer to %s: %s", what,
-			    gw_link_error(l)[0] ? gw_link_error(l) : "timed out");
+		return fail(f, r, "no answer to %s: %s", what, gw_link_error(l)[0] ? gw_link_error(l) : "timed out");
 	if (r == -EACCES)
 		return fail(f, r, "no answer to %s: %s", what, gw_link_error(l));
 	if (r < 0 || (h.type != WIRE_T_WELCOME && h.type != WIRE_T_ERROR))
@@ -434,7 +433,7 @@ void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, stru
 		r = mr_conn_from_tls(&conn, l->tls, l->fd); /* owns the session and its socket, whatever the result */
 	else
 		conn = l->conn;
-	*l = (struct gw_link){ .fd = -1 };
+	*l = (struct gw_link){.fd = -1};
 	if (a->join) {
 		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried.
 		 */

@@ -41,11 +41,11 @@ struct gw_link {
 /* A link over TLS session <t> on socket <fd>, or over connection <c>. */
 static inline struct gw_link gw_link_tls(struct mr_tls *t, int fd)
 {
-	return (struct gw_link){ .tls = t, .conn = NULL, .fd = fd };
+	return (struct gw_link){.tls = t, .conn = NULL, .fd = fd};
 }
 static inline struct gw_link gw_link_conn(struct mr_conn *c)
 {
-	return (struct gw_link){ .tls = NULL, .conn = c, .fd = c ? c->fd : -1 };
+	return (struct gw_link){.tls = NULL, .conn = c, .fd = c ? c->fd : -1};
 }
 
 /* The last send or receive failure of <l>, "" if none. */
@@ -105,7 +105,6 @@ struct gw_setup_fail {
 MR_MUST_CHECK int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
 				   bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
 				   struct gw_setup_fail *f);
-
 
 /* Server side (`migrelay serve`). */
 
