@@ -342,6 +342,7 @@ static int open_conn(const struct dest *d, struct mr_tls_cfg *cfg, struct gw_lin
 		r = mr_conn_ssh_connect(&c, &d->url, &d->sopts, why, sizeof(why));
 		if (r < 0)
 			return cfail(f, GW_CS_SSH, r, "%s", why);
+		gw_dbg("SSH connection to %s:%u: %s", d->url.host, (unsigned)d->url.port, mr_conn_note(c));
 		*l = gw_link_conn(c);
 		return 0;
 	}

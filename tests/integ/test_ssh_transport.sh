@@ -35,7 +35,7 @@ send_ssh() {
 	timeout 300 "$MIGRELAY" send --to "$(ssh_url "$port" "$sock")" --target f --quiet --ssh-no-agent "$@"
 }
 
-serve_unix a --reconnect-timeout 20 --keepalive 1
+serve_unix a --reconnect-timeout 20 --keepalive 1 --target d=discard
 [ "$(stat -c %a "$T/a.sock")" = 660 ] || fail "socket mode $(stat -c %a "$T/a.sock"), want 660 (the default)"
 
 # 1. 256 MiB, 4 connections
@@ -67,12 +67,22 @@ rm -f "$T/a.out"
 # 3. --ssh-accept-new: the key is written once for 4 connections
 head -c $((4 << 20)) /dev/urandom >"$T/in4"
 : >"$T/kh-new"
-send_ssh "$SSH_PORT" "$T/a.sock" --connections 4 --ssh-key "$SSH_KEY" --ssh-known-hosts "$T/kh-new" --ssh-accept-new \
-	<"$T/in4" >/dev/null 2>"$T/send3.log" || { cat "$T/send3.log"; fail "send with --ssh-accept-new"; }
+MIGRELAY_DEBUG=1 send_ssh "$SSH_PORT" "$T/a.sock" --connections 4 --ssh-key "$SSH_KEY" --ssh-known-hosts "$T/kh-new" \
+	--ssh-accept-new <"$T/in4" >/dev/null 2>"$T/send3.log" || { cat "$T/send3.log"; fail "send with --ssh-accept-new"; }
+[ "$(grep -c "SSH connection to 127.0.0.1:$SSH_PORT: kex .*cipher .*mac " "$T/send3.log")" = 4 ] ||
+	{ cat "$T/send3.log"; fail "the negotiated methods of the 4 connections are not logged at debug level"; }
 cmp "$T/in4" "$T/a.out" || fail "4 MiB with --ssh-accept-new differs"
 [ "$(grep -c . "$T/kh-new")" = 1 ] || { cat "$T/kh-new"; fail "accept-new wrote $(grep -c . "$T/kh-new") lines, want 1"; }
-ok "--ssh-accept-new, 4 connections: the host key written once"
+ok "--ssh-accept-new, 4 connections: the host key written once; $(grep -m1 -o "cipher .*" "$T/send3.log")"
 rm -f "$T/a.out"
+
+# bench through the same path, into a discard target
+timeout 120 "$MIGRELAY" bench --to "$(ssh_url "$SSH_PORT" "$T/a.sock")" --target d --size 64M --connections 2 --json \
+	--ssh-no-agent --ssh-key "$SSH_KEY" --ssh-known-hosts "$SSH_KH" >"$T/bench.out" 2>"$T/bench.log" ||
+	{ cat "$T/bench.log"; fail "bench --to ssh://"; }
+grep -q '"event":"report","status":"verified".*"bytes":67108864' "$T/bench.out" ||
+	{ cat "$T/bench.out"; fail "bench --to ssh:// reported no success"; }
+ok "bench --to ssh://, 64 MiB over 2 connections"
 
 # 4. refusals: expect_refusal NAME CODE REGEX OUTFILE ARGS... (send_ssh's arguments)
 expect_refusal() {
