@@ -9,7 +9,9 @@
 #     unknown host key (11), changed host key (11), a key not in
 #     authorized_keys (4), sshd with AllowStreamLocalForwarding no (3), no
 #     socket at the path (3), a uid not in serve's --allow (4);
-#  5. the socket's mode (--socket-mode) and a TLS option with ssh:// (2).
+#  5. the socket's mode and group (--socket-mode, --socket-group), a TLS
+#     option with ssh:// (2), a socket in use not taken over;
+#  6. one serve with a TCP (TLS) and a unix listener: both paths deliver.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/ssh.sh"
 : "${CUTPROXY:?CUTPROXY must point at tests/tools/cutproxy.py}"
@@ -123,4 +125,26 @@ rc=0
 rc=0
 "$MIGRELAY" serve --listen "unix:$T/c.sock" --target d=discard 2>"$T/busy.log" || rc=$?
 [ "$rc" = 2 ] && grep -q "another server" "$T/busy.log" || { cat "$T/busy.log"; fail "a second serve on a used socket: exit $rc"; }
-ok "--socket-mode 0600; --tls-dir with ssh:// is a usage error; a socket in use is not taken over"
+GRP=$(getent group daemon >/dev/null && echo daemon || id -gn)
+serve_unix g --socket-group "$GRP"
+[ "$(stat -c %G "$T/g.sock")" = "$GRP" ] || fail "--socket-group $GRP gave group $(stat -c %G "$T/g.sock")"
+ok "--socket-mode 0600, --socket-group $GRP; --tls-dir with ssh:// is a usage error; a socket in use is not taken over"
+
+# 6. TCP (TLS) and unix listeners in one serve
+mr_pki
+port=$(mr_free_port)
+"$MIGRELAY" serve --listen "127.0.0.1:$port" --tls-dir "$T/srv" --listen "unix:$T/m.sock" --target "f=file:$T/m.out" \
+	>"$T/serve-m.log" 2>&1 &
+MR_PIDS+=($!)
+mr_wait_port "$port"
+mr_wait_file "$T/m.sock" 10 || fail "serve m did not create its socket"
+timeout 60 "$MIGRELAY" send --to "127.0.0.1:$port" --target f --tls-dir "$T/cli" --quiet <"$T/in4" >/dev/null 2>"$T/m1.log" ||
+	{ cat "$T/m1.log"; fail "send over TLS to a serve with two listeners"; }
+cmp "$T/in4" "$T/m.out" || fail "TLS path of a two-listener serve differs"
+rm -f "$T/m.out"
+send_ssh "$SSH_PORT" "$T/m.sock" --connections 2 --ssh-key "$SSH_KEY" --ssh-known-hosts "$SSH_KH" <"$T/in4" >/dev/null \
+	2>"$T/m2.log" || { cat "$T/m2.log"; fail "send over ssh:// to a serve with two listeners"; }
+cmp "$T/in4" "$T/m.out" || fail "SSH path of a two-listener serve differs"
+grep -q "(CN=client1" "$T/serve-m.log" && grep -q "(UID=$ME)" "$T/serve-m.log" ||
+	fail "serve m did not name both peers (CN=client1..., UID=$ME)"
+ok "one serve, TCP and unix listeners: both deliver (identities CN=client1,... and UID=$ME)"
