@@ -135,7 +135,9 @@ static int open_unix(const struct gw_listen_set *s, struct gw_listener *l, char 
 		close(fd);
 		return r;
 	}
-	if ((s->has_gid && chown(l->path, (uid_t)-1, s->gid) < 0) || chmod(l->path, s->mode) < 0) {
+	/* No chown when the group is already right: a sandbox (systemd's ~@privileged) may forbid the call. */
+	if ((s->has_gid && (stat(l->path, &st) < 0 || st.st_gid != s->gid) && chown(l->path, (uid_t)-1, s->gid) < 0) ||
+	    chmod(l->path, s->mode) < 0) {
 		r = -errno;
 		snprintf(why, whylen, "--listen %.120s: cannot set the socket's %s: %s", l->spec,
 			 errno == EPERM && s->has_gid ? "group (--socket-group: we must be a member of it)" : "mode",
