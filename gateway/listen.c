@@ -27,6 +27,14 @@ int gw_listen_add(struct gw_listen_set *s, const char *spec, char *why, size_t w
 {
 	struct gw_listener *l;
 
+	if (strncmp(spec, "unix:", 5)) {
+		/* One TCP listener: a later one replaces it (the command line overrides a configuration file). */
+		for (int i = 0; i < s->n; i++)
+			if (!s->l[i].local) {
+				s->l[i].spec = spec;
+				return 0;
+			}
+	}
 	if (s->n >= GW_LISTEN_MAX) {
 		snprintf(why, whylen, "at most %d --listen", GW_LISTEN_MAX);
 		return -E2BIG;

@@ -38,7 +38,11 @@ struct gw_listen_set {
 /* Empty set with the default socket mode. */
 void gw_listen_init(struct gw_listen_set *s);
 
-/* Adds --listen <spec> (not opened yet). 0, or -EINVAL/-E2BIG with <why>. */
+/*
+ * Adds --listen <spec> (not opened yet): unix:PATH listeners add up; a
+ * HOST:PORT replaces an earlier HOST:PORT (one TCP listener, the last
+ * given). 0, or -EINVAL/-E2BIG with <why>.
+ */
 MR_MUST_CHECK int gw_listen_add(struct gw_listen_set *s, const char *spec, char *why, size_t whylen);
 
 /* --socket-mode (octal, 0600..0777 without set-id bits) and --socket-group (name or number). 0 or -EINVAL with <why>.
