@@ -5,7 +5,9 @@
 # aes128-gcm@openssh.com) into the same sink through the same private sshd
 # (tests/integ/ssh.sh). Each row moves the same total; it prints MB/s, the
 # negotiated cipher/MAC, and CPU seconds per GiB on the client and on the
-# server (sshd and its children).
+# server (sshd and its children). The last rows run the whole transport:
+# `migrelay send --to ssh://` into `migrelay serve --listen unix:` (target
+# discard), client = migrelay send, server = sshd + serve.
 #
 #   bench/ssh_channel.sh BUILD_DIR [TOTAL_BYTES]     (default 1 GiB)
 set -euo pipefail
@@ -13,7 +15,7 @@ BUILD=${1:?usage: bench/ssh_channel.sh BUILD_DIR [TOTAL_BYTES]}
 TOTAL=${2:-$((1 << 30))}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 SSHPEER=$(cd "$BUILD" && pwd)/tests/mr_sshpeer
-MIGRELAY=/bin/true # lib.sh wants one; these rows run no gateway
+MIGRELAY=$(cd "$BUILD" && pwd)/migrelay
 source "$SRC/tests/integ/lib.sh"
 source "$SRC/tests/integ/ssh.sh"
 mr_setup
@@ -87,3 +89,31 @@ for p in $pids; do
 	done
 done
 echo "# ssh -L rows, server side: sshd $srv s for both rows = $(awk -v s="$srv" -v t="$TOTAL" 'BEGIN { printf "%.2f", s / (2 * t / 1073741824) }') s/GiB"
+
+# The whole SSH transport: migrelay send -> sshd -> serve's unix socket -> discard.
+"$MIGRELAY" serve --listen "unix:$T/serve.sock" --target d=discard >"$T/serve.log" 2>&1 &
+SERVE_PID=$!
+MR_PIDS+=("$SERVE_PID")
+mr_wait_file "$T/serve.sock" 10 || fail "serve did not start"
+# random bytes: migrelay sends all-zero chunks as a length only
+head -c "$TOTAL" /dev/urandom >"$T/payload"
+for n in 1 4; do
+	s0=$(cpu_of "$SSHD_MAIN_PID")
+	g0=$(cpu_of "$SERVE_PID")
+	t0=$(date +%s.%N)
+	/usr/bin/time -f "%U %S" -o "$T/time" "$MIGRELAY" send <"$T/payload" \
+		--to "$(ssh_url "$SSH_PORT" "$T/serve.sock")" --target d --connections $n --quiet \
+		--ssh-no-agent --ssh-key "$SSH_KEY" --ssh-known-hosts "$SSH_KH" >/dev/null 2>"$T/send.log" ||
+		fail "migrelay send over ssh://: $(cat "$T/send.log")"
+	t1=$(date +%s.%N)
+	sleep 0.3
+	s1=$(cpu_of "$SSHD_MAIN_PID")
+	g1=$(cpu_of "$SERVE_PID")
+	awk -v n="$n" -v t0="$t0" -v t1="$t1" \
+		-v ct="$(awk '{ print $1 + $2 }' "$T/time")" -v sshd="$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')" \
+		-v gw="$(awk -v a="$g0" -v b="$g1" 'BEGIN { print b - a }')" -v tot="$TOTAL" 'BEGIN {
+		g = tot / 1073741824
+		printf "%-44s %8.0f MB/s  client %6.2f s/GiB  server %6.2f s/GiB (sshd %.2f + serve %.2f)\n",
+			"migrelay send --to ssh://, " n " conn", tot / 1e6 / (t1 - t0), ct / g, (sshd + gw) / g, sshd / g, gw / g
+	}'
+done

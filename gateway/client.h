@@ -9,7 +9,7 @@
 #include "session.h"
 
 struct gw_client_opts {
-	const char *to;          /* HOST:PORT */
+	const char *to;          /* HOST:PORT, or ssh://[USER@]HOST[:PORT][/PATH] */
 	const char *target;      /* target name */
 	const char *tls_dir;     /* x509 directory (QEMU layout) */
 	const char *psk_file;    /* keys.psk */
@@ -28,7 +28,14 @@ struct gw_client_opts {
 	bool json;
 	bool progress;           /* force the progress line */
 	bool quiet;
+	const char *ssh_key;         /* --ssh-key FILE */
+	const char *ssh_known_hosts; /* --ssh-known-hosts FILE (instead of ~/.ssh/known_hosts) */
+	bool ssh_accept_new;         /* --ssh-accept-new */
+	bool ssh_no_agent;           /* --ssh-no-agent */
 };
+
+/* True when <to> names an SSH destination (ssh://...). */
+bool gw_client_is_ssh(const char *to);
 
 /* getopt_long entries for the transport options, terminated like a normal table; ids from 0x1000 up. */
 extern const struct option gw_client_longopts[];
@@ -60,6 +67,7 @@ enum gw_connect_stage {
 	GW_CS_HANDSHAKE = 3, /* TLS handshake: -EACCES refused, -ETIMEDOUT or -ECONNRESET lost */
 	GW_CS_SETUP = 4,     /* HELLO/JOIN: see gw_setup_request for the codes */
 	GW_CS_SESSION = 5,   /* local resources */
+	GW_CS_SSH = 6,       /* ssh://: connection, host key, authentication or channel (crypto/ssh.h's codes) */
 };
 
 struct gw_connect_fail {

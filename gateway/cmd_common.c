@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "crypto/ssh.h"
 #include "exitcodes.h"
 #include "stream/frame.h"
 
@@ -23,7 +24,8 @@ const char cmd_exit_help[] =
 	"   7  the peer went away before the END was verified\n"
 	"   8  the peer broke the protocol\n"
 	"   9  QEMU refused or failed the migration\n"
-	"  10  cancelled by Ctrl-C, SIGTERM or --timeout\n";
+	"  10  cancelled by Ctrl-C, SIGTERM or --timeout\n"
+	"  11  ssh://: the server's host key is unknown or changed\n";
 
 static void print_usage(const struct cmd_def *d, FILE *f)
 {
@@ -36,6 +38,16 @@ int cmd_check_transport(const char *name, const struct gw_client_opts *o)
 
 	if (gw_client_opts_check(o) < 0)
 		return MR_EXIT_USAGE;
+	if (gw_client_is_ssh(o->to)) {
+		struct mr_ssh_url u;
+		char err[256];
+
+		if (mr_ssh_url_parse(o->to, &u, err, sizeof(err)) < 0) {
+			fprintf(stderr, "migrelay %s: --to: %s\n", name, err);
+			return MR_EXIT_USAGE;
+		}
+		return 0;
+	}
 	r = cli_parse_hostport(o->to, false, NULL, 0, NULL);
 	if (r == -ERANGE) {
 		fprintf(stderr, "migrelay %s: --to \"%.80s\": the port must be a number from 1 to 65535\n", name, o->to);
@@ -96,6 +108,18 @@ static int cmd_connect_exit(int r, const struct gw_connect_fail *f)
 		if (r == -EREMOTEIO)
 			return cmd_exit_for_wire_error(f->wire_code);
 		return r == -EACCES ? MR_EXIT_AUTH : r == -EPROTO ? MR_EXIT_PROTOCOL : MR_EXIT_PEER_GONE;
+	case GW_CS_SSH:
+		switch (r) {
+		case -ENOKEY:
+		case -EKEYREJECTED:
+			return MR_EXIT_HOSTKEY;
+		case -EACCES:
+			return MR_EXIT_AUTH;
+		case -ENOMEM:
+			return MR_EXIT_FAIL;
+		default: /* no TCP connection, no SSH, or no channel to serve's socket */
+			return MR_EXIT_CONNECT;
+		}
 	case GW_CS_SESSION:
 	default:
 		return MR_EXIT_FAIL;

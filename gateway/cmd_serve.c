@@ -27,6 +27,7 @@
 #include "control.h"
 #include "crypto/authz.h"
 #include "exitcodes.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -69,7 +70,8 @@ struct srvconf {
 
 /* The options of one reading of the configuration file and command line. */
 struct srvopts {
-	const char *listen_spec, *tls_dir, *psk_file, *ca, *cert, *key, *crl, *control, *metrics;
+	struct gw_listen_set ls; /* --listen (TCP and unix:), --socket-mode, --socket-group */
+	const char *tls_dir, *psk_file, *ca, *cert, *key, *crl, *control, *metrics;
 	int max_sessions, max_streams, window, max_conns;
 	int reconnect_ms, keepalive_ms, idle_ms;
 	struct gw_preauth_cfg pre;
@@ -85,7 +87,7 @@ struct server {
 	struct config_args file; /* the configuration file read at start (o's strings point into it) */
 	char **nargv;
 	/* as open_listener logs them */
-	const char *listen_spec, *psk_file;
+	const char *psk_file;
 	int ntargets;
 	bool plaintext, allow_all;
 	struct gw_snapshot conf; /* struct srvconf */
@@ -107,8 +109,9 @@ static struct gw_reloader reloader = GW_RELOADER_INITIALIZER(do_reload, NULL);
 
 struct accepted {
 	int fd;
+	bool local; /* from a unix: listener: no TLS, identity from SO_PEERCRED */
 	struct gw_pending *pe;
-	char peer[INET6_ADDRSTRLEN + 8];
+	char peer[INET6_ADDRSTRLEN + GW_PEER_ID_MAX + 16];
 };
 
 /* Waits for the first byte of the ClientHello: an idle connection leaves after SRV_CLIENTHELLO_MS. */
@@ -142,9 +145,11 @@ static void *handshake_main(void *arg)
 	struct gw_snap_hold *hold = calloc(1, sizeof(*hold));
 	const struct srvconf *conf;
 	struct gw_admitted adm;
+	struct gw_link l = { .fd = -1 };
 	struct mr_tls *t = NULL;
+	struct mr_conn *c = NULL;
 	enum mr_tls_fail fail;
-	char why[512] = "";
+	char why[512] = "", uid[GW_PEER_ID_MAX];
 	int left;
 
 	/* The configuration in force now serves this connection to its end, whatever reloads come. */
@@ -154,30 +159,45 @@ static void *handshake_main(void *arg)
 	left = ms_left(deadline);
 	if (!first_bytes(a->fd, left < SRV_CLIENTHELLO_MS ? left : SRV_CLIENTHELLO_MS)) {
 		gw_metrics_handshake_failed(GW_HS_TIMEOUT);
-		gw_ratelimited(GW_LOG_WARN, "%s: no TLS ClientHello within %d ms", a->peer, SRV_CLIENTHELLO_MS);
+		gw_ratelimited(GW_LOG_WARN, "%s: no %s within %d ms", a->peer, a->local ? "HELLO or JOIN" : "TLS ClientHello",
+			       SRV_CLIENTHELLO_MS);
 		goto out;
 	}
 	net_set_timeouts(a->fd, ms_left(deadline), ms_left(deadline));
-	if ((left = ms_left(deadline)) <= 0 ||
-	    mr_tls_handshake(&t, conf->tls, a->fd, NULL, left, &fail, why, sizeof(why)) < 0) {
-		gw_metrics_handshake_failed(left <= 0 || ms_left(deadline) <= 0 ? GW_HS_TIMEOUT : GW_HS_TLS);
-		gw_ratelimited(GW_LOG_WARN, "%s: TLS handshake failed: %s", a->peer, why[0] ? why : "setup deadline");
-		goto out;
+	if (a->local) {
+		/* sshd authenticated the user; the socket's permissions and --allow authorize its uid (SECURITY.md) */
+		if (mr_conn_plain(&c, a->fd, true, NULL, 0) < 0)
+			goto out;
+		l = gw_link_conn(c);
+		c = NULL;
+	} else {
+		if ((left = ms_left(deadline)) <= 0 ||
+		    mr_tls_handshake(&t, conf->tls, a->fd, NULL, left, &fail, why, sizeof(why)) < 0) {
+			gw_metrics_handshake_failed(left <= 0 || ms_left(deadline) <= 0 ? GW_HS_TIMEOUT : GW_HS_TLS);
+			gw_ratelimited(GW_LOG_WARN, "%s: TLS handshake failed: %s", a->peer,
+				       why[0] ? why : "setup deadline");
+			goto out;
+		}
+		l = gw_link_tls(t, a->fd);
+		t = NULL;
 	}
+	a->fd = -1; /* the link holds it */
 	gw_preauth_authed(&srv.preauth, a->pe);
-	if (gw_setup_serve(&conf->setup, t, a->fd, a->peer, deadline, &adm) < 0)
+	if (gw_setup_serve(&conf->setup, &l, a->peer,
+			   l.tls ? mr_tls_peer_identity(l.tls) : (gw_unix_peer_identity(l.fd, uid, sizeof(uid)) ? "" : uid),
+			   deadline, &adm) < 0)
 		goto out;
 	/* Out of the pending list first: from here on nothing but the session touches the socket. */
 	gw_preauth_done(&srv.preauth, a->pe);
 	gw_registry_hold(&srv.reg, adm.e, hold);
-	gw_setup_handover(&conf->setup, &adm, a->fd, t, a->peer);
+	gw_setup_handover(&conf->setup, &adm, &l, a->peer);
 	free(a);
 	return NULL;
 out:
 	gw_preauth_done(&srv.preauth, a->pe);
-	if (t)
-		mr_tls_free(t);
-	close(a->fd);
+	gw_link_free(&l);
+	if (a->fd >= 0)
+		close(a->fd);
 	free(a);
 	if (hold)
 		gw_snap_put(hold->snap);
@@ -186,12 +206,21 @@ out:
 }
 
 static const char serve_usage[] =
-	"Usage: migrelay serve --listen HOST:PORT --target NAME=SPEC [options]\n"
+	"Usage: migrelay serve --listen HOST:PORT|unix:PATH --target NAME=SPEC [options]\n"
 	"\n"
-	"The destination gateway: accepts sessions on one TCP port and connects\n"
-	"their streams to the named targets.\n"
+	"The destination gateway: accepts sessions on TCP ports (TLS) or unix\n"
+	"sockets (through sshd) and connects their streams to the named targets.\n"
 	"\n"
-	"  -l, --listen HOST:PORT    address to listen on (for example 0.0.0.0:4433)\n"
+	"  -l, --listen HOST:PORT    address to listen on (for example 0.0.0.0:4433); the last one\n"
+	"                            given counts\n"
+	"  -l, --listen unix:PATH    a unix socket for clients that come through sshd; repeatable,\n"
+	"                            with or without a HOST:PORT listener\n"
+	"                            (`--to ssh://HOST/PATH`; sshd_config needs\n"
+	"                            AllowStreamLocalForwarding yes). No TLS inside: sshd\n"
+	"                            authenticates; the socket's mode and group and --allow\n"
+	"                            authorize. The peer's identity is UID=user (SO_PEERCRED)\n"
+	"      --socket-mode MODE    mode of the unix sockets (octal, default 0660)\n"
+	"      --socket-group GROUP  group of the unix sockets (default: ours)\n"
 	"  -T, --target NAME=SPEC    a target peers may name; repeatable. SPEC is one of\n"
 	"                              discard      verify and drop (benchmarks)\n"
 	"                              file:PATH    write to PATH (renamed into place after the\n"
@@ -207,7 +236,8 @@ static const char serve_usage[] =
 	"      --crl FILE            optional with --ca: a PEM CRL whose certificates are refused\n"
 	"      --psk-file FILE       use pre-shared keys from FILE (QEMU keys.psk) instead of x509\n"
 	"      --allow PATTERN       allow peers whose identity (certificate DN such as\n"
-	"                            \"CN=host1,O=Example\", or PSK identity) matches PATTERN\n"
+	"                            \"CN=host1,O=Example\", PSK identity, or UID=user on a\n"
+	"                            unix: listener) matches PATTERN\n"
 	"                            ('*' and '?' wildcards) for every target; repeatable\n"
 	"      --allow-for NAME=PATTERN  the same for target NAME only\n"
 	"                            Without any --allow, every authenticated peer is allowed.\n"
@@ -258,7 +288,7 @@ static const char serve_usage[] =
 
 enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
        O_HS_TIMEOUT, O_MAX_PENDING, O_PER_ADDR, O_RATE, O_IDLE, O_MAXC, O_PLAIN, O_CA, O_CERT, O_KEY, O_CRL,
-       O_CONFIG, O_CONTROL, O_METRICS };
+       O_CONFIG, O_CONTROL, O_METRICS, O_SOCK_MODE, O_SOCK_GROUP };
 
 static const struct option serve_opts[] = {
 	{ "listen", required_argument, NULL, 'l' },   { "target", required_argument, NULL, 'T' },
@@ -280,6 +310,8 @@ static const struct option serve_opts[] = {
 	{ "insecure-plaintext", no_argument, NULL, O_PLAIN },
 	{ "config", required_argument, NULL, O_CONFIG }, { "control", required_argument, NULL, O_CONTROL },
 	{ "metrics", required_argument, NULL, O_METRICS },
+	{ "socket-mode", required_argument, NULL, O_SOCK_MODE },
+	{ "socket-group", required_argument, NULL, O_SOCK_GROUP },
 	{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 };
 
@@ -369,6 +401,16 @@ static int add_allow_for(struct srvopts *o, const char *arg)
 	return 0;
 }
 
+/* --listen, --socket-mode, --socket-group into <o>. 0 or -EINVAL with o->why set. */
+static int listen_opt(struct srvopts *o, int c, const char *arg)
+{
+	int r = c == 'l'	   ? gw_listen_add(&o->ls, arg, o->why, sizeof(o->why))
+		: c == O_SOCK_MODE ? gw_listen_set_mode(&o->ls, arg, o->why, sizeof(o->why))
+				   : gw_listen_set_group(&o->ls, arg, o->why, sizeof(o->why));
+
+	return r < 0 ? -EINVAL : 0;
+}
+
 /* One option. Returns 0, 1 for --help, or -EINVAL with o->why set (empty: print the usage). */
 static int parse_opt(struct srvopts *o, int c, const char *arg)
 {
@@ -377,8 +419,9 @@ static int parse_opt(struct srvopts *o, int c, const char *arg)
 			return parse_num(o, &numopts[i], arg);
 	switch (c) {
 	case 'l':
-		o->listen_spec = arg;
-		return 0;
+	case O_SOCK_MODE:
+	case O_SOCK_GROUP:
+		return listen_opt(o, c, arg);
 	case 'T':
 		return add_target(o, arg);
 	case O_TLS:
@@ -494,6 +537,7 @@ static int parse_all(struct srvopts *o, int argc, char **argv, struct config_arg
 		.pre = { .max_pending = SRV_DEFAULT_MAX_PENDING, .max_per_addr = SRV_DEFAULT_PER_ADDR,
 			 .rate = SRV_DEFAULT_RATE, .setup_ms = GW_SETUP_TIMEOUT_MS },
 	};
+	gw_listen_init(&o->ls);
 	*nargv = NULL;
 	if (!(o->conf = calloc(1, sizeof(*o->conf)))) {
 		snprintf(o->why, sizeof(o->why), "out of memory");
@@ -520,9 +564,9 @@ static int parse_all(struct srvopts *o, int argc, char **argv, struct config_arg
 		snprintf(o->why, sizeof(o->why), "unexpected argument \"%.80s\" (see --help)", (*nargv)[optind]);
 		return -EINVAL;
 	}
-	if (!o->listen_spec || !o->conf->ntargets) {
+	if (!o->ls.n || !o->conf->ntargets) {
 		snprintf(o->why, sizeof(o->why),
-			 "--listen HOST:PORT and at least one --target NAME=SPEC are required (see --help)");
+			 "--listen HOST:PORT (or unix:PATH) and at least one --target NAME=SPEC are required (see --help)");
 		return -EINVAL;
 	}
 	if ((o->ca || o->cert || o->key || o->crl) && (o->tls_dir || o->psk_file)) {
@@ -540,6 +584,17 @@ static int parse_all(struct srvopts *o, int argc, char **argv, struct config_arg
 	return 0;
 }
 
+/* Whether two --listen sets name the same listeners with the same socket mode and group. */
+static bool listen_same(const struct gw_listen_set *a, const struct gw_listen_set *b)
+{
+	if (a->n != b->n || a->mode != b->mode || a->has_gid != b->has_gid || (a->has_gid && a->gid != b->gid))
+		return false;
+	for (int i = 0; i < a->n; i++)
+		if (strcmp(a->l[i].spec, b->l[i].spec))
+			return false;
+	return true;
+}
+
 /* The credentials and session settings of o->conf. Returns 0 or -errno with o->why set. */
 static int conf_build(struct srvopts *o)
 {
@@ -547,7 +602,9 @@ static int conf_build(struct srvopts *o)
 	char why[512] = "";
 	int r;
 
-	if (o->psk_file) {
+	if (!gw_listen_count(&o->ls, false)) {
+		r = 0; /* unix: listeners alone: no TLS, no credentials */
+	} else if (o->psk_file) {
 		r = mr_tls_cfg_psk(&c->tls, o->psk_file, true, NULL, why, sizeof(why));
 	} else if (o->ca) {
 		const struct mr_tls_files f = { .ca = o->ca, .cert = o->cert, .key = o->key, .crl = o->crl };
@@ -615,7 +672,7 @@ static int do_reload(void *ctx, char *msg, size_t msglen)
 		goto out;
 	}
 	/* What only a restart changes: say so rather than pretend. */
-	if (strcmp(o->listen_spec, srv.o.listen_spec) || o->max_sessions != srv.o.max_sessions ||
+	if (!listen_same(&o->ls, &srv.o.ls) || o->max_sessions != srv.o.max_sessions ||
 	    memcmp(&o->pre, &srv.o.pre, sizeof(o->pre)) || (o->metrics && !srv.o.metrics) ||
 	    (o->metrics && strcmp(o->metrics, srv.o.metrics)) || (o->control && !srv.o.control) ||
 	    (o->control && strcmp(o->control, srv.o.control)))
@@ -653,7 +710,6 @@ static int parse_args(int argc, char **argv)
 		srv.o.conf = NULL;
 		return -EINVAL;
 	}
-	srv.listen_spec = srv.o.listen_spec;
 	srv.psk_file = srv.o.psk_file;
 	srv.ntargets = srv.o.conf->ntargets;
 	srv.plaintext = srv.o.plaintext;
@@ -685,36 +741,42 @@ static int preflight(void)
 	return 0;
 }
 
-/* Phase 3: the listening socket, non-blocking so the accept loop can enforce deadlines. fd or -errno. */
+/* Phase 3: the listening sockets, non-blocking so the accept loop can enforce deadlines. 0 or -errno. */
 static int open_listener(void)
 {
 	char why[512] = "";
-	int lfd = net_tcp_listen(srv.listen_spec, why, sizeof(why));
+	int r = gw_listen_open(&srv.o.ls, why, sizeof(why));
 
-	if (lfd < 0) {
+	if (r < 0) {
 		fprintf(stderr, "migrelay serve: %s\n", why);
-		return lfd;
-	}
-	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0) {
-		fprintf(stderr, "migrelay serve: %s\n", strerror(errno));
-		close(lfd);
-		return -EIO;
+		return r;
 	}
 	/* Handshake threads are many and shallow: a small stack bounds their memory. */
 	pthread_attr_init(&srv.hs_attr);
 	pthread_attr_setstacksize(&srv.hs_attr, 256 << 10);
-	gw_info("listening on %s (%s), %d target(s)%s", srv.listen_spec, srv.psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509",
-		srv.ntargets, srv.allow_all ? ", every authenticated peer allowed" : "");
+	for (int i = 0; i < srv.o.ls.n; i++)
+		if (srv.o.ls.l[i].local)
+			gw_info("listening on %s (mode %04o%s, identity UID=user, no TLS inside), %d target(s)%s",
+				srv.o.ls.l[i].spec, (unsigned)srv.o.ls.mode, srv.o.ls.has_gid ? ", --socket-group" : "",
+				srv.ntargets, srv.allow_all ? ", every peer the socket lets in allowed" : "");
+		else
+			gw_info("listening on %s (%s), %d target(s)%s", srv.o.ls.l[i].spec,
+				srv.psk_file ? "TLS 1.3 PSK" : "TLS 1.3 x509", srv.ntargets,
+				srv.allow_all ? ", every authenticated peer allowed" : "");
 	if (srv.plaintext)
 		gw_warn("INSECURE PLAINTEXT offered (--insecure-plaintext): sessions whose client asks for it move their data unencrypted and unauthenticated after the TLS handshake; use only on an isolated migration network");
-	return lfd;
+	return 0;
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+static void peer_name(const struct sockaddr_storage *ss, int fd, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
+	char ip[INET6_ADDRSTRLEN] = "?", id[GW_PEER_ID_MAX];
 
-	if (ss->ss_family == AF_INET6) {
+	if (ss->ss_family == AF_UNIX) {
+		if (gw_unix_peer_identity(fd, id, sizeof(id)) < 0)
+			snprintf(id, sizeof(id), "UID=?");
+		snprintf(buf, len, "local %s", id);
+	} else if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 
 		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
@@ -728,7 +790,7 @@ static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 }
 
 /* Takes accepted <fd> into the pending list and starts its handshake thread; closes it if it may not stay. */
-static void start_setup(int fd, const struct sockaddr_storage *ss)
+static void start_setup(int fd, const struct sockaddr_storage *ss, bool local)
 {
 	struct accepted *a = calloc(1, sizeof(*a));
 	pthread_t thr;
@@ -739,7 +801,7 @@ static void start_setup(int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	if ((r = gw_preauth_admit(&srv.preauth, fd, (const struct sockaddr *)ss, &a->pe)) < 0) {
-		peer_name(ss, a->peer, sizeof(a->peer));
+		peer_name(ss, fd, a->peer, sizeof(a->peer));
 		if (r != -EAGAIN)
 			gw_metrics_refused(GW_LIMIT_PENDING);
 		gw_ratelimited(GW_LOG_WARN, "%s: connection closed at once: %s", a->peer,
@@ -750,8 +812,10 @@ static void start_setup(int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	a->fd = fd;
-	peer_name(ss, a->peer, sizeof(a->peer));
-	net_tune_tcp(fd);
+	a->local = local;
+	peer_name(ss, fd, a->peer, sizeof(a->peer));
+	if (!local)
+		net_tune_tcp(fd);
 	if (pthread_create(&thr, &srv.hs_attr, handshake_main, a) != 0) {
 		gw_preauth_done(&srv.preauth, a->pe);
 		close(fd);
@@ -803,7 +867,8 @@ static int status_cb(void *ctx, struct json_object *st)
 	gw_reload_describe(&reloader, &d, rmsg, sizeof(rmsg));
 	gw_registry_counts(&srv.reg, &listed, &closing, &conns);
 	r |= gw_status_set_daemon(st, &d);
-	r |= gw_status_add_listener(st, "tcp", srv.listen_spec);
+	for (int i = 0; i < srv.o.ls.n; i++)
+		r |= gw_status_add_listener(st, srv.o.ls.l[i].local ? "unix" : "tcp", srv.o.ls.l[i].spec);
 	if (srv.control_path[0])
 		r |= gw_status_add_listener(st, "control", srv.control_path);
 	if (srv.metrics_addr[0])
@@ -858,39 +923,50 @@ static int start_servers(void)
 	return 0;
 }
 
-/* Phase 4: accepts until SIGINT or SIGTERM, enforcing setup deadlines every SRV_SWEEP_MS. */
-static void accept_loop(int lfd)
+/* Accepts one connection from listener <l> if one is waiting. */
+static void accept_one(const struct gw_listener *l)
 {
-	struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 
+	if (fd < 0) {
+		if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
+			gw_ratelimited(GW_LOG_WARN, "accept on %s: %s", l->spec, strerror(errno));
+		if (errno == EMFILE || errno == ENFILE)
+			usleep(100000);
+		return;
+	}
+	if (l->local)
+		ss.ss_family = AF_UNIX; /* an unnamed client socket may leave the address empty */
+	start_setup(fd, &ss, l->local);
+}
+
+/* Phase 4: accepts until SIGINT or SIGTERM, enforcing setup deadlines every SRV_SWEEP_MS. */
+static void accept_loop(void)
+{
+	struct pollfd pfd[GW_LISTEN_MAX];
+
+	for (int i = 0; i < srv.o.ls.n; i++)
+		pfd[i] = (struct pollfd){ .fd = srv.o.ls.l[i].fd, .events = POLLIN };
 	while (!stop_flag) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd;
-
 		gw_preauth_sweep(&srv.preauth);
 		serve_tick();
-		if (poll(&pfd, 1, SRV_SWEEP_MS) <= 0)
+		if (poll(pfd, (nfds_t)srv.o.ls.n, SRV_SWEEP_MS) <= 0)
 			continue;
-		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN)
-				gw_ratelimited(GW_LOG_WARN, "accept: %s", strerror(errno));
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100000);
-			continue;
-		}
-		start_setup(fd, &ss);
+		for (int i = 0; i < srv.o.ls.n; i++)
+			if (pfd[i].revents & POLLIN)
+				accept_one(&srv.o.ls.l[i]);
 	}
 }
 
 /* Phase 5: ends the sessions (their peers get an ERROR) and lets setups finish, SRV_STOP_MS at most. */
-static void shut_down(int lfd)
+static void shut_down(void)
 {
 	bool idle = false;
 
 	gw_info("stopping");
-	close(lfd);
+	gw_listen_close(&srv.o.ls);
 	gw_control_stop(srv.ctl);
 	srv.ctl = NULL;
 	gw_registry_fail_all(&srv.reg, WIRE_E_LIMIT, "the server is stopping");
@@ -915,7 +991,7 @@ static void shut_down(int lfd)
 int cmd_serve(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
-	int r, lfd;
+	int r;
 
 	gw_log_set_prefix("migrelay serve");
 	srv.start_ns = srv.last_tick_ns = gw_now_ns();
@@ -925,17 +1001,17 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &srv.hup, NULL);
 	if ((r = parse_args(argc, argv)) != 0)
 		return r > 0 ? MR_EXIT_OK : MR_EXIT_USAGE;
-	if (preflight() < 0 || (lfd = open_listener()) < 0)
+	if (preflight() < 0 || open_listener() < 0)
 		return MR_EXIT_USAGE;
 	if (start_servers() < 0) {
 		gw_metrics_http_stop(srv.mh);
-		close(lfd);
+		gw_listen_close(&srv.o.ls);
 		return MR_EXIT_USAGE;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	accept_loop(lfd);
-	shut_down(lfd);
+	accept_loop();
+	shut_down();
 	return MR_EXIT_OK;
 }

@@ -14,7 +14,8 @@ enum mr_exit {
 	MR_EXIT_PEER_GONE = 7, /* the peer or the connections went away before the END was verified */
 	MR_EXIT_PROTOCOL = 8,  /* the peer broke the protocol */
 	MR_EXIT_QEMU = 9,      /* QEMU refused or failed the migration */
-	MR_EXIT_CANCELLED = 10 /* cancelled by a signal */
+	MR_EXIT_CANCELLED = 10, /* cancelled by a signal */
+	MR_EXIT_HOSTKEY = 11    /* ssh://: the server's host key is unknown or changed */
 };
 
 #endif

@@ -5,13 +5,48 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "log.h"
 #include "net.h"
 #include "session.h"
 
-int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len)
+const char *gw_link_error(const struct gw_link *l)
+{
+	return l->tls ? mr_tls_last_error(l->tls) : mr_conn_last_error(l->conn);
+}
+
+void gw_link_free(struct gw_link *l)
+{
+	if (l->tls) {
+		mr_tls_free(l->tls);
+		if (l->fd >= 0)
+			close(l->fd);
+	}
+	mr_conn_free(l->conn); /* closes its own socket */
+	*l = (struct gw_link){.fd = -1};
+}
+
+static ssize_t link_send(const struct gw_link *l, const void *p, size_t len)
+{
+	return l->tls ? mr_tls_send(l->tls, p, len) : mr_conn_send(l->conn, p, len);
+}
+
+static ssize_t link_recv_all(const struct gw_link *l, void *p, size_t len)
+{
+	return l->tls ? mr_tls_recv_all(l->tls, p, len) : mr_conn_recv_all(l->conn, p, len);
+}
+
+static void link_bye(const struct gw_link *l)
+{
+	if (l->tls)
+		mr_tls_bye(l->tls);
+	else
+		mr_conn_bye(l->conn);
+}
+
+int gw_setup_send(const struct gw_link *l, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len)
 {
 	uint8_t buf[WIRE_HDR_LEN + WIRE_MAX_CONTROL];
 
@@ -24,7 +59,7 @@ int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *
 						.len = len});
 	if (len)
 		memcpy(buf + WIRE_HDR_LEN, p, len);
-	return mr_tls_send(t, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
+	return link_send(l, buf, WIRE_HDR_LEN + len) < 0 ? -EPIPE : 0;
 }
 
 /* Bounds the next receive wait by the time left; false when none is. */
@@ -57,26 +92,26 @@ static int recv_result(ssize_t n, size_t want, bool first)
 	return first ? -EACCES : -ECONNRESET;
 }
 
-int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p)
+int gw_setup_recv(const struct gw_link *l, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p)
 {
 	uint8_t hb[WIRE_HDR_LEN];
 	int r;
 
-	if (!wait_bound(fd, deadline_ns))
+	if (!wait_bound(l->fd, deadline_ns))
 		return -ETIMEDOUT;
-	if ((r = recv_result(mr_tls_recv_all(t, hb, sizeof(hb)), sizeof(hb), true)) < 0)
+	if ((r = recv_result(link_recv_all(l, hb, sizeof(hb)), sizeof(hb), true)) < 0)
 		return r;
 	/* The cap is checked before anything more is awaited (PROTOCOL.md §3). */
 	if (wire_hdr_parse(h, hb, hb + sizeof(hb)) < 0 || h->len > WIRE_MAX_CONTROL)
 		return -EPROTO;
 	if (!h->len)
 		return 0;
-	if (!wait_bound(fd, deadline_ns))
+	if (!wait_bound(l->fd, deadline_ns))
 		return -ETIMEDOUT;
-	return recv_result(mr_tls_recv_all(t, p, h->len), h->len, false);
+	return recv_result(link_recv_all(l, p, h->len), h->len, false);
 }
 
-int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx)
+int gw_setup_welcome(const struct gw_link *l, const struct gw_session *s, uint16_t idx)
 {
 	struct wire_welcome w = {.session_id = s->id,
 				 .conn_index = idx,
@@ -88,19 +123,19 @@ int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx)
 	memcpy(w.token, s->token, WIRE_TOKEN_LEN);
 	wire_welcome_encode(wp, &w);
 	/* Plaintext: the switch comes right after the WELCOME, before anything more is read or sent (§4.4). */
-	if (gw_setup_send(t, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
-	    (s->cfg.plaintext && mr_tls_set_plaintext(t) < 0))
+	if (gw_setup_send(l, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
+	    (s->cfg.plaintext && (!l->tls || mr_tls_set_plaintext(l->tls) < 0)))
 		return -EPIPE;
 	return 0;
 }
 
-void gw_setup_refuse(struct mr_tls *t, uint16_t code, const char *text)
+void gw_setup_refuse(const struct gw_link *l, uint16_t code, const char *text)
 {
 	uint8_t p[2 + WIRE_MAX_ERROR_TEXT];
 	int n = wire_error_encode(p, code, text);
 
-	(void)!gw_setup_send(t, WIRE_T_ERROR, 0, p, (uint32_t)n);
-	mr_tls_bye(t);
+	(void)!gw_setup_send(l, WIRE_T_ERROR, 0, p, (uint32_t)n);
+	link_bye(l);
 }
 
 /* --- client --- */
@@ -116,7 +151,7 @@ static int fail(struct gw_setup_fail *f, int r, const char *fmt, ...)
 	return r;
 }
 
-int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
+int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
 		     bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
 		     struct gw_setup_fail *f)
 {
@@ -129,15 +164,16 @@ int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, u
 	f->wire_code = 0;
 	f->text[0] = '\0';
 	/* If the send fails, the server may have refused us already: the reply read says why. */
-	(void)!gw_setup_send(t, type, 0, p, len);
-	r = gw_setup_recv(t, fd, deadline_ns, &h, buf);
+	if (plaintext && !l->tls)
+		return fail(f, -EINVAL, "the plaintext mode is for TLS connections only");
+	(void)!gw_setup_send(l, type, 0, p, len);
+	r = gw_setup_recv(l, deadline_ns, &h, buf);
 	if (r == -ECONNRESET)
 		return fail(f, r, "the server closed the connection after our %s without an answer", what);
 	if (r == -ETIMEDOUT)
-		return fail(f, r, "no answer to %s: %s", what,
-			    mr_tls_last_error(t)[0] ? mr_tls_last_error(t) : "timed out");
+		return fail(f, r, "no answer to %s: %s", what, gw_link_error(l)[0] ? gw_link_error(l) : "timed out");
 	if (r == -EACCES)
-		return fail(f, r, "no answer to %s: %s", what, mr_tls_last_error(t));
+		return fail(f, r, "no answer to %s: %s", what, gw_link_error(l));
 	if (r < 0 || (h.type != WIRE_T_WELCOME && h.type != WIRE_T_ERROR))
 		return fail(f, -EPROTO,
 			    "the server answered %s with a malformed frame (is it a migrelay server of this version?)",
@@ -155,18 +191,18 @@ int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, u
 		return fail(f, -EPROTO,
 			    "the server answered %s for the %s mode, but this session uses %s (protocol error)", what,
 			    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
-	if (plaintext && mr_tls_set_plaintext(t) < 0)
+	if (plaintext && mr_tls_set_plaintext(l->tls) < 0)
 		return fail(f, -EPROTO, "cannot switch to plaintext after the answer to %s: %s", what,
-			    mr_tls_last_error(t));
+			    gw_link_error(l));
 	return 0;
 }
 
 /* --- server --- */
 
 /* Logs and refuses with ERROR; returns -EACCES for the caller to pass on. */
-static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
+static int refuse(const struct gw_link *l, const char *peer, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt, ...)
+static int refuse(const struct gw_link *l, const char *peer, int code, const char *fmt, ...)
 {
 	char text[WIRE_MAX_ERROR_TEXT + 1];
 	va_list ap;
@@ -178,7 +214,7 @@ static int refuse(struct mr_tls *t, const char *peer, int code, const char *fmt,
 	/* A refusal by a limit is counted where the limit is known (gw_metrics_refused). */
 	if (code != WIRE_E_LIMIT)
 		gw_metrics_handshake_failed(gw_metrics_hs_reason_for_wire(code));
-	gw_setup_refuse(t, (uint16_t)code, text);
+	gw_setup_refuse(l, (uint16_t)code, text);
 	return -EACCES;
 }
 
@@ -201,35 +237,39 @@ static bool identity_allowed(const struct gw_setup_srv *c, const struct gw_targe
  * The HELLO checks that need nothing but the HELLO and the configuration
  * (PROTOCOL.md §2.2). Returns 0 with *tgt set, or refuses and returns -EACCES.
  */
-static int hello_check(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+static int hello_check(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer, const char *identity,
 		       const struct wire_hello *hello, struct gw_target **tgt)
 {
 	if (hello->version != WIRE_VERSION)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
+		return refuse(l, peer, WIRE_E_UNSUPPORTED, "protocol version %u not supported (this server speaks %d)",
 			      hello->version, WIRE_VERSION);
+	if ((hello->flags & WIRE_HELLO_F_PLAINTEXT) && !l->tls)
+		return refuse(l, peer, WIRE_E_UNSUPPORTED,
+			      "the plaintext mode is for TLS connections; this one has no TLS inside (leave "
+			      "--insecure-plaintext out)");
 	if ((hello->flags & WIRE_HELLO_F_PLAINTEXT) && !c->plaintext)
 		return refuse(
-		    t, peer, WIRE_E_UNSUPPORTED,
+		    l, peer, WIRE_E_UNSUPPORTED,
 		    "this server does not offer the plaintext mode (start `migrelay serve` with --insecure-plaintext "
 		    "to offer it, or leave --insecure-plaintext out on the client to use TLS)");
 	if (!(*tgt = find_target(c, hello->target)))
-		return refuse(t, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello->target);
+		return refuse(l, peer, WIRE_E_NO_TARGET, "no target named \"%s\" on this server", hello->target);
 	if (!identity_allowed(c, *tgt, identity))
-		return refuse(t, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
+		return refuse(l, peer, WIRE_E_NOT_ALLOWED, "identity \"%.120s\" is not allowed to use target %s",
 			      identity, (*tgt)->name);
 	if (hello->nconns > c->max_conns) {
 		gw_metrics_refused(GW_LIMIT_CONNECTIONS);
-		return refuse(t, peer, WIRE_E_LIMIT,
+		return refuse(l, peer, WIRE_E_LIMIT,
 			      "%u connections asked for; this server allows %d per session (--max-connections)",
 			      hello->nconns, c->max_conns);
 	}
 	if ((hello->multifd || hello->ndevices) && (*tgt)->kind != GW_TGT_QMP)
-		return refuse(t, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
+		return refuse(l, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      (*tgt)->name);
 	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
 	if (1 + hello->multifd + hello->ndevices > c->max_streams) {
 		gw_metrics_refused(GW_LIMIT_STREAMS);
-		return refuse(t, peer, WIRE_E_LIMIT,
+		return refuse(l, peer, WIRE_E_LIMIT,
 			      "%u multifd channel(s) and %u disk(s) need %u streams open at once; this server allows "
 			      "%u (--max-streams)",
 			      hello->multifd, hello->ndevices, 1 + hello->multifd + hello->ndevices, c->max_streams);
@@ -269,7 +309,7 @@ static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *
 	return 0;
 }
 
-static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+static int serve_hello(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer, const char *identity,
 		       const uint8_t *p, uint32_t len, struct gw_admitted *a)
 {
 	char why[WIRE_MAX_ERROR_TEXT + 1] = "";
@@ -279,30 +319,30 @@ static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	int r;
 
 	if (wire_hello_decode(&hello, p, len) < 0)
-		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed HELLO");
-	if ((r = hello_check(c, t, peer, identity, &hello, &tgt)) < 0)
+		return refuse(l, peer, WIRE_E_PROTOCOL, "malformed HELLO");
+	if ((r = hello_check(c, l, peer, identity, &hello, &tgt)) < 0)
 		return r;
 	/* Admission is complete before the target is touched: a refused HELLO leaves QEMU as it was. */
 	if (gw_registry_reserve(c->reg) < 0) {
 		gw_metrics_refused(GW_LIMIT_SESSIONS);
-		return refuse(t, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
+		return refuse(l, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
 			      c->reg->max_sessions);
 	}
 	if (hello_session(c, &hello, identity, tgt, &s) < 0) {
 		gw_registry_unreserve(c->reg);
-		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");
+		return refuse(l, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");
 	}
 	if (gw_target_session_init(s, tgt, why, sizeof(why)) < 0) {
 		gw_session_close(s);
 		gw_registry_unreserve(c->reg);
-		return refuse(t, peer, WIRE_E_TARGET, "%s", why);
+		return refuse(l, peer, WIRE_E_TARGET, "%s", why);
 	}
 	if (gw_registry_add(c->reg, s, identity, &a->e) < 0) {
 		gw_session_close(s);
-		return refuse(t, peer, WIRE_E_INTERNAL, "out of memory");
+		return refuse(l, peer, WIRE_E_INTERNAL, "out of memory");
 	}
-	if (gw_setup_welcome(t, s, 0) < 0) {
-		gw_ratelimited(GW_LOG_WARN, "%s: session setup failed after WELCOME: %s", peer, mr_tls_last_error(t));
+	if (gw_setup_welcome(l, s, 0) < 0) {
+		gw_ratelimited(GW_LOG_WARN, "%s: session setup failed after WELCOME: %s", peer, gw_link_error(l));
 		gw_registry_drop(c->reg, a->e);
 		return -EPIPE;
 	}
@@ -316,7 +356,7 @@ static int serve_hello(const struct gw_setup_srv *c, struct mr_tls *t, const cha
 	return 0;
 }
 
-static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char *peer, const char *identity,
+static int serve_join(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer, const char *identity,
 		      const uint8_t *p, uint32_t len, uint64_t deadline_ns, struct gw_admitted *a)
 {
 	struct gw_reg_entry *e;
@@ -328,22 +368,22 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	int r;
 
 	if (wire_join_decode(&j, p, len) < 0)
-		return refuse(t, peer, WIRE_E_PROTOCOL, "malformed JOIN");
+		return refuse(l, peer, WIRE_E_PROTOCOL, "malformed JOIN");
 	if ((r = gw_registry_find(c->reg, j.session_id, j.token, identity, deadline_ns, &e, &code)) < 0)
 		return code == WIRE_E_IDENTITY
-			   ? refuse(t, peer, code, "JOIN refused: identity \"%.100s\" is not the session's identity",
+			   ? refuse(l, peer, code, "JOIN refused: identity \"%.100s\" is not the session's identity",
 				    identity)
-			   : refuse(t, peer, code, "JOIN refused: no such session or wrong token");
+			   : refuse(l, peer, code, "JOIN refused: no such session or wrong token");
 	s = e->s;
 	if (j.conn_index >= s->nconns) {
 		gw_registry_put(c->reg, e);
-		return refuse(t, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
+		return refuse(l, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
 			      s->nconns - 1);
 	}
 	if (gw_registry_join_lock(e, deadline_ns) < 0) {
 		gw_registry_put(c->reg, e);
 		gw_metrics_refused(GW_LIMIT_OTHER);
-		return refuse(t, peer, WIRE_E_LIMIT,
+		return refuse(l, peer, WIRE_E_LIMIT,
 			      "JOIN refused: other JOINs of this session did not finish in time");
 	}
 	/* A client rejoins as soon as it sees its end close, maybe a moment before this end has read the close. */
@@ -352,14 +392,14 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	pthread_mutex_lock(&s->lock);
 	gone = gw_session_conn_gone_locked(s, j.conn_index, wait_ms < 1000 ? (int)wait_ms : 1000);
 	pthread_mutex_unlock(&s->lock);
-	if (!gone || gw_setup_welcome(t, s, j.conn_index) < 0) {
+	if (!gone || gw_setup_welcome(l, s, j.conn_index) < 0) {
 		gw_registry_join_unlock(e);
 		gw_registry_put(c->reg, e);
 		if (!gone)
-			return refuse(t, peer, WIRE_E_PROTOCOL,
+			return refuse(l, peer, WIRE_E_PROTOCOL,
 				      "JOIN refused: connection %u is already there, or the session failed",
 				      j.conn_index);
-		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, mr_tls_last_error(t));
+		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, gw_link_error(l));
 		return -EPIPE;
 	}
 	if (s->cfg.plaintext)
@@ -370,15 +410,15 @@ static int serve_join(const struct gw_setup_srv *c, struct mr_tls *t, const char
 	return 0;
 }
 
-int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const char *peer, uint64_t deadline_ns,
-		   struct gw_admitted *a)
+int gw_setup_serve(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer, const char *identity,
+		   uint64_t deadline_ns, struct gw_admitted *a)
 {
 	uint8_t p[WIRE_MAX_CONTROL];
 	struct wire_hdr h;
-	int r = gw_setup_recv(t, fd, deadline_ns, &h, p);
+	int r = gw_setup_recv(l, deadline_ns, &h, p);
 
 	if (r == -EPROTO || (r == 0 && h.type != WIRE_T_HELLO && h.type != WIRE_T_JOIN))
-		return refuse(t, peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u",
+		return refuse(l, peer, WIRE_E_PROTOCOL, "expected HELLO or JOIN, got a frame of type %u",
 			      r == 0 ? h.type : 0);
 	if (r < 0) {
 		gw_metrics_handshake_failed(r == -ETIMEDOUT    ? GW_HS_TIMEOUT
@@ -387,22 +427,26 @@ int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const
 		gw_ratelimited(GW_LOG_WARN, "%s: no HELLO or JOIN after the handshake: %s", peer,
 			       r == -ETIMEDOUT	  ? "setup deadline passed (--handshake-timeout)"
 			       : r == -ECONNRESET ? "closed"
-						  : mr_tls_last_error(t));
+						  : gw_link_error(l));
 		return r;
 	}
 	if (h.type == WIRE_T_HELLO)
-		return serve_hello(c, t, peer, mr_tls_peer_identity(t), p, h.len, a);
-	return serve_join(c, t, peer, mr_tls_peer_identity(t), p, h.len, deadline_ns, a);
+		return serve_hello(c, l, peer, identity, p, h.len, a);
+	return serve_join(c, l, peer, identity, p, h.len, deadline_ns, a);
 }
 
-void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer)
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, struct gw_link *l, const char *peer)
 {
 	struct gw_reg_entry *e = a->e;
 	struct mr_conn *conn = NULL;
-	int r;
+	int r = 0;
 
-	net_set_timeouts(fd, 0, 0);
-	r = mr_conn_from_tls(&conn, t, fd); /* owns <t> and <fd> from here, whatever the result */
+	net_set_timeouts(l->fd, 0, 0);
+	if (l->tls)
+		r = mr_conn_from_tls(&conn, l->tls, l->fd); /* owns the session and its socket, whatever the result */
+	else
+		conn = l->conn;
+	*l = (struct gw_link){.fd = -1};
 	if (a->join) {
 		/* A first JOIN fills an empty slot; a rejoin replaces a dead connection and re-sends what it carried.
 		 */

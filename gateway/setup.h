@@ -6,6 +6,11 @@
  * bytes; besides them the connection is touched only for the plaintext
  * switch after WELCOME, the close_notify of a refusal and the text of the
  * last TLS error. A new transport changes those few calls and nothing else.
+ *
+ * A connection in its setup is a struct gw_link: a TLS session on its TCP
+ * socket, or a connection that a layer below migrelay already secures
+ * (an SSH channel on the client, a unix socket that sshd forwards to on
+ * the server), which carries the setup frames as it carries the data.
  */
 #ifndef MR_GATEWAY_SETUP_H
 #define MR_GATEWAY_SETUP_H
@@ -17,14 +22,46 @@
 #include "crypto/tls.h"
 #include "registry.h"
 #include "session.h"
+#include "stream/conn.h"
 #include "stream/frame.h"
 #include "target.h"
 
 /*
- * Sends one setup frame (<len> <= WIRE_MAX_CONTROL): ERROR session-wide, the others on stream 0.
- * Returns 0 or -EPIPE. Any thread that owns <t> during setup.
+ * One connection during its setup. Exactly one of <tls> and <conn> is
+ * set: <tls> with <fd> its TCP socket; or <conn> (no TLS inside: the
+ * plaintext mode of §4.4 does not apply) with <fd> == conn->fd. The
+ * receive timeouts that bound the waits are set on <fd>.
  */
-MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len);
+struct gw_link {
+	struct mr_tls *tls;
+	struct mr_conn *conn;
+	int fd;
+};
+
+/* A link over TLS session <t> on socket <fd>, or over connection <c>. */
+static inline struct gw_link gw_link_tls(struct mr_tls *t, int fd)
+{
+	return (struct gw_link){.tls = t, .conn = NULL, .fd = fd};
+}
+static inline struct gw_link gw_link_conn(struct mr_conn *c)
+{
+	return (struct gw_link){.tls = NULL, .conn = c, .fd = c ? c->fd : -1};
+}
+
+/* The last send or receive failure of <l>, "" if none. */
+const char *gw_link_error(const struct gw_link *l);
+
+/*
+ * Frees what <l> holds: the TLS session and its socket, or the
+ * connection (which closes its own socket). NULL-safe; <l> is emptied.
+ */
+void gw_link_free(struct gw_link *l);
+
+/*
+ * Sends one setup frame (<len> <= WIRE_MAX_CONTROL): ERROR session-wide, the others on stream 0.
+ * Returns 0 or -EPIPE. Any thread that owns <l> during setup.
+ */
+MR_MUST_CHECK int gw_setup_send(const struct gw_link *l, uint8_t type, uint8_t flags, const uint8_t *p, uint32_t len);
 
 /*
  * Reads one setup frame into <h> and <p> (WIRE_MAX_CONTROL bytes) by
@@ -37,16 +74,16 @@ MR_MUST_CHECK int gw_setup_send(struct mr_tls *t, uint8_t type, uint8_t flags, c
  * (a TLS failure before the first byte: in TLS 1.3 that is how a peer
  * refuses our certificate; mr_tls_last_error names the alert).
  */
-MR_MUST_CHECK int gw_setup_recv(struct mr_tls *t, int fd, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p);
+MR_MUST_CHECK int gw_setup_recv(const struct gw_link *l, uint64_t deadline_ns, struct wire_hdr *h, uint8_t *p);
 
 /* Encodes WELCOME for connection <idx> of a session and sends it in the session's mode. 0 or -EPIPE. */
-MR_MUST_CHECK int gw_setup_welcome(struct mr_tls *t, const struct gw_session *s, uint16_t idx);
+MR_MUST_CHECK int gw_setup_welcome(const struct gw_link *l, const struct gw_session *s, uint16_t idx);
 
 /*
  * Sends ERROR <code> with <text> (cut to WIRE_MAX_ERROR_TEXT) and a TLS
- * close_notify; the caller still frees <t> and closes the socket.
+ * close_notify (or the connection's own end); the caller still frees <l>.
  */
-void gw_setup_refuse(struct mr_tls *t, uint16_t code, const char *text);
+void gw_setup_refuse(const struct gw_link *l, uint16_t code, const char *text);
 
 /* What a client's setup request ended with, when it did not end in WELCOME. */
 struct gw_setup_fail {
@@ -63,13 +100,11 @@ struct gw_setup_fail {
  * Returns 0 with *w filled, or -ECONNRESET/-ETIMEDOUT (no answer),
  * -EACCES (TLS alert: our certificate was refused), -EPROTO (malformed
  * or wrong answer), -EREMOTEIO (the server refused: f->wire_code), with
- * f->text set. Any thread that owns <t>.
+ * f->text set. <plaintext> only with a TLS link. Any thread that owns <l>.
  */
-MR_MUST_CHECK int gw_setup_request(struct mr_tls *t, int fd, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
+MR_MUST_CHECK int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
 				   bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
 				   struct gw_setup_fail *f);
-
-#endif
 
 /* Server side (`migrelay serve`). */
 
@@ -93,20 +128,23 @@ struct gw_admitted {
 };
 
 /*
- * Handshake thread: reads HELLO or JOIN from authenticated connection <t>
- * by <deadline_ns>, runs every admission check before any side effect on
+ * Handshake thread: reads HELLO or JOIN from authenticated connection <l>
+ * (whose peer is <identity>: the TLS identity, or UID=name of a unix
+ * socket's peer) by <deadline_ns>, runs every admission check before any side effect on
  * the target (HELLO: protocol, mode, target, authorization, connection and
  * stream limits, --max-sessions; then the target's preparation), and sends
  * WELCOME. Returns 0 with *a filled: the caller takes the connection out of
  * the pending list and calls gw_setup_handover. Or -errno after refusing
- * the peer with ERROR (or losing it): the caller frees <t> and closes <fd>.
+ * the peer with ERROR (or losing it): the caller frees <l> (gw_link_free).
  */
-MR_MUST_CHECK int gw_setup_serve(const struct gw_setup_srv *c, struct mr_tls *t, int fd, const char *peer,
-				 uint64_t deadline_ns, struct gw_admitted *a);
+MR_MUST_CHECK int gw_setup_serve(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer,
+				 const char *identity, uint64_t deadline_ns, struct gw_admitted *a);
 
 /*
- * Hands <fd> and <t> over to the session of <a> (connection 0 starts the
+ * Hands link <l> over to the session of <a> (connection 0 starts the
  * session and its supervisor; a JOIN fills or replaces its connection),
- * and releases what <a> held. Owns <fd> and <t> from the call on.
+ * and releases what <a> held. Owns what <l> holds from the call on.
  */
-void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, int fd, struct mr_tls *t, const char *peer);
+void gw_setup_handover(const struct gw_setup_srv *c, struct gw_admitted *a, struct gw_link *l, const char *peer);
+
+#endif

@@ -63,7 +63,7 @@ ok "serve refuses a file: target whose directory is missing or not a directory (
 for c in send forward migrate bench; do
 	"$MIGRELAY" "$c" --help >"$T/help"
 	grep -q "^Exit codes:" "$T/help" || fail "$c --help lists no exit codes"
-	for code in 0 1 2 3 4 5 6 7 8 9 10; do
+	for code in 0 1 2 3 4 5 6 7 8 9 10 11; do
 		grep -qE "^ +$code  " "$T/help" || fail "$c --help does not list exit code $code"
 	done
 	grep -q "default 2: on loopback" "$T/help" || fail "$c --help does not say why --connections defaults to 2"
