@@ -107,16 +107,18 @@ qemu-io -f qcow2 -c "write -P 0xab 0 4M" -c "write -P 0x5c $((DISK_MIB / 2))M 4M
 	>/dev/null || e2e_fail "qemu-io"
 qemu-img create -q -f qcow2 "$D/lib/images/vm.qcow2" "${DISK_MIB}M" || e2e_fail "qemu-img create (dst)"
 fresh "check rate=8" vm.qcow2
-# writes during the mirror, from the source QEMU's own block layer
+# writes during the mirror, from the source QEMU's own block layer, all within
+# the first 2 s: the RAM phase (capped by --bandwidth) lasts longer, and a write
+# after the switch-over would hit the inactivated image (QEMU asserts on that)
 (
-	for i in $(seq 1 20); do
+	for i in $(seq 1 10); do
 		lv_virsh src qemu-monitor-command vm --hmp "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend \"write -P $((i + 16)) $((i * 2))M 1M\"" \
 			>/dev/null 2>&1 || true
-		sleep 0.2
+		sleep 0.15
 	done
 ) &
 writer=$!
-migrate storage --copy-storage-all --disks-uri unix:///run/migrelay/disks.sock
+migrate storage --copy-storage-all --disks-uri unix:///run/migrelay/disks.sock --bandwidth 24
 wait $writer || true
 guest_checked dst vm
 lv_virsh dst destroy vm >/dev/null || e2e_fail "destroy on dst"
