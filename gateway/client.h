@@ -20,6 +20,7 @@ struct gw_client_opts {
 	bool compress_auto;
 	int zlevel;
 	uint8_t multifd;
+	bool postcopy;           /* the destination QEMU enables postcopy-ram (HELLO flag, PROTOCOL.md §4.1) */
 	int ndevices;
 	const char *devices[WIRE_MAX_DEVICES];
 	int reconnect_ms;        /* 0: default; -1: no reconnection */

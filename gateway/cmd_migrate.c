@@ -46,8 +46,23 @@ static const char migrate_usage[] =
 	"                            disk of the same name first; repeatable. The destination\n"
 	"                            image must exist with the right size, and the destination\n"
 	"                            QEMU should be started with -S (resume it afterwards).\n"
-	"      --timeout DURATION    give up (and cancel) after this long: 90, 90s, 5m or 1h\n"
-	"                            (a bare number is seconds; default: none)\n"
+	"      --postcopy            enable post-copy on both QEMUs (postcopy-ram); switch with\n"
+	"                            --postcopy-after-precopy, --timeout-action postcopy or\n"
+	"                            `migrelay ctl PATH postcopy`. After the switch the guest runs\n"
+	"                            from the destination and the migration cannot be cancelled\n"
+	"      --postcopy-after-precopy  switch to post-copy after the first full pass (implies\n"
+	"                            --postcopy)\n"
+	"      --postcopy-bandwidth RATE  QEMU's bandwidth cap once in post-copy (bytes/s)\n"
+	"      --auto-converge       throttle the guest's vCPUs while it dirties faster than the\n"
+	"                            migration sends\n"
+	"      --auto-converge-initial PCT    first throttle, 1-99 % (QEMU's default 20)\n"
+	"      --auto-converge-increment PCT  throttle step, 1-100 % (QEMU's default 10)\n"
+	"      --xbzrle-cache SIZE   send changed pages as XBZRLE deltas with a cache of SIZE bytes\n"
+	"                            (K, M, G suffixes)\n"
+	"      --timeout DURATION    act after this long: 90, 90s, 5m or 1h (a bare number is\n"
+	"                            seconds; default: none)\n"
+	"      --timeout-action A    what --timeout does: cancel (default), suspend (pause the\n"
+	"                            guest here so the migration converges) or postcopy\n"
 	"  -h, --help                this text\n"
 	"\n";
 
@@ -125,12 +140,24 @@ static void listener_stop(struct listener *l)
 	l->started = false;
 }
 
+enum timeout_action { TA_CANCEL = 0, TA_SUSPEND = 1, TA_POSTCOPY = 2 };
+
 struct mig {
 	struct gw_client_opts o;
 	const char *qmp_path;
 	uint64_t bandwidth;
 	int downtime_ms;
 	int timeout_s;
+	enum timeout_action timeout_action;
+	bool timed_out;       /* the timeout action was taken */
+	bool pc_after;        /* --postcopy-after-precopy */
+	uint64_t pc_bandwidth;
+	bool auto_converge;
+	int ac_initial, ac_increment; /* 0: QEMU's */
+	uint64_t xbzrle_cache;
+	bool pc_started;      /* migrate-start-postcopy was sent */
+	bool switched;        /* QEMU reported postcopy-active: the destination holds the guest */
+	bool we_stopped;      /* --timeout-action suspend stopped the guest here */
 	struct qmp *q;
 	struct gw_session *s;
 	char dir[96];
@@ -304,7 +331,7 @@ static void drop_nbd_nodes(struct mig *m)
 	m->nbd_nodes = 0;
 }
 
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA };
 
 /* Takes one of migrate's own options (cmd_def.opt). */
 static int migrate_opt(void *arg, int c, const char *val)
@@ -343,6 +370,49 @@ static int migrate_opt(void *arg, int c, const char *val)
 		fprintf(stderr, "migrelay migrate: --timeout takes a duration such as 90, 90s, 5m or 1h, not \"%.40s\"\n",
 			val);
 		return -EINVAL;
+	case O_PC:
+		m->o.postcopy = true;
+		return 1;
+	case O_PCA:
+		m->o.postcopy = m->pc_after = true;
+		return 1;
+	case O_PCBW:
+		if (cli_parse_bytes(val, 1, UINT64_MAX, &m->pc_bandwidth) == 0)
+			return 1;
+		fprintf(stderr, "migrelay migrate: --postcopy-bandwidth takes bytes/s such as 500M, not \"%.40s\"\n",
+			val);
+		return -EINVAL;
+	case O_AC:
+		m->auto_converge = true;
+		return 1;
+	case O_ACI:
+	case O_ACN:
+		if (cli_parse_uint(val, 1, c == O_ACI ? 99 : 100, &v) == 0) {
+			*(c == O_ACI ? &m->ac_initial : &m->ac_increment) = (int)v;
+			m->auto_converge = true;
+			return 1;
+		}
+		fprintf(stderr, "migrelay migrate: --auto-converge-%s takes a percentage, 1 to %d, not \"%.40s\"\n",
+			c == O_ACI ? "initial" : "increment", c == O_ACI ? 99 : 100, val);
+		return -EINVAL;
+	case O_XB:
+		if (cli_parse_bytes(val, 4096, (uint64_t)1 << 40, &m->xbzrle_cache) == 0)
+			return 1;
+		fprintf(stderr, "migrelay migrate: --xbzrle-cache takes a size such as 64M, not \"%.40s\"\n", val);
+		return -EINVAL;
+	case O_TA:
+		if (!strcmp(val, "cancel"))
+			m->timeout_action = TA_CANCEL;
+		else if (!strcmp(val, "suspend"))
+			m->timeout_action = TA_SUSPEND;
+		else if (!strcmp(val, "postcopy"))
+			m->timeout_action = TA_POSTCOPY;
+		else {
+			fprintf(stderr, "migrelay migrate: --timeout-action takes cancel, suspend or postcopy, not \"%.40s\"\n",
+				val);
+			return -EINVAL;
+		}
+		return 1;
 	case O_CS:
 		if (m->o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(val, strlen(val))) {
 			fprintf(stderr, "migrelay migrate: --copy-storage \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n",
@@ -362,6 +432,14 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "qmp", required_argument, NULL, 'q' },	   { "bandwidth", required_argument, NULL, O_BW },
 		{ "downtime", required_argument, NULL, O_DT },	   { "multifd", required_argument, NULL, O_MF },
 		{ "copy-storage", required_argument, NULL, O_CS }, { "timeout", required_argument, NULL, O_TO },
+		{ "postcopy", no_argument, NULL, O_PC },
+		{ "postcopy-after-precopy", no_argument, NULL, O_PCA },
+		{ "postcopy-bandwidth", required_argument, NULL, O_PCBW },
+		{ "auto-converge", no_argument, NULL, O_AC },
+		{ "auto-converge-initial", required_argument, NULL, O_ACI },
+		{ "auto-converge-increment", required_argument, NULL, O_ACN },
+		{ "xbzrle-cache", required_argument, NULL, O_XB },
+		{ "timeout-action", required_argument, NULL, O_TA },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -374,6 +452,14 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		return r;
 	if (!m->qmp_path) {
 		fprintf(stderr, "migrelay migrate: --qmp SRC_QMP_SOCKET is required (the source QEMU's -qmp unix: socket)\n");
+		return MR_EXIT_USAGE;
+	}
+	if (m->timeout_action == TA_POSTCOPY && !m->o.postcopy) {
+		fprintf(stderr, "migrelay migrate: --timeout-action postcopy needs --postcopy\n");
+		return MR_EXIT_USAGE;
+	}
+	if (m->pc_bandwidth && !m->o.postcopy) {
+		fprintf(stderr, "migrelay migrate: --postcopy-bandwidth needs --postcopy\n");
 		return MR_EXIT_USAGE;
 	}
 	return CMD_GO;
@@ -411,6 +497,26 @@ static int set_parameters(struct mig *m)
 	if (r == 0 && m->o.multifd)
 		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err), "{\"multifd-channels\": %u}",
 			     m->o.multifd);
+	/* Set every time, also to false: a capability left on by an earlier run must not leak into this one. */
+	if (r == 0)
+		r = qmp_cmdf(m->q, "migrate-set-capabilities", NULL, m->err, sizeof(m->err),
+			     "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": %s}, "
+			     "{\"capability\": \"auto-converge\", \"state\": %s}, "
+			     "{\"capability\": \"xbzrle\", \"state\": %s}]}",
+			     m->o.postcopy ? "true" : "false", m->auto_converge ? "true" : "false",
+			     m->xbzrle_cache ? "true" : "false");
+	if (r == 0 && m->pc_bandwidth)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"max-postcopy-bandwidth\": %" PRIu64 "}", m->pc_bandwidth);
+	if (r == 0 && m->ac_initial)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"cpu-throttle-initial\": %d}", m->ac_initial);
+	if (r == 0 && m->ac_increment)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"cpu-throttle-increment\": %d}", m->ac_increment);
+	if (r == 0 && m->xbzrle_cache)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"xbzrle-cache-size\": %" PRIu64 "}", m->xbzrle_cache);
 	return r;
 }
 
@@ -488,6 +594,70 @@ static void qemu_cancel(struct mig *m)
 
 enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
 
+/* Asks QEMU to switch to post-copy (once). Returns 0 or -errno with m->err set. */
+static int start_postcopy(struct mig *m, const char *why)
+{
+	int r;
+
+	if (m->pc_started)
+		return 0;
+	if ((r = qmp_cmd(m->q, "migrate-start-postcopy", NULL, NULL, m->err, sizeof(m->err))) < 0)
+		return r;
+	m->pc_started = true;
+	end_line(m);
+	if (!m->o.quiet && !m->o.json)
+		fprintf(stderr, "migrelay migrate: switching to post-copy (%s)\n", why);
+	return 0;
+}
+
+/*
+ * After the switch to post-copy the destination holds the guest's running
+ * state and the source the rest of its memory: neither may run. Says so,
+ * and what QEMU offers to recover. Returns the exit code.
+ */
+static int postcopy_lost(struct mig *m, int rc, const char *what)
+{
+	end_line(m);
+	return fail(m, rc,
+		    "%s after the switch to post-copy: the guest is paused on the destination, which holds its "
+		    "running state, and its remaining memory is still on the source (status %s). Do not resume or "
+		    "stop either QEMU. QEMU's post-copy recovery: on the destination QEMU, migrate-recover with a new "
+		    "URI; then on the source QEMU, migrate with that URI and \"resume\": true (QEMU 3.0 and later)",
+		    what, m->mi.status);
+}
+
+/* --timeout has passed: cancel, pause the guest here, or switch to post-copy. */
+static enum tick on_timeout(struct mig *m, int *rc)
+{
+	char err[QMP_ERR_MAX];
+
+	m->timed_out = true;
+	switch (m->timeout_action) {
+	case TA_SUSPEND:
+		if (qmp_cmd(m->q, "stop", NULL, NULL, err, sizeof(err)) < 0) {
+			*rc = fail(m, MR_EXIT_QEMU, "timeout: source QEMU refused to pause the guest: %s", err);
+			return TICK_FAIL;
+		}
+		m->we_stopped = true;
+		end_line(m);
+		if (!m->o.quiet && !m->o.json)
+			fprintf(stderr, "migrelay migrate: timeout: paused the guest here so that the migration completes\n");
+		return TICK_NOW;
+	case TA_POSTCOPY:
+		if (start_postcopy(m, "timeout") < 0) {
+			*rc = fail(m, MR_EXIT_QEMU, "timeout: source QEMU refused to switch to post-copy: %s", m->err);
+			return TICK_FAIL;
+		}
+		return TICK_NOW;
+	case TA_CANCEL:
+		break;
+	}
+	qemu_cancel(m);
+	end_line(m);
+	*rc = fail(m, MR_EXIT_CANCELLED, "timeout; migration cancelled, the guest keeps running here");
+	return TICK_FAIL;
+}
+
 /*
  * One look at QEMU and the session. Returns TICK_DONE when QEMU completed,
  * TICK_WAIT to look again after a pause, TICK_NOW to look again at once,
@@ -496,22 +666,35 @@ enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
 static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 {
 	static double last_print;
+	static bool warned;
 	char why[QMP_ERR_MAX];
 	uint16_t code = 0;
 	bool failed;
 
-	if (cancel_flag || (m->timeout_s && secs > m->timeout_s)) {
+	if (cancel_flag && m->switched) {
+		/* Cancelling now would strand the guest between the two QEMUs. */
+		if (!warned) {
+			end_line(m);
+			fprintf(stderr, "migrelay migrate: in post-copy the migration cannot be cancelled; waiting for it "
+					"to complete\n");
+			warned = true;
+		}
+	} else if (cancel_flag) {
 		qemu_cancel(m);
 		end_line(m);
-		*rc = fail(m, MR_EXIT_CANCELLED, "%s; migration cancelled, the guest keeps running here",
-			   cancel_flag ? "interrupted" : "timeout");
+		*rc = fail(m, MR_EXIT_CANCELLED, "interrupted; migration cancelled, the guest keeps running here");
 		return TICK_FAIL;
 	}
+	if (m->timeout_s && secs > m->timeout_s && !m->timed_out && !m->switched)
+		return on_timeout(m, rc);
 	if (qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0) {
 		end_line(m);
-		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		*rc = m->switched ? postcopy_lost(m, MR_EXIT_QEMU, "the source QEMU's monitor failed")
+				  : fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
 		return TICK_FAIL;
 	}
+	if (!strncmp(m->mi.status, "postcopy", 8))
+		m->switched = true;
 	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
 	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
 		progress_line(m, secs);
@@ -519,10 +702,18 @@ static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 	}
 	if (failed) {
 		end_line(m);
+		m->wire_code = code;
+		if (m->switched) {
+			*rc = postcopy_lost(m, MR_EXIT_PEER_GONE, why);
+			return TICK_FAIL;
+		}
 		if (!qemu_mig_terminal(m->mi.status))
 			qemu_cancel(m);
-		m->wire_code = code;
 		*rc = fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		return TICK_FAIL;
+	}
+	if (m->switched && (!strcmp(m->mi.status, "postcopy-paused") || !strcmp(m->mi.status, "failed"))) {
+		*rc = postcopy_lost(m, MR_EXIT_QEMU, "the migration stream failed");
 		return TICK_FAIL;
 	}
 	if (!strcmp(m->mi.status, "failed") || !strcmp(m->mi.status, "cancelled")) {
@@ -540,6 +731,12 @@ static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 			return TICK_FAIL;
 		}
 		return TICK_NOW; /* the guest is paused: no sleep before the next look */
+	}
+	/* As virsh --postcopy-after-precopy: the second pass has begun, so every page was sent once. */
+	if (m->pc_after && !m->pc_started && !strcmp(m->mi.status, "active") && m->mi.passes >= 2 &&
+	    start_postcopy(m, "the first pass is complete") < 0) {
+		*rc = fail(m, MR_EXIT_QEMU, "source QEMU refused to switch to post-copy: %s", m->err);
+		return TICK_FAIL;
 	}
 	return !strcmp(m->mi.status, "completed") ? TICK_DONE : TICK_WAIT;
 }
@@ -638,8 +835,12 @@ static void migrate_rollback(struct mig *m)
 			     "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": false}]}") < 0)
 			gw_dbg("pause-before-switchover off: %s", err);
 	}
-	/* The destination did not make it: a guest QEMU had already stopped here must run again. */
-	if (m->completed && qemu_query_status(m->q, status, sizeof(status), err, sizeof(err)) == 0 &&
+	/*
+	 * The destination did not make it: a guest QEMU had already stopped here
+	 * (or we paused) must run again. Never after the switch to post-copy:
+	 * the destination holds the guest's newest state.
+	 */
+	if ((m->completed || m->we_stopped) && !m->switched && qemu_query_status(m->q, status, sizeof(status), err, sizeof(err)) == 0 &&
 	    strcmp(status, "running")) {
 		if (qmp_cmd(m->q, "cont", NULL, NULL, err, sizeof(err)) == 0)
 			fprintf(stderr, "migrelay migrate: resumed the guest on the source\n");

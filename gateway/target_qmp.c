@@ -7,6 +7,7 @@
  *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
+ *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
  *   disks     nbd-server-start unix:PRIVATE + block-export-add per device;
  *             NBD streams connect to that socket
  *
@@ -304,6 +305,16 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 				goto out;
 			}
 		}
+	}
+	if (s->hello.flags & WIRE_HELLO_F_POSTCOPY) {
+		/* Both QEMUs must agree before the stream starts; page requests use its return path. */
+		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
+			     "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}]}");
+		if (r < 0) {
+			snprintf(why, whylen, "destination QEMU refused post-copy (postcopy-ram): %s", err);
+			goto out;
+		}
+		gw_info("session %016llx: destination QEMU has postcopy-ram enabled", (unsigned long long)s->id);
 	}
 	if (s->hello.multifd) {
 		snprintf(ts->mig_sock, sizeof(ts->mig_sock), "%s/migrate.sock", ts->dir);
