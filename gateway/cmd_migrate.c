@@ -21,8 +21,10 @@
 #include "cli.h"
 #include "cmd_common.h"
 #include "cmds.h"
+#include "control.h"
 #include "exitcodes.h"
 #include "log.h"
+#include "migctl.h"
 #include "net.h"
 #include "progress.h"
 #include "qemu.h"
@@ -63,6 +65,9 @@ static const char migrate_usage[] =
 	"                            seconds; default: none)\n"
 	"      --timeout-action A    what --timeout does: cancel (default), suspend (pause the\n"
 	"                            guest here so the migration converges) or postcopy\n"
+	"      --control PATH        the control socket for `migrelay ctl PATH ...` (info, set-speed,\n"
+	"                            set-downtime, postcopy, cancel); default: control.sock in\n"
+	"                            migrate's private directory, printed at the start\n"
 	"  -h, --help                this text\n"
 	"\n";
 
@@ -158,6 +163,10 @@ struct mig {
 	bool pc_started;      /* migrate-start-postcopy was sent */
 	bool switched;        /* QEMU reported postcopy-active: the destination holds the guest */
 	bool we_stopped;      /* --timeout-action suspend stopped the guest here */
+	const char *control;  /* --control PATH */
+	struct migctl *ctl;
+	uint64_t last_raw, last_ns; /* for the stream rate `ctl info` shows */
+	double last_rate;
 	struct qmp *q;
 	struct gw_session *s;
 	char dir[96];
@@ -331,7 +340,7 @@ static void drop_nbd_nodes(struct mig *m)
 	m->nbd_nodes = 0;
 }
 
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL };
 
 /* Takes one of migrate's own options (cmd_def.opt). */
 static int migrate_opt(void *arg, int c, const char *val)
@@ -372,6 +381,9 @@ static int migrate_opt(void *arg, int c, const char *val)
 		return -EINVAL;
 	case O_PC:
 		m->o.postcopy = true;
+		return 1;
+	case O_CTL:
+		m->control = val;
 		return 1;
 	case O_PCA:
 		m->o.postcopy = m->pc_after = true;
@@ -440,6 +452,7 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "auto-converge-increment", required_argument, NULL, O_ACN },
 		{ "xbzrle-cache", required_argument, NULL, O_XB },
 		{ "timeout-action", required_argument, NULL, O_TA },
+		{ "control", required_argument, NULL, O_CTL },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -553,6 +566,69 @@ static int start_migration(struct mig *m)
 	return 0;
 }
 
+/* The control socket for `migrelay ctl`, and where it is. Returns 0 or an exit code. */
+static int control_start(struct mig *m)
+{
+	char path[160], why[GW_CONTROL_MAX_MESSAGE];
+	int r;
+
+	if (m->control) {
+		if (gw_control_parse_path(m->control, path, sizeof(path)) < 0)
+			return fail(m, MR_EXIT_USAGE, "--control %.80s: not a unix socket path", m->control);
+	} else {
+		snprintf(path, sizeof(path), "%s/control.sock", m->dir);
+	}
+	if ((r = migctl_start(&m->ctl, path, why, sizeof(why))) < 0)
+		return fail(m, MR_EXIT_FAIL, "control socket: %s", why);
+	if (m->o.json) {
+		struct json_object *ev = gw_json_event("control");
+
+		json_object_object_add(ev, "path", json_object_new_string(migctl_path(m->ctl)));
+		gw_json_emit(stdout, ev);
+	} else if (!m->o.quiet) {
+		fprintf(stderr, "migrelay migrate: control socket %s (migrelay ctl %s info)\n", migctl_path(m->ctl),
+			migctl_path(m->ctl));
+	}
+	return 0;
+}
+
+/* Publishes what `ctl info` shows; <phase> is a static string. */
+static void control_publish(struct mig *m, const char *phase, double secs, bool accepting)
+{
+	struct migctl_info in;
+	struct gw_stats st;
+	uint64_t now = gw_now_ns();
+
+	if (!m->ctl)
+		return;
+	gw_session_stats(m->s, &st);
+	if (m->last_ns && now - m->last_ns >= 500000000ull) {
+		m->last_rate = (double)(st.raw_out - m->last_raw) / ((double)(now - m->last_ns) / 1e9);
+		m->last_raw = st.raw_out;
+		m->last_ns = now;
+	} else if (!m->last_ns) {
+		m->last_raw = st.raw_out;
+		m->last_ns = now;
+	}
+	memset(&in, 0, sizeof(in));
+	in.phase = phase;
+	in.elapsed_s = secs;
+	in.mi = m->mi;
+	in.stream_bytes = st.raw_out;
+	in.wire_bytes = st.wire_out;
+	in.rate_bps = m->last_rate;
+	in.conns_expected = m->o.connections;
+	in.conns_live = st.live_conns;
+	in.zstd = m->o.compress;
+	in.postcopy = m->o.postcopy;
+	in.switched = m->switched;
+	in.auto_converge = m->auto_converge;
+	in.bandwidth = m->bandwidth;
+	in.downtime_ms = m->downtime_ms;
+	in.xbzrle_cache = m->xbzrle_cache;
+	migctl_publish(m->ctl, &in, accepting);
+}
+
 /* Phase 3: the session, the disk mirrors, QEMU's parameters, and the migration started. Returns 0 or an exit code. */
 static int migrate_open(struct mig *m)
 {
@@ -569,6 +645,8 @@ static int migrate_open(struct mig *m)
 		return fail(m, MR_EXIT_FAIL,
 			    "cannot create a private directory for sockets: %s (see MIGRELAY_SOCKET_DIR)", strerror(-r));
 	}
+	if ((r = control_start(m)) != 0)
+		return r;
 	if (m->o.ndevices) {
 		if (!m->o.quiet && !m->o.json)
 			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first\n", m->o.ndevices);
@@ -658,6 +736,67 @@ static enum tick on_timeout(struct mig *m, int *rc)
 	return TICK_FAIL;
 }
 
+/* Acts on a `migrelay ctl` request, if one is waiting, and answers it. Main thread (it owns the QMP socket). */
+static void control_apply(struct mig *m)
+{
+	struct migctl_req req;
+	char a[32];
+	int r;
+
+	if (!migctl_take(m->ctl, &req))
+		return;
+	switch (req.op) {
+	case MIGCTL_SPEED:
+		/* After the switch QEMU throttles by max-postcopy-bandwidth when one is set: set both. */
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     m->switched ? "{\"max-bandwidth\": %" PRIu64 ", \"max-postcopy-bandwidth\": %" PRIu64 "}"
+					 : "{\"max-bandwidth\": %" PRIu64 "}",
+			     req.value, req.value);
+		if (r == 0)
+			m->bandwidth = req.value;
+		end_line(m);
+		if (r == 0 && !m->o.quiet && !m->o.json)
+			fprintf(stderr, "migrelay migrate: ctl: bandwidth set to %s/s\n", gw_fmt_bytes(req.value, a, sizeof(a)));
+		if (r < 0)
+			migctl_answer(m->ctl, r, "QEMU refused: %s", m->err);
+		else
+			migctl_answer(m->ctl, 0, "bandwidth set to %s/s", gw_fmt_bytes(req.value, a, sizeof(a)));
+		return;
+	case MIGCTL_DOWNTIME:
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err), "{\"downtime-limit\": %" PRIu64 "}",
+			     req.value);
+		if (r == 0)
+			m->downtime_ms = (int)req.value;
+		if (r < 0)
+			migctl_answer(m->ctl, r, "QEMU refused: %s", m->err);
+		else
+			migctl_answer(m->ctl, 0, "downtime limit set to %" PRIu64 " ms", req.value);
+		return;
+	case MIGCTL_POSTCOPY:
+		if (!m->o.postcopy)
+			migctl_answer(m->ctl, -EINVAL, "post-copy was not enabled: start migrate with --postcopy");
+		else if (m->pc_started)
+			migctl_answer(m->ctl, 0, "already switching to post-copy (status %s)", m->mi.status);
+		else if ((r = start_postcopy(m, "migrelay ctl")) < 0)
+			migctl_answer(m->ctl, r, "QEMU refused: %s", m->err);
+		else
+			migctl_answer(m->ctl, 0, "switching to post-copy");
+		return;
+	case MIGCTL_CANCEL:
+		if (m->switched) {
+			migctl_answer(m->ctl, -EBUSY, "in post-copy the migration cannot be cancelled: the destination "
+						      "holds the guest");
+			return;
+		}
+		cancel_flag = 1;
+		migctl_answer(m->ctl, 0, "cancelling; the guest keeps running on the source");
+		return;
+	case MIGCTL_NONE:
+		break;
+	}
+	migctl_answer(m->ctl, -EINVAL, "unknown request");
+}
+
 /*
  * One look at QEMU and the session. Returns TICK_DONE when QEMU completed,
  * TICK_WAIT to look again after a pause, TICK_NOW to look again at once,
@@ -671,6 +810,7 @@ static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 	uint16_t code = 0;
 	bool failed;
 
+	control_apply(m);
 	if (cancel_flag && m->switched) {
 		/* Cancelling now would strand the guest between the two QEMUs. */
 		if (!warned) {
@@ -695,6 +835,7 @@ static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 	}
 	if (!strncmp(m->mi.status, "postcopy", 8))
 		m->switched = true;
+	control_publish(m, "migrating", secs, true);
 	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
 	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
 		progress_line(m, secs);
@@ -759,6 +900,7 @@ static int migrate_follow(struct mig *m)
 			usleep(m->mirrors ? 50000 : 250000);
 	}
 	m->completed = true;
+	control_publish(m, "verifying", (double)(gw_now_ns() - m->t0) / 1e9, false);
 	end_line(m);
 	if (m->mirrors) {
 		drop_nbd_nodes(m);
@@ -852,6 +994,8 @@ static void migrate_rollback(struct mig *m)
 /* Releases everything: listeners, session (BYE after a success), QMP, the socket directory. */
 static void migrate_cleanup(struct mig *m, bool ok)
 {
+	migctl_stop(m->ctl);
+	m->ctl = NULL;
 	for (int i = 0; i < m->o.ndevices; i++)
 		listener_stop(&m->nbd[i]);
 	listener_stop(&m->mf);
