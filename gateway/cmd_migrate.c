@@ -65,6 +65,9 @@ static const char migrate_usage[] =
 	"                            seconds; default: none)\n"
 	"      --timeout-action A    what --timeout does: cancel (default), suspend (pause the\n"
 	"                            guest here so the migration converges) or postcopy\n"
+	"      --suspend             leave the guest paused on the destination (by default the\n"
+	"                            destination gateway resumes it once the migration is verified,\n"
+	"                            if it was running here; start the destination QEMU with -S)\n"
 	"      --control PATH        the control socket for `migrelay ctl PATH ...` (info, set-speed,\n"
 	"                            set-downtime, postcopy, cancel); default: control.sock in\n"
 	"                            migrate's private directory, printed at the start\n"
@@ -164,6 +167,8 @@ struct mig {
 	bool switched;        /* QEMU reported postcopy-active: the destination holds the guest */
 	bool we_stopped;      /* --timeout-action suspend stopped the guest here */
 	const char *control;  /* --control PATH */
+	bool suspend;         /* --suspend */
+	bool src_running;     /* the guest ran here when migrate started */
 	struct migctl *ctl;
 	uint64_t last_raw, last_ns; /* for the stream rate `ctl info` shows */
 	double last_rate;
@@ -340,7 +345,7 @@ static void drop_nbd_nodes(struct mig *m)
 	m->nbd_nodes = 0;
 }
 
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP };
 
 /* Takes one of migrate's own options (cmd_def.opt). */
 static int migrate_opt(void *arg, int c, const char *val)
@@ -384,6 +389,9 @@ static int migrate_opt(void *arg, int c, const char *val)
 		return 1;
 	case O_CTL:
 		m->control = val;
+		return 1;
+	case O_SUSP:
+		m->suspend = true;
 		return 1;
 	case O_PCA:
 		m->o.postcopy = m->pc_after = true;
@@ -453,6 +461,7 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "xbzrle-cache", required_argument, NULL, O_XB },
 		{ "timeout-action", required_argument, NULL, O_TA },
 		{ "control", required_argument, NULL, O_CTL },
+		{ "suspend", no_argument, NULL, O_SUSP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -491,6 +500,9 @@ static int migrate_preflight(struct mig *m)
 		return fail(m, MR_EXIT_QEMU, "the source QEMU is already migrating (status %s)", m->mi.status);
 	if (!strcmp(status, "inmigrate") || !strcmp(status, "postmigrate"))
 		return fail(m, MR_EXIT_QEMU, "the source QEMU is %s; it has no guest to send", status);
+	/* As libvirt: the destination runs the guest afterwards only if it ran here (HELLO flag RESUME). */
+	m->src_running = !strcmp(status, "running");
+	m->o.resume = m->src_running && !m->suspend;
 	return 0;
 }
 
@@ -946,6 +958,7 @@ static void migrate_report(struct mig *m)
 		json_object_object_add(ev, "rss_start_kib", json_object_new_int64(m->rss0));
 		json_object_object_add(ev, "rss_peak_kib", json_object_new_int64(m->peak));
 		json_object_object_add(ev, "verified", json_object_new_boolean(1));
+		json_object_object_add(ev, "destination_resume", json_object_new_boolean(m->o.resume));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(m->o.plaintext));
 		gw_json_emit(stdout, ev);
 		return;
@@ -958,6 +971,10 @@ static void migrate_report(struct mig *m)
 		m->o.connections, m->o.multifd ? ", multifd" : "", m->o.ndevices ? ", disks mirrored" : "");
 	fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)m->rss0 / 1024.0,
 		(double)m->peak / 1024.0);
+	fprintf(stderr, "  %s\n",
+		m->o.resume    ? "the destination gateway resumes the guest now (--suspend leaves it paused)"
+		: m->suspend   ? "the guest stays paused on the destination (--suspend)"
+			       : "the guest was not running here, so it stays paused on the destination");
 	if (m->o.plaintext)
 		fprintf(stderr,
 			"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");

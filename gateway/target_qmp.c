@@ -8,6 +8,7 @@
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
  *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
+ *   resume    `cont` when the session ends with the client's BYE (HELLO flag)
  *   disks     nbd-server-start unix:PRIVATE + block-export-add per device;
  *             NBD streams connect to that socket
  *
@@ -35,6 +36,7 @@ struct qmp_tsess {
 	char mig_sock[128], nbd_sock[128];
 	bool multifd, nbd, nbd_started;
 	int mig_streams;
+	bool loaded;          /* the destination QEMU reported the migration completed */
 	off_t log_off;        /* QEMU's log size at HELLO: its reason is written after it */
 };
 
@@ -135,8 +137,12 @@ static int tq_check(struct gw_stream *st, bool eof, int ioerr, char *why, size_t
 	}
 	qmp_close(q);
 	pthread_mutex_unlock(&ts->lock);
-	if (r == 0)
+	if (r == 0) {
+		pthread_mutex_lock(&ts->lock);
+		ts->loaded = true;
+		pthread_mutex_unlock(&ts->lock);
 		gw_info("destination QEMU loaded the migration");
+	}
 	else
 		gw_err("%s", why);
 	return r;
@@ -222,6 +228,35 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 	return 0;
 }
 
+/*
+ * The guest runs here only once the client has verified every stream and
+ * said BYE: a session that fails on the way must never leave the guest
+ * running on both hosts (PROTOCOL.md §4.1, WIRE_HELLO_F_RESUME). Called
+ * when the session is freed, all its threads gone.
+ */
+static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
+{
+	struct gw_outcome o;
+	struct qmp *q = NULL;
+	char why[256], err[QMP_ERR_MAX];
+
+	if (!(s->hello.flags & WIRE_HELLO_F_RESUME) || !ts->loaded)
+		return;
+	gw_session_outcome(s, &o);
+	if (!o.ok || !o.bye) {
+		gw_warn("session %016llx: the guest stays paused on the destination QEMU: the migration was loaded but "
+			"the client did not confirm it (%s); resume it with QMP cont once the source is known to be stopped",
+			(unsigned long long)s->id, o.ok ? "no BYE" : "the session failed");
+		return;
+	}
+	if (tq_open(ts, &q, why, sizeof(why)) < 0 || qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0)
+		gw_err("session %016llx: could not resume the guest on the destination QEMU: %s; it is paused there",
+		       (unsigned long long)s->id, q ? err : why);
+	else
+		gw_info("session %016llx: resumed the guest on the destination QEMU", (unsigned long long)s->id);
+	qmp_close(q);
+}
+
 static void tq_free(struct gw_session *s)
 {
 	struct qmp_tsess *ts = s->ctx;
@@ -238,6 +273,8 @@ static void tq_free(struct gw_session *s)
 		qmp_close(q);
 		pthread_mutex_unlock(&ts->lock);
 	}
+	/* after the NBD server is gone, as libvirt does: nothing but the guest writes to its disks then */
+	tq_resume(s, ts);
 	if (ts->mig_sock[0])
 		unlink(ts->mig_sock);
 	if (ts->nbd_sock[0])
