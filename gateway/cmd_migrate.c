@@ -971,7 +971,8 @@ static void migrate_report(struct mig *m)
 	fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)m->rss0 / 1024.0,
 		(double)m->peak / 1024.0);
 	fprintf(stderr, "  %s\n",
-		m->o.resume    ? "the destination gateway resumes the guest now (--suspend leaves it paused)"
+		m->o.resume && m->switched ? "the destination gateway resumed the guest at the switch to post-copy"
+		: m->o.resume  ? "the destination gateway resumes the guest now (--suspend leaves it paused)"
 		: m->suspend   ? "the guest stays paused on the destination (--suspend)"
 			       : "the guest was not running here, so it stays paused on the destination");
 	if (m->o.plaintext)

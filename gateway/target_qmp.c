@@ -8,7 +8,9 @@
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
  *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
- *   resume    `cont` when the session ends with the client's BYE (HELLO flag)
+ *   resume    `cont` when the session ends with the client's BYE (HELLO flag);
+ *             with post-copy as soon as QEMU is in post-copy (the source's
+ *             vCPUs are stopped for good then), as libvirt does
  *   disks     nbd-server-start unix:PRIVATE + block-export-add per device;
  *             NBD streams connect to that socket
  *
@@ -17,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,10 @@ struct qmp_tsess {
 	bool multifd, nbd, nbd_started;
 	int mig_streams;
 	bool loaded;          /* the destination QEMU reported the migration completed */
+	bool resumed;         /* cont was sent (under lock) */
+	pthread_t pc_thr;     /* post-copy + resume: waits for post-copy to start */
+	bool pc_started;
+	atomic_bool pc_stop;
 	off_t log_off;        /* QEMU's log size at HELLO: its reason is written after it */
 };
 
@@ -240,7 +247,7 @@ static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
 	struct qmp *q = NULL;
 	char why[256], err[QMP_ERR_MAX];
 
-	if (!(s->hello.flags & WIRE_HELLO_F_RESUME) || !ts->loaded)
+	if (!(s->hello.flags & WIRE_HELLO_F_RESUME) || !ts->loaded || ts->resumed)
 		return;
 	gw_session_outcome(s, &o);
 	if (!o.ok || !o.bye) {
@@ -257,6 +264,50 @@ static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
 	qmp_close(q);
 }
 
+/*
+ * Post-copy with resume: the guest must run here as soon as QEMU switches
+ * (it stays paused on the source from then on), not when the session ends.
+ * Looks at QEMU every 200 ms, one short QMP conversation at a time, until
+ * post-copy starts (then cont), the migration ends, or the session goes.
+ */
+static void *tq_postcopy_main(void *arg)
+{
+	struct gw_session *s = arg;
+	struct qmp_tsess *ts = s->ctx;
+
+	while (!atomic_load(&ts->pc_stop)) {
+		struct qemu_mig_info mi;
+		struct qmp *q = NULL;
+		char err[QMP_ERR_MAX];
+		bool done = false;
+
+		usleep(200000);
+		pthread_mutex_lock(&ts->lock);
+		if (qmp_open(&q, ts->t->path, 2000, err, sizeof(err)) == 0 &&
+		    qemu_query_migrate(q, &mi, err, sizeof(err)) == 0) {
+			if (!strcmp(mi.status, "postcopy-active")) {
+				done = true;
+				if (qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0) {
+					gw_err("session %016llx: could not resume the guest at the switch to post-copy: %s",
+					       (unsigned long long)s->id, err);
+				} else {
+					ts->resumed = true;
+					gw_info("session %016llx: resumed the guest on the destination QEMU at the switch to "
+						"post-copy",
+						(unsigned long long)s->id);
+				}
+			} else if (qemu_mig_terminal(mi.status)) {
+				done = true;
+			}
+		}
+		qmp_close(q);
+		pthread_mutex_unlock(&ts->lock);
+		if (done)
+			break;
+	}
+	return NULL;
+}
+
 static void tq_free(struct gw_session *s)
 {
 	struct qmp_tsess *ts = s->ctx;
@@ -265,6 +316,10 @@ static void tq_free(struct gw_session *s)
 
 	if (!ts)
 		return;
+	if (ts->pc_started) {
+		atomic_store(&ts->pc_stop, true);
+		pthread_join(ts->pc_thr, NULL);
+	}
 	if (ts->nbd_started) {
 		pthread_mutex_lock(&ts->lock);
 		if (tq_open(ts, &q, why, sizeof(why)) == 0 &&
@@ -371,7 +426,15 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 	}
 	r = 0;
 out:
-	qmp_close(q);
+	qmp_close(q); /* first: QEMU's monitor takes one client at a time, and the thread below is one */
+	if (r == 0 && (s->hello.flags & (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) ==
+			  (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) {
+		if (pthread_create(&ts->pc_thr, NULL, tq_postcopy_main, s) != 0) {
+			snprintf(why, whylen, "cannot start a thread to resume the guest at the switch to post-copy");
+			return -EAGAIN;
+		}
+		ts->pc_started = true;
+	}
 	return r;
 }
 

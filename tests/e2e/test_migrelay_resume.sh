@@ -5,7 +5,9 @@
 # gateway's `cont` once the client said BYE), and there it goes on checking
 # its own RAM ("check" guest: every page against what it must hold); with
 # --suspend it stays paused (and its RAM equals the source's); a guest that
-# was paused on the source stays paused on the destination.
+# was paused on the source stays paused on the destination. With post-copy
+# the guest is resumed on the destination at the switch, and checks its own
+# RAM there while pages still arrive.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/migrelay.sh"
 
@@ -57,4 +59,28 @@ MR_E2E_RESUME=1 mr_e2e_migrate src3 "$port" vm --json || e2e_fail "migration of 
 grep -q '"destination_resume":false' "$E2E_TMP/src3-migrate.out" || e2e_fail "the JSON report does not say the destination stays paused"
 sleep 2
 [ "$(status dst3)" = paused ] || e2e_fail "a guest paused on the source is $(status dst3) on the destination"
+e2e_stop src3 dst3 gw3
+
+# 4. Post-copy: the guest runs on the destination from the switch on (its pages arriving on demand and in
+# the background, 4 MiB/s), and checks its own RAM there while the rest is still on its way.
+port=$(e2e_free_port)
+e2e_start_dst dst4 128 "check rate=64"
+mr_e2e_serve gw4 "$port" --target "vm=qmp:$(e2e_qmp_sock dst4),log=$E2E_TMP/dst4.log"
+e2e_start_src src4 128 "check rate=64"
+MR_E2E_RESUME=1 mr_e2e_migrate src4 "$port" vm --bandwidth 16M --postcopy-after-precopy --postcopy-bandwidth 4M \
+	--timeout 120 || e2e_fail "post-copy migration with resume failed"
+grep -qE "session [0-9a-f]{16}: resumed the guest on the destination QEMU at the switch to post-copy" "$E2E_TMP/gw4.log" ||
+	e2e_fail "serve did not resume the guest at the switch"
+# It ran during post-copy: the resume came before the destination QEMU had loaded everything.
+r=$(grep -n "at the switch to post-copy" "$E2E_TMP/gw4.log" | cut -d: -f1)
+l=$(grep -n "destination QEMU loaded the migration" "$E2E_TMP/gw4.log" | cut -d: -f1)
+[ -n "$r" ] && [ -n "$l" ] && [ "$r" -lt "$l" ] || e2e_fail "the guest was not resumed during post-copy (lines $r, $l)"
+pc=$(grep -c "postcopy-active" "$E2E_TMP/src4-migrate.log" || true)
+[ "${pc:-0}" -ge 3 ] || e2e_fail "post-copy lasted only $pc progress lines"
+e2e_qmp dst4 --wait-status running 10 || e2e_fail "the destination guest is not running after post-copy"
+passes4() { grep -ac "check pass" "$E2E_TMP/dst4.serial" || true; }
+more4() { [ "$(passes4)" -ge $(($1 + 2)) ]; }
+e2e_wait_until 60 more4 "$(passes4)" || e2e_fail "the guest does not check its RAM on the destination after post-copy"
+! grep -aq MISMATCH "$E2E_TMP/dst4.serial" || e2e_fail "post-copy: the guest found a wrong page: $(grep -a -m3 MISMATCH "$E2E_TMP/dst4.serial")"
+e2e_log "post-copy: resumed at the switch, $pc progress lines in post-copy, guest checks pass on the destination"
 e2e_log "passed in $(e2e_since "$t0") s"
