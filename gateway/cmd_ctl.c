@@ -21,27 +21,26 @@
 
 enum { CTL_TIMEOUT_MS = 10000 /* migrate answers within MIGCTL_WAIT_MS; this guards against a hang */ };
 
-static const char ctl_usage[] =
-	"Usage: migrelay ctl PATH info [--json]\n"
-	"       migrelay ctl PATH set-speed RATE | set-downtime MS | postcopy | cancel\n"
-	"\n"
-	"Acts on a running `migrelay migrate` through its control socket PATH (which\n"
-	"migrate prints at the start, or its --control PATH):\n"
-	"  info           what the job is doing (as virsh domjobinfo): elapsed time, data\n"
-	"                 processed, remaining and total, memory rate, dirty rate, iteration,\n"
-	"                 expected downtime, compression, post-copy, connections and their\n"
-	"                 health\n"
-	"  set-speed RATE QEMU's bandwidth cap now, bytes/s (K, M, G suffixes)\n"
-	"  set-downtime MS  the most downtime QEMU may take now (300, 300ms, 2s)\n"
-	"  postcopy       switch to post-copy now (migrate must have --postcopy)\n"
-	"  cancel         cancel the migration; the guest keeps running on the source\n"
-	"                 (refused after the switch to post-copy)\n"
-	"\n"
-	"      --json     print the answer as JSON on stdout\n"
-	"  -h, --help     this text\n"
-	"\n"
-	"Exit codes: 0 done; 1 migrate refused the request (the reason is printed);\n"
-	"2 usage; 3 the control socket cannot be reached.\n";
+static const char ctl_usage[] = "Usage: migrelay ctl PATH info [--json]\n"
+				"       migrelay ctl PATH set-speed RATE | set-downtime MS | postcopy | cancel\n"
+				"\n"
+				"Acts on a running `migrelay migrate` through its control socket PATH (which\n"
+				"migrate prints at the start, or its --control PATH):\n"
+				"  info           what the job is doing (as virsh domjobinfo): elapsed time, data\n"
+				"                 processed, remaining and total, memory rate, dirty rate, iteration,\n"
+				"                 expected downtime, compression, post-copy, connections and their\n"
+				"                 health\n"
+				"  set-speed RATE QEMU's bandwidth cap now, bytes/s (K, M, G suffixes)\n"
+				"  set-downtime MS  the most downtime QEMU may take now (300, 300ms, 2s)\n"
+				"  postcopy       switch to post-copy now (migrate must have --postcopy)\n"
+				"  cancel         cancel the migration; the guest keeps running on the source\n"
+				"                 (refused after the switch to post-copy)\n"
+				"\n"
+				"      --json     print the answer as JSON on stdout\n"
+				"  -h, --help     this text\n"
+				"\n"
+				"Exit codes: 0 done; 1 migrate refused the request (the reason is printed);\n"
+				"2 usage; 3 the control socket cannot be reached.\n";
 
 struct ctl_opts {
 	const char *path, *cmd, *arg;
@@ -52,15 +51,15 @@ struct ctl_opts {
 static int ctl_parse(int argc, char **argv, struct ctl_opts *o)
 {
 	static const struct option lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const struct {
 		const char *name;
 		bool arg;
-	} cmds[] = { { "info", false },	    { "set-speed", true }, { "set-downtime", true },
-		     { "postcopy", false }, { "cancel", false } };
+	} cmds[] = {
+	    {"info", false}, {"set-speed", true}, {"set-downtime", true}, {"postcopy", false}, {"cancel", false}};
 	int c, n;
 	uint64_t v;
 
@@ -98,11 +97,13 @@ static int ctl_parse(int argc, char **argv, struct ctl_opts *o)
 		o->arg = cmds[i].arg ? argv[optind + 2] : NULL;
 		/* the same checks migrate makes, so that a typo is a usage error here */
 		if (!strcmp(o->cmd, "set-speed") && cli_parse_bytes(o->arg, 1, UINT64_MAX, &v) < 0) {
-			fprintf(stderr, "migrelay ctl: set-speed takes bytes/s such as 500M or 1G, not \"%.40s\"\n", o->arg);
+			fprintf(stderr, "migrelay ctl: set-speed takes bytes/s such as 500M or 1G, not \"%.40s\"\n",
+				o->arg);
 			return MR_EXIT_USAGE;
 		}
 		if (!strcmp(o->cmd, "set-downtime") && cli_parse_millis(o->arg, 1, 2000000, &v) < 0) {
-			fprintf(stderr, "migrelay ctl: set-downtime takes 1 to 2000000 ms (300, 300ms, 2s), not \"%.40s\"\n",
+			fprintf(stderr,
+				"migrelay ctl: set-downtime takes 1 to 2000000 ms (300, 300ms, 2s), not \"%.40s\"\n",
 				o->arg);
 			return MR_EXIT_USAGE;
 		}
@@ -167,21 +168,22 @@ static void print_info(struct json_object *in)
 	       json_object_get_boolean(field(in, "auto_converge")) ? "on" : "off", u64_of(in, "cpu_throttle_pct"));
 	printf("Compression:        zstd %s, %s produced, %s on the wire (ratio %.2f)\n",
 	       json_object_get_boolean(field(comp, "zstd")) ? "on" : "off",
-	       gw_fmt_bytes(u64_of(comp, "stream_bytes"), a, sizeof(a)), gw_fmt_bytes(u64_of(comp, "wire_bytes"), b, sizeof(b)),
+	       gw_fmt_bytes(u64_of(comp, "stream_bytes"), a, sizeof(a)),
+	       gw_fmt_bytes(u64_of(comp, "wire_bytes"), b, sizeof(b)),
 	       (v = field(comp, "ratio")) ? json_object_get_double(v) : 1.0);
 	if (xb)
 		printf("XBZRLE:             cache %s, %s in %" PRIu64 " pages, cache miss rate %.3f, %" PRIu64
 		       " overflows\n",
-		       gw_fmt_bytes(u64_of(xb, "cache_size"), a, sizeof(a)), gw_fmt_bytes(u64_of(xb, "bytes"), c, sizeof(c)),
-		       u64_of(xb, "pages"), (v = field(xb, "cache_miss_rate")) ? json_object_get_double(v) : 0.0,
-		       u64_of(xb, "overflow"));
+		       gw_fmt_bytes(u64_of(xb, "cache_size"), a, sizeof(a)),
+		       gw_fmt_bytes(u64_of(xb, "bytes"), c, sizeof(c)), u64_of(xb, "pages"),
+		       (v = field(xb, "cache_miss_rate")) ? json_object_get_double(v) : 0.0, u64_of(xb, "overflow"));
 	printf("Connections:        %" PRIu64 " of %" PRIu64 " live (%s)\n", u64_of(cn, "live"), u64_of(cn, "expected"),
 	       str_of(cn, "health", "?"));
 }
 
 int cmd_ctl(int argc, char **argv)
 {
-	struct ctl_opts o = { 0 };
+	struct ctl_opts o = {0};
 	struct json_object *reply = NULL;
 	char why[512];
 	int r, rc;
@@ -192,8 +194,9 @@ int cmd_ctl(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "migrelay ctl: %s\n", why);
 		if (r == -ENOENT || r == -ECONNREFUSED)
-			fprintf(stderr, "migrelay ctl: is the migration still running? migrate prints its control socket "
-					"at the start.\n");
+			fprintf(stderr,
+				"migrelay ctl: is the migration still running? migrate prints its control socket "
+				"at the start.\n");
 		return r == -EBADMSG ? MR_EXIT_FAIL : MR_EXIT_CONNECT;
 	}
 	if (!json_object_get_boolean(field(reply, "ok"))) {
@@ -205,9 +208,8 @@ int cmd_ctl(int argc, char **argv)
 		return rc;
 	}
 	if (o.json)
-		printf("%s\n", json_object_to_json_string_ext(
-				       field(reply, "info") ? field(reply, "info") : reply,
-				       JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		printf("%s\n", json_object_to_json_string_ext(field(reply, "info") ? field(reply, "info") : reply,
+							      JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	else if (field(reply, "info"))
 		print_info(field(reply, "info"));
 	else

@@ -62,16 +62,16 @@ int migctl_info_json(const struct migctl_info *in, struct json_object **out)
 	json_object_object_add(o, "downtime_limit_ms", json_object_new_int(in->downtime_ms));
 	gw_json_add_u64(o, "bandwidth_limit_bps", in->bandwidth);
 	gw_json_add_u64(o, "setup_time_ms", mi->setup_time);
-	json_object_object_add(o, "postcopy", json_object_new_string(in->switched ? "active"
-								     : in->postcopy ? "enabled"
-										    : "off"));
+	json_object_object_add(o, "postcopy",
+			       json_object_new_string(in->switched   ? "active"
+						      : in->postcopy ? "enabled"
+								     : "off"));
 	json_object_object_add(o, "auto_converge", json_object_new_boolean(in->auto_converge));
 	gw_json_add_u64(o, "cpu_throttle_pct", mi->throttle_pct);
 	json_object_object_add(comp, "zstd", json_object_new_boolean(in->zstd));
 	gw_json_add_u64(comp, "stream_bytes", in->stream_bytes);
 	gw_json_add_u64(comp, "wire_bytes", in->wire_bytes);
-	gw_json_add_double(comp, "ratio", in->wire_bytes ? (double)in->stream_bytes / (double)in->wire_bytes : 1.0,
-			   3);
+	gw_json_add_double(comp, "ratio", in->wire_bytes ? (double)in->stream_bytes / (double)in->wire_bytes : 1.0, 3);
 	if (xb) {
 		gw_json_add_u64(xb, "cache_size", in->xbzrle_cache);
 		gw_json_add_u64(xb, "bytes", mi->xbzrle_bytes);

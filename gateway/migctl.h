@@ -32,15 +32,15 @@ struct migctl_req {
 
 /* What `ctl info` shows (virsh domjobinfo's fields where migrelay has them). */
 struct migctl_info {
-	const char *phase;      /* "starting", "mirroring", "migrating", "verifying" (static strings) */
+	const char *phase; /* "starting", "mirroring", "migrating", "verifying" (static strings) */
 	double elapsed_s;
 	struct qemu_mig_info mi;
 	uint64_t stream_bytes, wire_bytes; /* what QEMU produced, what went on the wire */
-	double rate_bps;                   /* stream bytes/s over the last second */
+	double rate_bps;		   /* stream bytes/s over the last second */
 	int conns_expected, conns_live;
 	bool zstd, postcopy, switched, auto_converge;
-	uint64_t bandwidth;   /* the cap now, bytes/s; 0: none */
-	int downtime_ms;      /* the limit now; -1: QEMU's default */
+	uint64_t bandwidth;    /* the cap now, bytes/s; 0: none */
+	int downtime_ms;       /* the limit now; -1: QEMU's default */
 	uint64_t xbzrle_cache; /* bytes; 0: off */
 };
 
