@@ -461,7 +461,8 @@ static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 	memset(&hello, 0, sizeof(hello));
 	hello.version = WIRE_VERSION;
 	hello.nconns = (uint16_t)o->connections;
-	hello.flags = (o->compress ? WIRE_HELLO_F_ZSTD : 0) | (o->plaintext ? WIRE_HELLO_F_PLAINTEXT : 0);
+	hello.flags = (o->compress ? WIRE_HELLO_F_ZSTD : 0) | (o->plaintext ? WIRE_HELLO_F_PLAINTEXT : 0) |
+		      (o->postcopy ? WIRE_HELLO_F_POSTCOPY : 0) | (o->resume ? WIRE_HELLO_F_RESUME : 0);
 	snprintf(hello.target, sizeof(hello.target), "%s", o->target);
 	hello.multifd = o->multifd;
 	hello.ndevices = (uint8_t)o->ndevices;

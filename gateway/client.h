@@ -20,6 +20,8 @@ struct gw_client_opts {
 	bool compress_auto;
 	int zlevel;
 	uint8_t multifd;
+	bool postcopy;           /* the destination QEMU enables postcopy-ram (HELLO flag, PROTOCOL.md §4.1) */
+	bool resume;             /* the destination QEMU runs the guest once the migration is verified (HELLO flag) */
 	int ndevices;
 	const char *devices[WIRE_MAX_DEVICES];
 	int reconnect_ms;        /* 0: default; -1: no reconnection */

@@ -5,13 +5,14 @@
  * migrate fd:); multifd listens on a private unix socket that QEMU connects
  * to N+1 times; disks are mirrored into NBD streams first (as libvirt's
  * copy-storage-all). Everything travels in one session over one port.
+ * The phases are here; the listeners and mirrors are in migrate_disks.c,
+ * post-copy, the timeout's actions and the control socket in
+ * migrate_steer.c (migrate.h).
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,10 @@
 #include "cli.h"
 #include "cmd_common.h"
 #include "cmds.h"
+#include "control.h"
 #include "exitcodes.h"
 #include "log.h"
+#include "migrate.h"
 #include "net.h"
 #include "progress.h"
 #include "qemu.h"
@@ -44,109 +47,40 @@ static const char migrate_usage[] =
 	"      --multifd N           N multifd channels (1-16), each a stream of the session\n"
 	"      --copy-storage DEV    mirror disk DEV (drive or node name) to the destination's\n"
 	"                            disk of the same name first; repeatable. The destination\n"
-	"                            image must exist with the right size, and the destination\n"
-	"                            QEMU should be started with -S (resume it afterwards).\n"
-	"      --timeout DURATION    give up (and cancel) after this long: 90, 90s, 5m or 1h\n"
-	"                            (a bare number is seconds; default: none)\n"
+	"                            image must exist with the right size.\n"
+	"      --postcopy            enable post-copy on both QEMUs (postcopy-ram); switch with\n"
+	"                            --postcopy-after-precopy, --timeout-action postcopy or\n"
+	"                            `migrelay ctl PATH postcopy`. After the switch the guest runs\n"
+	"                            from the destination and the migration cannot be cancelled\n"
+	"      --postcopy-after-precopy  switch to post-copy after the first full pass (implies\n"
+	"                            --postcopy)\n"
+	"      --postcopy-bandwidth RATE  QEMU's bandwidth cap once in post-copy (bytes/s)\n"
+	"      --auto-converge       throttle the guest's vCPUs while it dirties faster than the\n"
+	"                            migration sends\n"
+	"      --auto-converge-initial PCT    first throttle, 1-99 % (QEMU's default 20)\n"
+	"      --auto-converge-increment PCT  throttle step, 1-100 % (QEMU's default 10)\n"
+	"      --xbzrle-cache SIZE   send changed pages as XBZRLE deltas with a cache of SIZE bytes\n"
+	"                            (K, M, G suffixes)\n"
+	"      --timeout DURATION    act after this long: 90, 90s, 5m or 1h (a bare number is\n"
+	"                            seconds; default: none)\n"
+	"      --timeout-action A    what --timeout does: cancel (default), suspend (pause the\n"
+	"                            guest here so the migration converges) or postcopy\n"
+	"      --suspend             leave the guest paused on the destination (by default the\n"
+	"                            destination gateway resumes it once the migration is verified,\n"
+	"                            if it was running here; start the destination QEMU with -S)\n"
+	"      --control PATH        the control socket for `migrelay ctl PATH ...` (info, set-speed,\n"
+	"                            set-downtime, postcopy, cancel); default: control.sock in\n"
+	"                            migrate's private directory, printed at the start\n"
 	"  -h, --help                this text\n"
 	"\n";
 
-static volatile sig_atomic_t cancel_flag;
+volatile sig_atomic_t mig_cancel_flag;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	cancel_flag = 1;
+	mig_cancel_flag = 1;
 }
-
-struct listener {
-	struct gw_session *s;
-	int lfd;
-	uint8_t role;
-	int max;         /* connections to accept */
-	int accepted;
-	pthread_t thr;
-	bool started;
-	atomic_int stop;
-	int ids[WIRE_MAX_STREAMS];
-	int err;
-};
-
-/* Accepts QEMU's connections in order and opens one stream for each, in that order. */
-static void *listener_main(void *arg)
-{
-	struct listener *l = arg;
-
-	while (!atomic_load(&l->stop) && l->accepted < l->max) {
-		struct pollfd pfd = { .fd = l->lfd, .events = POLLIN };
-		int fd, id;
-
-		if (poll(&pfd, 1, 200) <= 0)
-			continue;
-		fd = accept4(l->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		id = gw_stream_open(l->s, l->role, fd, fd, &gw_sock_ops, NULL);
-		if (id < 0) {
-			gw_err("cannot open a stream for QEMU's connection: %s", strerror(-id));
-			close(fd);
-			l->err = id;
-			break;
-		}
-		l->ids[l->accepted++] = id;
-	}
-	return NULL;
-}
-
-static int listener_start(struct listener *l, struct gw_session *s, const char *path, uint8_t role, int max)
-{
-	memset(l, 0, sizeof(*l));
-	l->s = s;
-	l->role = role;
-	l->max = max;
-	l->lfd = net_unix_listen(path, 16);
-	if (l->lfd < 0)
-		return l->lfd;
-	if (pthread_create(&l->thr, NULL, listener_main, l) != 0) {
-		close(l->lfd);
-		return -EAGAIN;
-	}
-	l->started = true;
-	return 0;
-}
-
-static void listener_stop(struct listener *l)
-{
-	if (!l->started)
-		return;
-	atomic_store(&l->stop, 1);
-	pthread_join(l->thr, NULL);
-	close(l->lfd);
-	l->started = false;
-}
-
-struct mig {
-	struct gw_client_opts o;
-	const char *qmp_path;
-	uint64_t bandwidth;
-	int downtime_ms;
-	int timeout_s;
-	struct qmp *q;
-	struct gw_session *s;
-	char dir[96];
-	struct listener mf, nbd[WIRE_MAX_DEVICES];
-	int main_id;
-	int nbd_nodes; /* NBD client nodes added so far */
-	bool tty;      /* stderr is a terminal: the progress line is redrawn */
-	bool mirrors;  /* disk mirrors were started */
-	bool completed; /* QEMU said "completed": the guest may be stopped here */
-	uint64_t t0;
-	const struct sigaction *sa; /* installed once the session is open */
-	long rss0, peak;
-	struct qemu_mig_info mi;
-	int wire_code; /* the session's failure, WIRE_E_*, for the report */
-	char err[QMP_ERR_MAX];
-};
 
 /* One progress report: a JSON event on stdout with --json, else a line on stderr. */
 static void progress_line(struct mig *m, double secs)
@@ -182,15 +116,14 @@ static void progress_line(struct mig *m, double secs)
 }
 
 /* Ends a redrawn progress line before another message. */
-static void end_line(const struct mig *m)
+void mig_end_line(const struct mig *m)
 {
 	if (m->tty && !m->o.json && !m->o.quiet)
 		fputc('\n', stderr);
 }
 
 /* Records why a phase failed (for the report) and returns <rc>. */
-static int fail(struct mig *m, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct mig *m, int rc, const char *fmt, ...)
+int mig_fail(struct mig *m, int rc, const char *fmt, ...)
 {
 	char buf[QMP_ERR_MAX];
 	va_list ap;
@@ -202,109 +135,7 @@ static int fail(struct mig *m, int rc, const char *fmt, ...)
 	return rc;
 }
 
-/* Waits until every block job of ours is gone (after cancel) or ready (before migrating). */
-static int wait_jobs(struct mig *m, bool want_ready)
-{
-	for (int i = 0; !cancel_flag; i++) {
-		struct json_object *ret = NULL;
-		int n, ready = 0, ours = 0;
-
-		if (qmp_cmd(m->q, "query-block-jobs", NULL, &ret, m->err, sizeof(m->err)) < 0)
-			return -EIO;
-		n = (int)json_object_array_length(ret);
-		for (int k = 0; k < n; k++) {
-			struct json_object *j = json_object_array_get_idx(ret, k), *v;
-
-			if (!json_object_object_get_ex(j, "device", &v) ||
-			    strncmp(json_object_get_string(v), "migrelay-", 9))
-				continue;
-			ours++;
-			if (json_object_object_get_ex(j, "ready", &v) && json_object_get_boolean(v))
-				ready++;
-			if (json_object_object_get_ex(j, "status", &v) &&
-			    !strcmp(json_object_get_string(v), "concluded") && !want_ready) {
-				/* fine: it is on its way out */
-			}
-		}
-		json_object_put(ret);
-		if (want_ready && ours < m->o.ndevices) {
-			snprintf(m->err, sizeof(m->err), "a disk mirror ended before it was ready");
-			return -EIO;
-		}
-		if ((want_ready && ready == ours) || (!want_ready && ours == 0))
-			return 0;
-		if (want_ready && i % 10 == 0 && !m->o.json && !m->o.quiet)
-			fprintf(stderr, "migrelay migrate: waiting for %d of %d disk mirror(s) to be ready\n",
-				ours - ready, ours);
-		usleep(200000);
-	}
-	return -ECANCELED;
-}
-
-/*
- * Mirrors every --copy-storage node into an NBD client whose socket is a
- * stream of the session, and waits until all are in sync. The NBD export
- * on the destination carries the node's own name.
- */
-static int start_mirrors(struct mig *m)
-{
-	int r = qmp_cmdf(m->q, "migrate-set-capabilities", NULL, m->err, sizeof(m->err),
-			 "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": true}]}");
-
-	if (r < 0)
-		return r;
-	for (int i = 0; i < m->o.ndevices; i++) {
-		char path[128];
-		const char *d = m->o.devices[i]; /* passed wire_name_ok: nothing to escape */
-
-		snprintf(path, sizeof(path), "%s/nbd-%d.sock", m->dir, i);
-		if ((r = listener_start(&m->nbd[i], m->s, path, WIRE_ROLE_NBD, 64)) < 0) {
-			snprintf(m->err, sizeof(m->err), "cannot listen for the disk mirror: %s", strerror(-r));
-			return r;
-		}
-		r = qmp_cmdf(m->q, "blockdev-add", NULL, m->err, sizeof(m->err),
-			     "{\"driver\": \"nbd\", \"node-name\": \"migrelay-nbd-%s\", "
-			     "\"server\": {\"type\": \"unix\", \"path\": \"%s\"}, \"export\": \"%s\"}",
-			     d, path, d);
-		if (r < 0)
-			return r;
-		m->nbd_nodes = i + 1;
-		r = qmp_cmdf(m->q, "blockdev-mirror", NULL, m->err, sizeof(m->err),
-			     "{\"job-id\": \"migrelay-%s\", \"device\": \"%s\", \"target\": \"migrelay-nbd-%s\", "
-			     "\"sync\": \"full\"}",
-			     d, d, d);
-		if (r < 0)
-			return r;
-	}
-	return wait_jobs(m, true);
-}
-
-/* Ends the mirrors (a cancelled mirror that was ready leaves a consistent copy) and waits until they are gone. */
-static void cancel_mirrors(struct mig *m)
-{
-	char err[QMP_ERR_MAX];
-
-	for (int i = 0; i < m->o.ndevices; i++)
-		if (qmp_cmdf(m->q, "block-job-cancel", NULL, err, sizeof(err), "{\"device\": \"migrelay-%s\"}",
-			     m->o.devices[i]) < 0)
-			gw_dbg("block-job-cancel %s: %s", m->o.devices[i], err);
-	if (wait_jobs(m, false) < 0)
-		gw_warn("disk mirrors did not end: %s", m->err);
-}
-
-/* Removes the NBD client nodes: their connections, and so the NBD streams, end. */
-static void drop_nbd_nodes(struct mig *m)
-{
-	char err[QMP_ERR_MAX];
-
-	for (int i = 0; i < m->nbd_nodes; i++)
-		if (qmp_cmdf(m->q, "blockdev-del", NULL, err, sizeof(err), "{\"node-name\": \"migrelay-nbd-%s\"}",
-			     m->o.devices[i]) < 0)
-			gw_warn("blockdev-del migrelay-nbd-%s: %s", m->o.devices[i], err);
-	m->nbd_nodes = 0;
-}
-
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP };
 
 /* Takes one of migrate's own options (cmd_def.opt). */
 static int migrate_opt(void *arg, int c, const char *val)
@@ -343,6 +174,55 @@ static int migrate_opt(void *arg, int c, const char *val)
 		fprintf(stderr, "migrelay migrate: --timeout takes a duration such as 90, 90s, 5m or 1h, not \"%.40s\"\n",
 			val);
 		return -EINVAL;
+	case O_PC:
+		m->o.postcopy = true;
+		return 1;
+	case O_CTL:
+		m->control = val;
+		return 1;
+	case O_SUSP:
+		m->suspend = true;
+		return 1;
+	case O_PCA:
+		m->o.postcopy = m->pc_after = true;
+		return 1;
+	case O_PCBW:
+		if (cli_parse_bytes(val, 1, UINT64_MAX, &m->pc_bandwidth) == 0)
+			return 1;
+		fprintf(stderr, "migrelay migrate: --postcopy-bandwidth takes bytes/s such as 500M, not \"%.40s\"\n",
+			val);
+		return -EINVAL;
+	case O_AC:
+		m->auto_converge = true;
+		return 1;
+	case O_ACI:
+	case O_ACN:
+		if (cli_parse_uint(val, 1, c == O_ACI ? 99 : 100, &v) == 0) {
+			*(c == O_ACI ? &m->ac_initial : &m->ac_increment) = (int)v;
+			m->auto_converge = true;
+			return 1;
+		}
+		fprintf(stderr, "migrelay migrate: --auto-converge-%s takes a percentage, 1 to %d, not \"%.40s\"\n",
+			c == O_ACI ? "initial" : "increment", c == O_ACI ? 99 : 100, val);
+		return -EINVAL;
+	case O_XB:
+		if (cli_parse_bytes(val, 4096, (uint64_t)1 << 40, &m->xbzrle_cache) == 0)
+			return 1;
+		fprintf(stderr, "migrelay migrate: --xbzrle-cache takes a size such as 64M, not \"%.40s\"\n", val);
+		return -EINVAL;
+	case O_TA:
+		if (!strcmp(val, "cancel"))
+			m->timeout_action = TA_CANCEL;
+		else if (!strcmp(val, "suspend"))
+			m->timeout_action = TA_SUSPEND;
+		else if (!strcmp(val, "postcopy"))
+			m->timeout_action = TA_POSTCOPY;
+		else {
+			fprintf(stderr, "migrelay migrate: --timeout-action takes cancel, suspend or postcopy, not \"%.40s\"\n",
+				val);
+			return -EINVAL;
+		}
+		return 1;
 	case O_CS:
 		if (m->o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(val, strlen(val))) {
 			fprintf(stderr, "migrelay migrate: --copy-storage \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n",
@@ -362,6 +242,16 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "qmp", required_argument, NULL, 'q' },	   { "bandwidth", required_argument, NULL, O_BW },
 		{ "downtime", required_argument, NULL, O_DT },	   { "multifd", required_argument, NULL, O_MF },
 		{ "copy-storage", required_argument, NULL, O_CS }, { "timeout", required_argument, NULL, O_TO },
+		{ "postcopy", no_argument, NULL, O_PC },
+		{ "postcopy-after-precopy", no_argument, NULL, O_PCA },
+		{ "postcopy-bandwidth", required_argument, NULL, O_PCBW },
+		{ "auto-converge", no_argument, NULL, O_AC },
+		{ "auto-converge-initial", required_argument, NULL, O_ACI },
+		{ "auto-converge-increment", required_argument, NULL, O_ACN },
+		{ "xbzrle-cache", required_argument, NULL, O_XB },
+		{ "timeout-action", required_argument, NULL, O_TA },
+		{ "control", required_argument, NULL, O_CTL },
+		{ "suspend", no_argument, NULL, O_SUSP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -376,6 +266,14 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		fprintf(stderr, "migrelay migrate: --qmp SRC_QMP_SOCKET is required (the source QEMU's -qmp unix: socket)\n");
 		return MR_EXIT_USAGE;
 	}
+	if (m->timeout_action == TA_POSTCOPY && !m->o.postcopy) {
+		fprintf(stderr, "migrelay migrate: --timeout-action postcopy needs --postcopy\n");
+		return MR_EXIT_USAGE;
+	}
+	if (m->pc_bandwidth && !m->o.postcopy) {
+		fprintf(stderr, "migrelay migrate: --postcopy-bandwidth needs --postcopy\n");
+		return MR_EXIT_USAGE;
+	}
 	return CMD_GO;
 }
 
@@ -387,11 +285,14 @@ static int migrate_preflight(struct mig *m)
 	if (qmp_open(&m->q, m->qmp_path, 10000, m->err, sizeof(m->err)) < 0 ||
 	    qemu_query_status(m->q, status, sizeof(status), m->err, sizeof(m->err)) < 0 ||
 	    qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0)
-		return fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		return mig_fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
 	if (!strcmp(m->mi.status, "active") || !strcmp(m->mi.status, "setup"))
-		return fail(m, MR_EXIT_QEMU, "the source QEMU is already migrating (status %s)", m->mi.status);
+		return mig_fail(m, MR_EXIT_QEMU, "the source QEMU is already migrating (status %s)", m->mi.status);
 	if (!strcmp(status, "inmigrate") || !strcmp(status, "postmigrate"))
-		return fail(m, MR_EXIT_QEMU, "the source QEMU is %s; it has no guest to send", status);
+		return mig_fail(m, MR_EXIT_QEMU, "the source QEMU is %s; it has no guest to send", status);
+	/* As libvirt: the destination runs the guest afterwards only if it ran here (HELLO flag RESUME). */
+	m->src_running = !strcmp(status, "running");
+	m->o.resume = m->src_running && !m->suspend;
 	return 0;
 }
 
@@ -411,6 +312,26 @@ static int set_parameters(struct mig *m)
 	if (r == 0 && m->o.multifd)
 		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err), "{\"multifd-channels\": %u}",
 			     m->o.multifd);
+	/* Set every time, also to false: a capability left on by an earlier run must not leak into this one. */
+	if (r == 0)
+		r = qmp_cmdf(m->q, "migrate-set-capabilities", NULL, m->err, sizeof(m->err),
+			     "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": %s}, "
+			     "{\"capability\": \"auto-converge\", \"state\": %s}, "
+			     "{\"capability\": \"xbzrle\", \"state\": %s}]}",
+			     m->o.postcopy ? "true" : "false", m->auto_converge ? "true" : "false",
+			     m->xbzrle_cache ? "true" : "false");
+	if (r == 0 && m->pc_bandwidth)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"max-postcopy-bandwidth\": %" PRIu64 "}", m->pc_bandwidth);
+	if (r == 0 && m->ac_initial)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"cpu-throttle-initial\": %d}", m->ac_initial);
+	if (r == 0 && m->ac_increment)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"cpu-throttle-increment\": %d}", m->ac_increment);
+	if (r == 0 && m->xbzrle_cache)
+		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
+			     "{\"xbzrle-cache-size\": %" PRIu64 "}", m->xbzrle_cache);
 	return r;
 }
 
@@ -422,28 +343,28 @@ static int start_migration(struct mig *m)
 
 	if (m->o.multifd) {
 		snprintf(path, sizeof(path), "%s/migrate.sock", m->dir);
-		if ((r = listener_start(&m->mf, m->s, path, WIRE_ROLE_MIGRATION, m->o.multifd + 1)) < 0)
-			return fail(m, MR_EXIT_FAIL, "cannot listen on %s: %s", path, strerror(-r));
+		if ((r = mig_listener_start(&m->mf, m->s, path, WIRE_ROLE_MIGRATION, m->o.multifd + 1)) < 0)
+			return mig_fail(m, MR_EXIT_FAIL, "cannot listen on %s: %s", path, strerror(-r));
 		r = qmp_cmdf(m->q, "migrate", NULL, m->err, sizeof(m->err), "{\"uri\": \"unix:%s\"}", path);
 	} else {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-			return fail(m, MR_EXIT_FAIL, "socketpair: %s", strerror(errno));
+			return mig_fail(m, MR_EXIT_FAIL, "socketpair: %s", strerror(errno));
 		r = qmp_getfd(m->q, sv[0], "migrelay-out", m->err, sizeof(m->err));
 		close(sv[0]);
 		if (r < 0) {
 			close(sv[1]);
-			return fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
+			return mig_fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
 		}
 		m->main_id = gw_stream_open(m->s, WIRE_ROLE_MIGRATION, sv[1], sv[1], &gw_sock_ops, NULL);
 		if (m->main_id < 0) {
 			close(sv[1]);
-			return fail(m, MR_EXIT_FAIL, "cannot open the stream: %s", strerror(-m->main_id));
+			return mig_fail(m, MR_EXIT_FAIL, "cannot open the stream: %s", strerror(-m->main_id));
 		}
 		/* the stream owns sv[1] now */
 		r = qmp_cmdf(m->q, "migrate", NULL, m->err, sizeof(m->err), "{\"uri\": \"fd:migrelay-out\"}");
 	}
 	if (r < 0)
-		return fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
+		return mig_fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
 	return 0;
 }
 
@@ -453,40 +374,40 @@ static int migrate_open(struct mig *m)
 	int r;
 
 	if ((r = cmd_connect(&m->o, &m->s)) != MR_EXIT_OK)
-		return fail(m, r, "no session with %s", m->o.to);
+		return mig_fail(m, r, "no session with %s", m->o.to);
 	gw_proc_mem(0, &m->rss0, &m->peak);
 	/* From here on Ctrl-C cancels the migration instead of killing us: the guest must keep running. */
 	sigaction(SIGINT, m->sa, NULL);
 	sigaction(SIGTERM, m->sa, NULL);
 	if ((r = net_private_dir(m->dir, sizeof(m->dir), "migrelay-src")) < 0) {
 		m->dir[0] = '\0';
-		return fail(m, MR_EXIT_FAIL,
+		return mig_fail(m, MR_EXIT_FAIL,
 			    "cannot create a private directory for sockets: %s (see MIGRELAY_SOCKET_DIR)", strerror(-r));
 	}
+	if ((r = mig_control_start(m)) != 0)
+		return r;
 	if (m->o.ndevices) {
 		if (!m->o.quiet && !m->o.json)
 			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first\n", m->o.ndevices);
 		m->mirrors = true;
-		if ((r = start_mirrors(m)) == -ECANCELED)
-			return fail(m, MR_EXIT_CANCELLED, "disk mirror cancelled");
+		if ((r = mig_start_mirrors(m)) == -ECANCELED)
+			return mig_fail(m, MR_EXIT_CANCELLED, "disk mirror cancelled");
 		if (r < 0)
-			return fail(m, MR_EXIT_QEMU, "disk mirror failed: %s", m->err);
+			return mig_fail(m, MR_EXIT_QEMU, "disk mirror failed: %s", m->err);
 	}
 	if (set_parameters(m) < 0)
-		return fail(m, MR_EXIT_QEMU, "source QEMU refused the migration parameters: %s", m->err);
+		return mig_fail(m, MR_EXIT_QEMU, "source QEMU refused the migration parameters: %s", m->err);
 	return start_migration(m);
 }
 
 /* Cancels QEMU's migration; the guest keeps running here. */
-static void qemu_cancel(struct mig *m)
+void mig_qemu_cancel(struct mig *m)
 {
 	char err[QMP_ERR_MAX];
 
 	if (qmp_cmd(m->q, "migrate_cancel", NULL, NULL, err, sizeof(err)) < 0)
 		gw_warn("migrate_cancel: %s", err);
 }
-
-enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
 
 /*
  * One look at QEMU and the session. Returns TICK_DONE when QEMU completed,
@@ -496,50 +417,79 @@ enum tick { TICK_WAIT, TICK_NOW, TICK_DONE, TICK_FAIL };
 static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 {
 	static double last_print;
+	static bool warned;
 	char why[QMP_ERR_MAX];
 	uint16_t code = 0;
 	bool failed;
 
-	if (cancel_flag || (m->timeout_s && secs > m->timeout_s)) {
-		qemu_cancel(m);
-		end_line(m);
-		*rc = fail(m, MR_EXIT_CANCELLED, "%s; migration cancelled, the guest keeps running here",
-			   cancel_flag ? "interrupted" : "timeout");
+	mig_control_apply(m);
+	if (mig_cancel_flag && m->switched) {
+		/* Cancelling now would strand the guest between the two QEMUs. */
+		if (!warned) {
+			mig_end_line(m);
+			fprintf(stderr, "migrelay migrate: in post-copy the migration cannot be cancelled; waiting for it "
+					"to complete\n");
+			warned = true;
+		}
+	} else if (mig_cancel_flag) {
+		mig_qemu_cancel(m);
+		mig_end_line(m);
+		*rc = mig_fail(m, MR_EXIT_CANCELLED, "interrupted; migration cancelled, the guest keeps running here");
 		return TICK_FAIL;
 	}
+	if (m->timeout_s && secs > m->timeout_s && !m->timed_out && !m->switched)
+		return mig_on_timeout(m, rc);
 	if (qemu_query_migrate(m->q, &m->mi, m->err, sizeof(m->err)) < 0) {
-		end_line(m);
-		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
+		mig_end_line(m);
+		*rc = m->switched ? mig_postcopy_lost(m, MR_EXIT_QEMU, "the source QEMU's monitor failed")
+				  : mig_fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err);
 		return TICK_FAIL;
 	}
+	if (!strncmp(m->mi.status, "postcopy", 8))
+		m->switched = true;
+	mig_control_publish(m, "migrating", secs, true);
 	failed = cmd_first_failure(m->s, -1, &code, why, sizeof(why)) < 0;
 	if (!m->o.quiet && (secs - last_print >= 1.0 || qemu_mig_terminal(m->mi.status) || first)) {
 		progress_line(m, secs);
 		last_print = secs;
 	}
 	if (failed) {
-		end_line(m);
-		if (!qemu_mig_terminal(m->mi.status))
-			qemu_cancel(m);
+		mig_end_line(m);
 		m->wire_code = code;
-		*rc = fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		if (m->switched) {
+			*rc = mig_postcopy_lost(m, MR_EXIT_PEER_GONE, why);
+			return TICK_FAIL;
+		}
+		if (!qemu_mig_terminal(m->mi.status))
+			mig_qemu_cancel(m);
+		*rc = mig_fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "%s", why);
+		return TICK_FAIL;
+	}
+	if (m->switched && (!strcmp(m->mi.status, "postcopy-paused") || !strcmp(m->mi.status, "failed"))) {
+		*rc = mig_postcopy_lost(m, MR_EXIT_QEMU, "the migration stream failed");
 		return TICK_FAIL;
 	}
 	if (!strcmp(m->mi.status, "failed") || !strcmp(m->mi.status, "cancelled")) {
-		end_line(m);
-		*rc = fail(m, MR_EXIT_QEMU, "source QEMU: migration %s%s%s; the guest keeps running here", m->mi.status,
+		mig_end_line(m);
+		*rc = mig_fail(m, MR_EXIT_QEMU, "source QEMU: migration %s%s%s; the guest keeps running here", m->mi.status,
 			   m->mi.error[0] ? ": " : "", m->mi.error);
 		return TICK_FAIL;
 	}
 	if (!strcmp(m->mi.status, "pre-switchover")) {
 		/* The vCPUs are stopped: the mirrors are final; end them before the switch-over, as libvirt does. */
-		cancel_mirrors(m);
+		mig_cancel_mirrors(m);
 		if (qmp_cmdf(m->q, "migrate-continue", NULL, m->err, sizeof(m->err), "{\"state\": \"pre-switchover\"}") <
 		    0) {
-			*rc = fail(m, MR_EXIT_QEMU, "source QEMU refused to continue: %s", m->err);
+			*rc = mig_fail(m, MR_EXIT_QEMU, "source QEMU refused to continue: %s", m->err);
 			return TICK_FAIL;
 		}
 		return TICK_NOW; /* the guest is paused: no sleep before the next look */
+	}
+	/* As virsh --postcopy-after-precopy: the second pass has begun, so every page was sent once. */
+	if (m->pc_after && !m->pc_started && !strcmp(m->mi.status, "active") && m->mi.passes >= 2 &&
+	    mig_start_postcopy(m, "the first pass is complete") < 0) {
+		*rc = mig_fail(m, MR_EXIT_QEMU, "source QEMU refused to switch to post-copy: %s", m->err);
+		return TICK_FAIL;
 	}
 	return !strcmp(m->mi.status, "completed") ? TICK_DONE : TICK_WAIT;
 }
@@ -562,21 +512,22 @@ static int migrate_follow(struct mig *m)
 			usleep(m->mirrors ? 50000 : 250000);
 	}
 	m->completed = true;
-	end_line(m);
+	mig_control_publish(m, "verifying", (double)(gw_now_ns() - m->t0) / 1e9, false);
+	mig_end_line(m);
 	if (m->mirrors) {
-		drop_nbd_nodes(m);
+		mig_drop_nbd_nodes(m);
 		for (int i = 0; i < m->o.ndevices; i++)
-			listener_stop(&m->nbd[i]);
+			mig_listener_stop(&m->nbd[i]);
 	}
-	listener_stop(&m->mf);
+	mig_listener_stop(&m->mf);
 	/* Every stream must now end verified: the main one also says the destination QEMU loaded everything. */
 	if ((r = gw_session_wait_idle(m->s, 120000)) == 0)
 		return 0;
 	if (cmd_first_failure(m->s, -1, &code, why, sizeof(why)) == 0)
-		return fail(m, MR_EXIT_PEER_GONE, "after QEMU completed: %s",
+		return mig_fail(m, MR_EXIT_PEER_GONE, "after QEMU completed: %s",
 			    r == -ETIMEDOUT ? "streams did not end within 120 s" : "the session failed");
 	m->wire_code = code;
-	return fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "after QEMU completed: %s",
+	return mig_fail(m, code == WIRE_E_TARGET ? MR_EXIT_QEMU : cmd_exit_for_wire_error(code), "after QEMU completed: %s",
 		    why);
 }
 
@@ -607,6 +558,7 @@ static void migrate_report(struct mig *m)
 		json_object_object_add(ev, "rss_start_kib", json_object_new_int64(m->rss0));
 		json_object_object_add(ev, "rss_peak_kib", json_object_new_int64(m->peak));
 		json_object_object_add(ev, "verified", json_object_new_boolean(1));
+		json_object_object_add(ev, "destination_resume", json_object_new_boolean(m->o.resume));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(m->o.plaintext));
 		gw_json_emit(stdout, ev);
 		return;
@@ -619,6 +571,11 @@ static void migrate_report(struct mig *m)
 		m->o.connections, m->o.multifd ? ", multifd" : "", m->o.ndevices ? ", disks mirrored" : "");
 	fprintf(stderr, "  gateway memory: %.1f MiB at the start, peak %.1f MiB\n", (double)m->rss0 / 1024.0,
 		(double)m->peak / 1024.0);
+	fprintf(stderr, "  %s\n",
+		m->o.resume && m->switched ? "the destination gateway resumed the guest at the switch to post-copy"
+		: m->o.resume  ? "the destination gateway resumes the guest now (--suspend leaves it paused)"
+		: m->suspend   ? "the guest stays paused on the destination (--suspend)"
+			       : "the guest was not running here, so it stays paused on the destination");
 	if (m->o.plaintext)
 		fprintf(stderr,
 			"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
@@ -632,14 +589,18 @@ static void migrate_rollback(struct mig *m)
 	if (!m->q)
 		return;
 	if (m->mirrors) {
-		cancel_mirrors(m);
-		drop_nbd_nodes(m);
+		mig_cancel_mirrors(m);
+		mig_drop_nbd_nodes(m);
 		if (qmp_cmdf(m->q, "migrate-set-capabilities", NULL, err, sizeof(err),
 			     "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", \"state\": false}]}") < 0)
 			gw_dbg("pause-before-switchover off: %s", err);
 	}
-	/* The destination did not make it: a guest QEMU had already stopped here must run again. */
-	if (m->completed && qemu_query_status(m->q, status, sizeof(status), err, sizeof(err)) == 0 &&
+	/*
+	 * The destination did not make it: a guest QEMU had already stopped here
+	 * (or we paused) must run again. Never after the switch to post-copy:
+	 * the destination holds the guest's newest state.
+	 */
+	if ((m->completed || m->we_stopped) && !m->switched && qemu_query_status(m->q, status, sizeof(status), err, sizeof(err)) == 0 &&
 	    strcmp(status, "running")) {
 		if (qmp_cmd(m->q, "cont", NULL, NULL, err, sizeof(err)) == 0)
 			fprintf(stderr, "migrelay migrate: resumed the guest on the source\n");
@@ -651,9 +612,11 @@ static void migrate_rollback(struct mig *m)
 /* Releases everything: listeners, session (BYE after a success), QMP, the socket directory. */
 static void migrate_cleanup(struct mig *m, bool ok)
 {
+	migctl_stop(m->ctl);
+	m->ctl = NULL;
 	for (int i = 0; i < m->o.ndevices; i++)
-		listener_stop(&m->nbd[i]);
-	listener_stop(&m->mf);
+		mig_listener_stop(&m->nbd[i]);
+	mig_listener_stop(&m->mf);
 	if (m->s) {
 		if (ok)
 			gw_session_bye(m->s);

@@ -10,5 +10,6 @@ int cmd_migrate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 
 #endif

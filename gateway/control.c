@@ -35,13 +35,17 @@ int gw_control_parse_request(const char *buf, size_t len, struct gw_control_req 
 	static const struct {
 		const char *name;
 		enum gw_control_cmd cmd;
-	} cmds[] = {{"status", GW_CTL_STATUS}, {"reload", GW_CTL_RELOAD}};
+		bool arg; /* takes "arg" */
+	} cmds[] = {{"status", GW_CTL_STATUS, false},	  {"reload", GW_CTL_RELOAD, false}, {"info", GW_CTL_JOB, false},
+		    {"set-speed", GW_CTL_JOB, true},	  {"set-downtime", GW_CTL_JOB, true},
+		    {"postcopy", GW_CTL_JOB, false},	  {"cancel", GW_CTL_JOB, false}};
 	struct json_tokener *tok = NULL;
-	struct json_object *o = NULL, *v = NULL;
+	struct json_object *o = NULL, *v = NULL, *a = NULL;
 	const char *name;
 	int r = -EBADMSG;
 
 	req->cmd = GW_CTL_NONE;
+	req->name[0] = req->arg[0] = '\0';
 	if (len >= GW_CONTROL_MAX_REQUEST) {
 		snprintf(why, whylen, "request longer than %d bytes", GW_CONTROL_MAX_REQUEST - 1);
 		return -EMSGSIZE;
@@ -79,7 +83,7 @@ int gw_control_parse_request(const char *buf, size_t len, struct gw_control_req 
 	json_object_object_foreach(o, key, val)
 	{
 		(void)val;
-		if (strcmp(key, "cmd")) {
+		if (strcmp(key, "cmd") && strcmp(key, "arg")) {
 			snprintf(why, whylen, "unknown key \"%.40s\" in request", key);
 			goto out;
 		}
@@ -88,14 +92,37 @@ int gw_control_parse_request(const char *buf, size_t len, struct gw_control_req 
 		snprintf(why, whylen, "request needs \"cmd\": a string");
 		goto out;
 	}
+	if (json_object_object_get_ex(o, "arg", &a)) {
+		const char *t = json_object_is_type(a, json_type_string) ? json_object_get_string(a) : NULL;
+		size_t tl = t ? (size_t)json_object_get_string_len(a) : 0;
+
+		if (!t || !tl || tl > GW_CONTROL_MAX_ARG || strlen(t) != tl) {
+			snprintf(why, whylen, "\"arg\" must be a string of 1 to %d bytes", GW_CONTROL_MAX_ARG);
+			goto out;
+		}
+		for (size_t i = 0; i < tl; i++)
+			if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f) {
+				snprintf(why, whylen, "\"arg\" contains a control character");
+				goto out;
+			}
+	}
 	name = json_object_get_string(v);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(name, cmds[i].name) && (size_t)json_object_get_string_len(v) == strlen(cmds[i].name)) {
+			if (cmds[i].arg != (a != NULL)) {
+				snprintf(why, whylen, "%s %s \"arg\"", cmds[i].name, cmds[i].arg ? "needs" : "takes no");
+				goto out;
+			}
 			req->cmd = cmds[i].cmd;
+			snprintf(req->name, sizeof(req->name), "%s", cmds[i].name);
+			if (a)
+				snprintf(req->arg, sizeof(req->arg), "%s", json_object_get_string(a));
 			r = 0;
 			goto out;
 		}
-	snprintf(why, whylen, "unknown command \"%.40s\" (this server knows status and reload)", name);
+	snprintf(why, whylen,
+		 "unknown command \"%.40s\" (known: status, reload; info, set-speed, set-downtime, postcopy, cancel)",
+		 name);
 	r = -EOPNOTSUPP;
 out:
 	json_object_put(o);
@@ -273,6 +300,23 @@ static struct json_object *handle(struct gw_control *c, const char *line, size_t
 		    gw_json_put(o, "status", st) < 0) {
 			if (!o)
 				json_object_put(st);
+			json_object_put(o);
+			return error_reply(-ENOMEM, "out of memory");
+		}
+		return o;
+	}
+	if (req.cmd == GW_CTL_JOB) {
+		if (!c->ops.job)
+			return error_reply(-EOPNOTSUPP, "this socket runs no migration job (it is a daemon's)");
+		if (!(o = json_object_new_object()) || gw_json_put(o, "ok", json_object_new_boolean(true)) < 0) {
+			json_object_put(o);
+			return error_reply(-ENOMEM, "out of memory");
+		}
+		if ((r = c->ops.job(c->ops.ctx, &req, o, why, sizeof(why))) < 0) {
+			json_object_put(o);
+			return error_reply(r, why[0] ? why : strerror(-r));
+		}
+		if (why[0] && gw_json_put_str(o, "message", why) < 0) {
 			json_object_put(o);
 			return error_reply(-ENOMEM, "out of memory");
 		}
@@ -567,6 +611,12 @@ void gw_control_stop(struct gw_control *c)
 int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct json_object **reply, char *why,
 		    size_t whylen)
 {
+	return gw_control_call_arg(path, cmd, NULL, timeout_ms, reply, why, whylen);
+}
+
+int gw_control_call_arg(const char *path, const char *cmd, const char *arg, int timeout_ms,
+			struct json_object **reply, char *why, size_t whylen)
+{
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int64_t deadline = now_ms() + timeout_ms;
 	struct json_tokener *tok = NULL;
@@ -596,6 +646,7 @@ int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct js
 	}
 	/* json-c writes the command name with its escaping, whatever it holds */
 	if (!(req = json_object_new_object()) || gw_json_put_str(req, "cmd", cmd) < 0 ||
+	    (arg && gw_json_put_str(req, "arg", arg) < 0) ||
 	    !(txt = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &tlen)) || tlen + 2 > sizeof(line)) {
 		r = -ENOMEM;
 		snprintf(why, whylen, "cannot build the request");

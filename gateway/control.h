@@ -46,10 +46,20 @@ enum {
 	GW_CONTROL_MAX_MESSAGE = 512,  /* bytes of a reload message */
 };
 
-enum gw_control_cmd { GW_CTL_NONE = 0, GW_CTL_STATUS = 1, GW_CTL_RELOAD = 2 };
+enum gw_control_cmd { GW_CTL_NONE = 0, GW_CTL_STATUS = 1, GW_CTL_RELOAD = 2, GW_CTL_JOB = 3 };
+
+/*
+ * Job commands: what `migrelay ctl` asks a running `migrate` (served
+ * through gw_control_ops.job). "arg" is a string of up to
+ * GW_CONTROL_MAX_ARG bytes, required by set-speed and set-downtime and
+ * refused with every other command.
+ */
+enum { GW_CONTROL_MAX_ARG = 63 };
 
 struct gw_control_req {
 	enum gw_control_cmd cmd;
+	char name[16];                   /* GW_CTL_JOB: info, set-speed, set-downtime, postcopy, cancel */
+	char arg[GW_CONTROL_MAX_ARG + 1]; /* "" when none */
 };
 
 /*
@@ -76,6 +86,14 @@ MR_MUST_CHECK int gw_control_parse_request(const char *buf, size_t len, struct g
 struct gw_control_ops {
 	int (*status)(void *ctx, struct json_object *status);
 	int (*reload)(void *ctx, char *msg, size_t msglen);
+	/*
+	 * A job command (a running migrate's socket; NULL for the daemon's).
+	 * <reply> is the response object, "ok":true already in it, for the
+	 * callback to add to (e.g. "info"). Returns 0 or -errno, with a
+	 * sentence in <msg> either way (it becomes "message" or "error").
+	 * Control thread; may wait up to 3 s for the job to act.
+	 */
+	int (*job)(void *ctx, const struct gw_control_req *req, struct json_object *reply, char *msg, size_t msglen);
 	void *ctx;
 };
 
@@ -110,5 +128,8 @@ void gw_control_stop(struct gw_control *c);
  */
 MR_MUST_CHECK int gw_control_call(const char *path, const char *cmd, int timeout_ms, struct json_object **reply,
 				  char *why, size_t whylen);
+/* The same with "arg" (a job command's argument; NULL: none). */
+MR_MUST_CHECK int gw_control_call_arg(const char *path, const char *cmd, const char *arg, int timeout_ms,
+				      struct json_object **reply, char *why, size_t whylen);
 
 #endif

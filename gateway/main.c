@@ -22,6 +22,7 @@ static const char usage[] =
 	"  pki       create a CA and certificates\n"
 	"  bench     measure what a path carries (synthetic migration stream)\n"
 	"  status    what a running serve is doing; reload its configuration\n"
+	"  ctl       inspect or steer a running migrate (info, set-speed, postcopy, ...)\n"
 	"  version   print the version\n"
 	"\n"
 	"Exit codes: 0 success, 1 other failure, 2 bad command line or configuration,\n"
@@ -37,7 +38,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{ "serve", cmd_serve }, { "send", cmd_send },       { "forward", cmd_forward },
 		{ "pki", cmd_pki },     { "migrate", cmd_migrate }, { "bench", cmd_bench },
-		{ "status", cmd_status },
+		{ "status", cmd_status }, { "ctl", cmd_ctl },
 	};
 
 	/*

@@ -38,6 +38,21 @@ int qemu_query_migrate(struct qmp *q, struct qemu_mig_info *mi, char *err, size_
 	mi->page_size = get_u64(ram, "page-size");
 	if (ram && json_object_object_get_ex(ram, "mbps", &v))
 		mi->mbps = json_object_get_double(v);
+	mi->postcopy_requests = get_u64(ram, "postcopy-requests");
+	mi->expected_downtime = get_u64(ret, "expected-downtime");
+	mi->setup_time = get_u64(ret, "setup-time");
+	mi->throttle_pct = get_u64(ret, "cpu-throttle-percentage");
+	if (json_object_object_get_ex(ret, "xbzrle-cache", &v)) {
+		struct json_object *x = v;
+
+		mi->has_xbzrle = true;
+		mi->xbzrle_bytes = get_u64(x, "bytes");
+		mi->xbzrle_pages = get_u64(x, "pages");
+		mi->xbzrle_cache_miss = get_u64(x, "cache-miss");
+		mi->xbzrle_overflow = get_u64(x, "overflow");
+		if (json_object_object_get_ex(x, "cache-miss-rate", &v))
+			mi->xbzrle_cache_miss_rate = json_object_get_double(v);
+	}
 	mi->total_time = get_u64(ret, "total-time");
 	mi->downtime = get_u64(ret, "downtime");
 	json_object_put(ret);

@@ -19,6 +19,13 @@ struct qemu_mig_info {
 	uint64_t total_time;  /* ms */
 	uint64_t downtime;    /* ms */
 	double mbps;
+	uint64_t expected_downtime; /* ms, QEMU's estimate while active */
+	uint64_t setup_time;        /* ms */
+	uint64_t postcopy_requests; /* ram.postcopy-requests: pages the destination asked for */
+	uint64_t throttle_pct;      /* cpu-throttle-percentage (auto-converge) */
+	uint64_t xbzrle_bytes, xbzrle_pages, xbzrle_cache_miss, xbzrle_overflow;
+	double xbzrle_cache_miss_rate;
+	bool has_xbzrle;
 	char error[256];      /* error-desc when failed */
 };
 

@@ -266,6 +266,10 @@ static int hello_check(const struct gw_setup_srv *c, const struct gw_link *l, co
 	if ((hello->multifd || hello->ndevices) && (*tgt)->kind != GW_TGT_QMP)
 		return refuse(l, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no multifd or disks",
 			      (*tgt)->name);
+	/* Post-copy and resume (PROTOCOL.md §4.1, revision 1.1): only a QEMU target has a guest. */
+	if ((hello->flags & (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) && (*tgt)->kind != GW_TGT_QMP)
+		return refuse(l, peer, WIRE_E_UNSUPPORTED, "target %s is not a QEMU target: no post-copy or resume",
+			      (*tgt)->name);
 	/* The main stream, every multifd channel and one NBD stream per disk are open at once. */
 	if (1 + hello->multifd + hello->ndevices > c->max_streams) {
 		gw_metrics_refused(GW_LIMIT_STREAMS);

@@ -7,6 +7,10 @@
  *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
+ *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
+ *   resume    `cont` when the session ends with the client's BYE (HELLO flag);
+ *             with post-copy as soon as QEMU is in post-copy (the source's
+ *             vCPUs are stopped for good then), as libvirt does
  *   disks     nbd-server-start unix:PRIVATE + block-export-add per device;
  *             NBD streams connect to that socket
  *
@@ -15,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,11 @@ struct qmp_tsess {
 	char mig_sock[128], nbd_sock[128];
 	bool multifd, nbd, nbd_started;
 	int mig_streams;
+	bool loaded;          /* the destination QEMU reported the migration completed */
+	bool resumed;         /* cont was sent (under lock) */
+	pthread_t pc_thr;     /* post-copy + resume: waits for post-copy to start */
+	bool pc_started;
+	atomic_bool pc_stop;
 	off_t log_off;        /* QEMU's log size at HELLO: its reason is written after it */
 };
 
@@ -134,8 +144,12 @@ static int tq_check(struct gw_stream *st, bool eof, int ioerr, char *why, size_t
 	}
 	qmp_close(q);
 	pthread_mutex_unlock(&ts->lock);
-	if (r == 0)
+	if (r == 0) {
+		pthread_mutex_lock(&ts->lock);
+		ts->loaded = true;
+		pthread_mutex_unlock(&ts->lock);
 		gw_info("destination QEMU loaded the migration");
+	}
 	else
 		gw_err("%s", why);
 	return r;
@@ -221,6 +235,79 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 	return 0;
 }
 
+/*
+ * The guest runs here only once the client has verified every stream and
+ * said BYE: a session that fails on the way must never leave the guest
+ * running on both hosts (PROTOCOL.md §4.1, WIRE_HELLO_F_RESUME). Called
+ * when the session is freed, all its threads gone.
+ */
+static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
+{
+	struct gw_outcome o;
+	struct qmp *q = NULL;
+	char why[256], err[QMP_ERR_MAX];
+
+	if (!(s->hello.flags & WIRE_HELLO_F_RESUME) || !ts->loaded || ts->resumed)
+		return;
+	gw_session_outcome(s, &o);
+	if (!o.ok || !o.bye) {
+		gw_warn("session %016llx: the guest stays paused on the destination QEMU: the migration was loaded but "
+			"the client did not confirm it (%s); resume it with QMP cont once the source is known to be stopped",
+			(unsigned long long)s->id, o.ok ? "no BYE" : "the session failed");
+		return;
+	}
+	if (tq_open(ts, &q, why, sizeof(why)) < 0 || qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0)
+		gw_err("session %016llx: could not resume the guest on the destination QEMU: %s; it is paused there",
+		       (unsigned long long)s->id, q ? err : why);
+	else
+		gw_info("session %016llx: resumed the guest on the destination QEMU", (unsigned long long)s->id);
+	qmp_close(q);
+}
+
+/*
+ * Post-copy with resume: the guest must run here as soon as QEMU switches
+ * (it stays paused on the source from then on), not when the session ends.
+ * Looks at QEMU every 200 ms, one short QMP conversation at a time, until
+ * post-copy starts (then cont), the migration ends, or the session goes.
+ */
+static void *tq_postcopy_main(void *arg)
+{
+	struct gw_session *s = arg;
+	struct qmp_tsess *ts = s->ctx;
+
+	while (!atomic_load(&ts->pc_stop)) {
+		struct qemu_mig_info mi;
+		struct qmp *q = NULL;
+		char err[QMP_ERR_MAX];
+		bool done = false;
+
+		usleep(200000);
+		pthread_mutex_lock(&ts->lock);
+		if (qmp_open(&q, ts->t->path, 2000, err, sizeof(err)) == 0 &&
+		    qemu_query_migrate(q, &mi, err, sizeof(err)) == 0) {
+			if (!strcmp(mi.status, "postcopy-active")) {
+				done = true;
+				if (qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0) {
+					gw_err("session %016llx: could not resume the guest at the switch to post-copy: %s",
+					       (unsigned long long)s->id, err);
+				} else {
+					ts->resumed = true;
+					gw_info("session %016llx: resumed the guest on the destination QEMU at the switch to "
+						"post-copy",
+						(unsigned long long)s->id);
+				}
+			} else if (qemu_mig_terminal(mi.status)) {
+				done = true;
+			}
+		}
+		qmp_close(q);
+		pthread_mutex_unlock(&ts->lock);
+		if (done)
+			break;
+	}
+	return NULL;
+}
+
 static void tq_free(struct gw_session *s)
 {
 	struct qmp_tsess *ts = s->ctx;
@@ -229,6 +316,10 @@ static void tq_free(struct gw_session *s)
 
 	if (!ts)
 		return;
+	if (ts->pc_started) {
+		atomic_store(&ts->pc_stop, true);
+		pthread_join(ts->pc_thr, NULL);
+	}
 	if (ts->nbd_started) {
 		pthread_mutex_lock(&ts->lock);
 		if (tq_open(ts, &q, why, sizeof(why)) == 0 &&
@@ -237,6 +328,8 @@ static void tq_free(struct gw_session *s)
 		qmp_close(q);
 		pthread_mutex_unlock(&ts->lock);
 	}
+	/* after the NBD server is gone, as libvirt does: nothing but the guest writes to its disks then */
+	tq_resume(s, ts);
 	if (ts->mig_sock[0])
 		unlink(ts->mig_sock);
 	if (ts->nbd_sock[0])
@@ -305,6 +398,16 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 			}
 		}
 	}
+	if (s->hello.flags & WIRE_HELLO_F_POSTCOPY) {
+		/* Both QEMUs must agree before the stream starts; page requests use its return path. */
+		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
+			     "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}]}");
+		if (r < 0) {
+			snprintf(why, whylen, "destination QEMU refused post-copy (postcopy-ram): %s", err);
+			goto out;
+		}
+		gw_info("session %016llx: destination QEMU has postcopy-ram enabled", (unsigned long long)s->id);
+	}
 	if (s->hello.multifd) {
 		snprintf(ts->mig_sock, sizeof(ts->mig_sock), "%s/migrate.sock", ts->dir);
 		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
@@ -323,7 +426,15 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 	}
 	r = 0;
 out:
-	qmp_close(q);
+	qmp_close(q); /* first: QEMU's monitor takes one client at a time, and the thread below is one */
+	if (r == 0 && (s->hello.flags & (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) ==
+			  (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) {
+		if (pthread_create(&ts->pc_thr, NULL, tq_postcopy_main, s) != 0) {
+			snprintf(why, whylen, "cannot start a thread to resume the guest at the switch to post-copy");
+			return -EAGAIN;
+		}
+		ts->pc_started = true;
+	}
 	return r;
 }
 

@@ -85,7 +85,9 @@ enum wire_fixed_len {
 /* HELLO flags. */
 #define WIRE_HELLO_F_ZSTD 0x00000001u      /* client may send compressed chunks */
 #define WIRE_HELLO_F_PLAINTEXT 0x00000002u /* client asks for the plaintext mode (PROTOCOL.md §4.4) */
-#define WIRE_HELLO_F_MASK 0x00000003u
+#define WIRE_HELLO_F_POSTCOPY 0x00000004u  /* the destination QEMU is to enable postcopy-ram (PROTOCOL.md §4.1) */
+#define WIRE_HELLO_F_RESUME 0x00000008u    /* the destination QEMU is to run the guest once the migration is verified (§4.1) */
+#define WIRE_HELLO_F_MASK 0x0000000fu
 
 /* HELLO TLV tags: u8 tag, u8 len, value. Unknown tags are an error. */
 enum wire_hello_tag {

@@ -5,7 +5,8 @@
  * prints what the server answered as "ERROR <code> <text>", "WELCOME",
  * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
- *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] --case CASE [--expect WHAT]
+ *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] [--hello-flags N] --case CASE
+ *           [--expect WHAT]
  *   CASE: hello            plain HELLO (prints WELCOME, then " after N ms" from HELLO to the answer)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
@@ -46,6 +47,7 @@
 static const char *to, *tls_dir, *tls_dir2, *psk_file, *target = "t", *tcase, *expect;
 static long hello_ms; /* HELLO sent -> its answer read */
 static int hello_multifd; /* --multifd N: multifd channels the HELLO asks for */
+static uint32_t hello_flags; /* --hello-flags N: HELLO flags (WIRE_HELLO_F_*), 0x.. accepted */
 static int njoins = 1;    /* --joins N: join-live sends N JOINs at once, each on its own connection */
 
 static struct mr_tls_cfg *load(const char *dir)
@@ -274,6 +276,7 @@ static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct 
 
 	snprintf(hl.target, sizeof(hl.target), "%s", target);
 	hl.multifd = (uint8_t)hello_multifd;
+	hl.flags = hello_flags;
 	n = wire_hello_encode(p, sizeof(p), &hl);
 	if (n < 0)
 		exit(2);
@@ -342,7 +345,7 @@ int main(int argc, char **argv)
 		{ "tls-dir2", required_argument, NULL, 'D' }, { "psk-file", required_argument, NULL, 'p' },
 		{ "target", required_argument, NULL, 'n' },   { "case", required_argument, NULL, 'c' },
 		{ "expect", required_argument, NULL, 'e' },   { "multifd", required_argument, NULL, 'm' },
-		{ "joins", required_argument, NULL, 'j' },
+		{ "joins", required_argument, NULL, 'j' },   { "hello-flags", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct wire_welcome w;
@@ -361,6 +364,7 @@ int main(int argc, char **argv)
 		case 'c': tcase = optarg; break;
 		case 'e': expect = optarg; break;
 		case 'm': hello_multifd = atoi(optarg); break;
+		case 'f': hello_flags = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'j': njoins = atoi(optarg) > 0 && atoi(optarg) <= 256 ? atoi(optarg) : 1; break;
 		default: return 2;
 		}

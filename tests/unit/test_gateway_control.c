@@ -55,6 +55,21 @@ static void test_parse_table(void **state)
 		{ "42", -EBADMSG, GW_CTL_NONE },
 		{ "{\"cmd\":{\"a\":{\"b\":1}}}", -EBADMSG, GW_CTL_NONE },            /* deeper than a request */
 		{ "{\"cmd\":\"status\"}\n", 0, GW_CTL_STATUS },                     /* white space after the object */
+		/* job commands (a running migrate's socket) */
+		{ "{\"cmd\":\"info\"}", 0, GW_CTL_JOB },
+		{ "{\"cmd\":\"postcopy\"}", 0, GW_CTL_JOB },
+		{ "{\"cmd\":\"cancel\"}", 0, GW_CTL_JOB },
+		{ "{\"cmd\":\"set-speed\",\"arg\":\"64M\"}", 0, GW_CTL_JOB },
+		{ "{\"arg\":\"300\",\"cmd\":\"set-downtime\"}", 0, GW_CTL_JOB },
+		{ "{\"cmd\":\"set-speed\"}", -EBADMSG, GW_CTL_NONE },                   /* needs arg */
+		{ "{\"cmd\":\"info\",\"arg\":\"x\"}", -EBADMSG, GW_CTL_NONE },          /* takes none */
+		{ "{\"cmd\":\"status\",\"arg\":\"x\"}", -EBADMSG, GW_CTL_NONE },
+		{ "{\"cmd\":\"set-speed\",\"arg\":64}", -EBADMSG, GW_CTL_NONE },        /* not a string */
+		{ "{\"cmd\":\"set-speed\",\"arg\":\"\"}", -EBADMSG, GW_CTL_NONE },      /* empty */
+		{ "{\"cmd\":\"set-speed\",\"arg\":\"1\\u0001\"}", -EBADMSG, GW_CTL_NONE }, /* control character */
+		{ "{\"cmd\":\"set-speed\",\"arg\":\"1234567890123456789012345678901234567890123456789012345678901234\"}",
+		  -EBADMSG, GW_CTL_NONE },                                              /* 64 bytes: one too many */
+		{ "{\"cmd\":\"set-speed\",\"arg\":\"1\",\"arg\":\"2\"}", 0, GW_CTL_JOB }, /* json-c keeps the last */
 	};
 	struct gw_control_req req;
 	char why[256];

@@ -337,7 +337,7 @@ static void test_hello_encode_bad(void **state)
 	h.nconns = WIRE_MAX_CONNS + 1;
 	assert_int_equal(wire_hello_encode(buf, sizeof(buf), &h), -EINVAL);
 	h = base;
-	h.flags = 0x4;
+	h.flags = 0x10;
 	assert_int_equal(wire_hello_encode(buf, sizeof(buf), &h), -EINVAL);
 	h = base;
 	h.target[0] = '\0';
@@ -379,7 +379,7 @@ static const struct {
 	{ "0001 0000 00000000 01 02 766d", -EBADMSG },              /* nconns 0 */
 	{ "0001 0041 00000000 01 02 766d", -EBADMSG },              /* nconns 65 */
 	{ "0001 ffff 00000000 01 02 766d", -EBADMSG },
-	{ "0001 0001 00000004 01 02 766d", -EBADMSG },              /* unknown flag */
+	{ "0001 0001 00000010 01 02 766d", -EBADMSG },              /* unknown flag */
 	{ "0001 0001 80000000 01 02 766d", -EBADMSG },
 	{ "0001 0001 00000000 01 02 766d 01 02 766d", -EBADMSG },   /* duplicate target */
 	{ "0001 0001 00000000 01 00", -EBADMSG },                   /* empty target */

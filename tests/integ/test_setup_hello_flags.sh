@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The HELLO flags of protocol revision 1.1 (PROTOCOL.md §4.1, §8): POSTCOPY
+# and RESUME are refused with ERROR UNSUPPORTED for a target that is not a
+# QEMU (before anything is done for the session); for a qmp: target,
+# POSTCOPY makes the gateway enable postcopy-ram on the QEMU before it takes
+# the migration (a fake QMP server records every command with its arguments).
+. "$(dirname "$0")/lib.sh"
+mr_setup
+mr_pki
+: "${RAWPEER:?RAWPEER must point at the mr_rawpeer test tool}"
+
+# A QMP server that answers like a QEMU started with -incoming defer and
+# appends each command, as JSON, to $T/qmp.log.
+python3 - "$T/qmp.sock" "$T/qmp.log" <<'PY' &
+import json, socket, sys, threading
+path, log = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path); s.listen(16)
+def serve(c):
+    c.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}\r\n')
+    buf, dec = "", json.JSONDecoder()
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return
+        buf += b.decode(errors="replace")
+        while True:
+            buf = buf.lstrip()
+            try:
+                msg, n = dec.raw_decode(buf)
+            except ValueError:
+                break
+            buf = buf[n:]
+            with open(log, "a") as f:
+                f.write(json.dumps({"execute": msg.get("execute"), "arguments": msg.get("arguments")}) + "\n")
+            cmd = msg.get("execute", "?")
+            ret = {"status": "inmigrate", "running": False} if cmd == "query-status" else {}
+            reply = {"return": ret}
+            if "id" in msg:
+                reply["id"] = msg["id"]
+            c.sendall((json.dumps(reply) + "\r\n").encode())
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+MR_PIDS+=($!)
+mr_wait_file "$T/qmp.sock" 10 || fail "fake QMP server did not start"
+: >"$T/qmp.log"
+
+port=$(mr_free_port)
+mr_serve "$port" --tls-dir "$T/srv" --target "q=qmp:$T/qmp.sock" --target d=discard
+
+for flags in 0x4 0x8 0xc; do
+	out=$("$RAWPEER" --to "127.0.0.1:$port" --tls-dir "$T/cli" --target d --hello-flags "$flags" --case hello) || true
+	echo "$out" | grep -q "^ERROR not supported target d is not a QEMU target: no post-copy or resume" ||
+		fail "flags $flags to a discard target: expected ERROR not supported, got: $out"
+done
+ok "POSTCOPY, RESUME and both to a discard target: ERROR not supported"
+[ ! -s "$T/qmp.log" ] || fail "refused HELLOs reached the QMP: $(cat "$T/qmp.log")"
+
+out=$("$RAWPEER" --to "127.0.0.1:$port" --tls-dir "$T/cli" --target q --hello-flags 0x4 --case hello) || true
+echo "$out" | grep -q "^WELCOME" || fail "POSTCOPY to a qmp: target: expected WELCOME, got: $out"
+grep -q '"execute": "migrate-set-capabilities", "arguments": {"capabilities": \[{"capability": "postcopy-ram", "state": true}\]}' \
+	"$T/qmp.log" || fail "the qmp: target's QEMU did not get postcopy-ram: $(cat "$T/qmp.log")"
+mr_wait_log "$T/serve-$port.log" "postcopy-ram enabled" 10 || fail "serve did not log postcopy-ram"
+ok "POSTCOPY to a qmp: target: WELCOME, and the QEMU got postcopy-ram"
