@@ -81,6 +81,8 @@ CONF
 		mount --bind '$d/log' /var/log/libvirt
 		hostname '$name'
 		exec libvirtd"
+	# libvirtd leaves its guests running when it stops: end them first (this runs before e2e_cleanup stops libvirtd)
+	e2e_on_exit "lv_end_guests $name"
 	for ((i = 0; i < 300; i++)); do
 		[ -S "$d/run/libvirt-sock" ] && lv_virsh "$name" version >/dev/null 2>&1 && return 0
 		e2e_alive "libvirtd-$name" || break
@@ -88,6 +90,21 @@ CONF
 	done
 	cat "$d/log/libvirtd.log" >&2 2>/dev/null || true
 	e2e_fail "libvirtd on $name did not start"
+}
+
+# lv_end_guests NAME: destroys every guest of host NAME, then ends by PID
+# (libvirt's own pid files) any QEMU of that host that is still there.
+lv_end_guests() {
+	local name=$1 vm f pid
+	for vm in $(lv_virsh "$name" list --name 2>/dev/null); do
+		lv_virsh "$name" destroy "$vm" >/dev/null 2>&1 || true
+	done
+	for f in "$E2E_TMP/$name"/run/qemu/*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f" 2>/dev/null) || continue
+		[ -n "$pid" ] && grep -qa 'qemu-system' "/proc/$pid/cmdline" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+	done
+	return 0
 }
 
 lv_virsh() {

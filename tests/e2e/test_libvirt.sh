@@ -43,6 +43,17 @@ lv_host dst 198.18.0.2
 S=$E2E_TMP/src
 D=$E2E_TMP/dst
 
+if [ "${LV_RELAY:-migrelay}" = socat ]; then
+	# Diagnosis only (LV_RELAY=socat): the same migrations through plain socat
+	# bridges instead of migrelay, to tell a QEMU fault from a relay fault.
+	for sock in mig disks libvirtd; do
+		dst=$D/mig/$sock.sock
+		[ $sock = libvirtd ] && dst=$D/run/libvirt-sock
+		e2e_spawn "socat-$sock" socat "UNIX-LISTEN:$S/mig/$sock.sock,fork" "UNIX-CONNECT:$dst"
+		e2e_wait_until 10 test -S "$S/mig/$sock.sock" || e2e_fail "socat for $sock did not start"
+	done
+	echo "listening on (socat)" >"$E2E_TMP/serve.log"
+else
 lv_spawn_in dst serve "$MIGRELAY" serve --listen 198.18.0.2:4433 --tls-dir "$E2E_TMP/dst-tls" \
 	--target "lv-mig=unix:$D/mig/mig.sock" --target "lv-disks=unix:$D/mig/disks.sock" \
 	--target "libvirtd=unix:$D/run/libvirt-sock" --allow 'CN=src.example' -v
@@ -53,6 +64,7 @@ for f in mig:lv-mig:4 disks:lv-disks:2 libvirtd:libvirtd:1; do
 		--target "$target" --tls-dir "$E2E_TMP/src-tls" --connections "$n"
 	e2e_wait_until 10 test -S "$S/mig/$sock.sock" || e2e_fail "forward for $sock did not start"
 done
+fi
 DESTURI='qemu+unix:///system?socket=/run/migrelay/libvirtd.sock'
 
 # clean_passes FILE: how many clean sweeps of the guest's RAM check FILE shows.
