@@ -23,7 +23,8 @@ int gw_registry_reserve(struct gw_registry *r)
 	int ret = 0;
 
 	pthread_mutex_lock(&r->lock);
-	if (r->nsessions + r->reserved >= r->max_sessions)
+	/* a closing session still holds its memory: it counts until it has released everything */
+	if (r->nsessions + r->reserved + r->closing >= r->max_sessions)
 		ret = -EBUSY;
 	else
 		r->reserved++;

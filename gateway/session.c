@@ -415,8 +415,22 @@ void gw_session_set_target_ops(struct gw_session *s,
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Locked. Whether every connection's writer has ended (flushed its queue and said goodbye). */
+static bool writers_done_locked(const struct gw_session *s)
+{
+	for (int i = 0; i < WIRE_MAX_CONNS; i++) {
+		const struct gw_conn *c = s->conns[i];
+
+		if (c && c->threads && !c->wr_done)
+			return false;
+	}
+	return true;
+}
+
 void gw_session_close(struct gw_session *s)
 {
+	struct timespec ts;
+
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -439,14 +453,23 @@ void gw_session_close(struct gw_session *s)
 			s->conns[i]->closing = true;
 			pthread_cond_broadcast(&s->conns[i]->cond);
 		}
+	/*
+	 * Writers flush and send close_notify, for GW_DRAIN_MS at most: a peer
+	 * that stopped reading must not keep a closing session (its threads,
+	 * sockets and buffers) alive. Then the sockets are shut, which ends a
+	 * send still blocked and makes the readers return.
+	 */
+	deadline(&ts, GW_DRAIN_MS);
+	while (!writers_done_locked(s))
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+			break;
 	pthread_mutex_unlock(&s->lock);
-	/* Writers flush and send close_notify; then the sockets are shut so readers return. */
-	for (int i = 0; i < WIRE_MAX_CONNS; i++)
-		if (s->conns[i] && s->conns[i]->threads)
-			pthread_join(s->conns[i]->wr, NULL);
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)
 		if (s->conns[i] && s->conns[i]->fd >= 0)
 			shutdown(s->conns[i]->fd, SHUT_RDWR);
+	for (int i = 0; i < WIRE_MAX_CONNS; i++)
+		if (s->conns[i] && s->conns[i]->threads)
+			pthread_join(s->conns[i]->wr, NULL);
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)
 		if (s->conns[i] && s->conns[i]->threads)
 			pthread_join(s->conns[i]->rd, NULL);

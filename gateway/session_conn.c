@@ -177,6 +177,7 @@ void *conn_writer_main(void *arg)
 	struct gw_conn *c = arg;
 	struct gw_session *s = c->s;
 	struct gw_qent *e;
+	bool bye;
 
 	conn_io_start(c, true);
 
@@ -209,9 +210,11 @@ void *conn_writer_main(void *arg)
 		if (writer_rekey_locked(c))
 			break;
 	}
-	if (c->closing && !c->dead && !c->draining)
-		mr_conn_bye(c->conn);
+	bye = c->closing && !c->dead && !c->draining;
 	pthread_mutex_unlock(&s->lock);
+	/* Unlocked: a peer that stopped reading may hold it up until gw_session_close shuts the socket. */
+	if (bye)
+		mr_conn_bye(c->conn);
 	conn_io_stop_tx(c);
 	pthread_mutex_lock(&s->lock);
 	c->wr_done = true;
