@@ -76,7 +76,14 @@ static u32 generation;
 
 /* check mode: the generation each noise page was last written with (0: the fill), for pages below CHECK_PAGES */
 #define CHECK_PAGES (192u * 1024u) /* 768 MiB of data above 2 MiB */
-static u32 gen_of[CHECK_PAGES];
+/*
+ * Page-aligned, so that no page of the table also holds code: QEMU 7.2's
+ * TCG has been seen to leave a page that holds both translated code and
+ * data the guest keeps writing out of a migration's later passes (the
+ * destination got that page one pass stale, with socat as well as with
+ * migrelay), which made every page the table covered look wrong.
+ */
+static u32 gen_of[CHECK_PAGES] __attribute__((aligned(4096)));
 static int checking;
 static int check_fault; /* "checkfault": after the first pass, corrupt one page and make one stale (proves the check sees both) */
 
