@@ -419,17 +419,18 @@ static int add_conn(struct gw_session *s, int idx, struct gw_link *l)
  */
 static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_out)
 {
-	struct dest *d = s->rejoin_ctx;
-	struct wire_join j = { .session_id = s->id, .conn_index = (uint16_t)idx };
+	struct dest *d = gw_session_rejoin_ctx(s);
+	struct wire_join j = { .session_id = gw_session_id(s), .conn_index = (uint16_t)idx };
 	struct gw_connect_fail f = { 0 };
 	struct wire_welcome w;
 	uint8_t jp[WIRE_JOIN_LEN];
 	struct gw_link l;
 	int r;
 
-	memcpy(j.token, s->token, WIRE_TOKEN_LEN);
+	memcpy(j.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	wire_join_encode(jp, &j);
-	r = setup_conn(d, s->own_cfg, WIRE_T_JOIN, jp, sizeof(jp), (uint16_t)idx, s->cfg.plaintext, "JOIN", &w, &l, &f);
+	r = setup_conn(d, gw_session_tls_cfg(s), WIRE_T_JOIN, jp, sizeof(jp), (uint16_t)idx,
+		       gw_session_cfg_get(s)->plaintext, "JOIN", &w, &l, &f);
 	if (r == 0)
 		return link_conn(&l, conn_out);
 	gw_dbg("migrelay: rejoin of connection %d: %s", idx, f.text);
@@ -444,12 +445,6 @@ static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_ou
 						  f.wire_code == WIRE_E_NOT_ALLOWED)))
 		return -ENOENT;
 	return -ECONNRESET;
-}
-
-static void client_ctx_free(struct gw_session *s)
-{
-	free(s->rejoin_ctx);
-	s->rejoin_ctx = NULL;
 }
 
 /* HELLO for <o> into <buf> (WIRE_MAX_CONTROL). Length, or -EINVAL. */
@@ -472,7 +467,10 @@ static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 	return n < 0 ? -EINVAL : n;
 }
 
-/* A client session for <o> after WELCOME <w>; takes over <*cfg> and <*d> (set to NULL). 0 or -ENOMEM. */
+/*
+ * A client session for <o> after WELCOME <w>, named by the WELCOME; takes
+ * over <*cfg> and <*d> (set to NULL), even on failure. 0 or -ENOMEM.
+ */
 static int client_session(const struct gw_client_opts *o, const struct wire_welcome *w, struct mr_tls_cfg **cfg,
 			  struct dest **d, struct gw_session **out)
 {
@@ -480,21 +478,17 @@ static int client_session(const struct gw_client_opts *o, const struct wire_welc
 				     .max_streams = w->max_streams, .compress = o->compress,
 				     .compress_auto = o->compress_auto, .zlevel = o->zlevel,
 				     .reconnect_ms = o->reconnect_ms, .keepalive_ms = o->keepalive_ms,
-				     .plaintext = o->plaintext };
+				     .plaintext = o->plaintext, .id = w->session_id, .nconns = o->connections,
+				     .rejoin = client_rejoin, .rejoin_ctx = *d, .rejoin_ctx_free = free,
+				     .tls_cfg = *cfg };
 	struct gw_session *s = NULL;
 
+	memcpy(sc.token, w->token, WIRE_TOKEN_LEN);
+	snprintf(sc.target, sizeof(sc.target), "%s", o->target);
+	*cfg = NULL;
+	*d = NULL;
 	if (gw_session_new(&s, &sc) < 0)
 		return -ENOMEM;
-	s->own_cfg = *cfg;
-	*cfg = NULL;
-	s->rejoin_ctx = *d;
-	*d = NULL;
-	s->rejoin = client_rejoin;
-	s->ctx_free = client_ctx_free;
-	s->id = w->session_id;
-	memcpy(s->token, w->token, WIRE_TOKEN_LEN);
-	s->nconns = o->connections;
-	snprintf(s->target, sizeof(s->target), "%s", o->target);
 	*out = s;
 	return 0;
 }
@@ -502,20 +496,20 @@ static int client_session(const struct gw_client_opts *o, const struct wire_welc
 /* Connections 1.. of session <s>: each JOINs with the session's token. 0 or -errno with <f> filled. */
 static int join_all(const struct gw_client_opts *o, struct gw_session *s, struct gw_connect_fail *f)
 {
-	struct wire_join j = { .session_id = s->id };
+	struct wire_join j = { .session_id = gw_session_id(s) };
 	struct wire_welcome w;
 	struct gw_link l;
 	uint8_t jp[WIRE_JOIN_LEN];
 	char what[32];
 	int r;
 
-	memcpy(j.token, s->token, WIRE_TOKEN_LEN);
+	memcpy(j.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	for (int i = 1; i < o->connections; i++) {
 		j.conn_index = (uint16_t)i;
 		wire_join_encode(jp, &j);
 		snprintf(what, sizeof(what), "JOIN of connection %d", i);
-		if ((r = setup_conn(s->rejoin_ctx, s->own_cfg, WIRE_T_JOIN, jp, sizeof(jp), (uint16_t)i, o->plaintext,
-				    what, &w, &l, f)) < 0)
+		if ((r = setup_conn(gw_session_rejoin_ctx(s), gw_session_tls_cfg(s), WIRE_T_JOIN, jp, sizeof(jp),
+				    (uint16_t)i, o->plaintext, what, &w, &l, f)) < 0)
 			return r;
 		if ((r = add_conn(s, i, &l)) < 0)
 			return cfail(f, GW_CS_SESSION, r, "cannot add connection %d: %s", i, strerror(-r));
@@ -602,7 +596,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 		goto out;
 	}
 	if (o->plaintext)
-		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)gw_session_id(s));
 	r = add_conn(s, 0, &l);
 	if (r < 0) {
 		r = cfail(f, GW_CS_SESSION, r, "cannot start the session: %s", strerror(-r));

@@ -297,7 +297,7 @@ static void fwd_keep_order(struct fwd_path *p)
 		if (gw_now_ns() - t0 > (uint64_t)FWD_ORDER_MS * 1000000ull) {
 			gw_warn("%s: the destination shows no sign of stream %d of session %016llx after %d s; opening "
 				"the next stream in a new session anyway",
-				p->path, p->last_id, (unsigned long long)p->last->s->id, FWD_ORDER_MS / 1000);
+				p->path, p->last_id, (unsigned long long)gw_session_id(p->last->s), FWD_ORDER_MS / 1000);
 			return;
 		}
 		usleep(5000);
@@ -314,21 +314,21 @@ static void fwd_rollover(struct fwd_path *p, int why, int max_streams)
 	if (why == -ENOSPC)
 		gw_info("%s: session %016llx used all its %d stream ids; new connections go to a new session, this one "
 			"closes when its %d open stream(s) end",
-			p->path, (unsigned long long)fs->s->id, WIRE_MAX_STREAMS, fs->open);
+			p->path, (unsigned long long)gw_session_id(fs->s), WIRE_MAX_STREAMS, fs->open);
 	else if (why == -EMFILE)
 		gw_info(
 		    "%s: session %016llx has %d streams open, the server's --max-streams; new connections go to a new "
 		    "session, this one closes when its streams end",
-		    p->path, (unsigned long long)fs->s->id, max_streams);
+		    p->path, (unsigned long long)gw_session_id(fs->s), max_streams);
 	else if (why == -EPIPE) {
 		struct gw_outcome oc;
 
 		gw_session_outcome(fs->s, &oc);
 		gw_info("%s: session %016llx has ended (%s); new connections go to a new session", p->path,
-			(unsigned long long)fs->s->id, oc.session_text);
+			(unsigned long long)gw_session_id(fs->s), oc.session_text);
 	} else
 		gw_warn("%s: session %016llx cannot take streams (%s); new connections go to a new session", p->path,
-			(unsigned long long)fs->s->id, strerror(-why));
+			(unsigned long long)gw_session_id(fs->s), strerror(-why));
 }
 
 /* A connection accepted on <p>: one stream, on the current session or, after a rollover, on a new one. */
@@ -359,7 +359,7 @@ static void fwd_take(struct fwd *f, struct fwd_path *p, int fd)
 			p->last = p->cur;
 			p->last_id = id;
 			gw_dbg("%s: connection %lu is stream %d of session %016llx", p->path, p->accepted, id,
-			       (unsigned long long)p->cur->s->id);
+			       (unsigned long long)gw_session_id(p->cur->s));
 			return;
 		}
 		if (id != -ENOSPC && id != -EMFILE && id != -EPIPE) {
@@ -370,7 +370,7 @@ static void fwd_take(struct fwd *f, struct fwd_path *p, int fd)
 				close(fd);
 			return;
 		}
-		fwd_rollover(p, id, p->cur->s->cfg.max_streams);
+		fwd_rollover(p, id, gw_session_cfg_get(p->cur->s)->max_streams);
 	}
 	gw_err("%s: dropping connection %lu: no session could take it", p->path, p->accepted);
 	close(fd);
@@ -387,10 +387,10 @@ static void fwd_stream_done(struct fwd_sess *fs, int id, const struct gw_fwd_str
 	if (i->ok)
 		gw_info(
 		    "%s: session %016llx stream %d (target %s): done: sent %s, received %s, both directions verified",
-		    p->path, (unsigned long long)fs->s->id, id, p->target, a, b);
+		    p->path, (unsigned long long)gw_session_id(fs->s), id, p->target, a, b);
 	else
 		gw_err("%s: session %016llx stream %d (target %s): failed after sending %s and receiving %s: %s",
-		       p->path, (unsigned long long)fs->s->id, id, p->target, a, b,
+		       p->path, (unsigned long long)gw_session_id(fs->s), id, p->target, a, b,
 		       i->why[0] ? i->why : "unknown reason");
 	fs->logged |= 1ull << id;
 	fs->open--;
@@ -435,7 +435,7 @@ static void fwd_sweep(struct fwd *f)
 			continue;
 		if (fs->retiring) {
 			gw_info("%s: session %016llx retired after %d stream(s)", fs->p->path,
-				(unsigned long long)fs->s->id, fs->nids);
+				(unsigned long long)gw_session_id(fs->s), fs->nids);
 			fwd_close(f, fs);
 			continue;
 		}
@@ -443,7 +443,7 @@ static void fwd_sweep(struct fwd *f)
 		if (oc.session_code) {
 			gw_info(
 			    "%s: session %016llx ended with no stream open (%s); the next connection opens a new one",
-			    fs->p->path, (unsigned long long)fs->s->id, oc.session_text);
+			    fs->p->path, (unsigned long long)gw_session_id(fs->s), oc.session_text);
 			fwd_close(f, fs);
 		}
 	}

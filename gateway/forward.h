@@ -27,8 +27,9 @@ struct gw_fwd_stream {
 };
 
 /*
- * Client session <s>, stream <id>: fills <out> under s->lock. Any thread but
- * the session's own. Returns 0, or -ENOENT when the id was never used.
+ * Client session <s>, stream <id>: fills <out> from one consistent snapshot
+ * (gw_stream_snapshot). Any thread but the session's own. Returns 0, or
+ * -ENOENT when the id was never used.
  */
 MR_MUST_CHECK int gw_fwd_stream_get(struct gw_session *s, int id, struct gw_fwd_stream *out);
 

@@ -49,8 +49,8 @@ int gw_registry_add(struct gw_registry *r, struct gw_session *s, const char *ide
 		return -ENOMEM;
 	}
 	e->s = s;
-	e->id = s->id;
-	memcpy(e->token, s->token, WIRE_TOKEN_LEN);
+	e->id = gw_session_id(s);
+	memcpy(e->token, gw_session_token(s), WIRE_TOKEN_LEN);
 	e->refs = 1;
 	e->listed = true;
 	pthread_mutex_init(&e->join_lock, NULL);
@@ -235,7 +235,7 @@ void gw_registry_joined(struct gw_registry *r, struct gw_reg_entry *e, int idx)
 		e->rejoins[idx]++;
 	pthread_mutex_unlock(&r->lock);
 	if (rejoin)
-		gw_metrics_rejoin(e->s->target);
+		gw_metrics_rejoin(gw_session_target(e->s));
 }
 
 /* Feeds the session's byte totals into the metrics, one caller at a time per session. */
@@ -245,7 +245,7 @@ static void flow_update(struct gw_reg_entry *e)
 
 	gw_session_stats(e->s, &st);
 	pthread_mutex_lock(&e->flow_lock);
-	gw_metrics_flow_update(&e->flow, e->s->target, st.raw_in, st.raw_out);
+	gw_metrics_flow_update(&e->flow, gw_session_target(e->s), st.raw_in, st.raw_out);
 	pthread_mutex_unlock(&e->flow_lock);
 }
 
@@ -284,12 +284,11 @@ void gw_registry_counts(struct gw_registry *r, int *listed, int *closing, int *c
 
 	*conns_used = 0;
 	for (int i = 0; i < n; i++) {
-		struct gw_session *s = list[i]->s;
+		struct gw_stats st;
 
-		pthread_mutex_lock(&s->lock);
-		if (s->nlive > *conns_used)
-			*conns_used = s->nlive;
-		pthread_mutex_unlock(&s->lock);
+		gw_session_stats(list[i]->s, &st);
+		if (st.live_conns > *conns_used)
+			*conns_used = st.live_conns;
 		gw_registry_put(r, list[i]);
 	}
 	pthread_mutex_lock(&r->lock);
@@ -298,12 +297,14 @@ void gw_registry_counts(struct gw_registry *r, int *listed, int *closing, int *c
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* One session's numbers, copied under its lock. */
-static void session_status(struct gw_registry *r, struct gw_reg_entry *e, struct gw_status_session *o,
-			   struct gw_status_conn *conns, char *err, size_t errlen)
+/*
+ * One session's numbers, from one snapshot of the session (<ss>, scratch
+ * space) and the registry's own view: "setup" until the entry is ready, and
+ * the rejoins the registry counted.
+ */
+static void session_status(struct gw_registry *r, struct gw_reg_entry *e, struct gw_session_status *ss,
+			   struct gw_status_session *o, struct gw_status_conn *conns, char *err, size_t errlen)
 {
-	struct gw_session *s = e->s;
-	uint64_t now = gw_now_ns();
 	bool ready;
 
 	pthread_mutex_lock(&r->lock);
@@ -312,51 +313,45 @@ static void session_status(struct gw_registry *r, struct gw_reg_entry *e, struct
 		conns[i] = (struct gw_status_conn){.index = i, .rejoins = e->rejoins[i]};
 	pthread_mutex_unlock(&r->lock);
 
-	pthread_mutex_lock(&s->lock);
+	gw_session_status(e->s, ss);
 	o->id = e->id;
 	o->identity = e->identity;
-	o->target = s->target;
-	o->age_s = now > s->started_ns ? (double)(now - s->started_ns) / 1e9 : 0;
-	o->connections_expected = s->nconns;
-	o->nconns = s->nconns < WIRE_MAX_CONNS ? s->nconns : WIRE_MAX_CONNS;
+	o->target = gw_session_target(e->s);
+	o->age_s = ss->age_s;
+	o->connections_expected = ss->connections_expected;
+	o->nconns = ss->connections_expected < WIRE_MAX_CONNS ? ss->connections_expected : WIRE_MAX_CONNS;
 	for (int i = 0; i < o->nconns; i++) {
-		struct gw_conn *c = s->conns[i];
+		const struct gw_session_conn_status *c = &ss->conns[i];
 
-		if (!c)
-			continue;
-		conns[i].live = !c->dead;
-		conns[i].wire_in = c->rx_bytes;
-		conns[i].wire_out = c->tx_bytes;
-		o->wire_in += c->rx_bytes;
-		o->wire_out += c->tx_bytes;
+		conns[i].live = c->live;
+		conns[i].wire_in = c->wire_in;
+		conns[i].wire_out = c->wire_out;
+		o->wire_in += c->wire_in;
+		o->wire_out += c->wire_out;
 	}
-	for (int i = 0; i < s->nstreams; i++) {
-		struct gw_stream *st = s->streams[i];
-
-		if (!st)
-			continue;
-		o->bytes_in += st->sm.in_bytes;
-		o->bytes_out += st->sm.out_bytes;
-		if (st->fail_code)
-			o->streams_failed++;
-		else if (st->complete)
-			o->streams_verified++;
-		else
-			o->streams_open++;
-	}
-	if (s->err_code) {
-		snprintf(err, errlen, "%s", s->err_text);
+	o->bytes_in = ss->bytes_in;
+	o->bytes_out = ss->bytes_out;
+	o->streams_open = ss->streams_open;
+	o->streams_verified = ss->streams_verified;
+	o->streams_failed = ss->streams_failed;
+	if (ss->error_code) {
+		snprintf(err, errlen, "%s", ss->error);
 		o->error = err;
 	}
-	o->state = !ready ? "setup" : (s->err_code || s->finished) ? "closing" : s->nlive ? "running" : "rejoining";
-	pthread_mutex_unlock(&s->lock);
+	if (!ready)
+		o->state = "setup";
+	else if (!strcmp(ss->state, "closing")) /* failed or finished */
+		o->state = "closing";
+	else
+		o->state = ss->connections_live ? "running" : "rejoining";
 	o->conns = conns;
 }
 
 int gw_registry_status(struct gw_registry *r, struct json_object *status)
 {
 	struct gw_reg_entry *list[REG_MAX_LIST];
-	int n = take_listed(r, list), ret = 0;
+	struct gw_session_status *ss = malloc(sizeof(*ss)); /* about 5 KiB */
+	int n = take_listed(r, list), ret = ss ? 0 : -ENOMEM;
 
 	for (int i = 0; i < n; i++) {
 		struct gw_status_conn conns[WIRE_MAX_CONNS];
@@ -364,11 +359,12 @@ int gw_registry_status(struct gw_registry *r, struct json_object *status)
 		char err[WIRE_MAX_ERROR_TEXT + 1];
 
 		if (!ret) {
-			session_status(r, list[i], &o, conns, err, sizeof(err));
+			session_status(r, list[i], ss, &o, conns, err, sizeof(err));
 			ret = gw_status_add_session(status, &o);
 		}
 		gw_registry_put(r, list[i]);
 	}
+	free(ss);
 	return ret;
 }
 
@@ -394,42 +390,34 @@ struct supervisor {
 static bool wait_outcome(struct gw_session *s, char *what, size_t len, int *code)
 {
 	char sfail[WIRE_MAX_ERROR_TEXT + 32] = "", a[32], b[32];
+	struct gw_outcome o;
 	struct gw_stats st;
-	int nfailed = 0;
-	bool ok, idle;
+	bool idle;
 
-	pthread_mutex_lock(&s->lock);
-	while (!s->err_code &&
-	       (s->nlive > 0 || (s->cfg.reconnect_ms > 0 && (s->open_streams > 0 || gw_session_awaits_bye_locked(s)))))
-		pthread_cond_wait(&s->cond, &s->lock);
+	gw_session_wait_finished(s, &o);
 	/* A stream can fail on its own (its target would not open) while the session stays sound. */
-	*code = s->err_code;
-	for (int i = 0; i < s->nstreams; i++)
-		if (s->streams[i] && s->streams[i]->fail_code && nfailed++ == 0) {
-			snprintf(sfail, sizeof(sfail), "stream %d: %s", i, s->streams[i]->fail_text);
-			if (!*code)
-				*code = s->streams[i]->fail_code;
-		}
-	ok = !s->err_code && s->open_streams == 0 && nfailed == 0;
+	*code = o.session_code ? o.session_code : o.stream_code;
+	if (o.failed_streams)
+		snprintf(sfail, sizeof(sfail), "stream %d: %s", o.first_failed, o.stream_text);
 	/*
 	 * Closed for a limit (--idle-timeout, a stopping server) with no stream
 	 * open and none failed: every stream it carried was verified, which is
 	 * not an error (a long-lived `migrelay forward` leaves sessions idle).
 	 */
-	idle = s->err_code == WIRE_E_LIMIT && !s->err_from_peer && s->open_streams == 0 && nfailed == 0;
-	pthread_mutex_unlock(&s->lock);
+	idle = o.session_code == WIRE_E_LIMIT && !o.session_from_peer && o.open_streams == 0 &&
+	       o.failed_streams == 0;
 
 	gw_session_stats(s, &st);
-	if (ok || idle) {
+	if (o.ok || idle) {
 		snprintf(what, len, "done%s%s%s: %d stream(s), received %s, sent %s, all verified", idle ? " (" : "",
-			 idle ? s->err_text : "", idle ? ")" : "", s->nstreams, gw_fmt_bytes(st.raw_in, a, sizeof(a)),
+			 idle ? o.session_text : "", idle ? ")" : "", o.nstreams, gw_fmt_bytes(st.raw_in, a, sizeof(a)),
 			 gw_fmt_bytes(st.raw_out, b, sizeof(b)));
 		return true;
 	}
-	if (s->err_code)
-		snprintf(what, len, "failed: %s", s->err_text);
-	else if (nfailed)
-		snprintf(what, len, "failed: %d of %d stream(s) failed; %s", nfailed, s->nstreams, sfail);
+	if (o.session_code)
+		snprintf(what, len, "failed: %s", o.session_text);
+	else if (o.failed_streams)
+		snprintf(what, len, "failed: %d of %d stream(s) failed; %s", o.failed_streams, o.nstreams, sfail);
 	else
 		snprintf(what, len, "failed: connections closed before every stream ended");
 	return false;
@@ -449,11 +437,11 @@ static void *supervisor_main(void *arg)
 	/* Counted before the session leaves the registry: a scrape never sees it neither active nor ended. */
 	flow_update(e);
 	if (ok)
-		gw_metrics_session_done(s->target);
+		gw_metrics_session_done(gw_session_target(s));
 	else
-		gw_metrics_session_failed(s->target, code);
+		gw_metrics_session_failed(gw_session_target(s), code);
 	snprintf(line, sizeof(line), "session %016llx (%.160s, target %s) ", (unsigned long long)e->id, e->identity,
-		 s->target);
+		 gw_session_target(s));
 	unlist_and_wait(sv->r, e);
 	/* Close first (a failed file target removes its temporary file), then say how it ended. */
 	gw_session_close(s);
@@ -471,7 +459,7 @@ void gw_registry_supervise(struct gw_registry *r, struct gw_reg_entry *e)
 	struct supervisor *sv = malloc(sizeof(*sv));
 	pthread_t thr;
 
-	gw_metrics_session_started(e->s->target);
+	gw_metrics_session_started(gw_session_target(e->s));
 	if (sv) {
 		sv->r = r;
 		sv->e = e;
@@ -483,7 +471,7 @@ void gw_registry_supervise(struct gw_registry *r, struct gw_reg_entry *e)
 	}
 	gw_err("session %016llx: cannot start its supervisor", (unsigned long long)e->id);
 	gw_session_fail(e->s, WIRE_E_INTERNAL, true, "the server cannot start the session");
-	gw_metrics_session_failed(e->s->target, WIRE_E_INTERNAL);
+	gw_metrics_session_failed(gw_session_target(e->s), WIRE_E_INTERNAL);
 	gw_registry_drop(r, e);
 }
 

@@ -49,50 +49,6 @@ struct gw_session;
 struct gw_stream;
 struct mr_conn;
 
-/* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
-struct gw_chunk {
-	struct stripe_ent ent; /* place in its stream's unacked list, and the connection it was last queued on */
-	atomic_int refs;       /* 1 for the unacked list + 1 per queue entry */
-	uint64_t seq;
-	uint32_t len;
-	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
-};
-
-struct gw_qent {
-	struct gw_qent *next;
-	struct gw_chunk *c; /* DATA, or NULL for a control frame in buf */
-	uint32_t len;
-	uint8_t buf[];
-};
-
-struct gw_conn {
-	struct gw_session *s;
-	int idx;
-	int fd;               /* conn's socket, for shutdown() from any thread; closed with conn */
-	struct mr_conn *conn; /* stream/conn.h: the engine chosen when the connection was set up */
-	pthread_t rd, wr;
-	bool threads;
-	pthread_cond_t cond; /* writer waits here for queue entries */
-	struct gw_qent *ctl_head, *ctl_tail, *data_head, *data_tail;
-	uint64_t queued; /* bytes waiting in the queues */
-	uint64_t ctl_queued; /* of which control frames: bounded by STRIPE_CTL_MAX_BYTES */
-	uint64_t tx_since_ns; /* when the send in progress began, 0 when none: bounded by the send deadline */
-	bool dead, closing, wr_done;
-	bool clean_close; /* the peer closed with a TLS close_notify */
-	bool dropped;     /* broke a bound (control queue, send deadline): shut, taking nothing new */
-	/*
-	 * Replaced for fresh keys: close_notify and a FIN went out, the reader
-	 * reads on until the peer's close (so no RST discards what is still in
-	 * flight towards the peer), bounded by GW_DRAIN_MS from drain_ns.
-	 */
-	bool draining;
-	uint64_t drain_ns;
-	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
-	struct codec *enc, *dec;
-	uint8_t *txbuf, *rxbuf;
-	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
-};
-
 /* How a stream's inbound direction ends at the local side. */
 struct gw_sink_ops {
 	/* After the inbound END verified: finish the sink (rename a temp file, half-close a socket). 0 or -errno. */
@@ -109,34 +65,6 @@ struct gw_sink_ops {
 	 * real reason (QEMU's own error text).
 	 */
 	int (*check)(struct gw_stream *st, bool eof, int err, char *why, size_t whylen);
-};
-
-struct gw_stream {
-	struct gw_session *s;
-	uint16_t id;
-	uint8_t role;
-	bool opened;       /* client: OPEN sent; server: OPEN received and target connected */
-	int rfd, wfd;      /* local fds; -1 for none (outbound ends at once / inbound discarded) */
-	const struct gw_sink_ops *ops;
-	void *ctx;         /* sink's own data */
-	pthread_cond_t cond;
-	pthread_t out_thr, in_thr;
-	bool out_started, in_started;
-
-	/* the protocol counters of both directions: credit, reorder buffer, END and VERIFIED (stream/rxsm.h) */
-	struct rxsm_stream sm;
-
-	/* outbound: local rfd -> peer */
-	struct digest out_dg;
-	struct stripe_list unacked; /* of struct gw_chunk, by ent */
-	uint8_t out_end[WIRE_END_LEN];
-
-	/* inbound: peer -> local wfd */
-	struct digest in_dg;
-
-	bool complete;     /* both directions verified */
-	int fail_code;     /* WIRE_E_*, 0 while fine */
-	char fail_text[WIRE_MAX_ERROR_TEXT + 1];
 };
 
 struct gw_session_cfg {
@@ -159,73 +87,17 @@ struct gw_session_cfg {
 	struct wire_hello hello;         /* server: what the client asked for */
 	int nconns;                      /* connections the session expects */
 	/*
-	 * Client: how a dead connection comes back (struct gw_session's
-	 * rejoin), with its context, and the credentials its TLS sessions use.
-	 * The session owns <rejoin_ctx> (released with <rejoin_ctx_free>) and
-	 * <tls_cfg> from gw_session_new on, even when it fails.
+	 * Client: how a dead connection comes back, with its context, and the
+	 * credentials its TLS sessions use. <rejoin> opens a new connection
+	 * and JOINs it as index <idx>; the timer thread calls it unlocked; it
+	 * returns 0 with *conn set, or -errno. The session owns <rejoin_ctx>
+	 * (released with <rejoin_ctx_free> at gw_session_close) and <tls_cfg>
+	 * from gw_session_new on, even when it fails.
 	 */
 	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
 	void *rejoin_ctx;
 	void (*rejoin_ctx_free)(void *rejoin_ctx);
 	struct mr_tls_cfg *tls_cfg;
-};
-
-struct gw_session {
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* stream completion, connection death, failure */
-	struct gw_session_cfg cfg;
-	uint64_t id;
-	uint8_t token[WIRE_TOKEN_LEN];
-	char identity[GW_IDENTITY_MAX];
-	char target[WIRE_MAX_NAME + 1];
-	struct wire_hello hello; /* server: what the client asked for */
-	int nconns;              /* connections the session expects */
-	int nlive, never;        /* live connections; connections that ever joined */
-	uint64_t all_dead_ns;    /* when the last connection went, 0 while one lives */
-	uint64_t idle_since_ns;  /* when the last open stream ended (or the session began) */
-	uint64_t rejoin_at_ns[WIRE_MAX_CONNS]; /* client: next rejoin attempt per dead connection */
-	int rejoin_tries[WIRE_MAX_CONNS];
-	uint32_t rejoins[WIRE_MAX_CONNS]; /* times each connection index was replaced by a new connection */
-	pthread_t timer;
-	bool timer_started;
-	/*
-	 * Client: opens a new connection and JOINs it as index <idx>; called
-	 * unlocked from the timer thread. Returns 0 with *conn set, or -errno.
-	 */
-	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
-	void *rejoin_ctx;
-	void (*rejoin_ctx_free)(void *rejoin_ctx); /* releases rejoin_ctx at gw_session_close */
-	struct gw_conn *conns[WIRE_MAX_CONNS];
-	struct gw_stream *streams[WIRE_MAX_STREAMS];
-	int nstreams;            /* ids used so far */
-	int open_streams;        /* not yet complete or failed */
-	struct rxsm sm;          /* receive rules: OPEN order, window, limits (stream/rxsm.h) */
-	struct stripe stripe;    /* stripe scheduler (stream/stripe.h) */
-	/*
-	 * compress auto (under lock): wall time per raw byte sent, measured
-	 * over windows of raw bytes in one mode; see auto_account().
-	 */
-	bool z_on, z_probe;
-	uint64_t z_t0, z_raw;
-	double z_cost[2];
-	uint32_t z_windows, z_every;
-	bool bye;
-	/*
-	 * server: every connection went after the streams completed but before
-	 * BYE, and no rejoin came within the reconnect timeout. Until then the
-	 * session waits: the client may not have the last VERIFIED yet.
-	 */
-	bool bye_wait_over;
-	bool finished;           /* no more work: conns being closed */
-	int err_code;            /* first session failure (WIRE_E_*) */
-	char err_text[WIRE_MAX_ERROR_TEXT + 1];
-	bool err_from_peer;
-	/* server: connect a newly opened stream to the target; runs in the reader thread of connection 0, unlocked */
-	int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen);
-	void *ctx;
-	void (*ctx_free)(struct gw_session *s); /* releases ctx at gw_session_close */
-	struct mr_tls_cfg *own_cfg; /* client: credentials its TLS sessions use; freed last */
-	uint64_t started_ns;
 };
 
 /*
@@ -245,22 +117,11 @@ MR_MUST_CHECK int gw_session_new(struct gw_session **out, const struct gw_sessio
 MR_MUST_CHECK int gw_session_add_conn(struct gw_session *s, int idx, struct mr_conn *conn);
 
 /*
- * Locked. Waits up to <timeout_ms> until connection <idx> is gone or dead:
- * a client rejoins as soon as it sees its end of a connection close, which
- * may be a moment before this end has read the close. False if it still
- * lives then, or the session failed.
+ * Waits up to <timeout_ms> until connection <idx> is gone or dead: a client
+ * rejoins as soon as it sees its end of a connection close, which may be a
+ * moment before this end has read the close. False if it still lives then,
+ * or the session failed. Takes s->lock.
  */
-bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms);
-
-/*
- * Locked, server. True while the session must wait for the client's BYE:
- * its streams all completed here, but the last VERIFIED may have gone down
- * with a connection, so the client may yet rejoin to fetch it (PROTOCOL.md
- * §5.8). False once BYE came, after a failure, or when the wait timed out.
- */
-bool gw_session_awaits_bye_locked(const struct gw_session *s);
-
-/* gw_session_conn_gone_locked for a caller that does not hold s->lock. */
 bool gw_session_conn_gone(struct gw_session *s, int idx, int timeout_ms);
 
 /*
@@ -285,9 +146,11 @@ void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_si
 /* Client: no more streams; sends BYE. */
 void gw_session_bye(struct gw_session *s);
 
-/* Marks the session failed (first failure wins), tells the peer when <tell_peer>, fails every open stream. Locked by caller. */
-void gw_session_fail_locked(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/*
+ * Marks the session failed (first failure wins), tells the peer when
+ * <tell_peer>, fails every open stream. Takes s->lock (session_int.h has
+ * the variant for the session's own code, which holds it).
+ */
 void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -346,10 +209,12 @@ void gw_session_outcome(struct gw_session *s, struct gw_outcome *o);
 
 /*
  * Server supervisor: waits until the session has nothing more to wait for,
- * that is until it failed (s->err_code), or no connection lives and it
- * need not wait for a rejoin: either reconnect is off (reconnect_ms <= 0),
- * or no stream is open and no BYE is awaited (gw_session_awaits_bye_locked;
- * the timer ends both waits at the reconnect timeout). Then fills <o> (may
+ * that is until it failed, or no connection lives and it need not wait
+ * for a rejoin: either reconnect is off (reconnect_ms <= 0), or no stream
+ * is open and no BYE is awaited (a server whose streams all completed waits
+ * for the client's BYE, since the last VERIFIED may have gone down with a
+ * connection: PROTOCOL.md §5.8; the timer ends both waits at the reconnect
+ * timeout). Then fills <o> (may
  * be NULL) in the same hold of the lock. Any thread but the session's own.
  */
 void gw_session_wait_finished(struct gw_session *s, struct gw_outcome *o);
@@ -363,6 +228,34 @@ void gw_session_wait_finished(struct gw_session *s, struct gw_outcome *o);
  * same threads as gw_session_outcome.
  */
 int gw_stream_result(struct gw_session *s, int id, int *code, char *text, size_t len, struct wire_end *end);
+
+/*
+ * One stream, copied out in one hold of s->lock: for sink ops (finish,
+ * check and close run unlocked) and for commands that follow single streams
+ * (forward.h), none of which may read the stream's fields.
+ */
+struct gw_stream_info {
+	uint16_t id;
+	uint8_t role;
+	bool complete;                /* both directions verified */
+	int fail_code;                /* WIRE_E_*, 0 while fine */
+	char fail_text[WIRE_MAX_ERROR_TEXT + 1];
+	uint64_t out_bytes, in_bytes; /* raw bytes sent, and received in order */
+	/*
+	 * The peer has acted on the stream's OPEN: it acknowledged a chunk,
+	 * sent bytes or its END, or the stream ended (complete or failed).
+	 */
+	bool peer_seen;
+	int session_code;             /* the session's own failure, 0 for none */
+	char session_text[WIRE_MAX_ERROR_TEXT + 1];
+};
+
+/*
+ * Fills <o> for stream <id> of <s> under s->lock. Returns 0, or -ENOENT when
+ * the id was never used. Any thread that does not hold s->lock: commands,
+ * and the session's own threads in on_open and sink ops.
+ */
+MR_MUST_CHECK int gw_stream_snapshot(struct gw_session *s, int id, struct gw_stream_info *o);
 
 /*
  * Who the session is (gw_session_cfg): set before its first connection and
@@ -382,9 +275,10 @@ struct mr_tls_cfg *gw_session_tls_cfg(const struct gw_session *s);
 
 /*
  * Server: the target side of the session. <on_open> connects a newly
- * opened stream (struct gw_session's on_open), <ctx> is the target's
- * data, released by <ctx_free> at gw_session_close. Call before the first
- * connection is added; takes the lock.
+ * opened stream (it runs unlocked in the reader thread of connection 0,
+ * and may call gw_stream_attach), <ctx> is the target's data, released by
+ * <ctx_free> at gw_session_close. Call before the first connection is
+ * added; takes the lock.
  */
 void gw_session_set_target_ops(struct gw_session *s,
 			       int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen),
@@ -433,13 +327,13 @@ struct gw_session_status {
 	int nstreams;                 /* entries in streams[], by id (an id not seen yet: open, no bytes, not counted) */
 	int streams_open, streams_verified, streams_failed;
 	struct gw_session_stream_status streams[WIRE_MAX_STREAMS];
-	char error[WIRE_MAX_ERROR_TEXT + 1]; /* the session's failure, "" while fine */
+	int error_code;                      /* the session's failure (WIRE_E_*), 0 while fine */
+	char error[WIRE_MAX_ERROR_TEXT + 1]; /* its text, "" while fine */
 };
 
 /* Fills <st> (about 4 KiB: the caller allocates it). Cheap; same threads as gw_session_outcome. */
 void gw_session_status(struct gw_session *s, struct gw_session_status *st);
 const char *gw_stream_state_name(enum gw_stream_state state);
-
 
 uint64_t gw_now_ns(void);
 

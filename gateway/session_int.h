@@ -20,7 +20,154 @@
 
 #include "session.h"
 
+/*
+ * The session's own structures: opaque to every other file, which goes
+ * through the functions of session.h.
+ */
+/* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
+struct gw_chunk {
+	struct stripe_ent ent; /* place in its stream's unacked list, and the connection it was last queued on */
+	atomic_int refs;       /* 1 for the unacked list + 1 per queue entry */
+	uint64_t seq;
+	uint32_t len;
+	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
+};
+
+struct gw_qent {
+	struct gw_qent *next;
+	struct gw_chunk *c; /* DATA, or NULL for a control frame in buf */
+	uint32_t len;
+	uint8_t buf[];
+};
+
+struct gw_conn {
+	struct gw_session *s;
+	int idx;
+	int fd;               /* conn's socket, for shutdown() from any thread; closed with conn */
+	struct mr_conn *conn; /* stream/conn.h: the engine chosen when the connection was set up */
+	pthread_t rd, wr;
+	bool threads;
+	pthread_cond_t cond; /* writer waits here for queue entries */
+	struct gw_qent *ctl_head, *ctl_tail, *data_head, *data_tail;
+	uint64_t queued; /* bytes waiting in the queues */
+	uint64_t ctl_queued; /* of which control frames: bounded by STRIPE_CTL_MAX_BYTES */
+	uint64_t tx_since_ns; /* when the send in progress began, 0 when none: bounded by the send deadline */
+	bool dead, closing, wr_done;
+	bool clean_close; /* the peer closed with a TLS close_notify */
+	bool dropped;     /* broke a bound (control queue, send deadline): shut, taking nothing new */
+	/*
+	 * Replaced for fresh keys: close_notify and a FIN went out, the reader
+	 * reads on until the peer's close (so no RST discards what is still in
+	 * flight towards the peer), bounded by GW_DRAIN_MS from drain_ns.
+	 */
+	bool draining;
+	uint64_t drain_ns;
+	uint64_t last_rx_ns, last_tx_ns; /* for keepalive */
+	struct codec *enc, *dec;
+	uint8_t *txbuf, *rxbuf;
+	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
+};
+
+struct gw_stream {
+	struct gw_session *s;
+	uint16_t id;
+	uint8_t role;
+	bool opened;       /* client: OPEN sent; server: OPEN received and target connected */
+	int rfd, wfd;      /* local fds; -1 for none (outbound ends at once / inbound discarded) */
+	const struct gw_sink_ops *ops;
+	void *ctx;         /* sink's own data */
+	pthread_cond_t cond;
+	pthread_t out_thr, in_thr;
+	bool out_started, in_started;
+
+	/* the protocol counters of both directions: credit, reorder buffer, END and VERIFIED (stream/rxsm.h) */
+	struct rxsm_stream sm;
+
+	/* outbound: local rfd -> peer */
+	struct digest out_dg;
+	struct stripe_list unacked; /* of struct gw_chunk, by ent */
+	uint8_t out_end[WIRE_END_LEN];
+
+	/* inbound: peer -> local wfd */
+	struct digest in_dg;
+
+	bool complete;     /* both directions verified */
+	int fail_code;     /* WIRE_E_*, 0 while fine */
+	char fail_text[WIRE_MAX_ERROR_TEXT + 1];
+};
+
+struct gw_session {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* stream completion, connection death, failure */
+	struct gw_session_cfg cfg;
+	uint64_t id;
+	uint8_t token[WIRE_TOKEN_LEN];
+	char identity[GW_IDENTITY_MAX];
+	char target[WIRE_MAX_NAME + 1];
+	struct wire_hello hello; /* server: what the client asked for */
+	int nconns;              /* connections the session expects */
+	int nlive, never;        /* live connections; connections that ever joined */
+	uint64_t all_dead_ns;    /* when the last connection went, 0 while one lives */
+	uint64_t idle_since_ns;  /* when the last open stream ended (or the session began) */
+	uint64_t rejoin_at_ns[WIRE_MAX_CONNS]; /* client: next rejoin attempt per dead connection */
+	int rejoin_tries[WIRE_MAX_CONNS];
+	uint32_t rejoins[WIRE_MAX_CONNS]; /* times each connection index was replaced by a new connection */
+	pthread_t timer;
+	bool timer_started;
+	/*
+	 * Client: opens a new connection and JOINs it as index <idx>; called
+	 * unlocked from the timer thread. Returns 0 with *conn set, or -errno.
+	 */
+	int (*rejoin)(struct gw_session *s, int idx, struct mr_conn **conn);
+	void *rejoin_ctx;
+	void (*rejoin_ctx_free)(void *rejoin_ctx); /* releases rejoin_ctx at gw_session_close */
+	struct gw_conn *conns[WIRE_MAX_CONNS];
+	struct gw_stream *streams[WIRE_MAX_STREAMS];
+	int nstreams;            /* ids used so far */
+	int open_streams;        /* not yet complete or failed */
+	struct rxsm sm;          /* receive rules: OPEN order, window, limits (stream/rxsm.h) */
+	struct stripe stripe;    /* stripe scheduler (stream/stripe.h) */
+	/*
+	 * compress auto (under lock): wall time per raw byte sent, measured
+	 * over windows of raw bytes in one mode; see auto_account().
+	 */
+	bool z_on, z_probe;
+	uint64_t z_t0, z_raw;
+	double z_cost[2];
+	uint32_t z_windows, z_every;
+	bool bye;
+	/*
+	 * server: every connection went after the streams completed but before
+	 * BYE, and no rejoin came within the reconnect timeout. Until then the
+	 * session waits: the client may not have the last VERIFIED yet.
+	 */
+	bool bye_wait_over;
+	bool finished;           /* no more work: conns being closed */
+	int err_code;            /* first session failure (WIRE_E_*) */
+	char err_text[WIRE_MAX_ERROR_TEXT + 1];
+	bool err_from_peer;
+	/* server: connect a newly opened stream to the target; runs in the reader thread of connection 0, unlocked */
+	int (*on_open)(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen);
+	void *ctx;
+	void (*ctx_free)(struct gw_session *s); /* releases ctx at gw_session_close */
+	struct mr_tls_cfg *own_cfg; /* client: credentials its TLS sessions use; freed last */
+	uint64_t started_ns;
+};
+
 /* session.c */
+
+/* Locked. gw_session_fail for a caller that holds s->lock. */
+void gw_session_fail_locked(struct gw_session *s, int code, bool tell_peer, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Locked. gw_session_conn_gone for a caller that holds s->lock. */
+bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms);
+/*
+ * Locked, server. True while the session must wait for the client's BYE:
+ * its streams all completed here, but the last VERIFIED may have gone down
+ * with a connection, so the client may yet rejoin to fetch it (PROTOCOL.md
+ * §5.8). False once BYE came, after a failure, or when the wait timed out.
+ */
+bool gw_session_awaits_bye_locked(const struct gw_session *s);
 
 /* Sets <ts> to CLOCK_REALTIME now + <timeout_ms>, for pthread_cond_timedwait. */
 void deadline(struct timespec *ts, int timeout_ms);

@@ -98,6 +98,32 @@ int gw_stream_result(struct gw_session *s, int id, int *code, char *text, size_t
 	return r;
 }
 
+int gw_stream_snapshot(struct gw_session *s, int id, struct gw_stream_info *o)
+{
+	const struct gw_stream *st;
+
+	memset(o, 0, sizeof(*o));
+	pthread_mutex_lock(&s->lock);
+	st = id >= 0 && id < s->nstreams ? s->streams[id] : NULL;
+	if (!st) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	o->id = st->id;
+	o->role = st->role;
+	o->complete = st->complete;
+	o->fail_code = st->fail_code;
+	snprintf(o->fail_text, sizeof(o->fail_text), "%s", st->fail_text);
+	o->out_bytes = st->sm.out_bytes;
+	o->in_bytes = st->sm.in_bytes;
+	o->peer_seen = st->complete || st->fail_code || st->sm.cr.acked_chunks > 0 || st->sm.in_bytes > 0 ||
+		       st->sm.in_held > 0 || st->sm.in_end_seen;
+	o->session_code = s->err_code;
+	snprintf(o->session_text, sizeof(o->session_text), "%s", s->err_text);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
 uint64_t gw_session_id(const struct gw_session *s)
 {
 	return s->id;
@@ -261,6 +287,7 @@ void gw_session_status(struct gw_session *s, struct gw_session_status *o)
 		o->streams_verified += ss->state == GW_STREAM_VERIFIED;
 		o->streams_failed += ss->state == GW_STREAM_FAILED;
 	}
+	o->error_code = s->err_code;
 	snprintf(o->error, sizeof(o->error), "%s", s->err_text);
 	pthread_mutex_unlock(&s->lock);
 }

@@ -113,18 +113,19 @@ int gw_setup_recv(const struct gw_link *l, uint64_t deadline_ns, struct wire_hdr
 
 int gw_setup_welcome(const struct gw_link *l, const struct gw_session *s, uint16_t idx)
 {
-	struct wire_welcome w = {.session_id = s->id,
+	const struct gw_session_cfg *cfg = gw_session_cfg_get(s);
+	struct wire_welcome w = {.session_id = gw_session_id(s),
 				 .conn_index = idx,
-				 .max_streams = s->cfg.max_streams,
-				 .window = s->cfg.window,
-				 .chunk_size = s->cfg.chunk_size};
+				 .max_streams = cfg->max_streams,
+				 .window = cfg->window,
+				 .chunk_size = cfg->chunk_size};
 	uint8_t wp[WIRE_WELCOME_LEN];
 
-	memcpy(w.token, s->token, WIRE_TOKEN_LEN);
+	memcpy(w.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	wire_welcome_encode(wp, &w);
 	/* Plaintext: the switch comes right after the WELCOME, before anything more is read or sent (§4.4). */
-	if (gw_setup_send(l, WIRE_T_WELCOME, s->cfg.plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
-	    (s->cfg.plaintext && (!l->tls || mr_tls_set_plaintext(l->tls) < 0)))
+	if (gw_setup_send(l, WIRE_T_WELCOME, cfg->plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
+	    (cfg->plaintext && (!l->tls || mr_tls_set_plaintext(l->tls) < 0)))
 		return -EPIPE;
 	return 0;
 }
@@ -281,7 +282,7 @@ static int hello_check(const struct gw_setup_srv *c, const struct gw_link *l, co
 	return 0;
 }
 
-/* A session for <hello>, with its id and token. 0 or -errno. */
+/* A session for <hello>; gw_session_new draws its id and token. 0 or -errno. */
 static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *hello, const char *identity,
 			 const struct gw_target *tgt, struct gw_session **out)
 {
@@ -294,23 +295,14 @@ static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *
 				    .reconnect_ms = c->reconnect_ms,
 				    .keepalive_ms = c->keepalive_ms,
 				    .idle_ms = c->idle_ms,
-				    .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0};
-	struct gw_session *s = NULL;
-	int r;
+				    .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0,
+				    .hello = *hello,
+				    .nconns = hello->nconns};
 
-	if ((r = gw_session_new(&s, &sc)) < 0)
-		return r;
-	if ((r = mr_random(&s->id, sizeof(s->id))) < 0 || (r = mr_random(s->token, sizeof(s->token))) < 0) {
-		gw_session_close(s);
-		return r;
-	}
-	s->nconns = hello->nconns;
-	s->hello = *hello;
 	/* For logs only: JOIN compares the registry's whole copy of the identity. */
-	snprintf(s->identity, sizeof(s->identity), "%s", identity);
-	snprintf(s->target, sizeof(s->target), "%s", tgt->name);
-	*out = s;
-	return 0;
+	snprintf(sc.identity, sizeof(sc.identity), "%s", identity);
+	snprintf(sc.target, sizeof(sc.target), "%s", tgt->name);
+	return gw_session_new(out, &sc);
 }
 
 static int serve_hello(const struct gw_setup_srv *c, const struct gw_link *l, const char *peer, const char *identity,
@@ -350,11 +342,12 @@ static int serve_hello(const struct gw_setup_srv *c, const struct gw_link *l, co
 		gw_registry_drop(c->reg, a->e);
 		return -EPIPE;
 	}
-	gw_info("session %016llx: %s (%.200s) for target %s, %u connection(s)%s%s", (unsigned long long)s->id, peer,
-		identity, tgt->name, hello.nconns, (hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "",
-		s->cfg.plaintext ? ", INSECURE PLAINTEXT" : "");
-	if (s->cfg.plaintext)
-		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)s->id);
+	gw_info("session %016llx: %s (%.200s) for target %s, %u connection(s)%s%s",
+		(unsigned long long)gw_session_id(s), peer, identity, tgt->name, hello.nconns,
+		(hello.flags & WIRE_HELLO_F_ZSTD) ? ", zstd" : "",
+		gw_session_cfg_get(s)->plaintext ? ", INSECURE PLAINTEXT" : "");
+	if (gw_session_cfg_get(s)->plaintext)
+		gw_warn("session %016llx: " GW_PLAINTEXT_WARNING, (unsigned long long)gw_session_id(s));
 	a->idx = 0;
 	a->join = false;
 	return 0;
@@ -379,10 +372,10 @@ static int serve_join(const struct gw_setup_srv *c, const struct gw_link *l, con
 				    identity)
 			   : refuse(l, peer, code, "JOIN refused: no such session or wrong token");
 	s = e->s;
-	if (j.conn_index >= s->nconns) {
+	if (j.conn_index >= gw_session_nconns(s)) {
 		gw_registry_put(c->reg, e);
 		return refuse(l, peer, WIRE_E_PROTOCOL, "JOIN refused: connection index %u outside 0..%d", j.conn_index,
-			      s->nconns - 1);
+			      gw_session_nconns(s) - 1);
 	}
 	if (gw_registry_join_lock(e, deadline_ns) < 0) {
 		gw_registry_put(c->reg, e);
@@ -393,9 +386,7 @@ static int serve_join(const struct gw_setup_srv *c, const struct gw_link *l, con
 	/* A client rejoins as soon as it sees its end close, maybe a moment before this end has read the close. */
 	now = gw_now_ns();
 	wait_ms = now < deadline_ns ? (deadline_ns - now) / 1000000 : 0;
-	pthread_mutex_lock(&s->lock);
-	gone = gw_session_conn_gone_locked(s, j.conn_index, wait_ms < 1000 ? (int)wait_ms : 1000);
-	pthread_mutex_unlock(&s->lock);
+	gone = gw_session_conn_gone(s, j.conn_index, wait_ms < 1000 ? (int)wait_ms : 1000);
 	if (!gone || gw_setup_welcome(l, s, j.conn_index) < 0) {
 		gw_registry_join_unlock(e);
 		gw_registry_put(c->reg, e);
@@ -406,7 +397,7 @@ static int serve_join(const struct gw_setup_srv *c, const struct gw_link *l, con
 		gw_ratelimited(GW_LOG_WARN, "%s: JOIN failed after WELCOME: %s", peer, gw_link_error(l));
 		return -EPIPE;
 	}
-	if (s->cfg.plaintext)
+	if (gw_session_cfg_get(s)->plaintext)
 		gw_dbg("session %016llx: connection %u joined in plaintext", (unsigned long long)e->id, j.conn_index);
 	a->e = e;
 	a->idx = j.conn_index;

@@ -102,40 +102,42 @@ int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whyl
 
 /*
  * Serving end, from a sink's finish: the inbound direction (what the client
- * sent) is verified. Called unlocked from the stream's inbound pump, which
- * alone counts in_bytes.
+ * sent) is verified. Called unlocked from the stream's inbound pump.
  */
 static void log_in_verified(const struct gw_stream *st)
 {
+	struct gw_session *s = gw_stream_session(st);
+	struct gw_stream_info i;
 	char a[32];
 
-	if (!st->s->cfg.server)
+	if (!gw_session_cfg_get(s)->server || gw_stream_snapshot(s, gw_stream_id(st), &i) < 0)
 		return;
-	gw_info("session %016llx stream %u (target %s): received %s, verified", (unsigned long long)st->s->id, st->id,
-		st->s->target, gw_fmt_bytes(st->sm.in_bytes, a, sizeof(a)));
+	gw_info("session %016llx stream %u (target %s): received %s, verified", (unsigned long long)gw_session_id(s),
+		i.id, gw_session_target(s), gw_fmt_bytes(i.in_bytes, a, sizeof(a)));
 }
 
 /*
  * Serving end, from a sink's close at teardown (every thread of the session
- * joined, so no lock is needed): one line with the stream's outcome, at
- * info level when both directions verified, as an error otherwise.
+ * joined, the lock free): one line with the stream's outcome, at info level
+ * when both directions verified, as an error otherwise.
  */
 static void log_outcome(const struct gw_stream *st)
 {
-	const struct gw_session *s = st->s;
+	struct gw_session *s = gw_stream_session(st);
+	struct gw_stream_info i;
 	char a[32], b[32];
 
-	if (!s->cfg.server)
+	if (!gw_session_cfg_get(s)->server || gw_stream_snapshot(s, gw_stream_id(st), &i) < 0)
 		return;
-	gw_fmt_bytes(st->sm.in_bytes, a, sizeof(a));
-	gw_fmt_bytes(st->sm.out_bytes, b, sizeof(b));
-	if (st->complete)
+	gw_fmt_bytes(i.in_bytes, a, sizeof(a));
+	gw_fmt_bytes(i.out_bytes, b, sizeof(b));
+	if (i.complete)
 		gw_info("session %016llx stream %u (target %s): done: received %s, sent %s, both directions verified",
-			(unsigned long long)s->id, st->id, s->target, a, b);
+			(unsigned long long)gw_session_id(s), i.id, gw_session_target(s), a, b);
 	else
 		gw_err("session %016llx stream %u (target %s): failed after receiving %s and sending %s: %s",
-		       (unsigned long long)s->id, st->id, s->target, a, b,
-		       st->fail_code ? st->fail_text : s->err_code ? s->err_text : "the session ended first");
+		       (unsigned long long)gw_session_id(s), i.id, gw_session_target(s), a, b,
+		       i.fail_code ? i.fail_text : i.session_code ? i.session_text : "the session ended first");
 }
 
 /* ---- unix socket ------------------------------------------------------ */
@@ -143,20 +145,22 @@ static void log_outcome(const struct gw_stream *st)
 static int sock_finish(struct gw_stream *st)
 {
 	/* The peer's direction is complete and verified: tell the local side with a half-close. */
-	if (shutdown(st->wfd, SHUT_WR) < 0 && errno != ENOTCONN)
+	if (shutdown(gw_stream_wfd(st), SHUT_WR) < 0 && errno != ENOTCONN)
 		return -errno;
 	log_in_verified(st);
 	return 0;
 }
 
+/* At teardown: the stream is freed right after, so its fds need no resetting. */
 static void sock_close(struct gw_stream *st)
 {
+	int rfd = gw_stream_rfd(st), wfd = gw_stream_wfd(st);
+
 	log_outcome(st);
-	if (st->rfd >= 0)
-		close(st->rfd);
-	if (st->wfd >= 0 && st->wfd != st->rfd)
-		close(st->wfd);
-	st->rfd = st->wfd = -1;
+	if (rfd >= 0)
+		close(rfd);
+	if (wfd >= 0 && wfd != rfd)
+		close(wfd);
 }
 
 const struct gw_sink_ops gw_sock_ops = { .finish = sock_finish, .close = sock_close };
@@ -171,34 +175,33 @@ struct file_sink {
 
 static int file_finish(struct gw_stream *st)
 {
-	struct file_sink *f = st->ctx;
+	struct file_sink *f = gw_stream_ctx(st);
 
-	if (fsync(st->wfd) < 0)
+	if (fsync(gw_stream_wfd(st)) < 0)
 		return -errno;
 	if (rename(f->tmp, f->final) < 0)
 		return -errno;
 	f->renamed = true;
-	gw_info("stream %u: verified, wrote %s", st->id, f->final);
+	gw_info("stream %u: verified, wrote %s", gw_stream_id(st), f->final);
 	log_in_verified(st);
 	return 0;
 }
 
 static void file_abort(struct gw_stream *st)
 {
-	struct file_sink *f = st->ctx;
+	struct file_sink *f = gw_stream_ctx(st);
 
 	if (f && !f->renamed && unlink(f->tmp) == 0)
-		gw_warn("stream %u: failed, removed the partial file %s", st->id, f->tmp);
+		gw_warn("stream %u: failed, removed the partial file %s", gw_stream_id(st), f->tmp);
 }
 
+/* At teardown, after file_abort: the stream is freed right after. */
 static void file_close(struct gw_stream *st)
 {
 	log_outcome(st);
-	if (st->wfd >= 0)
-		close(st->wfd);
-	st->wfd = -1;
-	free(st->ctx);
-	st->ctx = NULL;
+	if (gw_stream_wfd(st) >= 0)
+		close(gw_stream_wfd(st));
+	free(gw_stream_ctx(st));
 }
 
 static const struct gw_sink_ops file_ops = { .finish = file_finish, .abort = file_abort, .close = file_close };
@@ -218,10 +221,10 @@ static const struct gw_sink_ops discard_ops = { .finish = discard_finish, .close
 
 int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen)
 {
-	const struct gw_target *t = s->ctx;
+	const struct gw_target *t = gw_session_ctx(s);
 	int fd;
 
-	if (st->role != WIRE_ROLE_PLAIN) {
+	if (gw_stream_role(st) != WIRE_ROLE_PLAIN) {
 		snprintf(why, whylen, "target %s takes plain streams only", t->name);
 		return -EINVAL;
 	}

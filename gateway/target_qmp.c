@@ -106,7 +106,7 @@ static void log_reason(struct qmp_tsess *ts, char *why, size_t whylen)
  */
 static int tq_check(struct gw_stream *st, bool eof, int ioerr, char *why, size_t whylen)
 {
-	struct qmp_tsess *ts = st->s->ctx;
+	struct qmp_tsess *ts = gw_session_ctx(gw_stream_session(st));
 	struct qemu_mig_info mi;
 	struct qmp *q = NULL;
 	char err[QMP_ERR_MAX];
@@ -169,12 +169,13 @@ static const struct gw_sink_ops tq_main_ops = { .finish = tq_sock_finish, .close
 
 static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why, size_t whylen)
 {
-	struct qmp_tsess *ts = s->ctx;
+	const struct wire_hello *hello = gw_session_hello(s);
+	struct qmp_tsess *ts = gw_session_ctx(s);
 	struct qmp *q = NULL;
 	char err[QMP_ERR_MAX];
 	int fd, r, sv[2];
 
-	if (st->role == WIRE_ROLE_NBD) {
+	if (gw_stream_role(st) == WIRE_ROLE_NBD) {
 		if (!ts->nbd) {
 			snprintf(why, whylen, "no disks were asked for in this session");
 			return -EINVAL;
@@ -187,15 +188,15 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 		gw_stream_attach(st, fd, fd, &gw_sock_ops, NULL);
 		return 0;
 	}
-	if (st->role != WIRE_ROLE_MIGRATION) {
+	if (gw_stream_role(st) != WIRE_ROLE_MIGRATION) {
 		snprintf(why, whylen, "target %s takes QEMU migration and NBD streams only", ts->t->name);
 		return -EINVAL;
 	}
 	if (ts->multifd) {
 		/* QEMU listens since migrate-incoming; channels connect in the source's accept order. */
-		if (ts->mig_streams >= (int)s->hello.multifd + 1) {
+		if (ts->mig_streams >= (int)hello->multifd + 1) {
 			snprintf(why, whylen, "more migration channels than the %u multifd channels + 1 announced",
-				 s->hello.multifd);
+				 hello->multifd);
 			return -EINVAL;
 		}
 		fd = net_unix_connect(ts->mig_sock);
@@ -231,7 +232,7 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 	}
 	ts->mig_streams++;
 	gw_stream_attach(st, sv[1], sv[1], &tq_main_ops, NULL);
-	gw_info("session %016llx: destination QEMU is receiving (fd migration)", (unsigned long long)s->id);
+	gw_info("session %016llx: destination QEMU is receiving (fd migration)", (unsigned long long)gw_session_id(s));
 	return 0;
 }
 
@@ -243,24 +244,25 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
  */
 static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
 {
+	const struct wire_hello *hello = gw_session_hello(s);
 	struct gw_outcome o;
 	struct qmp *q = NULL;
 	char why[256], err[QMP_ERR_MAX];
 
-	if (!(s->hello.flags & WIRE_HELLO_F_RESUME) || !ts->loaded || ts->resumed)
+	if (!(hello->flags & WIRE_HELLO_F_RESUME) || !ts->loaded || ts->resumed)
 		return;
 	gw_session_outcome(s, &o);
 	if (!o.ok || !o.bye) {
 		gw_warn("session %016llx: the guest stays paused on the destination QEMU: the migration was loaded but "
 			"the client did not confirm it (%s); resume it with QMP cont once the source is known to be stopped",
-			(unsigned long long)s->id, o.ok ? "no BYE" : "the session failed");
+			(unsigned long long)gw_session_id(s), o.ok ? "no BYE" : "the session failed");
 		return;
 	}
 	if (tq_open(ts, &q, why, sizeof(why)) < 0 || qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0)
 		gw_err("session %016llx: could not resume the guest on the destination QEMU: %s; it is paused there",
-		       (unsigned long long)s->id, q ? err : why);
+		       (unsigned long long)gw_session_id(s), q ? err : why);
 	else
-		gw_info("session %016llx: resumed the guest on the destination QEMU", (unsigned long long)s->id);
+		gw_info("session %016llx: resumed the guest on the destination QEMU", (unsigned long long)gw_session_id(s));
 	qmp_close(q);
 }
 
@@ -273,7 +275,7 @@ static void tq_resume(struct gw_session *s, struct qmp_tsess *ts)
 static void *tq_postcopy_main(void *arg)
 {
 	struct gw_session *s = arg;
-	struct qmp_tsess *ts = s->ctx;
+	struct qmp_tsess *ts = gw_session_ctx(s);
 
 	while (!atomic_load(&ts->pc_stop)) {
 		struct qemu_mig_info mi;
@@ -289,12 +291,12 @@ static void *tq_postcopy_main(void *arg)
 				done = true;
 				if (qmp_cmd(q, "cont", NULL, NULL, err, sizeof(err)) < 0) {
 					gw_err("session %016llx: could not resume the guest at the switch to post-copy: %s",
-					       (unsigned long long)s->id, err);
+					       (unsigned long long)gw_session_id(s), err);
 				} else {
 					ts->resumed = true;
 					gw_info("session %016llx: resumed the guest on the destination QEMU at the switch to "
 						"post-copy",
-						(unsigned long long)s->id);
+						(unsigned long long)gw_session_id(s));
 				}
 			} else if (qemu_mig_terminal(mi.status)) {
 				done = true;
@@ -310,7 +312,7 @@ static void *tq_postcopy_main(void *arg)
 
 static void tq_free(struct gw_session *s)
 {
-	struct qmp_tsess *ts = s->ctx;
+	struct qmp_tsess *ts = gw_session_ctx(s);
 	struct qmp *q = NULL;
 	char why[256], err[QMP_ERR_MAX];
 
@@ -338,11 +340,11 @@ static void tq_free(struct gw_session *s)
 		rmdir(ts->dir);
 	pthread_mutex_destroy(&ts->lock);
 	free(ts);
-	s->ctx = NULL;
 }
 
 static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen)
 {
+	const struct wire_hello *hello = gw_session_hello(s);
 	struct qmp_tsess *ts = calloc(1, sizeof(*ts));
 	struct qmp *q = NULL;
 	char st[32], err[QMP_ERR_MAX];
@@ -353,9 +355,7 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		return -ENOMEM;
 	ts->t = t;
 	pthread_mutex_init(&ts->lock, NULL);
-	s->ctx = ts;
-	s->ctx_free = tq_free;
-	s->on_open = tq_open_stream;
+	gw_session_set_target_ops(s, tq_open_stream, ts, tq_free);
 	if (t->log[0] && stat(t->log, &sb) == 0)
 		ts->log_off = sb.st_size;
 	if ((r = tq_open(ts, &q, why, whylen)) < 0)
@@ -375,7 +375,7 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		snprintf(why, whylen, "cannot create a private directory: %s", strerror(-r));
 		goto out;
 	}
-	if (s->hello.ndevices) {
+	if (hello->ndevices) {
 		snprintf(ts->nbd_sock, sizeof(ts->nbd_sock), "%s/nbd.sock", ts->dir);
 		r = qmp_cmdf(q, "nbd-server-start", NULL, err, sizeof(err),
 			     "{\"addr\": {\"type\": \"unix\", \"data\": {\"path\": \"%s\"}}}", ts->nbd_sock);
@@ -385,20 +385,20 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		}
 		ts->nbd_started = true;
 		ts->nbd = true;
-		for (int i = 0; i < s->hello.ndevices; i++) {
+		for (int i = 0; i < hello->ndevices; i++) {
 			/* Device names passed wire_name_ok: no quotes or backslashes to escape. */
 			r = qmp_cmdf(q, "block-export-add", NULL, err, sizeof(err),
 				     "{\"type\": \"nbd\", \"id\": \"migrelay-%s\", \"node-name\": \"%s\", "
 				     "\"name\": \"%s\", \"writable\": true}",
-				     s->hello.devices[i], s->hello.devices[i], s->hello.devices[i]);
+				     hello->devices[i], hello->devices[i], hello->devices[i]);
 			if (r < 0) {
-				snprintf(why, whylen, "destination QEMU cannot export disk %s: %s", s->hello.devices[i],
+				snprintf(why, whylen, "destination QEMU cannot export disk %s: %s", hello->devices[i],
 					 err);
 				goto out;
 			}
 		}
 	}
-	if (s->hello.flags & WIRE_HELLO_F_POSTCOPY) {
+	if (hello->flags & WIRE_HELLO_F_POSTCOPY) {
 		/* Both QEMUs must agree before the stream starts; page requests use its return path. */
 		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
 			     "{\"capabilities\": [{\"capability\": \"postcopy-ram\", \"state\": true}]}");
@@ -406,15 +406,15 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 			snprintf(why, whylen, "destination QEMU refused post-copy (postcopy-ram): %s", err);
 			goto out;
 		}
-		gw_info("session %016llx: destination QEMU has postcopy-ram enabled", (unsigned long long)s->id);
+		gw_info("session %016llx: destination QEMU has postcopy-ram enabled", (unsigned long long)gw_session_id(s));
 	}
-	if (s->hello.multifd) {
+	if (hello->multifd) {
 		snprintf(ts->mig_sock, sizeof(ts->mig_sock), "%s/migrate.sock", ts->dir);
 		r = qmp_cmdf(q, "migrate-set-capabilities", NULL, err, sizeof(err),
 			     "{\"capabilities\": [{\"capability\": \"multifd\", \"state\": true}]}");
 		if (r == 0)
 			r = qmp_cmdf(q, "migrate-set-parameters", NULL, err, sizeof(err), "{\"multifd-channels\": %u}",
-				     s->hello.multifd);
+				     hello->multifd);
 		if (r == 0)
 			r = qmp_cmdf(q, "migrate-incoming", NULL, err, sizeof(err), "{\"uri\": \"unix:%s\"}",
 				     ts->mig_sock);
@@ -427,7 +427,7 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 	r = 0;
 out:
 	qmp_close(q); /* first: QEMU's monitor takes one client at a time, and the thread below is one */
-	if (r == 0 && (s->hello.flags & (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) ==
+	if (r == 0 && (hello->flags & (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) ==
 			  (WIRE_HELLO_F_POSTCOPY | WIRE_HELLO_F_RESUME)) {
 		if (pthread_create(&ts->pc_thr, NULL, tq_postcopy_main, s) != 0) {
 			snprintf(why, whylen, "cannot start a thread to resume the guest at the switch to post-copy");
@@ -442,7 +442,6 @@ int gw_target_session_init(struct gw_session *s, struct gw_target *t, char *why,
 {
 	if (t->kind == GW_TGT_QMP)
 		return tq_init(s, t, why, whylen);
-	s->ctx = t;
-	s->on_open = gw_target_open;
+	gw_session_set_target_ops(s, gw_target_open, t, NULL);
 	return 0;
 }

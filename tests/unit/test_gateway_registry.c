@@ -23,16 +23,27 @@
 #include "gateway/registry.h"
 #include "gateway/snapshot.h"
 
-static struct gw_session *new_session(uint64_t id, uint8_t tok)
+/* A server session named <id>, token all <tok>, for <target> over <nconns> connections. */
+static struct gw_session *new_target_session(uint64_t id, uint8_t tok, const char *target, int nconns)
 {
-	struct gw_session_cfg sc = {
-	    .server = true, .window = GW_DEFAULT_WINDOW, .chunk_size = GW_DEFAULT_CHUNK, .max_streams = 8};
+	struct gw_session_cfg sc = {.server = true,
+				    .window = GW_DEFAULT_WINDOW,
+				    .chunk_size = GW_DEFAULT_CHUNK,
+				    .max_streams = 8,
+				    .id = id,
+				    .nconns = nconns};
 	struct gw_session *s = NULL;
 
+	memset(sc.token, tok, WIRE_TOKEN_LEN);
+	snprintf(sc.target, sizeof(sc.target), "%s", target);
 	assert_int_equal(gw_session_new(&s, &sc), 0);
-	s->id = id;
-	memset(s->token, tok, WIRE_TOKEN_LEN);
+	assert_int_equal(gw_session_id(s), id);
 	return s;
+}
+
+static struct gw_session *new_session(uint64_t id, uint8_t tok)
+{
+	return new_target_session(id, tok, "", 0);
 }
 
 static uint64_t in_ms(int ms)
@@ -175,9 +186,7 @@ static void holds_snapshots(void **state)
 	assert_int_equal(gw_snapshot_init(&h, &a, count_free), 0);
 	gw_registry_init(&r, 2);
 	assert_int_equal(gw_registry_reserve(&r), 0);
-	assert_int_equal(gw_registry_add(&r, new_session(9, 0x33), "CN=held", &e), 0);
-	snprintf(e->s->target, sizeof(e->s->target), "t");
-	e->s->nconns = 2;
+	assert_int_equal(gw_registry_add(&r, new_target_session(9, 0x33, "t", 2), "CN=held", &e), 0);
 	gw_registry_ready(&r, e);
 	gw_registry_hold(&r, e, hold_of(&h)); /* connection 0 */
 	gw_registry_hold(&r, e, hold_of(&h)); /* connection 1, same version: the extra reference is dropped */

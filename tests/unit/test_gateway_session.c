@@ -173,6 +173,7 @@ static void test_status_without_connections(void **state)
 {
 	struct gw_session_cfg cfg = {.reconnect_ms = -1, .nconns = 2, .target = "vm"};
 	struct gw_session_status *st = calloc(1, sizeof(*st));
+	struct gw_stream_info si;
 	struct gw_session *s;
 	(void)state;
 
@@ -187,7 +188,9 @@ static void test_status_without_connections(void **state)
 	assert_false(st->conns[0].live);
 	assert_false(st->conns[1].live);
 	assert_int_equal(st->nstreams, 0);
+	assert_int_equal(st->error_code, 0);
 	assert_string_equal(st->error, "");
+	assert_int_equal(gw_stream_snapshot(s, 0, &si), -ENOENT);
 
 	assert_int_equal(gw_stream_open(s, WIRE_ROLE_PLAIN, -1, -1, NULL, NULL), 0);
 	gw_session_status(s, st);
@@ -195,11 +198,27 @@ static void test_status_without_connections(void **state)
 	assert_int_equal(st->streams_open, 1);
 	assert_int_equal(st->streams[0].state, GW_STREAM_OPEN);
 	assert_string_equal(gw_stream_state_name(st->streams[0].state), "open");
+	assert_int_equal(gw_stream_snapshot(s, 0, &si), 0);
+	assert_int_equal(si.id, 0);
+	assert_int_equal(si.role, WIRE_ROLE_PLAIN);
+	assert_false(si.complete);
+	assert_false(si.peer_seen); /* no connection: the OPEN went nowhere */
+	assert_int_equal(si.fail_code, 0);
+	assert_int_equal(si.session_code, 0);
+	assert_int_equal(gw_stream_snapshot(s, 1, &si), -ENOENT);
+	assert_int_equal(gw_stream_snapshot(s, -1, &si), -ENOENT);
 
 	gw_session_fail(s, WIRE_E_LIMIT, false, "too many");
 	gw_session_status(s, st);
 	assert_string_equal(st->state, "closing");
+	assert_int_equal(st->error_code, WIRE_E_LIMIT);
 	assert_string_equal(st->error, "too many");
+	assert_int_equal(gw_stream_snapshot(s, 0, &si), 0);
+	assert_int_equal(si.fail_code, WIRE_E_LIMIT);
+	assert_string_equal(si.fail_text, "too many");
+	assert_true(si.peer_seen); /* it ended */
+	assert_int_equal(si.session_code, WIRE_E_LIMIT);
+	assert_string_equal(si.session_text, "too many");
 	assert_int_equal(st->streams_open, 0);
 	assert_int_equal(st->streams_failed, 1);
 	assert_string_equal(gw_stream_state_name(st->streams[0].state), "failed");
@@ -296,6 +315,7 @@ static void test_two_sessions_status(void **state)
 				      .identity = "CN=client-a", .id = 7};
 	struct gw_session_status *st = calloc(1, sizeof(*st));
 	struct gw_session *c, *s;
+	struct gw_stream_info si;
 	struct gw_outcome o;
 	struct wire_end end;
 	int code, id, rfd, last_fd = -1;
@@ -346,11 +366,21 @@ static void test_two_sessions_status(void **state)
 	assert_int_equal(st->streams[0].state, GW_STREAM_VERIFIED);
 	assert_true(st->streams[0].out_verified);
 	assert_true(st->streams[0].in_verified);
+	assert_int_equal(gw_stream_snapshot(c, id, &si), 0);
+	assert_true(si.complete);
+	assert_true(si.peer_seen);
+	assert_true(si.out_bytes == PAYLOAD);
+	assert_true(si.in_bytes == 0);
+	assert_int_equal(si.fail_code, 0);
+	assert_string_equal(si.fail_text, "");
 
 	gw_session_status(s, st);
 	assert_string_equal(st->identity, "CN=client-a");
 	assert_true(st->id == 7);
 	assert_true(st->bytes_in == PAYLOAD);
+	assert_int_equal(gw_stream_snapshot(s, id, &si), 0);
+	assert_true(si.complete);
+	assert_true(si.in_bytes == PAYLOAD);
 	assert_true(st->wire_in >= PAYLOAD);
 	assert_int_equal(st->streams_verified, 1);
 
