@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "net.h"
 
 void gw_listen_init(struct gw_listen_set *s)
@@ -28,6 +29,13 @@ int gw_listen_add(struct gw_listen_set *s, const char *spec, char *why, size_t w
 	struct gw_listener *l;
 
 	if (strncmp(spec, "unix:", 5)) {
+		/* HOST:PORT with a port of 1..65535 (0: any free port); ":99999" must not wrap to another port */
+		if (cli_parse_hostport(spec, true, NULL, 0, NULL) < 0) {
+			snprintf(why, whylen,
+				 "--listen \"%.100s\": takes HOST:PORT with a port from 1 to 65535 ([V6]:PORT for IPv6), or unix:PATH",
+				 spec);
+			return -EINVAL;
+		}
 		/* One TCP listener: a later one replaces it (the command line overrides a configuration file). */
 		for (int i = 0; i < s->n; i++)
 			if (!s->l[i].local) {

@@ -58,6 +58,9 @@ ok "numbers are strict: blanks, signs, exponents, trailing text refused; documen
 expect 2 "cannot write files in .*/missing: no such file" serve --listen 127.0.0.1:0 --target "x=file:$T/missing/out.bin"
 expect 2 "cannot write files in .*/notadir: not a directory" serve --listen 127.0.0.1:0 --target "x=file:$T/notadir/out.bin"
 ok "serve refuses a file: target whose directory is missing or not a directory (exit 2)"
+expect 2 "port from 1 to 65535" serve --listen 127.0.0.1:99999 --target x=discard
+expect 2 "port from 1 to 65535" serve --listen 127.0.0.1:http --target x=discard
+ok "serve refuses a --listen port outside 1..65535 instead of wrapping it (exit 2)"
 
 # 3. Exit codes in every --help; the default --connections and why.
 for c in send forward migrate bench; do
