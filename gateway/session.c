@@ -434,6 +434,15 @@ void gw_session_close(struct gw_session *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->lock);
+	/*
+	 * A client that closes with streams unfinished cancelled them: say so to
+	 * the server (an ERROR goes out before the close_notify), which would
+	 * otherwise take clean closes for connections replaced for fresh keys.
+	 */
+	if (!s->cfg.server && s->open_streams > 0 && !s->err_code)
+		gw_session_fail_locked(s, WIRE_E_TRUNCATED, true,
+				       "the client cancelled: it closed the session with %d stream(s) unfinished",
+				       s->open_streams);
 	s->finished = true;
 	/* Any stream still open now did not end well. */
 	for (int i = 0; i < s->nstreams; i++) {
