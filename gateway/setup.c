@@ -227,11 +227,20 @@ static struct gw_target *find_target(const struct gw_setup_srv *c, const char *n
 	return NULL;
 }
 
+/*
+ * The rule (serve --help, SECURITY.md): a target with --allow-for patterns
+ * admits exactly those, whatever --allow says, so that restricting one
+ * target cannot be undone by a pattern meant for the others; a target
+ * without takes --allow; with neither, every peer our CA, PSK file or unix
+ * socket authenticates.
+ */
 static bool identity_allowed(const struct gw_setup_srv *c, const struct gw_target *t, const char *id)
 {
-	if (!c->allow->n && !t->allow.n)
-		return true; /* default: every peer our CA or PSK file authenticates */
-	return (c->allow->n && authz_allowed(c->allow, id)) || (t->allow.n && authz_allowed(&t->allow, id));
+	if (t->allow.n)
+		return authz_allowed(&t->allow, id);
+	if (c->allow->n)
+		return authz_allowed(c->allow, id);
+	return true;
 }
 
 /*

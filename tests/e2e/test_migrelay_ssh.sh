@@ -56,7 +56,7 @@ e2e_start_src src 256 dirty
 m0=$(e2e_now)
 rc=0
 "$MIGRELAY" migrate --qmp "$(e2e_qmp_sock src)" --to "$(ssh_url "$SSH_PORT" "$E2E_TMP/gw1.sock")" --target vm \
-	--connections 4 --progress "${SSHARGS[@]}" >"$E2E_TMP/src-migrate.out" 2>"$E2E_TMP/src-migrate.log" || rc=$?
+	--connections 4 --progress --suspend "${SSHARGS[@]}" >"$E2E_TMP/src-migrate.out" 2>"$E2E_TMP/src-migrate.log" || rc=$?
 e2e_log "migrate --to ssh:// --connections 4 -> exit $rc in $(e2e_since "$m0") s: $(tail -n 2 "$E2E_TMP/src-migrate.log" | tr '\n' ' ')"
 [ "$rc" = 0 ] || e2e_fail "migrelay migrate over ssh:// failed"
 grep -q "completed and verified" "$E2E_TMP/src-migrate.log" || e2e_fail "no verified report"

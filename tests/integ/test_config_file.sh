@@ -37,7 +37,7 @@ conf() {
 # 1. The example
 conf "$MR_SRC/contrib/serve.conf.example" || fail "serve.conf.example: $(cat "$T/conf.err")"
 want=(--listen 0.0.0.0:4433 --tls-dir /etc/pki/qemu --target vm1=qmp:/run/qemu/vm1.qmp
-	--target backup=file:/var/lib/migrelay/backup.img --allow 'CN=src.example,*')
+	--target backup=file:/var/lib/migrelay/backup.img --allow 'CN=src.example')
 [ "${args[*]}" = "${want[*]}" ] && [ "${#args[@]}" = "${#want[@]}" ] ||
 	fail "serve.conf.example stands for: ${args[*]}"
 ok "serve.conf.example stands for ${args[*]}"

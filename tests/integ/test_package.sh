@@ -73,8 +73,9 @@ deb=${debs[0]}
 depends=$(dpkg-deb -f "$deb" Depends)
 # Every shared library the binary needs is in Depends, through the package that holds it.
 while read -r lib; do
-	path=$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|x32|AArch64|64/ { print $NF; exit }')
-	[ -n "$path" ] || path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+	# awk reads all of ldconfig's output (no early exit: under pipefail a SIGPIPE of ldconfig fails the line)
+	path=$(ldconfig -p | awk -v l="$lib" '!p && $1 == l && /x86-64|x32|AArch64|64/ { p = $NF } END { print p }')
+	[ -n "$path" ] || path=$(ldconfig -p | awk -v l="$lib" '!p && $1 == l { p = $NF } END { print p }')
 	[ -n "$path" ] || fail "cannot find $lib"
 	pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n1 | cut -d: -f1) ||
 		pkg=$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1) || true

@@ -99,6 +99,26 @@ expect_send "wrong PSK" 4 "psk|rejected|decrypt|handshake" --psk-file "$T/wrong.
 cmp "$T/in" "$T/out.bin" || fail "PSK transfer differs"
 ok "right PSK accepted, byte-exact"
 
+# --allow-for replaces --allow for its target: a global pattern does not open a target restricted by its own list.
+aport=$(mr_free_port)
+mr_serve "$aport" --tls-dir "$T/srv" --target "open=file:$T/open.bin" --target "f=file:$T/out.bin" \
+	--allow "CN=client1,*" --allow-for "f=CN=client2"
+rm -f "$T/out.bin"
+rc=0
+"$MIGRELAY" send --to "127.0.0.1:$aport" --target f --tls-dir "$T/cli" --quiet <"$T/in" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 4 ] && grep -q "not allowed" "$T/err" || { cat "$T/err"; fail "--allow opened a target restricted by --allow-for (exit $rc)"; }
+nothing_delivered "--allow against a target with --allow-for"
+"$MIGRELAY" send --to "127.0.0.1:$aport" --target f --tls-dir "$T/cli2" --quiet <"$T/in" >/dev/null 2>"$T/err" ||
+	{ cat "$T/err"; fail "--allow-for did not admit its own pattern"; }
+cmp "$T/in" "$T/out.bin" || fail "--allow-for transfer differs"
+rc=0
+"$MIGRELAY" send --to "127.0.0.1:$aport" --target open --tls-dir "$T/cli2" --quiet <"$T/in" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 4 ] || { cat "$T/err"; fail "a --allow-for pattern opened another target (exit $rc)"; }
+[ -e "$T/open.bin" ] && fail "a refused send left $T/open.bin"
+"$MIGRELAY" send --to "127.0.0.1:$aport" --target open --tls-dir "$T/cli" --quiet <"$T/in" >/dev/null 2>"$T/err" ||
+	{ cat "$T/err"; fail "--allow did not admit its pattern to a target without --allow-for"; }
+ok "--allow-for replaces --allow for its target; --allow holds for the others"
+
 # Cannot connect.
 rc=0
 "$MIGRELAY" send --to "127.0.0.1:1" --target f --tls-dir "$T/cli" --quiet </dev/null >/dev/null 2>"$T/err" || rc=$?
