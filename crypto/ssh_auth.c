@@ -303,64 +303,64 @@ static ssize_t b64_decode(const char *in, size_t inlen, unsigned char *out, size
 }
 
 /*
+ * Reads the head of private key file <path>. *marked: the text holds
+ * <marker>. Otherwise, for the OpenSSH format, decodes the first bytes of
+ * its base64 body into <bin> and returns their count; 0 for another format,
+ * -1 when the file cannot be read.
+ */
+static ssize_t key_head(const char *path, const char *marker, bool *marked, unsigned char *bin, size_t binlen)
+{
+	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
+	char buf[16384];
+	FILE *f = fopen(path, "re");
+	size_t n;
+	const char *b;
+
+	*marked = false;
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if (strstr(buf, marker)) {
+		*marked = true;
+		return 0;
+	}
+	b = strstr(buf, begin);
+	if (!b)
+		return 0;
+	b += sizeof(begin) - 1;
+	return b64_decode(b, strnlen(b, 160), bin, binlen); /* <= 120 bytes */
+}
+
+/*
  * Whether the private key file is protected by a passphrase (OpenSSH
  * format: a cipher other than "none"; PEM: Proc-Type ENCRYPTED or PKCS#8
  * ENCRYPTED). We never ask for passphrases: the agent is the way.
  */
 static bool key_encrypted(const char *path)
 {
-	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
-	char buf[16384];
 	unsigned char bin[128];
-	FILE *f = fopen(path, "re");
-	size_t n;
-	const char *b;
-	ssize_t bn;
+	bool marked;
+	ssize_t bn = key_head(path, "ENCRYPTED", &marked, bin, sizeof(bin));
 
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	if (strstr(buf, "ENCRYPTED"))
+	if (marked)
 		return true;
-	b = strstr(buf, begin);
-	if (!b)
-		return false;
-	b += sizeof(begin) - 1;
 	/* "openssh-key-v1\0", then string ciphername: 15 + 4 + 6 bytes cover "none"; decode a little more */
-	bn = b64_decode(b, strnlen(b, 160), bin, sizeof(bin)); /* <= 120 bytes */
 	if (bn < 15 + 4 || memcmp(bin, "openssh-key-v1", 15) != 0)
 		return false;
 	uint32_t cl = (uint32_t)bin[15] << 24 | (uint32_t)bin[16] << 16 | (uint32_t)bin[17] << 8 | bin[18];
 	return !(cl == 4 && bn >= 23 && memcmp(bin + 19, "none", 4) == 0);
 }
 
-
 /* Whether the private key is RSA: libssh2 1.10 signs those with SHA-1 (ssh-rsa), which OpenSSH >= 8.8 refuses. */
 static bool key_is_rsa(const char *path)
 {
-	static const char begin[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
-	char buf[4096];
-	unsigned char bin[120];
-	FILE *f = fopen(path, "re");
-	size_t n;
-	const char *b;
-	ssize_t bn;
+	unsigned char bin[128];
+	bool marked;
+	ssize_t bn = key_head(path, "BEGIN RSA PRIVATE KEY", &marked, bin, sizeof(bin));
 
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	if (strstr(buf, "BEGIN RSA PRIVATE KEY"))
-		return true;
-	b = strstr(buf, begin);
-	if (!b)
-		return false;
-	b += sizeof(begin) - 1;
-	bn = b64_decode(b, strnlen(b, 160), bin, sizeof(bin));
-	return bn > 7 && memmem(bin, (size_t)bn, "ssh-rsa", 7) != NULL;
+	return marked || (bn > 7 && memmem(bin, (size_t)bn, "ssh-rsa", 7) != NULL);
 }
 
 static bool agent_try(struct mr_ssh *c, const struct mr_ssh_url *u, int64_t deadline)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * crypto/ internal: what crypto/ssh.c (connection, data path) and
+ * crypto/ internal: what crypto/ssh.c (connection), crypto/ssh_io.c (data path) and
  * crypto/ssh_auth.c (host keys, authentication) share. Includes libssh2.
  */
 #ifndef MR_CRYPTO_SSH_INT_H
@@ -48,6 +48,12 @@ int64_t ssh_now_ms(void);
  * the deadline (-1: none) passes. Returns 0, -ECANCELED or -ETIMEDOUT.
  */
 int ssh_wait(struct mr_ssh *c, int role, int64_t deadline);
+
+/* ssh_io.c: libssh2's socket callbacks (set on the session by mr_ssh_connect). */
+LIBSSH2_RECV_FUNC(ssh_recv_cb);
+LIBSSH2_SEND_FUNC(ssh_send_cb);
+/* A libssh2 error code of the data path as -errno. */
+int ssh_errno(int rc);
 
 /* libssh2's last error text of the session, into <buf>. */
 void ssh_lib_error(struct mr_ssh *c, char *buf, size_t len);

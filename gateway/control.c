@@ -26,6 +26,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "reqio.h"
 #include "status.h"
 
 /* ---- requests ---- */
@@ -166,14 +167,6 @@ struct gw_control {
 	int nrates;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t get_u64(struct json_object *o, const char *key)
 {
 	struct json_object *v;
@@ -192,7 +185,7 @@ static void rates_update(struct gw_control *c, struct json_object *status, bool 
 {
 	struct json_object *sessions, *v;
 	struct rate *next;
-	int64_t now = now_ms();
+	int64_t now = gw_reqio_now_ms();
 	int n = 0;
 	size_t len;
 
@@ -335,30 +328,6 @@ static struct json_object *handle(struct gw_control *c, const char *line, size_t
 	return o;
 }
 
-/* Writes all of <p> to non-blocking <fd> before <deadline>. Returns 0 or -errno. */
-static int send_until(int fd, const char *p, size_t len, int64_t deadline)
-{
-	while (len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			return -errno;
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* True when the peer of <fd> runs as our user or as root. */
 static bool peer_trusted(int fd)
 {
@@ -373,7 +342,7 @@ static bool peer_trusted(int fd)
 /* Control thread: one client, start to end, within GW_CONTROL_DEADLINE_MS. Closes <fd>. */
 static void serve_client(struct gw_control *c, int fd)
 {
-	int64_t deadline = now_ms() + GW_CONTROL_DEADLINE_MS;
+	int64_t deadline = gw_reqio_now_ms() + GW_CONTROL_DEADLINE_MS;
 	char req[GW_CONTROL_MAX_REQUEST];
 	struct json_object *reply = NULL;
 	const char *txt, *nl = NULL;
@@ -382,22 +351,13 @@ static void serve_client(struct gw_control *c, int fd)
 
 	/* Read the request even from a client that will be refused: closing on unread bytes would reset the connection
 	 * before it reads why. */
-	while (!nl) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - now_ms();
-		ssize_t n;
+	while (!nl && got < sizeof(req)) {
+		ssize_t n = gw_reqio_recv(fd, req + got, sizeof(req) - got, deadline);
 
-		if (left <= 0 || got == sizeof(req))
-			break;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			goto out;
-		n = recv(fd, req + got, sizeof(req) - got, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
+		if (n == 0 || n == -ETIMEDOUT)
+			break; /* a request without its newline still counts */
 		if (n < 0)
 			goto out;
-		if (n == 0)
-			break; /* a request without its newline still counts */
 		nl = memchr(req + got, '\n', (size_t)n);
 		got += (size_t)n;
 	}
@@ -409,7 +369,7 @@ static void serve_client(struct gw_control *c, int fd)
 		reply = handle(c, req, (size_t)(nl - req));
 	else if (got == sizeof(req))
 		reply = error_reply(-EMSGSIZE, "request line too long");
-	else if (got && now_ms() < deadline)
+	else if (got && gw_reqio_now_ms() < deadline)
 		reply = handle(c, req, got);
 	else
 		goto out; /* nothing, or too slow: no answer */
@@ -420,7 +380,7 @@ static void serve_client(struct gw_control *c, int fd)
 		goto out;
 	memcpy(out, txt, tlen);
 	out[tlen] = '\n';
-	(void)!send_until(fd, out, tlen + 1, deadline);
+	(void)!gw_reqio_send(fd, out, tlen + 1, deadline);
 	shutdown(fd, SHUT_WR);
 out:
 	free(out);
@@ -431,11 +391,11 @@ out:
 static void *control_main(void *arg)
 {
 	struct gw_control *c = arg;
-	int64_t next_sample = now_ms();
+	int64_t next_sample = gw_reqio_now_ms();
 
 	for (;;) {
 		struct pollfd pfd[2] = {{.fd = c->lfd, .events = POLLIN}, {.fd = c->stop[0], .events = POLLIN}};
-		int64_t wait = next_sample - now_ms();
+		int64_t wait = next_sample - gw_reqio_now_ms();
 		int n, fd;
 
 		n = poll(pfd, 2, wait > 0 ? (int)wait : 0);
@@ -445,19 +405,14 @@ static void *control_main(void *arg)
 		}
 		if (n > 0 && pfd[1].revents)
 			break;
-		if (now_ms() >= next_sample) {
+		if (gw_reqio_now_ms() >= next_sample) {
 			sample(c);
-			next_sample = now_ms() + GW_CONTROL_SAMPLE_MS;
+			next_sample = gw_reqio_now_ms() + GW_CONTROL_SAMPLE_MS;
 		}
 		if (n <= 0 || !pfd[0].revents)
 			continue;
-		fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100000);
-			continue;
-		}
-		serve_client(c, fd);
+		if ((fd = gw_reqio_accept(c->lfd)) >= 0)
+			serve_client(c, fd);
 	}
 	return NULL;
 }
@@ -618,7 +573,7 @@ int gw_control_call_arg(const char *path, const char *cmd, const char *arg, int 
 			struct json_object **reply, char *why, size_t whylen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = gw_reqio_now_ms() + timeout_ms;
 	struct json_tokener *tok = NULL;
 	struct json_object *o = NULL, *req = NULL;
 	const char *txt;
@@ -654,24 +609,13 @@ int gw_control_call_arg(const char *path, const char *cmd, const char *arg, int 
 	}
 	memcpy(line, txt, tlen);
 	line[tlen] = '\n';
-	if ((r = send_until(fd, line, tlen + 1, deadline)) < 0) {
+	if ((r = gw_reqio_send(fd, line, tlen + 1, deadline)) < 0) {
 		snprintf(why, whylen, "cannot send to the control socket %s: %s", path, strerror(-r));
 		goto out;
 	}
 	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - now_ms();
 		ssize_t n;
 
-		if (left <= 0) {
-			r = -ETIMEDOUT;
-			snprintf(why, whylen, "no answer from the control socket %s within %d ms", path, timeout_ms);
-			goto out;
-		}
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
-			r = -errno;
-			goto out;
-		}
 		if (got == cap) {
 			char *nb;
 
@@ -687,12 +631,15 @@ int gw_control_call_arg(const char *path, const char *cmd, const char *arg, int 
 			buf = nb;
 			cap = cap ? 2 * cap : 65536;
 		}
-		n = recv(fd, buf + got, cap - got, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
+		n = gw_reqio_recv(fd, buf + got, cap - got, deadline);
+		if (n == -ETIMEDOUT) {
+			r = -ETIMEDOUT;
+			snprintf(why, whylen, "no answer from the control socket %s within %d ms", path, timeout_ms);
+			goto out;
+		}
 		if (n < 0) {
-			r = -errno;
-			snprintf(why, whylen, "reading from the control socket %s: %s", path, strerror(errno));
+			r = (int)n;
+			snprintf(why, whylen, "reading from the control socket %s: %s", path, strerror(-r));
 			goto out;
 		}
 		if (n == 0)

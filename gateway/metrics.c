@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "reqio.h"
 
 typedef atomic_uint_fast64_t counter_t;
 
@@ -417,38 +418,6 @@ struct gw_metrics_http {
 	char addr[INET6_ADDRSTRLEN + 16];
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Writes all of <p> to non-blocking <fd> before <deadline> (ms, CLOCK_MONOTONIC). Returns 0 or -errno. */
-static int send_until(int fd, const char *p, size_t len, int64_t deadline)
-{
-	while (len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			return -errno;
-		n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static const char *reason_phrase(int status)
 {
 	switch (status) {
@@ -472,26 +441,17 @@ static const char *reason_phrase(int status)
 /* Metrics thread: one connection, start to end, within GW_METRICS_DEADLINE_MS. Closes <fd>. */
 static void serve_one(int fd)
 {
-	int64_t deadline = now_ms() + GW_METRICS_DEADLINE_MS;
+	int64_t deadline = gw_reqio_now_ms() + GW_METRICS_DEADLINE_MS;
 	char req[GW_METRICS_MAX_REQUEST], head[256];
 	char *body = NULL;
 	size_t got = 0, blen = 0;
 	int status = 0, hl;
 
 	while (!status) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - now_ms();
-		ssize_t n;
+		ssize_t n = gw_reqio_recv(fd, req + got, sizeof(req) - got, deadline);
 
-		if (left <= 0)
-			goto out; /* too slow: no answer at all */
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			goto out;
-		n = recv(fd, req + got, sizeof(req) - got, 0);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
 		if (n <= 0)
-			goto out;
+			goto out; /* closed, failed or too slow: no answer at all */
 		got += (size_t)n;
 		status = gw_http_parse_request(req, got);
 	}
@@ -507,8 +467,8 @@ static void serve_one(int fd)
 		      status, reason_phrase(status),
 		      status == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8", blen,
 		      status == 405 ? "Allow: GET\r\n" : "");
-	if (send_until(fd, head, (size_t)hl, deadline) == 0 && blen)
-		(void)!send_until(fd, body, blen, deadline);
+	if (gw_reqio_send(fd, head, (size_t)hl, deadline) == 0 && blen)
+		(void)!gw_reqio_send(fd, body, blen, deadline);
 	shutdown(fd, SHUT_WR);
 out:
 	free(body);
@@ -531,13 +491,8 @@ static void *http_main(void *arg)
 		}
 		if (pfd[1].revents)
 			break;
-		fd = accept4(m->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				usleep(100000); /* do not spin while out of descriptors */
-			continue;
-		}
-		serve_one(fd);
+		if ((fd = gw_reqio_accept(m->lfd)) >= 0)
+			serve_one(fd);
 	}
 	return NULL;
 }
