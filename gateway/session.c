@@ -341,7 +341,7 @@ int gw_stream_wait(struct gw_session *s, int id, int timeout_ms)
 			break;
 		}
 		if (st->fail_code) {
-			r = st->fail_code;
+			r = -EPROTO; /* the code: gw_stream_result */
 			break;
 		}
 		if (timeout_ms >= 0) {
@@ -373,8 +373,8 @@ int gw_session_wait_idle(struct gw_session *s, int timeout_ms)
 			break;
 		}
 	}
-	if (!r)
-		r = s->err_code;
+	if (!r && s->err_code)
+		r = -EPROTO; /* the code: gw_session_first_failure */
 	pthread_mutex_unlock(&s->lock);
 	return r;
 }

@@ -155,14 +155,17 @@ void gw_session_fail(struct gw_session *s, int code, bool tell_peer, const char 
 	__attribute__((format(printf, 4, 5)));
 
 /*
- * Waits until stream <id> completed or failed, or the session failed, or
- * <timeout_ms> passed (-1: forever). Returns 0 when complete, else the
- * WIRE_E_* code of the failure (or -ETIMEDOUT).
+ * Waits until stream <id> completed or failed, or <timeout_ms> passed (-1:
+ * forever). Returns 0 when complete, -EPROTO when it failed (its WIRE_E_*
+ * code and text: gw_stream_result), -ETIMEDOUT. Any thread but the session's.
  */
-int gw_stream_wait(struct gw_session *s, int id, int timeout_ms);
+MR_MUST_CHECK int gw_stream_wait(struct gw_session *s, int id, int timeout_ms);
 
-/* Waits until no stream is open (or the session failed). */
-int gw_session_wait_idle(struct gw_session *s, int timeout_ms);
+/*
+ * Waits until no stream is open. Returns 0, -EPROTO when the session failed
+ * (gw_session_first_failure says why), -ETIMEDOUT.
+ */
+MR_MUST_CHECK int gw_session_wait_idle(struct gw_session *s, int timeout_ms);
 
 /* Server: waits until every connection is gone. */
 void gw_session_wait_dead(struct gw_session *s);

@@ -85,4 +85,8 @@ rc=0
 wait $mig || rc=$?
 [ "$rc" -eq 10 ] || e2e_fail "migrate after ctl cancel: exit $rc, expected 10"
 e2e_qmp src2 --wait-status running 10 || e2e_fail "the guest does not run on the source after ctl cancel"
+# the destination's gateway says the client cancelled (not: connections replaced for fresh keys)
+e2e_wait_until 10 grep -q "the client cancelled" "$E2E_TMP/gw2.log" ||
+	{ cat "$E2E_TMP/gw2.log" >&2; e2e_fail "serve does not log that the client cancelled"; }
+! grep -q "replaced for fresh keys" "$E2E_TMP/gw2.log" || e2e_fail "serve took the cancel for a rekey"
 e2e_log "passed in $(e2e_since "$t0") s"
