@@ -162,10 +162,25 @@ int net_unix_connect(const char *path)
 
 	if ((r = unix_addr(&sa, path)) < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/*
+	 * Non-blocking: a listener that stopped accepting fills its backlog, and
+	 * a blocking connect would then wait for ever (in a session's reader
+	 * thread). A unix connect either completes at once or says EAGAIN.
+	 */
+	for (int waited = 0;; waited += 20) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		r = errno == EAGAIN && waited >= NET_UNIX_CONNECT_MS ? -ETIMEDOUT : -errno;
+		if (r != -EAGAIN && r != -EINTR) {
+			close(fd);
+			return r;
+		}
+		usleep(20000);
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
 		r = -errno;
 		close(fd);
 		return r;

@@ -14,6 +14,12 @@ MR_MUST_CHECK int net_split_hostport(const char *spec, char *host, size_t hostle
 /* Connects to HOST:PORT (each address in turn), <timeout_ms> per attempt. *why gets a sentence on failure. */
 MR_MUST_CHECK int net_tcp_connect(const char *spec, int timeout_ms, char *why, size_t whylen);
 MR_MUST_CHECK int net_tcp_listen(const char *spec, char *why, size_t whylen);
+/*
+ * Connects to unix socket <path>, waiting at most NET_UNIX_CONNECT_MS for
+ * a listener whose backlog is full (it stopped accepting): -ETIMEDOUT then.
+ * Returns a blocking fd or -errno.
+ */
+enum { NET_UNIX_CONNECT_MS = 10000 };
 MR_MUST_CHECK int net_unix_connect(const char *path);
 /* Removes a stale socket file first (only if it is a socket). */
 MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);

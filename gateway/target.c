@@ -235,7 +235,8 @@ int gw_target_open(struct gw_session *s, struct gw_stream *st, char *why, size_t
 	case GW_TGT_UNIX:
 		fd = net_unix_connect(t->path);
 		if (fd < 0) {
-			snprintf(why, whylen, "target %s: cannot connect to its socket: %s", t->name, strerror(-fd));
+			snprintf(why, whylen, "target %s: cannot connect to its socket: %s", t->name,
+				 fd == -ETIMEDOUT ? "it accepted no connection within 10 s" : strerror(-fd));
 			return fd;
 		}
 		gw_stream_attach(st, fd, fd, &gw_sock_ops, NULL);
