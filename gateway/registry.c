@@ -18,24 +18,70 @@ void gw_registry_init(struct gw_registry *r, int max_sessions)
 	r->max_sessions = max_sessions;
 }
 
-int gw_registry_reserve(struct gw_registry *r)
+/* A reserved slot's identity, until its session is listed or the reservation given back. */
+struct gw_reg_pending {
+	struct gw_reg_pending *next;
+	char identity[];
+};
+
+/* Locked. Sessions <identity> holds: listed ones and reservations. */
+static int identity_count_locked(const struct gw_registry *r, const char *identity)
 {
+	int n = 0;
+
+	for (const struct gw_reg_entry *e = r->head; e; e = e->next)
+		n += !strcmp(e->identity, identity);
+	for (const struct gw_reg_pending *p = r->pending; p; p = p->next)
+		n += !strcmp(p->identity, identity);
+	return n;
+}
+
+int gw_registry_reserve(struct gw_registry *r, const char *identity, int per_identity)
+{
+	size_t len = strlen(identity) + 1;
+	struct gw_reg_pending *p = malloc(sizeof(*p) + len);
 	int ret = 0;
 
+	if (!p)
+		return -ENOMEM;
+	memcpy(p->identity, identity, len);
 	pthread_mutex_lock(&r->lock);
 	/* a closing session still holds its memory: it counts until it has released everything */
 	if (r->nsessions + r->reserved + r->closing >= r->max_sessions)
 		ret = -EBUSY;
-	else
+	else if (per_identity > 0 && identity_count_locked(r, identity) >= per_identity)
+		ret = -EDQUOT;
+	if (!ret) {
 		r->reserved++;
+		p->next = r->pending;
+		r->pending = p;
+		p = NULL;
+	}
 	pthread_mutex_unlock(&r->lock);
+	free(p);
 	return ret;
 }
 
-void gw_registry_unreserve(struct gw_registry *r)
+/* Locked. Drops one reservation of <identity> (of anybody's, should none be that identity's). */
+static void unreserve_locked(struct gw_registry *r, const char *identity)
+{
+	struct gw_reg_pending **pp = &r->pending, *p;
+
+	while (*pp && strcmp((*pp)->identity, identity))
+		pp = &(*pp)->next;
+	if (!*pp)
+		pp = &r->pending;
+	if ((p = *pp)) {
+		*pp = p->next;
+		free(p);
+	}
+	r->reserved--;
+}
+
+void gw_registry_unreserve(struct gw_registry *r, const char *identity)
 {
 	pthread_mutex_lock(&r->lock);
-	r->reserved--;
+	unreserve_locked(r, identity);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -45,7 +91,7 @@ int gw_registry_add(struct gw_registry *r, struct gw_session *s, const char *ide
 
 	if (!e || !(e->identity = strdup(identity))) {
 		free(e);
-		gw_registry_unreserve(r);
+		gw_registry_unreserve(r, identity);
 		return -ENOMEM;
 	}
 	e->s = s;
@@ -57,7 +103,7 @@ int gw_registry_add(struct gw_registry *r, struct gw_session *s, const char *ide
 	pthread_mutex_init(&e->flow_lock, NULL);
 	e->joined = 1; /* connection 0 comes with the HELLO */
 	pthread_mutex_lock(&r->lock);
-	r->reserved--;
+	unreserve_locked(r, identity);
 	r->nsessions++;
 	e->next = r->head;
 	r->head = e;

@@ -48,16 +48,23 @@ struct gw_registry {
 	int max_sessions;
 	int nsessions; /* listed */
 	int reserved;  /* admitted HELLOs not yet listed */
+	struct gw_reg_pending *pending; /* their identities, for --max-sessions-per-identity */
 	int closing;   /* unlisted, still being closed */
 };
 
 /* Initialises an empty registry for <max_sessions>. Main thread, before any other call. */
 void gw_registry_init(struct gw_registry *r, int max_sessions);
 
-/* Reserves a session slot before anything is done for a HELLO. 0, or -EBUSY at --max-sessions. Any thread. */
-MR_MUST_CHECK int gw_registry_reserve(struct gw_registry *r);
-/* Gives a reservation back (the HELLO was refused later). Any thread. */
-void gw_registry_unreserve(struct gw_registry *r);
+/*
+ * Reserves a session slot for peer <identity> before anything is done for
+ * its HELLO. Returns 0; -EBUSY at --max-sessions (closing sessions count
+ * until they have released everything); -EDQUOT when <per_identity> > 0
+ * and that identity already holds as many sessions, listed or reserved.
+ * Any thread.
+ */
+MR_MUST_CHECK int gw_registry_reserve(struct gw_registry *r, const char *identity, int per_identity);
+/* Gives <identity>'s reservation back (the HELLO was refused later). Any thread. */
+void gw_registry_unreserve(struct gw_registry *r, const char *identity);
 
 /*
  * Lists session <s> (id and token set) for peer <identity> in place of a

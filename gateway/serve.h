@@ -58,7 +58,7 @@ struct srvconf {
 struct srvopts {
 	struct gw_listen_set ls; /* --listen (TCP and unix:), --socket-mode, --socket-group */
 	const char *tls_dir, *psk_file, *ca, *cert, *key, *crl, *control, *metrics;
-	int max_sessions, max_streams, window, max_conns;
+	int max_sessions, max_streams, window, max_conns, max_per_identity;
 	int reconnect_ms, keepalive_ms, idle_ms;
 	struct gw_preauth_cfg pre;
 	bool plaintext; /* --insecure-plaintext: the plaintext mode is offered */

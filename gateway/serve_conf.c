@@ -58,6 +58,9 @@ const char serve_usage[] =
 	"                            takes --allow; with neither, every authenticated peer\n"
 	"                            is allowed.\n"
 	"      --max-sessions N      sessions at once (default 16)\n"
+	"      --max-sessions-per-identity N  sessions one peer identity may hold at once\n"
+	"                            (default 0: only --max-sessions), so that one peer\n"
+	"                            cannot take every slot from the others\n"
 	"      --max-streams N       streams open at once per session (default 8)\n"
 	"      --window BYTES        bytes in flight per stream direction (default 4194304);\n"
 	"                            memory per session is at most 2 x max-streams x window\n"
@@ -104,7 +107,7 @@ const char serve_usage[] =
 
 enum { O_TLS = 0x1000, O_PSK, O_ALLOW, O_ALLOW_FOR, O_MAXS, O_MAXST, O_WINDOW, O_RECONNECT, O_KEEPALIVE,
        O_HS_TIMEOUT, O_MAX_PENDING, O_PER_ADDR, O_RATE, O_IDLE, O_MAXC, O_PLAIN, O_CA, O_CERT, O_KEY, O_CRL,
-       O_CONFIG, O_CONTROL, O_METRICS, O_SOCK_MODE, O_SOCK_GROUP };
+       O_CONFIG, O_CONTROL, O_METRICS, O_SOCK_MODE, O_SOCK_GROUP, O_PER_ID };
 
 static const struct option serve_opts[] = {
 	{ "listen", required_argument, NULL, 'l' },   { "target", required_argument, NULL, 'T' },
@@ -113,6 +116,7 @@ static const struct option serve_opts[] = {
 	{ "key", required_argument, NULL, O_KEY },     { "crl", required_argument, NULL, O_CRL },
 	{ "allow", required_argument, NULL, O_ALLOW }, { "allow-for", required_argument, NULL, O_ALLOW_FOR },
 	{ "max-sessions", required_argument, NULL, O_MAXS },
+	{ "max-sessions-per-identity", required_argument, NULL, O_PER_ID },
 	{ "max-streams", required_argument, NULL, O_MAXST },
 	{ "window", required_argument, NULL, O_WINDOW }, { "verbose", no_argument, NULL, 'v' },
 	{ "reconnect-timeout", required_argument, NULL, O_RECONNECT },
@@ -143,6 +147,7 @@ static const struct numopt {
 	size_t off; /* of the int in struct srvopts */
 } numopts[] = {
 	{ O_MAXS, "max-sessions", 1, 256, 1, offsetof(struct srvopts, max_sessions) },
+	{ O_PER_ID, "max-sessions-per-identity", 0, 256, 1, offsetof(struct srvopts, max_per_identity) },
 	{ O_MAXST, "max-streams", 1, WIRE_MAX_STREAMS, 1, offsetof(struct srvopts, max_streams) },
 	{ O_WINDOW, "window", WIRE_MIN_WINDOW, WIRE_MAX_WINDOW, 1, offsetof(struct srvopts, window) },
 	{ O_MAXC, "max-connections", 1, WIRE_MAX_CONNS, 1, offsetof(struct srvopts, max_conns) },
@@ -434,7 +439,8 @@ int serve_conf_build(struct srvopts *o)
 		return r;
 	}
 	c->setup = (struct gw_setup_srv){ .targets = c->targets, .ntargets = c->ntargets, .allow = &c->allow,
-					  .max_conns = o->max_conns, .max_streams = (uint16_t)o->max_streams,
+					  .max_conns = o->max_conns, .max_per_identity = o->max_per_identity,
+					  .max_streams = (uint16_t)o->max_streams,
 					  .window = (uint32_t)o->window, .reconnect_ms = o->reconnect_ms,
 					  .keepalive_ms = o->keepalive_ms, .idle_ms = o->idle_ms,
 					  .plaintext = o->plaintext, .reg = &srv.reg };

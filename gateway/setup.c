@@ -328,18 +328,24 @@ static int serve_hello(const struct gw_setup_srv *c, const struct gw_link *l, co
 	if ((r = hello_check(c, l, peer, identity, &hello, &tgt)) < 0)
 		return r;
 	/* Admission is complete before the target is touched: a refused HELLO leaves QEMU as it was. */
-	if (gw_registry_reserve(c->reg) < 0) {
+	if ((r = gw_registry_reserve(c->reg, identity, c->max_per_identity)) == -EDQUOT) {
+		gw_metrics_refused(GW_LIMIT_SESSIONS);
+		return refuse(l, peer, WIRE_E_LIMIT,
+			      "identity \"%.120s\" already holds %d session(s) (--max-sessions-per-identity)", identity,
+			      c->max_per_identity);
+	}
+	if (r < 0) {
 		gw_metrics_refused(GW_LIMIT_SESSIONS);
 		return refuse(l, peer, WIRE_E_LIMIT, "server busy: %d sessions running (--max-sessions)",
 			      c->reg->max_sessions);
 	}
 	if (hello_session(c, &hello, identity, tgt, &s) < 0) {
-		gw_registry_unreserve(c->reg);
+		gw_registry_unreserve(c->reg, identity);
 		return refuse(l, peer, WIRE_E_INTERNAL, "out of memory or no random numbers");
 	}
 	if (gw_target_session_init(s, tgt, why, sizeof(why)) < 0) {
 		gw_session_close(s);
-		gw_registry_unreserve(c->reg);
+		gw_registry_unreserve(c->reg, identity);
 		return refuse(l, peer, WIRE_E_TARGET, "%s", why);
 	}
 	if (gw_registry_add(c->reg, s, identity, &a->e) < 0) {

@@ -113,6 +113,7 @@ struct gw_setup_srv {
 	int ntargets;
 	const struct authz_list *allow; /* for every target */
 	int max_conns;
+	int max_per_identity; /* sessions one identity may hold at once, 0: no limit but --max-sessions */
 	uint16_t max_streams;
 	uint32_t window;
 	int reconnect_ms, keepalive_ms, idle_ms;

@@ -119,6 +119,23 @@ rc=0
 	{ cat "$T/err"; fail "--allow did not admit its pattern to a target without --allow-for"; }
 ok "--allow-for replaces --allow for its target; --allow holds for the others"
 
+# --max-sessions-per-identity: one peer cannot take every slot; another identity still gets one.
+qport=$(mr_free_port)
+mr_serve "$qport" --tls-dir "$T/srv" --target "d=discard" --target "q=file:$T/q.bin" --max-sessions 4 \
+	--max-sessions-per-identity 1
+(sleep 4 | "$MIGRELAY" send --to "127.0.0.1:$qport" --target d --tls-dir "$T/cli" --quiet >/dev/null 2>"$T/hold.err") &
+hold=$!
+mr_wait_log "$T/serve-$qport.log" "for target d" || fail "the first session did not start"
+rc=0
+"$MIGRELAY" send --to "127.0.0.1:$qport" --target q --tls-dir "$T/cli" --quiet <"$T/in" >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 2 ] && grep -q "already holds 1 session" "$T/err" || { cat "$T/err"; fail "a second session of one identity: exit $rc"; }
+[ ! -e "$T/q.bin" ] || fail "a refused session delivered $T/q.bin"
+"$MIGRELAY" send --to "127.0.0.1:$qport" --target q --tls-dir "$T/cli2" --quiet <"$T/in" >/dev/null 2>"$T/err" ||
+	{ cat "$T/err"; fail "another identity was kept out by the first one's quota"; }
+cmp "$T/in" "$T/q.bin" || fail "the other identity's transfer differs"
+wait $hold || { cat "$T/hold.err"; fail "the session holding the quota failed"; }
+ok "--max-sessions-per-identity refuses one identity's second session (exit 2), not another identity's"
+
 # Cannot connect.
 rc=0
 "$MIGRELAY" send --to "127.0.0.1:1" --target f --tls-dir "$T/cli" --quiet </dev/null >/dev/null 2>"$T/err" || rc=$?

@@ -58,16 +58,16 @@ static void slots(void **state)
 
 	(void)state;
 	gw_registry_init(&r, 2);
-	assert_int_equal(gw_registry_reserve(&r), 0);
-	assert_int_equal(gw_registry_reserve(&r), 0);
-	assert_int_equal(gw_registry_reserve(&r), -EBUSY);
-	gw_registry_unreserve(&r);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), -EBUSY);
+	gw_registry_unreserve(&r, "CN=a");
 	assert_int_equal(gw_registry_add(&r, new_session(1, 0x11), "CN=a", &e), 0); /* takes the reservation */
 	assert_int_equal(gw_registry_busy(&r), 1);
-	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
 	assert_int_equal(gw_registry_busy(&r), 2); /* one listed, one reserved */
-	assert_int_equal(gw_registry_reserve(&r), -EBUSY);
-	gw_registry_unreserve(&r);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), -EBUSY);
+	gw_registry_unreserve(&r, "CN=a");
 	gw_registry_ready(&r, e);
 	gw_registry_drop(&r, e);
 	assert_int_equal(gw_registry_busy(&r), 0);
@@ -91,7 +91,7 @@ static void lookup(void **state)
 	memcpy(bad, tok, sizeof(bad));
 	bad[31] ^= 1;
 	gw_registry_init(&r, 4);
-	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
 	assert_int_equal(gw_registry_add(&r, new_session(7, 0x22), longid, &e), 0);
 	/* Not ready yet: a JOIN waits for it, until its deadline. */
 	assert_int_equal(gw_registry_find(&r, 7, tok, longid, in_ms(30), &f, &code), -ETIMEDOUT);
@@ -142,7 +142,7 @@ static void drop_waits_for_joins(void **state)
 	(void)state;
 	memset(tok, 0x33, sizeof(tok));
 	gw_registry_init(&r, 4);
-	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
 	assert_int_equal(gw_registry_add(&r, new_session(9, 0x33), "CN=b", &e), 0);
 	gw_registry_ready(&r, e);
 	assert_int_equal(gw_registry_find(&r, 9, tok, "CN=b", in_ms(30), &f, &code), 0);
@@ -185,7 +185,7 @@ static void holds_snapshots(void **state)
 	freed = 0;
 	assert_int_equal(gw_snapshot_init(&h, &a, count_free), 0);
 	gw_registry_init(&r, 2);
-	assert_int_equal(gw_registry_reserve(&r), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=a", 0), 0);
 	assert_int_equal(gw_registry_add(&r, new_target_session(9, 0x33, "t", 2), "CN=held", &e), 0);
 	gw_registry_ready(&r, e);
 	gw_registry_hold(&r, e, hold_of(&h)); /* connection 0 */
@@ -221,6 +221,31 @@ static void holds_snapshots(void **state)
 	assert_int_equal(gw_registry_busy(&r), 0);
 }
 
+/* --max-sessions-per-identity: one identity's listed sessions and reservations count; others are not held up. */
+static void per_identity(void **state)
+{
+	struct gw_registry r;
+	struct gw_reg_entry *e;
+
+	(void)state;
+	gw_registry_init(&r, 8);
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 2), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 2), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 2), -EDQUOT);
+	assert_int_equal(gw_registry_reserve(&r, "CN=z", 2), 0);
+	assert_int_equal(gw_registry_add(&r, new_session(3, 0x44), "CN=q", &e), 0); /* listed now, still counts */
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 2), -EDQUOT);
+	gw_registry_unreserve(&r, "CN=q");
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 2), 0);
+	assert_int_equal(gw_registry_reserve(&r, "CN=q", 0), 0); /* 0: no quota */
+	gw_registry_unreserve(&r, "CN=q");
+	gw_registry_unreserve(&r, "CN=q");
+	gw_registry_unreserve(&r, "CN=z");
+	gw_registry_ready(&r, e);
+	gw_registry_drop(&r, e);
+	assert_int_equal(gw_registry_busy(&r), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -228,6 +253,7 @@ int main(void)
 	    cmocka_unit_test(lookup),
 	    cmocka_unit_test(drop_waits_for_joins),
 	    cmocka_unit_test(holds_snapshots),
+	    cmocka_unit_test(per_identity),
 	};
 
 	gw_log_level = GW_LOG_ERR;
