@@ -170,6 +170,9 @@ static int preflight(void)
 		fprintf(stderr, "migrelay serve: out of memory\n");
 		return r;
 	}
+	/* before any session: a killed serve's partial files of file: targets go (a reload never does this) */
+	for (int i = 0; i < srv.o.conf->ntargets; i++)
+		(void)gw_target_remove_stale(&srv.o.conf->targets[i]);
 	srv.o.conf = NULL; /* the snapshot's now */
 	if ((r = gw_preauth_init(&srv.preauth, &srv.o.pre)) < 0) {
 		fprintf(stderr, "migrelay serve: out of memory\n");

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "target.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -96,6 +97,39 @@ int gw_target_parse(struct gw_target *t, const char *arg, char *why, size_t whyl
 		}
 	}
 	return 0;
+}
+
+int gw_target_remove_stale(const struct gw_target *t)
+{
+	char dirbuf[sizeof(t->path)], basebuf[sizeof(t->path)], path[sizeof(t->path) + 300];
+	const char *dir, *base;
+	struct dirent *d;
+	size_t blen;
+	int n = 0;
+	DIR *dp;
+
+	if (t->kind != GW_TGT_FILE)
+		return 0;
+	snprintf(dirbuf, sizeof(dirbuf), "%s", t->path);
+	snprintf(basebuf, sizeof(basebuf), "%s", t->path);
+	dir = dirname(dirbuf);
+	base = basename(basebuf);
+	blen = strlen(base);
+	if (!(dp = opendir(dir)))
+		return -errno;
+	while ((d = readdir(dp))) {
+		/* "<base>.migrelay-" and mkstemp's six characters, nothing else */
+		if (strncmp(d->d_name, base, blen) || strncmp(d->d_name + blen, ".migrelay-", 10) ||
+		    strlen(d->d_name + blen + 10) != 6)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		if (unlink(path) == 0) {
+			gw_warn("target %s: removed %s, left by a serve that was stopped mid-stream", t->name, path);
+			n++;
+		}
+	}
+	closedir(dp);
+	return n;
 }
 
 /* ---- per-stream outcome ------------------------------------------------ */

@@ -19,6 +19,14 @@ struct gw_target {
 };
 
 /*
+ * file: targets: removes the temporary files ("PATH.migrelay-XXXXXX") a
+ * serve killed mid-stream left beside PATH. Only at start, before any
+ * session: a running session's own temporary file has that name too.
+ * Returns how many were removed, or -errno.
+ */
+int gw_target_remove_stale(const struct gw_target *t);
+
+/*
  * Parses "NAME=SPEC" (SPEC: discard, file:PATH, unix:PATH, qmp:PATH). For
  * file:, PATH's directory must exist and be writable now. Returns 0, or
  * -EINVAL (bad form) or -errno (file: directory) with <why> set.

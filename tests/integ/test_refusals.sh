@@ -136,6 +136,18 @@ cmp "$T/in" "$T/q.bin" || fail "the other identity's transfer differs"
 wait $hold || { cat "$T/hold.err"; fail "the session holding the quota failed"; }
 ok "--max-sessions-per-identity refuses one identity's second session (exit 2), not another identity's"
 
+# A serve killed mid-stream leaves a file: target's temporary file; the next serve removes it (and only it).
+mkdir -p "$T/stale"
+printf 'partial' >"$T/stale/img.migrelay-Ab12Cd"
+printf 'keep' >"$T/stale/img.migrelay-keep"
+printf 'keep' >"$T/stale/other.migrelay-Ab12Cd"
+sport=$(mr_free_port)
+mr_serve "$sport" --tls-dir "$T/srv" --target "s=file:$T/stale/img"
+[ ! -e "$T/stale/img.migrelay-Ab12Cd" ] || fail "the stale temporary file of a file: target was not removed"
+[ -e "$T/stale/img.migrelay-keep" ] && [ -e "$T/stale/other.migrelay-Ab12Cd" ] || fail "serve removed files that are not its temporaries"
+grep -q "removed .*img.migrelay-Ab12Cd" "$T/serve-$sport.log" || fail "serve did not say what it removed"
+ok "a killed serve's partial file: target file is removed at the next start, nothing else"
+
 # Cannot connect.
 rc=0
 "$MIGRELAY" send --to "127.0.0.1:1" --target f --tls-dir "$T/cli" --quiet </dev/null >/dev/null 2>"$T/err" || rc=$?
