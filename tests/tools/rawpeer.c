@@ -28,6 +28,11 @@
  *                          session (VERIFIED, BYE)
  *         end-conflict     after WELCOME, OPEN 0 with 100 KiB, its END, then a second END with
  *                          the same total but other bytes and digest (prints the answer)
+ *         fail-unread      after WELCOME, JOINs connection 1, shrinks both receive buffers,
+ *                          OPEN 0..5 with 4000 KiB each (an echo target sends it all back,
+ *                          which is never read: more than the socket buffers hold), then a frame
+ *                          of unknown type: the session fails with data stuck towards this
+ *                          peer; prints "HELD" and keeps connection 1 open, unread, for 30 s
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -444,7 +450,39 @@ int main(int argc, char **argv)
 		wire_end_encode(end2, &(struct wire_end){ .bytes = 7, .digest = { 1, 2, 3 } });
 		open_send_end(t, end2);
 		answer(t, out, sizeof(out), NULL);
-	} else if (!strcmp(tcase, "oversize")) {
+	} else if (!strcmp(tcase, "fail-unread")) {
+		uint8_t op[WIRE_OPEN_LEN];
+		static uint8_t data[100 << 10];
+		int small = 4096;
+
+		struct wire_join j = { .session_id = w.session_id, .conn_index = 1 };
+		uint8_t jp[WIRE_JOIN_LEN];
+
+		/* connection 1 joins and is never read again: the server's data for us piles up there */
+		memcpy(j.token, w.token, WIRE_TOKEN_LEN);
+		wire_join_encode(jp, &j);
+		t2 = conn(cfg, &fd2);
+		put(t2, WIRE_T_JOIN, 0, 0, 0, jp, sizeof(jp), sizeof(jp));
+		answer(t2, out, sizeof(out), NULL);
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		setsockopt(fd2, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+		memset(data, 0x5a, sizeof(data));
+		wire_open_encode(op, WIRE_ROLE_PLAIN);
+		/* six streams, each a window's worth: more than the socket buffers towards us hold */
+		for (uint16_t id = 0; id < 6; id++) {
+			put(t, WIRE_T_OPEN, 0, id, 0, op, sizeof(op), sizeof(op));
+			for (int i = 0; i < 40; i++)
+				put(t, WIRE_T_DATA, 0, id, (uint64_t)i, data, sizeof(data), sizeof(data));
+		}
+		sleep(2); /* the echoes come back and fill the way towards us */
+		/* a frame of no known type: the server fails the whole session (PROTOCOL.md §7) */
+		put(t, 0x42, 0, 0, 0, NULL, 0, 0);
+		printf("HELD (%s)\n", out);
+		fflush(stdout);
+		sleep(30);
+		mr_tls_free(t2);
+		close(fd2);
+		snprintf(out, sizeof(out), "RELEASED");
 		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
 		answer(t, out, sizeof(out), NULL);
 	} else if (!strcmp(tcase, "unknown-type")) {
