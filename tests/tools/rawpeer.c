@@ -483,6 +483,7 @@ int main(int argc, char **argv)
 		mr_tls_free(t2);
 		close(fd2);
 		snprintf(out, sizeof(out), "RELEASED");
+	} else if (!strcmp(tcase, "oversize")) {
 		put(t, WIRE_T_DATA, 0, 0, 0, NULL, 0, 0xffffffffu);
 		answer(t, out, sizeof(out), NULL);
 	} else if (!strcmp(tcase, "unknown-type")) {
