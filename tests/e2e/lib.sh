@@ -300,8 +300,9 @@ e2e_ram_check() {
 	else
 		cat "$out" >&2
 	fi
+	# both dumps stay when they differ (with E2E_KEEP=1 beyond the test), to tell from a page what happened
+	[ $rc -eq 0 ] || e2e_fail "RAM of $src and $dst differ ($how check); dumps: $E2E_TMP/$src.ram $E2E_TMP/$dst.ram"
 	rm -f -- "$E2E_TMP/$src.ram" "$E2E_TMP/$dst.ram"
-	[ $rc -eq 0 ] || e2e_fail "RAM of $src and $dst differ ($how check)"
 	e2e_log "RAM check ($how) passed in $(e2e_since "$t0") s"
 }
 
