@@ -533,9 +533,12 @@ const char *mr_ssh_methods(const struct mr_ssh *c)
 	return c->methods;
 }
 
-const char *mr_ssh_last_error(const struct mr_ssh *c)
+const char *mr_ssh_last_error(struct mr_ssh *c, char *buf, size_t len)
 {
-	return c->last;
+	pthread_mutex_lock(&c->mu);
+	snprintf(buf, len, "%s", c->last);
+	pthread_mutex_unlock(&c->mu);
+	return buf;
 }
 
 int mr_ssh_fd(const struct mr_ssh *c)

@@ -138,8 +138,12 @@ void mr_ssh_close(struct mr_ssh *c);
  */
 const char *mr_ssh_methods(const struct mr_ssh *c);
 
-/* The last libssh2 error text of the data path ("" if none); for logs after a failed call. */
-const char *mr_ssh_last_error(const struct mr_ssh *c);
+/*
+ * Copies the last libssh2 error text of the data path ("" if none) into
+ * <buf>, for messages after a failed call. Any thread: the sending and the
+ * receiving thread both write that text, under the session's lock.
+ */
+const char *mr_ssh_last_error(struct mr_ssh *c, char *buf, size_t len);
 
 /* The TCP socket (for getsockopt, tests); owned by <c>. */
 int mr_ssh_fd(const struct mr_ssh *c);

@@ -51,7 +51,8 @@ static ssize_t ssh_conn_send(struct mr_conn *c, const void *p, size_t len)
 	if (n == -ECANCELED) {
 		mr_conn_tx_error(c, "the connection to the %s was shut down here", c->peer);
 	} else if (n < 0) {
-		const char *why = mr_ssh_last_error(sc->ssh);
+		char buf[160];
+		const char *why = mr_ssh_last_error(sc->ssh, buf, sizeof(buf));
 
 		mr_conn_tx_error(c, "sending to the %s over SSH: %s%s%s", c->peer, strerror((int)-n), *why ? ": " : "",
 				 why);
@@ -69,7 +70,8 @@ static ssize_t ssh_conn_recv(struct mr_conn *c, void *p, size_t len)
 	if (n == -ECANCELED) {
 		mr_conn_rx_error(c, "the connection to the %s was shut down here", c->peer);
 	} else if (n < 0 && n != -EAGAIN) {
-		const char *why = mr_ssh_last_error(sc->ssh);
+		char buf[160];
+		const char *why = mr_ssh_last_error(sc->ssh, buf, sizeof(buf));
 
 		mr_conn_rx_error(c, "receiving from the %s over SSH: %s%s%s", c->peer, strerror((int)-n),
 				 *why ? ": " : "", why);

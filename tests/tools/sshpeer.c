@@ -440,11 +440,13 @@ int main(int argc, char **argv)
 	dt = now_s() - t0;
 	dc = cpu_s() - c0;
 	for (int i = 0; i < n; i++) {
+		char lastbuf[160];
+
 		if (peers[i].err) {
 			fprintf(stderr, "error: connection %d: %s: %s %s\n", i, peers[i].what,
 				peers[i].err < 0 ? strerror(-peers[i].err) : "",
 				peers[i].conn ? mr_conn_last_error(peers[i].conn) :
-				peers[i].ssh  ? mr_ssh_last_error(peers[i].ssh) : "");
+				peers[i].ssh  ? mr_ssh_last_error(peers[i].ssh, lastbuf, sizeof(lastbuf)) : "");
 			rc = 1;
 		}
 		if (peers[i].conn)
