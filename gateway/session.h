@@ -43,6 +43,7 @@ enum {
 	GW_AUTO_PROBE = 16 << 20,          /* compress auto: raw bytes of a window that tries the other mode */
 	GW_AUTO_EXPLORE = 8,               /* compress auto: windows before the other mode is tried again, at first */
 	GW_AUTO_EXPLORE_MAX = 64,
+	GW_AUTO_SAMPLE_MIN = 64 << 10,     /* compress auto: smallest chunk taken as a zstd sample */
 };
 
 struct gw_session;

@@ -135,6 +135,16 @@ struct gw_session {
 	uint64_t z_t0, z_raw;
 	double z_cost[2];
 	uint32_t z_windows, z_every;
+	/*
+	 * compress auto (under lock): while sending raw, one chunk a window
+	 * is compressed (and sent so) as a sample of what zstd would cost:
+	 * CPU ns per raw byte and wire bytes per raw byte, moving averages.
+	 * A probe of the zstd mode happens only when raw's measured time per
+	 * byte leaves room for zstd to win (auto_zstd_can_pay()).
+	 */
+	bool z_sample_want;
+	uint32_t z_samples;
+	double z_sample_cpu, z_sample_ratio;
 	bool bye;
 	/*
 	 * server: every connection went after the streams completed but before
@@ -202,6 +212,8 @@ void conn_dead_locked(struct gw_conn *c);
 /* Bytes one connection sends under one key before it is replaced. Any thread. */
 uint64_t gw_rekey_bytes(void);
 /* Locked, writer. compress auto: accounts <raw> bytes sent; may switch s->z_on. */
+/* Locked, writer. compress auto: one zstd sample of <raw> bytes took <cpu_ns> of CPU and became <wire> bytes. */
+void auto_sample(struct gw_session *s, uint32_t raw, uint64_t cpu_ns, uint32_t wire);
 void auto_account(struct gw_session *s, uint32_t raw);
 
 /* session_stream.c */
