@@ -39,11 +39,6 @@ enum {
 	GW_URING_TX_BUFSIZE = 288 << 10,   /* ... each holding a sealed 256 KiB chunk frame */
 	GW_URING_RX_BUFS = 16,             /* provided receive buffers per connection ... */
 	GW_URING_RX_BUFSIZE = 64 << 10,    /* ... of this size */
-	GW_AUTO_WINDOW = 32 << 20,         /* compress auto: raw bytes per measurement window (session) */
-	GW_AUTO_PROBE = 16 << 20,          /* compress auto: raw bytes of a window that tries the other mode */
-	GW_AUTO_EXPLORE = 8,               /* compress auto: windows before the other mode is tried again, at first */
-	GW_AUTO_EXPLORE_MAX = 64,
-	GW_AUTO_SAMPLE_MIN = 64 << 10,     /* compress auto: smallest chunk taken as a zstd sample */
 };
 
 struct gw_session;

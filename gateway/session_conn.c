@@ -194,17 +194,14 @@ void *conn_writer_main(void *arg)
 
 	pthread_mutex_lock(&s->lock);
 	while ((e = writer_take_locked(c))) {
-		bool z = s->cfg.compress && (!s->cfg.compress_auto || s->z_on);
+		bool z = s->cfg.compress && (!s->cfg.compress_auto || s->za.on);
 		uint32_t raw = e->c ? e->c->len : 0;
-		bool sample = !z && s->cfg.compress && s->cfg.compress_auto && s->z_sample_want &&
-			      raw >= GW_AUTO_SAMPLE_MIN;
+		bool sample = s->cfg.compress && s->cfg.compress_auto && zauto_take_sample(&s->za, raw);
 		uint64_t cpu = 0;
 		const uint8_t *p;
 		size_t len;
 		ssize_t n;
 
-		if (sample)
-			s->z_sample_want = false;
 		pthread_mutex_unlock(&s->lock);
 		if (sample) {
 			cpu = thread_cpu_ns();
@@ -219,10 +216,8 @@ void *conn_writer_main(void *arg)
 		free(e);
 		pthread_mutex_lock(&s->lock);
 		c->tx_since_ns = 0;
-		if (sample && len - WIRE_HDR_LEN <= WIRE_ZHDR_LEN)
-			s->z_sample_want = true; /* a zero chunk says nothing of zstd: sample the next one */
-		else if (sample)
-			auto_sample(s, raw, cpu, (uint32_t)(len - WIRE_HDR_LEN));
+		if (sample)
+			zauto_sample(&s->za, raw, cpu, (uint32_t)(len - WIRE_HDR_LEN));
 		if (raw && s->cfg.compress_auto && n >= 0)
 			auto_account(s, raw);
 		if (n < 0) {

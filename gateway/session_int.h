@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "session.h"
+#include "stream/zauto.h"
 
 /*
  * The session's own structures: opaque to every other file, which goes
@@ -127,24 +128,7 @@ struct gw_session {
 	int open_streams;        /* not yet complete or failed */
 	struct rxsm sm;          /* receive rules: OPEN order, window, limits (stream/rxsm.h) */
 	struct stripe stripe;    /* stripe scheduler (stream/stripe.h) */
-	/*
-	 * compress auto (under lock): wall time per raw byte sent, measured
-	 * over windows of raw bytes in one mode; see auto_account().
-	 */
-	bool z_on, z_probe;
-	uint64_t z_t0, z_raw;
-	double z_cost[2];
-	uint32_t z_windows, z_every;
-	/*
-	 * compress auto (under lock): while sending raw, one chunk a window
-	 * is compressed (and sent so) as a sample of what zstd would cost:
-	 * CPU ns per raw byte and wire bytes per raw byte, moving averages.
-	 * A probe of the zstd mode happens only when raw's measured time per
-	 * byte leaves room for zstd to win (auto_zstd_can_pay()).
-	 */
-	bool z_sample_want;
-	uint32_t z_samples;
-	double z_sample_cpu, z_sample_ratio;
+	struct zauto za;         /* compress auto's choice (stream/zauto.h), under lock */
 	bool bye;
 	/*
 	 * server: every connection went after the streams completed but before
@@ -211,9 +195,7 @@ bool others_replaced_locked(const struct gw_conn *c);
 void conn_dead_locked(struct gw_conn *c);
 /* Bytes one connection sends under one key before it is replaced. Any thread. */
 uint64_t gw_rekey_bytes(void);
-/* Locked, writer. compress auto: accounts <raw> bytes sent; may switch s->z_on. */
-/* Locked, writer. compress auto: one zstd sample of <raw> bytes took <cpu_ns> of CPU and became <wire> bytes. */
-void auto_sample(struct gw_session *s, uint32_t raw, uint64_t cpu_ns, uint32_t wire);
+/* Locked, writer. compress auto: accounts <raw> bytes sent (zauto_account) and logs each decision. */
 void auto_account(struct gw_session *s, uint32_t raw);
 
 /* session_stream.c */

@@ -304,101 +304,17 @@ uint64_t gw_rekey_bytes(void)
 }
 
 /*
- * compress auto, locked: can zstd get the data out sooner than raw's
- * measured wall time per raw byte? At best it saves the link time of the
- * bytes it removes, (1 - ratio) of raw's time per byte, and it costs its
- * own CPU time per byte, measured on samples. Where the link is fast (a
- * LAN, loopback) zstd's CPU time is larger than anything it saves, and
- * trying it in a probe window would only cost: such a path is never
- * probed. No sample yet: nothing known, the probe decides.
- */
-static bool auto_zstd_can_pay(const struct gw_session *s)
-{
-	if (!s->z_samples)
-		return true;
-	return s->z_cost[0] * (1.0 - s->z_sample_ratio) > s->z_sample_cpu;
-}
-
-void auto_sample(struct gw_session *s, uint32_t raw, uint64_t cpu_ns, uint32_t wire)
-{
-	double cpu = (double)cpu_ns / raw, ratio = (double)wire / raw;
-
-	if (ratio > 1.0)
-		ratio = 1.0;
-	/* moving averages over about four samples; the first sets them */
-	if (!s->z_samples++) {
-		s->z_sample_cpu = cpu;
-		s->z_sample_ratio = ratio;
-	} else {
-		s->z_sample_cpu += (cpu - s->z_sample_cpu) / 4;
-		s->z_sample_ratio += (ratio - s->z_sample_ratio) / 4;
-	}
-	gw_dbg("compress auto: zstd sample %.2f CPU ns/byte, ratio %.2f", s->z_sample_cpu, s->z_sample_ratio);
-}
-
-/*
  * compress auto, called locked by a writer after it sent a chunk of <raw>
- * bytes. Compress only while that gets the data out sooner: the wall time
- * per raw byte over a window of the session's chunks is what a slow network
- * (credit waits for ACKs) and a busy CPU (zstd's time, on 2 cores also
- * taken from QEMU) both show up in. After a warm-up window, one window
- * sends raw, a probe window compresses, then the cheaper mode goes on; the other is tried again in a
- * shorter probe window after z_every windows (doubling up to
- * GW_AUTO_EXPLORE_MAX while the choice holds, back to GW_AUTO_EXPLORE when
- * it flips), so the choice follows the data (zero pages, incompressible
- * pages) and the network as the migration goes.
+ * bytes: stream/zauto.h decides, this logs.
  */
 void auto_account(struct gw_session *s, uint32_t raw)
 {
-	uint64_t now = gw_now_ns();
-	bool was = s->z_on, best;
+	struct zauto *z = &s->za;
+	bool was = z->on;
 
-	if (!s->z_t0) {
-		s->z_t0 = now;
-		s->z_sample_want = true;
-	}
-	s->z_raw += raw;
-	if (s->z_raw < (s->z_probe || !s->z_every ? GW_AUTO_PROBE : GW_AUTO_WINDOW))
+	if (!zauto_account(z, raw, gw_now_ns()))
 		return;
-	if (!s->z_every) {
-		/* the first window warms up (QEMU's first pass starts slowly): not a measurement */
-		s->z_every = GW_AUTO_EXPLORE;
-		s->z_t0 = now;
-		s->z_raw = 0;
-		return;
-	}
-	s->z_cost[was] = (double)(now - s->z_t0) / (double)s->z_raw;
-	gw_dbg("compress auto: %s %.2f ns/byte, %s %.2f ns/byte", was ? "zstd" : "raw", s->z_cost[was],
-	       was ? "raw" : "zstd", s->z_cost[!was]);
-	s->z_t0 = now;
-	s->z_raw = 0;
-	s->z_probe = false;
-	s->z_windows++;
-	if (!was) {
-		s->z_sample_want = true; /* the next raw window samples zstd once more */
-		if (!auto_zstd_can_pay(s)) {
-			/* zstd's own CPU time exceeds all it could save: no probe */
-			s->z_windows = 0;
-			return;
-		}
-	}
-	if (!s->z_cost[!was]) { /* the other mode not measured yet */
-		s->z_on = !was;
-		s->z_probe = true;
-		return;
-	}
-	best = s->z_cost[1] < s->z_cost[0];
-	if (best != was) {
-		s->z_on = best;
-		s->z_every = GW_AUTO_EXPLORE;
-		s->z_windows = 0;
-		return;
-	}
-	if (s->z_windows >= s->z_every) {
-		s->z_on = !was;
-		s->z_probe = true;
-		s->z_windows = 0;
-		if (s->z_every < GW_AUTO_EXPLORE_MAX)
-			s->z_every *= 2;
-	}
+	gw_dbg("compress auto: raw %.2f ns/byte, zstd %.2f ns/byte; zstd sample %.2f CPU ns/byte, ratio %.2f%s",
+	       z->cost[0], z->cost[1], z->sample_cpu, z->sample_ratio,
+	       z->on == was ? "" : z->on ? "; now zstd" : "; now raw");
 }

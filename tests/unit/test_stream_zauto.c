@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `--compress auto`'s choice (stream/zauto.h) against a model of a path:
+ * sending a raw byte takes the sender S ns of CPU and the link L ns; zstd
+ * adds C ns of CPU and puts R wire bytes per raw byte on the link. The
+ * time per chunk is the slower of the two stages.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stream/zauto.h"
+
+enum { CHUNK = 256 << 10 };
+
+struct path {
+	double s, l, c, r;
+};
+
+struct run {
+	uint64_t raw, zstd, samples; /* bytes sent raw, sent compressed, and of them samples */
+	int flips;
+};
+
+static double maxd(double a, double b)
+{
+	return a > b ? a : b;
+}
+
+/* Sends <bytes> through <z> over <p> from virtual time <*now>; counts what went how. */
+static void drive(struct zauto *z, const struct path *p, uint64_t bytes, uint64_t *now, struct run *out)
+{
+	for (uint64_t sent = 0; sent < bytes; sent += CHUNK) {
+		bool sample = zauto_take_sample(z, CHUNK), was = z->on;
+		bool comp = z->on || sample;
+		double ns = comp ? maxd(p->s + p->c, p->l * p->r) : maxd(p->s, p->l);
+
+		*now += (uint64_t)(ns * CHUNK);
+		if (sample) {
+			zauto_sample(z, CHUNK, (uint64_t)(p->c * CHUNK), (uint32_t)(p->r * CHUNK));
+			out->samples += CHUNK;
+		}
+		if (comp)
+			out->zstd += CHUNK;
+		else
+			out->raw += CHUNK;
+		zauto_account(z, CHUNK, *now);
+		if (z->on != was)
+			out->flips++;
+	}
+}
+
+/* Loopback: the link is nearly free, zstd's CPU is the cost: never a probe window, only samples. */
+static void test_fast_link_never_probes(void **state)
+{
+	struct path p = {.s = 1.0, .l = 0.1, .c = 2.0, .r = 0.3};
+	struct zauto z;
+	struct run r = {0};
+	uint64_t now = 1000;
+
+	(void)state;
+	zauto_init(&z);
+	drive(&z, &p, 4ull << 30, &now, &r);
+	assert_int_equal(r.flips, 0);
+	assert_false(z.on);
+	assert_int_equal(r.zstd, r.samples);   /* nothing compressed but the samples */
+	assert_true(r.samples * 100 < r.raw);  /* under 1 % of the data */
+	assert_false(zauto_can_pay(&z));
+}
+
+/* A slow link (about 1 Gbit/s): zstd wins, and after the warm-up and one raw window it compresses nearly all. */
+static void test_slow_link_compresses(void **state)
+{
+	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 0.3};
+	struct zauto z;
+	struct run r = {0};
+	uint64_t now = 1000;
+
+	(void)state;
+	zauto_init(&z);
+	drive(&z, &p, 1ull << 30, &now, &r);
+	assert_true(z.on);
+	assert_true(zauto_can_pay(&z));
+	assert_true(r.zstd > r.raw * 8); /* the raw windows are the warm-up, one measure and short probes */
+}
+
+/* A slow link and incompressible data: zstd would remove nothing, so it is never probed. */
+static void test_incompressible_never_probes(void **state)
+{
+	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 1.0};
+	struct zauto z;
+	struct run r = {0};
+	uint64_t now = 1000;
+
+	(void)state;
+	zauto_init(&z);
+	drive(&z, &p, 1ull << 30, &now, &r);
+	assert_false(z.on);
+	assert_int_equal(r.flips, 0);
+	assert_int_equal(r.zstd, r.samples);
+}
+
+/* The data turns incompressible on a slow link: auto goes back to raw (the probe of raw finds it no slower). */
+static void test_follows_the_data(void **state)
+{
+	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 0.3};
+	struct zauto z;
+	struct run r = {0};
+	uint64_t now = 1000;
+
+	(void)state;
+	zauto_init(&z);
+	drive(&z, &p, 512ull << 20, &now, &r);
+	assert_true(z.on);
+	p.r = 1.0;
+	memset(&r, 0, sizeof(r));
+	drive(&z, &p, 8ull << 30, &now, &r);
+	assert_false(z.on);
+	/* and the link speeds up under compressible data: raw again, then no more probes */
+	p.r = 0.3;
+	p.l = 0.1;
+	drive(&z, &p, 8ull << 30, &now, &r);
+	assert_false(z.on);
+	assert_false(zauto_can_pay(&z));
+}
+
+/* Samples: only raw chunks of at least ZAUTO_SAMPLE_MIN, one per request; an all-zero chunk asks for the next. */
+static void test_samples(void **state)
+{
+	struct zauto z;
+
+	(void)state;
+	zauto_init(&z);
+	assert_false(zauto_take_sample(&z, CHUNK)); /* nothing asked yet */
+	zauto_account(&z, CHUNK, 1000);             /* the first chunk starts the warm-up and asks */
+	assert_false(zauto_take_sample(&z, ZAUTO_SAMPLE_MIN - 1));
+	assert_true(zauto_take_sample(&z, CHUNK));
+	assert_false(zauto_take_sample(&z, CHUNK)); /* one per request */
+	zauto_sample(&z, CHUNK, 1000, 4);           /* all zero: says nothing */
+	assert_int_equal(z.samples, 0);
+	assert_true(zauto_take_sample(&z, CHUNK));
+	zauto_sample(&z, CHUNK, 2 * CHUNK, CHUNK + 100); /* grew: counted as ratio 1 */
+	assert_int_equal(z.samples, 1);
+	assert_true(z.sample_ratio <= 1.0);
+	assert_true(z.sample_cpu > 1.9 && z.sample_cpu < 2.1);
+	z.on = true;
+	z.sample_want = true;
+	assert_false(zauto_take_sample(&z, CHUNK)); /* compressing anyway: no sample */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fast_link_never_probes),
+		cmocka_unit_test(test_slow_link_compresses),
+		cmocka_unit_test(test_incompressible_never_probes),
+		cmocka_unit_test(test_follows_the_data),
+		cmocka_unit_test(test_samples),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
