@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "net.h"
@@ -109,16 +108,6 @@ static struct gw_qent *writer_take_locked(struct gw_conn *c)
  * finds it worth it, else the chunk's own buffer (header and raw bytes).
  * Sets *len; the bytes stay valid while <e> and c->txbuf do.
  */
-/* This thread's CPU time in ns (compress auto's samples). */
-static uint64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static const uint8_t *writer_frame(struct gw_conn *c, const struct gw_qent *e, bool z, size_t *len)
 {
 	const struct gw_chunk *ch = e->c;
@@ -197,19 +186,19 @@ void *conn_writer_main(void *arg)
 		bool z = s->cfg.compress && (!s->cfg.compress_auto || s->za.on);
 		uint32_t raw = e->c ? e->c->len : 0;
 		bool sample = s->cfg.compress && s->cfg.compress_auto && zauto_take_sample(&s->za, raw);
-		uint64_t cpu = 0;
+		uint64_t t = 0;
 		const uint8_t *p;
 		size_t len;
 		ssize_t n;
 
 		pthread_mutex_unlock(&s->lock);
 		if (sample) {
-			cpu = thread_cpu_ns();
+			t = gw_now_ns();
 			z = true; /* the sample is sent compressed: its cost is not wasted */
 		}
 		p = writer_frame(c, e, z, &len);
 		if (sample)
-			cpu = thread_cpu_ns() - cpu;
+			t = gw_now_ns() - t;
 		/* a raw chunk stays untouched until the peer ACKs it: it may be lent to the kernel */
 		n = e->c && p == e->c->mem ? mr_conn_send_stable(c->conn, p, len) : mr_conn_send(c->conn, p, len);
 		chunk_put(e->c);
@@ -217,7 +206,7 @@ void *conn_writer_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		c->tx_since_ns = 0;
 		if (sample)
-			zauto_sample(&s->za, raw, cpu, (uint32_t)(len - WIRE_HDR_LEN));
+			zauto_sample(&s->za, raw, t, (uint32_t)(len - WIRE_HDR_LEN));
 		if (raw && s->cfg.compress_auto && n >= 0)
 			auto_account(s, raw);
 		if (n < 0) {

@@ -314,7 +314,7 @@ void auto_account(struct gw_session *s, uint32_t raw)
 
 	if (!zauto_account(z, raw, gw_now_ns()))
 		return;
-	gw_dbg("compress auto: raw %.2f ns/byte, zstd %.2f ns/byte; zstd sample %.2f CPU ns/byte, ratio %.2f%s",
-	       z->cost[0], z->cost[1], z->sample_cpu, z->sample_ratio,
+	gw_dbg("compress auto: raw %.2f ns/byte, zstd %.2f ns/byte; zstd sample %.2f ns/byte, ratio %.2f%s",
+	       z->cost[0], z->cost[1], z->sample_ns, z->sample_ratio,
 	       z->on == was ? "" : z->on ? "; now zstd" : "; now raw");
 }

@@ -17,24 +17,24 @@ bool zauto_take_sample(struct zauto *z, uint32_t raw)
 	return true;
 }
 
-void zauto_sample(struct zauto *z, uint32_t raw, uint64_t cpu_ns, uint32_t wire)
+void zauto_sample(struct zauto *z, uint32_t raw, uint64_t ns, uint32_t wire)
 {
-	double cpu, ratio;
+	double t, ratio;
 
 	if (!raw || wire <= 4) {
 		z->sample_want = true;
 		return;
 	}
-	cpu = (double)cpu_ns / raw;
+	t = (double)ns / raw;
 	ratio = (double)wire / raw;
 	if (ratio > 1.0)
 		ratio = 1.0;
 	/* moving averages over about four samples; the first sets them */
 	if (!z->samples++) {
-		z->sample_cpu = cpu;
+		z->sample_ns = t;
 		z->sample_ratio = ratio;
 	} else {
-		z->sample_cpu += (cpu - z->sample_cpu) / 4;
+		z->sample_ns += (t - z->sample_ns) / 4;
 		z->sample_ratio += (ratio - z->sample_ratio) / 4;
 	}
 }
@@ -43,7 +43,7 @@ bool zauto_can_pay(const struct zauto *z)
 {
 	if (!z->samples || !z->cost[0])
 		return true;
-	return z->cost[0] * (1.0 - z->sample_ratio) > z->sample_cpu;
+	return z->cost[0] * (1.0 - z->sample_ratio) > z->sample_ns;
 }
 
 bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns)
@@ -74,7 +74,7 @@ bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns)
 	if (!was) {
 		z->sample_want = true; /* the next raw window samples zstd once more */
 		if (!zauto_can_pay(z)) {
-			/* zstd's own CPU time exceeds all it could save: no probe */
+			/* zstd's own time exceeds all it could save: no probe */
 			z->windows = 0;
 			return true;
 		}

@@ -13,10 +13,11 @@
  * when it flips), so the choice follows the data and the network.
  *
  * While raw, one chunk a window is compressed as a sample (it is sent so:
- * its cost is not wasted): zstd's CPU time per raw byte and its ratio. A
+ * its cost is not wasted): zstd's time per raw byte and its ratio. A
  * probe window happens only when zstd can pay: the time of the bytes it
- * would remove, raw's time per byte times (1 - ratio), is more than its CPU
- * time per byte. On loopback or a fast LAN it is not, and auto costs one
+ * would remove, raw's time per byte times (1 - ratio), is more than its own
+ * time per byte. Both are wall-clock times: on a busy host, waiting for a
+ * CPU inflates both alike. On loopback or a fast LAN it is not, and auto costs one
  * sample a window over raw.
  */
 #ifndef MR_STREAM_ZAUTO_H
@@ -42,7 +43,7 @@ struct zauto {
 	uint32_t windows;  /* windows since the last choice or probe */
 	uint32_t every;    /* windows between probes; 0 until warmed up */
 	uint32_t samples;  /* zstd samples taken */
-	double sample_cpu; /* zstd CPU ns per raw byte (moving average) */
+	double sample_ns;  /* zstd's ns per raw byte, wall clock (moving average) */
 	double sample_ratio; /* zstd wire bytes per raw byte (moving average) */
 };
 
@@ -53,11 +54,11 @@ void zauto_init(struct zauto *z);
 bool zauto_take_sample(struct zauto *z, uint32_t raw);
 
 /*
- * A sample of <raw> bytes took <cpu_ns> of CPU and became <wire> bytes
+ * A sample of <raw> bytes took <ns> to compress and became <wire> bytes
  * (<wire> of at most 4: an all-zero chunk, which says nothing of zstd:
  * the next chunk is sampled instead).
  */
-void zauto_sample(struct zauto *z, uint32_t raw, uint64_t cpu_ns, uint32_t wire);
+void zauto_sample(struct zauto *z, uint32_t raw, uint64_t ns, uint32_t wire);
 
 /* <raw> bytes went out at <now_ns>; may switch z->on. Returns true when a window ended (a decision was made). */
 bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns);

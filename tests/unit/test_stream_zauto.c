@@ -146,7 +146,7 @@ static void test_samples(void **state)
 	zauto_sample(&z, CHUNK, 2 * CHUNK, CHUNK + 100); /* grew: counted as ratio 1 */
 	assert_int_equal(z.samples, 1);
 	assert_true(z.sample_ratio <= 1.0);
-	assert_true(z.sample_cpu > 1.9 && z.sample_cpu < 2.1);
+	assert_true(z.sample_ns > 1.9 && z.sample_ns < 2.1);
 	z.on = true;
 	z.sample_want = true;
 	assert_false(zauto_take_sample(&z, CHUNK)); /* compressing anyway: no sample */
