@@ -48,6 +48,14 @@ static const char migrate_usage[] =
 	"      --copy-storage DEV    mirror disk DEV (drive or node name) to the destination's\n"
 	"                            disk of the same name first; repeatable. The destination\n"
 	"                            image must exist with the right size.\n"
+	"      --copy-storage-inc DEV  as --copy-storage, but copy only DEV's top image (the\n"
+	"                            clusters it allocates); repeatable. The destination's disk\n"
+	"                            of that name must be an overlay over an identical copy of\n"
+	"                            DEV's backing chain: what is not copied is read from there\n"
+	"      --copy-storage-synchronous-writes  while the disks are mirrored, a guest write\n"
+	"                            completes only once it is on the destination too (QEMU's\n"
+	"                            write-blocking copy mode), so that the mirrors converge\n"
+	"                            under heavy writes; needs --copy-storage or --copy-storage-inc\n"
 	"      --postcopy            enable post-copy on both QEMUs (postcopy-ram); switch with\n"
 	"                            --postcopy-after-precopy, --timeout-action postcopy or\n"
 	"                            `migrelay ctl PATH postcopy`. After the switch the guest runs\n"
@@ -135,7 +143,32 @@ int mig_fail(struct mig *m, int rc, const char *fmt, ...)
 	return rc;
 }
 
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP, O_CSI, O_CSW };
+
+/* --copy-storage DEV (<inc> false) or --copy-storage-inc DEV: each disk once. 1, or -EINVAL after saying why. */
+static int add_disk(struct mig *m, const char *val, bool inc)
+{
+	const char *opt = inc ? "--copy-storage-inc" : "--copy-storage";
+
+	if (m->o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(val, strlen(val))) {
+		fprintf(stderr, "migrelay migrate: %s \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n", opt,
+			val, WIRE_MAX_DEVICES);
+		return -EINVAL;
+	}
+	for (int i = 0; i < m->o.ndevices; i++) {
+		if (strcmp(m->o.devices[i], val))
+			continue;
+		if (m->inc[i] != inc)
+			fprintf(stderr, "migrelay migrate: disk %s is given to both --copy-storage and --copy-storage-inc; "
+					"give it to one (the whole disk, or only its top image)\n", val);
+		else
+			fprintf(stderr, "migrelay migrate: %s %s is given twice; name each disk once\n", opt, val);
+		return -EINVAL;
+	}
+	m->inc[m->o.ndevices] = inc;
+	m->o.devices[m->o.ndevices++] = val;
+	return 1;
+}
 
 /* Takes one of migrate's own options (cmd_def.opt). */
 static int migrate_opt(void *arg, int c, const char *val)
@@ -224,12 +257,10 @@ static int migrate_opt(void *arg, int c, const char *val)
 		}
 		return 1;
 	case O_CS:
-		if (m->o.ndevices >= WIRE_MAX_DEVICES || !wire_name_ok(val, strlen(val))) {
-			fprintf(stderr, "migrelay migrate: --copy-storage \"%.40s\": at most %d devices, names of A-Z a-z 0-9 . _ -\n",
-				val, WIRE_MAX_DEVICES);
-			return -EINVAL;
-		}
-		m->o.devices[m->o.ndevices++] = val;
+	case O_CSI:
+		return add_disk(m, val, c == O_CSI);
+	case O_CSW:
+		m->sync_writes = true;
 		return 1;
 	}
 	return 0;
@@ -252,6 +283,8 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "timeout-action", required_argument, NULL, O_TA },
 		{ "control", required_argument, NULL, O_CTL },
 		{ "suspend", no_argument, NULL, O_SUSP },
+		{ "copy-storage-inc", required_argument, NULL, O_CSI },
+		{ "copy-storage-synchronous-writes", no_argument, NULL, O_CSW },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -272,6 +305,11 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 	}
 	if (m->pc_bandwidth && !m->o.postcopy) {
 		fprintf(stderr, "migrelay migrate: --postcopy-bandwidth needs --postcopy\n");
+		return MR_EXIT_USAGE;
+	}
+	if (m->sync_writes && !m->o.ndevices) {
+		fprintf(stderr, "migrelay migrate: --copy-storage-synchronous-writes needs a disk to mirror "
+				"(--copy-storage DEV or --copy-storage-inc DEV)\n");
 		return MR_EXIT_USAGE;
 	}
 	return CMD_GO;
@@ -387,8 +425,14 @@ static int migrate_open(struct mig *m)
 	if ((r = mig_control_start(m)) != 0)
 		return r;
 	if (m->o.ndevices) {
+		int ninc = 0;
+
+		for (int i = 0; i < m->o.ndevices; i++)
+			ninc += m->inc[i];
 		if (!m->o.quiet && !m->o.json)
-			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first\n", m->o.ndevices);
+			fprintf(stderr, "migrelay migrate: mirroring %d disk(s) first (%d whole, %d top image only)%s\n",
+				m->o.ndevices, m->o.ndevices - ninc, ninc,
+				m->sync_writes ? ", guest writes synchronous" : "");
 		m->mirrors = true;
 		if ((r = mig_start_mirrors(m)) == -ECANCELED)
 			return mig_fail(m, MR_EXIT_CANCELLED, "disk mirror cancelled");

@@ -45,6 +45,8 @@ struct mig {
 	enum timeout_action timeout_action;
 	bool timed_out; /* the timeout action was taken */
 	bool pc_after;	/* --postcopy-after-precopy */
+	bool inc[WIRE_MAX_DEVICES]; /* o.devices[i] came from --copy-storage-inc: mirror its top image only */
+	bool sync_writes;	    /* --copy-storage-synchronous-writes: the mirrors block the guest's writes */
 	uint64_t pc_bandwidth;
 	bool auto_converge;
 	int ac_initial, ac_increment; /* 0: QEMU's */
@@ -90,8 +92,8 @@ void mig_qemu_cancel(struct mig *m);
  * -errno. */
 MR_MUST_CHECK int mig_listener_start(struct listener *l, struct gw_session *s, const char *path, uint8_t role, int max);
 void mig_listener_stop(struct listener *l);
-/* Mirrors every --copy-storage node into NBD streams and waits until all are ready. 0, -ECANCELED or -errno (m->err).
- */
+/* Mirrors every --copy-storage(-inc) node into NBD streams and waits until all are ready. 0, -ECANCELED or -errno
+ * (m->err). */
 MR_MUST_CHECK int mig_start_mirrors(struct mig *m);
 void mig_cancel_mirrors(struct mig *m);
 void mig_drop_nbd_nodes(struct mig *m);

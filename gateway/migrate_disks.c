@@ -2,7 +2,10 @@
 /*
  * `migrelay migrate`: QEMU's connections to its private unix sockets
  * (multifd, NBD), each opened as a stream of the session in accept order,
- * and the disk mirrors (--copy-storage), as libvirt's copy-storage-all.
+ * and the disk mirrors: --copy-storage as libvirt's copy-storage-all (sync
+ * full), --copy-storage-inc as its copy-storage-inc (sync top: the
+ * destination's disk is an overlay over the same backing chain), and
+ * --copy-storage-synchronous-writes (copy-mode write-blocking).
  */
 #include <errno.h>
 #include <poll.h>
@@ -108,9 +111,10 @@ static int wait_jobs(struct mig *m, bool want_ready)
 }
 
 /*
- * Mirrors every --copy-storage node into an NBD client whose socket is a
- * stream of the session, and waits until all are in sync. The NBD export
- * on the destination carries the node's own name.
+ * Mirrors every --copy-storage(-inc) node into an NBD client whose socket is
+ * a stream of the session, and waits until all are in sync. The NBD export
+ * on the destination carries the node's own name; for --copy-storage-inc it
+ * is the destination's top image, whose backing chain supplies the rest.
  */
 int mig_start_mirrors(struct mig *m)
 {
@@ -137,8 +141,8 @@ int mig_start_mirrors(struct mig *m)
 		m->nbd_nodes = i + 1;
 		r = qmp_cmdf(m->q, "blockdev-mirror", NULL, m->err, sizeof(m->err),
 			     "{\"job-id\": \"migrelay-%s\", \"device\": \"%s\", \"target\": \"migrelay-nbd-%s\", "
-			     "\"sync\": \"full\"}",
-			     d, d, d);
+			     "\"sync\": \"%s\", \"copy-mode\": \"%s\"}",
+			     d, d, d, m->inc[i] ? "top" : "full", m->sync_writes ? "write-blocking" : "background");
 		if (r < 0)
 			return r;
 	}

@@ -33,5 +33,10 @@ expect2 "given twice" serve --listen 127.0.0.1:0 --target x=discard --target x=d
 expect2 "cannot read|no such" serve --listen 127.0.0.1:0 --target x=discard --tls-dir "$T/nonexistent"
 expect2 "qmp" migrate --to 127.0.0.1:1 --target x
 expect2 "bandwidth" migrate --qmp q --to 127.0.0.1:1 --target x --bandwidth fast
+expect2 "both --copy-storage and --copy-storage-inc" migrate --qmp q --to 127.0.0.1:1 --target x \
+	--copy-storage disk0 --copy-storage-inc disk0
+expect2 "given twice" migrate --qmp q --to 127.0.0.1:1 --target x --copy-storage-inc disk0 --copy-storage-inc disk0
+expect2 "A-Z a-z" migrate --qmp q --to 127.0.0.1:1 --target x --copy-storage-inc ../disk0
+expect2 "needs a disk to mirror" migrate --qmp q --to 127.0.0.1:1 --target x --copy-storage-synchronous-writes
 expect2 "unix:PATH" forward --to 127.0.0.1:1 --target x --listen /tmp/x
 ok "bad command lines: exit 2 with a message naming the problem"
