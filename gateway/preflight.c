@@ -109,7 +109,7 @@ static int first_vcpu(struct qmp *q, char *path, size_t len, char *err, size_t e
 static int expand_model(struct qmp *q, const char *model, struct json_object **ret, struct json_object **props,
 			char *err, size_t errlen)
 {
-	static const char *const types[] = { "static", "full" };
+	static const char *const types[] = {"static", "full"};
 	int r = -EREMOTEIO;
 
 	for (int i = 0; i < 2 && r == -EREMOTEIO; i++) {
@@ -119,7 +119,8 @@ static int expand_model(struct qmp *q, const char *model, struct json_object **r
 		if (r == 0) {
 			struct json_object *m;
 
-			if (json_object_object_get_ex(*ret, "model", &m) && json_object_object_get_ex(m, "props", props) &&
+			if (json_object_object_get_ex(*ret, "model", &m) &&
+			    json_object_object_get_ex(m, "props", props) &&
 			    json_object_is_type(*props, json_type_object))
 				return 0;
 			json_object_put(*ret);
@@ -167,7 +168,8 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 
 	if (!names)
 		return -ENOMEM;
-	json_object_object_foreach(props, key, val) {
+	json_object_object_foreach(props, key, val)
+	{
 		bool on;
 
 		if (!json_object_is_type(val, json_type_boolean) || !wire_name_ok(key, strlen(key)))
@@ -191,10 +193,12 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 			pf->features[off] = '\0';
 			pf->nfeatures++;
 		}
-		if (pf->nfeatures == n)
+		if (pf->nfeatures == n) {
 			pf->have |= WIRE_PF_CPU_FEATURES;
-		else
-			pf->features[0] = '\0', pf->nfeatures = 0;
+		} else { /* not all fit: no list rather than a wrong one */
+			pf->features[0] = '\0';
+			pf->nfeatures = 0;
+		}
 	}
 	free(names);
 	return r;
@@ -451,13 +455,16 @@ static int compare_blocks(const struct wire_preflight *src, const struct gw_qemu
 		if (!d && dst->skipped)
 			continue; /* it may be one we could not read */
 		if (!d)
-			return differ(why, whylen, "the destination QEMU has no RAM block %s, which the source guest has; "
-				      "start the destination with the source's devices and options", s->name);
+			return differ(why, whylen,
+				      "the destination QEMU has no RAM block %s, which the source guest has; "
+				      "start the destination with the source's devices and options",
+				      s->name);
 		/* QEMU resizes a resizeable block (max > used) to the source's size when it fits (ACPI tables). */
 		if (s->used != d->used && !(d->max > d->used && s->used <= d->max))
-			return differ(why, whylen, "RAM block %s is %s on the source and %s on the destination QEMU; start "
-				      "the destination with the source's devices and options", s->name,
-				      size_text(s->used, a, sizeof(a)), size_text(d->used, b, sizeof(b)));
+			return differ(why, whylen,
+				      "RAM block %s is %s on the source and %s on the destination QEMU; start "
+				      "the destination with the source's devices and options",
+				      s->name, size_text(s->used, a, sizeof(a)), size_text(d->used, b, sizeof(b)));
 	}
 	return 0;
 }
@@ -470,14 +477,19 @@ int gw_preflight_compare(const struct wire_preflight *src, const struct gw_qemu_
 
 	why[0] = '\0';
 	if ((src->have & d->have & WIRE_PF_MACHINE) && strcmp(src->machine, d->machine))
-		return differ(why, whylen, "the source guest's machine type is %s and the destination QEMU's %s; start the "
-			      "destination with -machine %s", src->machine, d->machine, src->machine);
+		return differ(why, whylen,
+			      "the source guest's machine type is %s and the destination QEMU's %s; start the "
+			      "destination with -machine %s",
+			      src->machine, d->machine, src->machine);
 	if ((src->have & d->have & WIRE_PF_RAM) && src->ram_base != d->ram_base)
-		return differ(why, whylen, "the source guest has %s of RAM and the destination QEMU %s; start the "
-			      "destination with -m %s", size_text(src->ram_base, a, sizeof(a)),
-			      size_text(d->ram_base, b, sizeof(b)), size_arg(src->ram_base, c, sizeof(c)));
+		return differ(why, whylen,
+			      "the source guest has %s of RAM and the destination QEMU %s; start the "
+			      "destination with -m %s",
+			      size_text(src->ram_base, a, sizeof(a)), size_text(d->ram_base, b, sizeof(b)),
+			      size_arg(src->ram_base, c, sizeof(c)));
 	if ((src->have & d->have & WIRE_PF_RAM) && src->ram_plugged != d->ram_plugged)
-		return differ(why, whylen, "the source guest has %s of hotplugged memory and the destination QEMU %s; "
+		return differ(why, whylen,
+			      "the source guest has %s of hotplugged memory and the destination QEMU %s; "
 			      "start the destination with the source's memory devices",
 			      size_text(src->ram_plugged, a, sizeof(a)), size_text(d->ram_plugged, b, sizeof(b)));
 	if ((r = compare_cpu(src, d, why, whylen)) < 0)

@@ -28,7 +28,7 @@ struct gw_qemu_facts {
 	struct wire_preflight pf; /* what a client sends; its blocks are the first WIRE_MAX_RAMBLOCKS of <blocks> */
 	int nblocks;
 	struct gw_ramblock blocks[GW_PF_MAX_BLOCKS]; /* every block whose name can travel (wire_label_ok) */
-	int skipped;                                 /* blocks left out: a name that cannot travel, or too many */
+	int skipped;				     /* blocks left out: a name that cannot travel, or too many */
 };
 
 /*

@@ -65,29 +65,34 @@ static void test_compare(void **state)
 	expect(s, d, NULL);
 
 	d->pf.ram_base = 256ull << 20;
-	expect(s, d, "pre-flight: the source guest has 128 MiB of RAM and the destination QEMU 256 MiB; start the "
-		     "destination with -m 128M");
+	expect(s, d,
+	       "pre-flight: the source guest has 128 MiB of RAM and the destination QEMU 256 MiB; start the "
+	       "destination with -m 128M");
 	s->pf.ram_base = 1ull << 30;
 	d->pf.ram_base = 1536ull << 20;
-	expect(s, d, "pre-flight: the source guest has 1 GiB of RAM and the destination QEMU 1536 MiB; start the "
-		     "destination with -m 1024M");
+	expect(s, d,
+	       "pre-flight: the source guest has 1 GiB of RAM and the destination QEMU 1536 MiB; start the "
+	       "destination with -m 1024M");
 	s->pf.ram_base = (128ull << 20) + 4096;
-	expect(s, d, "pre-flight: the source guest has 131076 KiB of RAM and the destination QEMU 1536 MiB; start the "
-		     "destination with -m 131076K");
+	expect(s, d,
+	       "pre-flight: the source guest has 131076 KiB of RAM and the destination QEMU 1536 MiB; start the "
+	       "destination with -m 131076K");
 	d->pf.have &= ~WIRE_PF_RAM; /* a fact one side lacks is not compared */
 	expect(s, d, NULL);
 	d->pf.have |= WIRE_PF_RAM;
 	d->pf.ram_base = s->pf.ram_base;
 	d->pf.ram_plugged = 1ull << 30;
-	expect(s, d, "pre-flight: the source guest has 0 bytes of hotplugged memory and the destination QEMU 1 GiB; "
-		     "start the destination with the source's memory devices");
+	expect(s, d,
+	       "pre-flight: the source guest has 0 bytes of hotplugged memory and the destination QEMU 1 GiB; "
+	       "start the destination with the source's memory devices");
 	d->pf.ram_plugged = 0;
 
 	/* The machine comes first: it explains the rest. */
 	strcpy(d->pf.machine, "pc-q35-7.2");
 	d->pf.ram_base = 64ull << 20;
-	expect(s, d, "pre-flight: the source guest's machine type is pc-i440fx-7.2 and the destination QEMU's "
-		     "pc-q35-7.2; start the destination with -machine pc-i440fx-7.2");
+	expect(s, d,
+	       "pre-flight: the source guest's machine type is pc-i440fx-7.2 and the destination QEMU's "
+	       "pc-q35-7.2; start the destination with -machine pc-i440fx-7.2");
 	s->pf.have &= ~WIRE_PF_MACHINE;
 	d->pf.ram_base = s->pf.ram_base;
 	expect(s, d, NULL);
@@ -105,11 +110,13 @@ static void test_compare_cpu(void **state)
 	strcpy(d->pf.cpu_model, "Nehalem");
 	strcpy(d->pf.features, "apic cx8 lm pni popcnt sse4.1");
 	d->pf.nfeatures = 6;
-	expect(s, d, "pre-flight: the source guest's CPU model is qemu64 and the destination QEMU's Nehalem (which lacks "
-		     "svm and has popcnt, sse4.1 in addition); start the destination with -cpu qemu64");
+	expect(s, d,
+	       "pre-flight: the source guest's CPU model is qemu64 and the destination QEMU's Nehalem (which lacks "
+	       "svm and has popcnt, sse4.1 in addition); start the destination with -cpu qemu64");
 	d->pf.have &= ~WIRE_PF_CPU_FEATURES;
-	expect(s, d, "pre-flight: the source guest's CPU model is qemu64 and the destination QEMU's Nehalem; start the "
-		     "destination with -cpu qemu64");
+	expect(s, d,
+	       "pre-flight: the source guest's CPU model is qemu64 and the destination QEMU's Nehalem; start the "
+	       "destination with -cpu qemu64");
 
 	/* The same model on another host: the features the destination's lacks. */
 	strcpy(s->pf.cpu_model, "host");
@@ -119,12 +126,14 @@ static void test_compare_cpu(void **state)
 	s->pf.nfeatures = 4;
 	strcpy(d->pf.features, "avx sse");
 	d->pf.nfeatures = 2;
-	expect(s, d, "pre-flight: the destination QEMU's CPU (host) lacks avx2, pclmulqdq compared with the source "
-		     "guest's; start the destination with the source's -cpu options on a host that has its features");
+	expect(s, d,
+	       "pre-flight: the destination QEMU's CPU (host) lacks avx2, pclmulqdq compared with the source "
+	       "guest's; start the destination with the source's -cpu options on a host that has its features");
 	strcpy(d->pf.features, "avx avx2 pclmulqdq sse vmx");
 	d->pf.nfeatures = 5;
-	expect(s, d, "pre-flight: the destination QEMU's CPU (host) has vmx in addition compared with the source "
-		     "guest's; start the destination with the source's -cpu options on a host that has its features");
+	expect(s, d,
+	       "pre-flight: the destination QEMU's CPU (host) has vmx in addition compared with the source "
+	       "guest's; start the destination with the source's -cpu options on a host that has its features");
 
 	/* Long lists are cut with "and N more"; the sentence fits an ERROR's text whole. */
 	s->pf.features[0] = '\0';
@@ -152,16 +161,19 @@ static void test_compare_blocks(void **state)
 	s->pf.blocks[1].used = 0x40000;
 	expect(s, d, NULL);
 	s->pf.blocks[1].used = 0x400000;
-	expect(s, d, "pre-flight: RAM block /rom@etc/acpi/tables is 4 MiB on the source and 128 KiB on the destination "
-		     "QEMU; start the destination with the source's devices and options");
+	expect(s, d,
+	       "pre-flight: RAM block /rom@etc/acpi/tables is 4 MiB on the source and 128 KiB on the destination "
+	       "QEMU; start the destination with the source's devices and options");
 	s->pf.blocks[1].used = 0x20000;
 	d->blocks[0].used = d->blocks[0].max = 64ull << 20; /* pc.ram does not resize */
-	expect(s, d, "pre-flight: RAM block pc.ram is 128 MiB on the source and 64 MiB on the destination QEMU; start "
-		     "the destination with the source's devices and options");
+	expect(s, d,
+	       "pre-flight: RAM block pc.ram is 128 MiB on the source and 64 MiB on the destination QEMU; start "
+	       "the destination with the source's devices and options");
 	d->blocks[0].used = d->blocks[0].max = 128ull << 20;
 	strcpy(s->pf.blocks[1].name, "vga.vram");
-	expect(s, d, "pre-flight: the destination QEMU has no RAM block vga.vram, which the source guest has; start the "
-		     "destination with the source's devices and options");
+	expect(s, d,
+	       "pre-flight: the destination QEMU has no RAM block vga.vram, which the source guest has; start the "
+	       "destination with the source's devices and options");
 	d->skipped = 1; /* it may be one the destination could not name */
 	expect(s, d, NULL);
 	free(s);
@@ -169,18 +181,20 @@ static void test_compare_blocks(void **state)
 }
 
 static const char ramblock_72[] =
-	"              Block Name    PSize              Offset               Used              Total\r\n"
-	"                  pc.ram    4 KiB  0x0000000000000000 0x0000000004000000 0x0000000004000000\r\n"
-	"    /rom@etc/acpi/tables    4 KiB  0x0000000004080000 0x0000000000020000 0x0000000000200000\r\n"
-	"                 pc.bios    4 KiB  0x0000000004000000 0x0000000000040000 0x0000000000040000\r\n";
+    "              Block Name    PSize              Offset               Used              Total\r\n"
+    "                  pc.ram    4 KiB  0x0000000000000000 0x0000000004000000 0x0000000004000000\r\n"
+    "    /rom@etc/acpi/tables    4 KiB  0x0000000004080000 0x0000000000020000 0x0000000000200000\r\n"
+    "                 pc.bios    4 KiB  0x0000000004000000 0x0000000000040000 0x0000000000040000\r\n";
 
 static const char ramblock_hva[] =
-	"              Block Name    PSize              Offset               Used              Total                HVA  RO\n"
-	"                  pc.ram    4 KiB  0x0000000000000000 0x0000000008000000 0x0000000008000000 0x00007f1234560000  rw\n"
-	" a-name-that-is-much-longer-than-the-sixty-four-bytes-a-name-may-have-on-the-wire 4 KiB  0x0 0x1000 0x1000 "
-	"0x00007f0000000000  rw\n"
-	"                 has\"quote    4 KiB  0x0 0x1000 0x1000 0x00007f0000000000  ro\n"
-	"              short line    4 KiB  0x0\n";
+    "              Block Name    PSize              Offset               Used              Total                HVA  "
+    "RO\n"
+    "                  pc.ram    4 KiB  0x0000000000000000 0x0000000008000000 0x0000000008000000 0x00007f1234560000  "
+    "rw\n"
+    " a-name-that-is-much-longer-than-the-sixty-four-bytes-a-name-may-have-on-the-wire 4 KiB  0x0 0x1000 0x1000 "
+    "0x00007f0000000000  rw\n"
+    "                 has\"quote    4 KiB  0x0 0x1000 0x1000 0x00007f0000000000  ro\n"
+    "              short line    4 KiB  0x0\n";
 
 static void test_parse_ramblocks(void **state)
 {
@@ -213,18 +227,18 @@ static void test_model_name(void **state)
 	static const struct {
 		const char *type, *want;
 	} cases[] = {
-		{ "qemu64-x86_64-cpu", "qemu64" },
-		{ "Skylake-Client-v4-x86_64-cpu", "Skylake-Client-v4" },
-		{ "host-x86_64-cpu", "host" },
-		{ "cortex-a57-arm-cpu", "cortex-a57" },
-		{ "pc-q35-7.2-machine", "pc-q35-7.2" },
-		{ "pc-i440fx-7.2-machine", "pc-i440fx-7.2" },
-		{ "x86_64-cpu", NULL },
-		{ "-x86_64-cpu", NULL },
-		{ "-machine", NULL },
-		{ "qemu64", NULL },
-		{ "a/b-x86_64-cpu", NULL },
-		{ "", NULL },
+	    {"qemu64-x86_64-cpu", "qemu64"},
+	    {"Skylake-Client-v4-x86_64-cpu", "Skylake-Client-v4"},
+	    {"host-x86_64-cpu", "host"},
+	    {"cortex-a57-arm-cpu", "cortex-a57"},
+	    {"pc-q35-7.2-machine", "pc-q35-7.2"},
+	    {"pc-i440fx-7.2-machine", "pc-i440fx-7.2"},
+	    {"x86_64-cpu", NULL},
+	    {"-x86_64-cpu", NULL},
+	    {"-machine", NULL},
+	    {"qemu64", NULL},
+	    {"a/b-x86_64-cpu", NULL},
+	    {"", NULL},
 	};
 	char out[WIRE_MAX_NAME + 1];
 
@@ -245,11 +259,9 @@ static void test_model_name(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_compare),
-		cmocka_unit_test(test_compare_cpu),
-		cmocka_unit_test(test_compare_blocks),
-		cmocka_unit_test(test_parse_ramblocks),
-		cmocka_unit_test(test_model_name),
+	    cmocka_unit_test(test_compare),	   cmocka_unit_test(test_compare_cpu),
+	    cmocka_unit_test(test_compare_blocks), cmocka_unit_test(test_parse_ramblocks),
+	    cmocka_unit_test(test_model_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -240,7 +240,8 @@ static void test_decode_table(void **state)
 		if (r != cases[i].want)
 			fail_msg("case %zu (%s): got %d, want %d", i, cases[i].hex, r, cases[i].want);
 		if (r < 0) /* nothing half-filled */
-			assert_true(h.target[0] == '\0' && h.pf.have == 0 && h.pf.nblocks == 0 && h.pf.features[0] == '\0');
+			assert_true(h.target[0] == '\0' && h.pf.have == 0 && h.pf.nblocks == 0 &&
+				    h.pf.features[0] == '\0');
 	}
 }
 
@@ -314,11 +315,9 @@ static void test_label_ok(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_encode_bad),
-		cmocka_unit_test(test_decode_table),
-		cmocka_unit_test(test_decode_limits),
-		cmocka_unit_test(test_label_ok),
+	    cmocka_unit_test(test_roundtrip),	 cmocka_unit_test(test_encode_bad),
+	    cmocka_unit_test(test_decode_table), cmocka_unit_test(test_decode_limits),
+	    cmocka_unit_test(test_label_ok),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
