@@ -447,7 +447,7 @@ static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_ou
 	return -ECONNRESET;
 }
 
-/* HELLO for <o> into <buf> (WIRE_MAX_CONTROL). Length, or -EINVAL. */
+/* HELLO for <o> into <buf> (WIRE_MAX_CONTROL). Length, or -EINVAL, or -EMSGSIZE (the pre-flight facts do not fit). */
 static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 {
 	struct wire_hello hello;
@@ -463,8 +463,10 @@ static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 	hello.ndevices = (uint8_t)o->ndevices;
 	for (int i = 0; i < o->ndevices; i++)
 		snprintf(hello.devices[i], sizeof(hello.devices[i]), "%s", o->devices[i]);
+	if (o->preflight)
+		hello.pf = *o->preflight;
 	n = wire_hello_encode(buf, WIRE_MAX_CONTROL, &hello);
-	return n < 0 ? -EINVAL : n;
+	return n == -EMSGSIZE ? n : n < 0 ? -EINVAL : n;
 }
 
 /*
@@ -580,7 +582,10 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 		goto out;
 	}
 	if ((n = encode_hello(o, buf)) < 0) {
-		r = cfail(f, GW_CS_CONFIG, n, "cannot encode HELLO (names too long?)");
+		r = cfail(f, GW_CS_CONFIG, n, "%s",
+			  n == -EMSGSIZE ? "the source QEMU's pre-flight facts (CPU features, RAM blocks) do not fit in "
+					   "a HELLO with these options; pass --no-preflight to migrate without the check"
+					 : "cannot encode HELLO (names too long?)");
 		goto out;
 	}
 	/* Connection 0 alone first: a host key accepted by --ssh-accept-new is written once, before the JOINs. */
@@ -589,6 +594,11 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 		if (o->plaintext && f->wire_code == WIRE_E_UNSUPPORTED)
 			snprintf(f->text + strlen(f->text), sizeof(f->text) - strlen(f->text), "%s",
 				 "\nmigrelay: --insecure-plaintext needs a server that offers it: start `migrelay serve` with --insecure-plaintext, or leave the option out here to use TLS");
+		/* A server before revision 1.2 knows no pre-flight TLV: it finds the HELLO malformed (PROTOCOL.md §8). */
+		if (o->preflight && o->preflight->have && f->wire_code == WIRE_E_PROTOCOL)
+			snprintf(f->text + strlen(f->text), sizeof(f->text) - strlen(f->text), "%s",
+				 "\nmigrelay: a destination gateway older than protocol revision 1.2 does not know the "
+				 "pre-flight check: upgrade it, or pass --no-preflight to migrate without the check");
 		goto out;
 	}
 	if ((r = client_session(o, &w, &cfg, &d, &s)) < 0) {

@@ -22,6 +22,7 @@ struct gw_client_opts {
 	uint8_t multifd;
 	bool postcopy;           /* the destination QEMU enables postcopy-ram (HELLO flag, PROTOCOL.md §4.1) */
 	bool resume;             /* the destination QEMU runs the guest once the migration is verified (HELLO flag) */
+	const struct wire_preflight *preflight; /* facts of the source QEMU for the destination's check (PROTOCOL.md §4.1), or NULL */
 	int ndevices;
 	const char *devices[WIRE_MAX_DEVICES];
 	int reconnect_ms;        /* 0: default; -1: no reconnection */

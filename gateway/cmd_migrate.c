@@ -27,6 +27,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "net.h"
+#include "preflight.h"
 #include "progress.h"
 #include "qemu.h"
 #include "target.h"
@@ -79,6 +80,10 @@ static const char migrate_usage[] =
 	"      --control PATH        the control socket for `migrelay ctl PATH ...` (info, set-speed,\n"
 	"                            set-downtime, postcopy, cancel); default: control.sock in\n"
 	"                            migrate's private directory, printed at the start\n"
+	"      --no-preflight        skip the pre-flight check: by default the destination gateway\n"
+	"                            compares its QEMU with this one (RAM size and blocks, machine\n"
+	"                            type, CPU model and features) and refuses, naming the\n"
+	"                            difference, before anything is migrated\n"
 	"  -h, --help                this text\n"
 	"\n";
 
@@ -143,7 +148,7 @@ int mig_fail(struct mig *m, int rc, const char *fmt, ...)
 	return rc;
 }
 
-enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP, O_CSI, O_CSW };
+enum { O_BW = 0x2000, O_DT, O_MF, O_CS, O_TO, O_PC, O_PCA, O_PCBW, O_AC, O_ACI, O_ACN, O_XB, O_TA, O_CTL, O_SUSP, O_CSI, O_CSW, O_NOPF };
 
 /* --copy-storage DEV (<inc> false) or --copy-storage-inc DEV: each disk once. 1, or -EINVAL after saying why. */
 static int add_disk(struct mig *m, const char *val, bool inc)
@@ -216,6 +221,9 @@ static int migrate_opt(void *arg, int c, const char *val)
 	case O_SUSP:
 		m->suspend = true;
 		return 1;
+	case O_NOPF:
+		m->no_preflight = true;
+		return 1;
 	case O_PCA:
 		m->o.postcopy = m->pc_after = true;
 		return 1;
@@ -285,6 +293,7 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 		{ "suspend", no_argument, NULL, O_SUSP },
 		{ "copy-storage-inc", required_argument, NULL, O_CSI },
 		{ "copy-storage-synchronous-writes", no_argument, NULL, O_CSW },
+		{ "no-preflight", no_argument, NULL, O_NOPF },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct cmd_def def = { .name = "migrate", .usage = migrate_usage, .extra = extra, .shortopts = "q:",
@@ -315,6 +324,26 @@ static int migrate_parse(struct mig *m, int argc, char **argv)
 	return CMD_GO;
 }
 
+/* What the destination gateway compares with its QEMU before it takes the session (HELLO's pre-flight TLVs). */
+static int gather_facts(struct mig *m)
+{
+	struct gw_qemu_facts *f = malloc(sizeof(*f));
+	int r;
+
+	if (!f)
+		return mig_fail(m, MR_EXIT_FAIL, "out of memory");
+	if ((r = gw_qemu_facts(m->q, f, m->err, sizeof(m->err))) == 0) {
+		m->pf = f->pf;
+		m->o.preflight = &m->pf;
+		gw_dbg("pre-flight: machine %s, CPU %s with %u features, %u RAM blocks (%d left out)",
+		       (f->pf.have & WIRE_PF_MACHINE) ? f->pf.machine : "?",
+		       (f->pf.have & WIRE_PF_CPU_MODEL) ? f->pf.cpu_model : "?", f->pf.nfeatures, f->pf.nblocks,
+		       f->skipped);
+	}
+	free(f);
+	return r < 0 ? mig_fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err) : 0;
+}
+
 /* Phase 2: the source QEMU answers and has a guest that is not migrating yet. Returns 0 or an exit code. */
 static int migrate_preflight(struct mig *m)
 {
@@ -331,7 +360,7 @@ static int migrate_preflight(struct mig *m)
 	/* As libvirt: the destination runs the guest afterwards only if it ran here (HELLO flag RESUME). */
 	m->src_running = !strcmp(status, "running");
 	m->o.resume = m->src_running && !m->suspend;
-	return 0;
+	return m->no_preflight ? 0 : gather_facts(m);
 }
 
 /* QEMU's migration parameters: lift its ~128 MiB/s default unless the user capped it. Returns 0 or -errno. */

@@ -56,6 +56,8 @@ struct mig {
 	bool we_stopped;     /* --timeout-action suspend stopped the guest here */
 	const char *control; /* --control PATH */
 	bool suspend;	     /* --suspend */
+	bool no_preflight;   /* --no-preflight */
+	struct wire_preflight pf; /* the source QEMU's facts for the destination's pre-flight check */
 	bool src_running;    /* the guest ran here when migrate started */
 	struct migctl *ctl;
 	uint64_t last_raw, last_ns; /* for the stream rate `ctl info` shows */

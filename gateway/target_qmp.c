@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "net.h"
+#include "preflight.h"
 #include "qemu.h"
 #include "target.h"
 
@@ -342,6 +343,32 @@ static void tq_free(struct gw_session *s)
 	free(ts);
 }
 
+/*
+ * Pre-flight (PROTOCOL.md §4.1, revision 1.2): this QEMU's facts against
+ * the source's. Returns 0, or -EMEDIUMTYPE (a difference) or -errno with
+ * <why> naming it.
+ */
+static int tq_preflight(struct gw_session *s, struct qmp *q, char *why, size_t whylen)
+{
+	const struct wire_preflight *src = &gw_session_hello(s)->pf;
+	struct gw_qemu_facts *f = malloc(sizeof(*f));
+	char err[QMP_ERR_MAX];
+	int r;
+
+	if (!f)
+		return -ENOMEM;
+	if ((r = gw_qemu_facts(q, f, err, sizeof(err))) < 0)
+		snprintf(why, whylen, "destination QEMU: %s", err);
+	else if ((r = gw_preflight_compare(src, f, why, whylen)) == 0)
+		gw_info("session %016llx: pre-flight: the destination QEMU matches the source's (%s%s%s%s, %u CPU "
+			"features, %u RAM blocks)",
+			(unsigned long long)gw_session_id(s), (f->pf.have & WIRE_PF_MACHINE) ? f->pf.machine : "",
+			(f->pf.have & WIRE_PF_MACHINE) ? ", " : "", (f->pf.have & WIRE_PF_CPU_MODEL) ? f->pf.cpu_model : "",
+			(f->pf.have & WIRE_PF_CPU_MODEL) ? " CPU" : "", src->nfeatures, src->nblocks);
+	free(f);
+	return r;
+}
+
 static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t whylen)
 {
 	const struct wire_hello *hello = gw_session_hello(s);
@@ -370,6 +397,9 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 		r = -EBUSY;
 		goto out;
 	}
+	/* Only queries: a refusal leaves the QEMU as it was (PROTOCOL.md §2.2). */
+	if (hello->pf.have && (r = tq_preflight(s, q, why, whylen)) < 0)
+		goto out;
 	if ((r = net_private_dir(ts->dir, sizeof(ts->dir), "migrelay-dst")) < 0) {
 		ts->dir[0] = '\0';
 		snprintf(why, whylen, "cannot create a private directory: %s", strerror(-r));

@@ -170,6 +170,21 @@ bool wire_name_ok(const char *s, size_t len)
 	return true;
 }
 
+static bool label_char_ok(char c)
+{
+	return name_char_ok(c) || c == '/' || c == ':' || c == '@' || c == '+' || c == ',';
+}
+
+bool wire_label_ok(const char *s, size_t len)
+{
+	if (!s || len == 0 || len > WIRE_MAX_NAME)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!label_char_ok(s[i]))
+			return false;
+	return true;
+}
+
 /* Appends one TLV; returns the new offset or -EMSGSIZE. */
 static int put_tlv(uint8_t *out, size_t cap, size_t off, uint8_t tag, const void *v, size_t vlen)
 {
@@ -183,6 +198,107 @@ static int put_tlv(uint8_t *out, size_t cap, size_t off, uint8_t tag, const void
 }
 
 /*
+ * Checks a feature list (<n> names, one space between, ascending) as the
+ * decoder would take it. True when it is one.
+ */
+static bool features_ok(const char *f, size_t flen, unsigned n)
+{
+	const char *prev = NULL, *p = f, *end = f + flen;
+	size_t prevlen = 0;
+	unsigned count = 0;
+
+	while (p < end) {
+		const char *sp = memchr(p, ' ', (size_t)(end - p));
+		size_t len = sp ? (size_t)(sp - p) : (size_t)(end - p);
+
+		if (!wire_name_ok(p, len) || (sp && sp + 1 == end))
+			return false;
+		/* Strictly ascending: no name twice, one canonical order. */
+		if (prev) {
+			int c = memcmp(prev, p, prevlen < len ? prevlen : len);
+
+			if (c > 0 || (c == 0 && prevlen >= len))
+				return false;
+		}
+		prev = p;
+		prevlen = len;
+		count++;
+		p += len + (sp ? 1 : 0);
+	}
+	return count == n && count <= WIRE_MAX_CPU_FEATURES;
+}
+
+/* Validates <pf> as the decoder would. True when it may be sent. */
+static bool preflight_ok(const struct wire_preflight *pf)
+{
+	if (pf->have & ~(WIRE_PF_RAM | WIRE_PF_MACHINE | WIRE_PF_CPU_MODEL | WIRE_PF_CPU_FEATURES | WIRE_PF_RAMBLOCKS))
+		return false;
+	if ((pf->have & WIRE_PF_MACHINE) && !wire_name_ok(pf->machine, strnlen(pf->machine, sizeof(pf->machine))))
+		return false;
+	if ((pf->have & WIRE_PF_CPU_MODEL) &&
+	    !wire_name_ok(pf->cpu_model, strnlen(pf->cpu_model, sizeof(pf->cpu_model))))
+		return false;
+	if ((pf->have & WIRE_PF_CPU_FEATURES) &&
+	    !features_ok(pf->features, strnlen(pf->features, sizeof(pf->features)), pf->nfeatures))
+		return false;
+	if (!(pf->have & WIRE_PF_RAMBLOCKS) != !pf->nblocks || pf->nblocks > WIRE_MAX_RAMBLOCKS)
+		return false;
+	for (unsigned i = 0; i < pf->nblocks; i++) {
+		if (!wire_label_ok(pf->blocks[i].name, strnlen(pf->blocks[i].name, sizeof(pf->blocks[i].name))))
+			return false;
+		for (unsigned k = 0; k < i; k++)
+			if (!strcmp(pf->blocks[k].name, pf->blocks[i].name))
+				return false;
+	}
+	return true;
+}
+
+/*
+ * Appends the pre-flight TLVs of <pf> (validated) at <off>. The feature
+ * list fills each TLV as far as whole names go, so it takes the fewest
+ * bytes. Returns the new offset or -EMSGSIZE.
+ */
+static int put_preflight(uint8_t *out, size_t cap, int off, const struct wire_preflight *pf)
+{
+	uint8_t v[8 + WIRE_MAX_NAME];
+
+	if (off >= 0 && (pf->have & WIRE_PF_RAM)) {
+		wire_store_be64(v, pf->ram_base);
+		wire_store_be64(v + 8, pf->ram_plugged);
+		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_RAM, v, 16);
+	}
+	if (off >= 0 && (pf->have & WIRE_PF_MACHINE))
+		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_MACHINE, pf->machine, strlen(pf->machine));
+	if (off >= 0 && (pf->have & WIRE_PF_CPU_MODEL))
+		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_CPU_MODEL, pf->cpu_model, strlen(pf->cpu_model));
+	if (off >= 0 && (pf->have & WIRE_PF_CPU_FEATURES)) {
+		const char *p = pf->features, *end = p + strlen(p);
+
+		if (p == end) /* an empty list is one empty TLV */
+			off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_CPU_FEATURES, p, 0);
+		while (off >= 0 && p < end) {
+			const char *cut = end;
+
+			if (end - p > UINT8_MAX) { /* the last space within reach; names are at most 64 bytes */
+				cut = p + UINT8_MAX;
+				while (*cut != ' ')
+					cut--;
+			}
+			off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_CPU_FEATURES, p, (size_t)(cut - p));
+			p = cut < end ? cut + 1 : end;
+		}
+	}
+	for (unsigned i = 0; off >= 0 && i < pf->nblocks; i++) {
+		size_t nl = strlen(pf->blocks[i].name);
+
+		wire_store_be64(v, pf->blocks[i].used);
+		memcpy(v + 8, pf->blocks[i].name, nl);
+		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_PF_RAMBLOCK, v, 8 + nl);
+	}
+	return off;
+}
+
+/*
  * Any thread. Validates every field the decoder would check, so what we send
  * is always something we would accept (§4.1).
  */
@@ -192,7 +308,8 @@ int wire_hello_encode(uint8_t *out, size_t cap, const struct wire_hello *h)
 	int off;
 
 	if (h->nconns == 0 || h->nconns > WIRE_MAX_CONNS || (h->flags & ~WIRE_HELLO_F_MASK) ||
-	    h->ndevices > WIRE_MAX_DEVICES || h->multifd >= WIRE_MAX_STREAMS || !wire_name_ok(h->target, tlen))
+	    h->ndevices > WIRE_MAX_DEVICES || h->multifd >= WIRE_MAX_STREAMS || !wire_name_ok(h->target, tlen) ||
+	    !preflight_ok(&h->pf))
 		return -EINVAL;
 	for (unsigned i = 0; i < h->ndevices; i++) {
 		size_t dl = strnlen(h->devices[i], sizeof(h->devices[i]));
@@ -214,10 +331,13 @@ int wire_hello_encode(uint8_t *out, size_t cap, const struct wire_hello *h)
 	for (unsigned i = 0; off >= 0 && i < h->ndevices; i++)
 		off = put_tlv(out, cap, (size_t)off, WIRE_TAG_DEVICE, h->devices[i],
 			      strnlen(h->devices[i], sizeof(h->devices[i])));
-	return off;
+	return put_preflight(out, cap, off, &h->pf);
 }
 
-/* The largest HELLO the encoder can produce fits a control frame (§6). */
+/*
+ * Without pre-flight facts the largest HELLO fits a control frame (§6);
+ * with them, the encoder answers -EMSGSIZE for what does not fit.
+ */
 _Static_assert(WIRE_HELLO_FIXED_LEN + (2 + WIRE_MAX_NAME) + 3 + WIRE_MAX_DEVICES * (2 + WIRE_MAX_NAME) <=
 		       WIRE_MAX_CONTROL,
 	       "HELLO over the control cap");
@@ -232,11 +352,91 @@ static int take_name(char dst[WIRE_MAX_NAME + 1], const uint8_t *v, size_t vlen)
 	return 0;
 }
 
+/* Appends the names of one CPU_FEATURES value to pf->features. 0 or -EBADMSG. */
+static int take_features(struct wire_preflight *pf, const uint8_t *v, size_t vlen)
+{
+	size_t cur = strlen(pf->features), last = 0;
+	unsigned n;
+
+	if (vlen == 0)
+		return 0; /* the caller allows it only as the one CPU_FEATURES TLV */
+	/* The list so far and this value, checked as one: order and uniqueness span TLVs. */
+	if (cur + 1 + vlen >= sizeof(pf->features))
+		return -EBADMSG;
+	if (cur) {
+		for (size_t i = 0; i < cur; i++)
+			if (pf->features[i] == ' ')
+				last = i + 1;
+		pf->features[cur++] = ' ';
+	}
+	memcpy(pf->features + cur, v, vlen);
+	pf->features[cur + vlen] = '\0';
+	n = 1;
+	for (size_t i = 0; i < vlen; i++)
+		n += v[i] == ' ';
+	/* Only the last known name and the new ones need checking; the list before them already passed. */
+	if (!features_ok(pf->features + last, cur + vlen - last, n + (cur ? 1 : 0)) ||
+	    pf->nfeatures + n > WIRE_MAX_CPU_FEATURES)
+		return -EBADMSG;
+	pf->nfeatures = (uint16_t)(pf->nfeatures + n);
+	return 0;
+}
+
+/*
+ * One pre-flight TLV (§4.1, revision 1.2) into h->pf. *empty_feat counts
+ * empty CPU_FEATURES values, *nfeat CPU_FEATURES TLVs. 0 or -EBADMSG.
+ */
+static int take_preflight(struct wire_preflight *pf, uint8_t tag, const uint8_t *v, uint8_t vlen, int *nfeat,
+			  bool *empty_feat)
+{
+	switch (tag) {
+	case WIRE_TAG_PF_RAM:
+		if ((pf->have & WIRE_PF_RAM) || vlen != 16)
+			return -EBADMSG;
+		pf->ram_base = wire_load_be64(v);
+		pf->ram_plugged = wire_load_be64(v + 8);
+		pf->have |= WIRE_PF_RAM;
+		return 0;
+	case WIRE_TAG_PF_MACHINE:
+		if ((pf->have & WIRE_PF_MACHINE) || take_name(pf->machine, v, vlen) < 0)
+			return -EBADMSG;
+		pf->have |= WIRE_PF_MACHINE;
+		return 0;
+	case WIRE_TAG_PF_CPU_MODEL:
+		if ((pf->have & WIRE_PF_CPU_MODEL) || take_name(pf->cpu_model, v, vlen) < 0)
+			return -EBADMSG;
+		pf->have |= WIRE_PF_CPU_MODEL;
+		return 0;
+	case WIRE_TAG_PF_CPU_FEATURES:
+		(*nfeat)++;
+		*empty_feat |= vlen == 0;
+		pf->have |= WIRE_PF_CPU_FEATURES;
+		return take_features(pf, v, vlen);
+	case WIRE_TAG_PF_RAMBLOCK: {
+		struct wire_ramblock *b = &pf->blocks[pf->nblocks];
+
+		if (pf->nblocks >= WIRE_MAX_RAMBLOCKS || vlen < 9 || !wire_label_ok((const char *)v + 8, vlen - 8u))
+			return -EBADMSG;
+		b->used = wire_load_be64(v);
+		memcpy(b->name, v + 8, vlen - 8u);
+		b->name[vlen - 8] = '\0';
+		for (unsigned k = 0; k < pf->nblocks; k++)
+			if (!strcmp(pf->blocks[k].name, b->name))
+				return -EBADMSG;
+		pf->nblocks++;
+		pf->have |= WIRE_PF_RAMBLOCKS;
+		return 0;
+	}
+	}
+	return -EBADMSG; /* unknown tags are an error, not skipped (§4.1, §8) */
+}
+
 /* Any thread. Fills <h> completely (zeroed first) or returns -EBADMSG (§4.1). */
 int wire_hello_decode(struct wire_hello *h, const uint8_t *p, size_t len)
 {
 	const uint8_t *end;
-	bool have_target = false, have_multifd = false;
+	bool have_target = false, have_multifd = false, empty_feat = false;
+	int nfeat = 0;
 
 	memset(h, 0, sizeof(*h));
 	if (!p || len < WIRE_HELLO_FIXED_LEN || len > WIRE_MAX_CONTROL)
@@ -281,11 +481,13 @@ int wire_hello_decode(struct wire_hello *h, const uint8_t *p, size_t len)
 			h->ndevices++;
 			break;
 		default:
-			goto bad; /* unknown tags are an error, not skipped (§4.1, §8) */
+			if (take_preflight(&h->pf, tag, p, vlen, &nfeat, &empty_feat) < 0)
+				goto bad;
 		}
 		p += vlen;
 	}
-	if (!have_target)
+	/* An empty feature list is one empty CPU_FEATURES TLV, alone. */
+	if (!have_target || (empty_feat && nfeat > 1))
 		goto bad;
 	return 0;
 bad:

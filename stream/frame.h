@@ -37,6 +37,30 @@ struct wire_frame {
  */
 MR_MUST_CHECK ssize_t wire_frame_parse(struct wire_frame *f, const uint8_t *p, const uint8_t *end);
 
+/* Pre-flight facts in a HELLO (§4.1, revision 1.2): which ones came. */
+#define WIRE_PF_RAM 0x01u
+#define WIRE_PF_MACHINE 0x02u
+#define WIRE_PF_CPU_MODEL 0x04u
+#define WIRE_PF_CPU_FEATURES 0x08u /* the list came (it may be empty) */
+#define WIRE_PF_RAMBLOCKS 0x10u    /* at least one RAM block came */
+
+struct wire_ramblock {
+	uint64_t used;                /* bytes */
+	char name[WIRE_MAX_NAME + 1]; /* wire_label_ok */
+};
+
+/* What the source says about its QEMU; only names and counts, never a command. */
+struct wire_preflight {
+	uint8_t have; /* WIRE_PF_* */
+	uint8_t nblocks;
+	uint16_t nfeatures;
+	uint64_t ram_base, ram_plugged; /* bytes */
+	char machine[WIRE_MAX_NAME + 1];
+	char cpu_model[WIRE_MAX_NAME + 1];
+	char features[WIRE_MAX_CONTROL]; /* <nfeatures> names, one space between, in ascending strcmp order */
+	struct wire_ramblock blocks[WIRE_MAX_RAMBLOCKS];
+};
+
 /* HELLO (§4.1) */
 struct wire_hello {
 	uint16_t version;
@@ -46,6 +70,7 @@ struct wire_hello {
 	uint8_t multifd;  /* 0 = none */
 	uint8_t ndevices;
 	char devices[WIRE_MAX_DEVICES][WIRE_MAX_NAME + 1];
+	struct wire_preflight pf; /* pf.have == 0: no pre-flight facts */
 };
 
 /* Returns payload length written to <out>, or -EMSGSIZE if <cap> is too small, -EINVAL for bad fields. */
@@ -55,6 +80,8 @@ MR_MUST_CHECK int wire_hello_decode(struct wire_hello *h, const uint8_t *p, size
 
 /* Names (targets, devices): 1..WIRE_MAX_NAME bytes of [A-Za-z0-9._-]; not starting with '.'. */
 bool wire_name_ok(const char *s, size_t len);
+/* RAM block names (§4.1): 1..WIRE_MAX_NAME bytes of [A-Za-z0-9._-/:@+,]; compared, never looked up as a path. */
+bool wire_label_ok(const char *s, size_t len);
 
 /* WELCOME (§4.2) */
 struct wire_welcome {

@@ -57,6 +57,8 @@ enum wire_limits {
 	WIRE_DIGEST_LEN = 16,    /* XXH3-128 */
 	WIRE_MAX_NAME = 64,      /* target and device names, bytes */
 	WIRE_MAX_DEVICES = 16,   /* devices in one HELLO */
+	WIRE_MAX_RAMBLOCKS = 32, /* pre-flight RAM blocks in one HELLO (§4.1) */
+	WIRE_MAX_CPU_FEATURES = 512, /* pre-flight CPU feature names in one HELLO */
 	WIRE_MAX_CONNS = 64,     /* connections per session */
 	WIRE_MAX_STREAMS = 64,   /* hard cap on stream ids per session */
 	WIRE_MAX_ERROR_TEXT = 255,
@@ -94,6 +96,12 @@ enum wire_hello_tag {
 	WIRE_TAG_TARGET = 1,  /* target name, required, once */
 	WIRE_TAG_MULTIFD = 2, /* u8: multifd channels asked for (0 = none) */
 	WIRE_TAG_DEVICE = 3,  /* device name to export for a disk mirror; repeatable */
+	/* Pre-flight facts about the source QEMU (§4.1, revision 1.2): checked against a qmp: target's QEMU. */
+	WIRE_TAG_PF_RAM = 4,          /* be64 base RAM bytes, be64 hotplugged RAM bytes */
+	WIRE_TAG_PF_MACHINE = 5,      /* machine type name */
+	WIRE_TAG_PF_CPU_MODEL = 6,    /* CPU model name */
+	WIRE_TAG_PF_CPU_FEATURES = 7, /* enabled CPU features: names, one space between, ascending; repeatable */
+	WIRE_TAG_PF_RAMBLOCK = 8,     /* be64 used bytes, then the RAM block's name; repeatable */
 };
 
 /* OPEN roles: what the destination connects the stream to. */

@@ -23,7 +23,7 @@ static void hello(const uint8_t *p, size_t len)
 	int n;
 
 	if (wire_hello_decode(&h, p, len) < 0) {
-		CHECK(h.target[0] == '\0' && h.ndevices == 0); /* nothing half-filled */
+		CHECK(h.target[0] == '\0' && h.ndevices == 0 && h.pf.have == 0 && h.pf.nblocks == 0); /* nothing half-filled */
 		return;
 	}
 	CHECK(h.nconns >= 1 && h.nconns <= WIRE_MAX_CONNS);
@@ -31,6 +31,12 @@ static void hello(const uint8_t *p, size_t len)
 	CHECK(h.ndevices <= WIRE_MAX_DEVICES);
 	for (unsigned i = 0; i < h.ndevices; i++)
 		CHECK(wire_name_ok(h.devices[i], strlen(h.devices[i])));
+	/* Pre-flight facts (revision 1.2): bounded, and names that can be shown as they are. */
+	CHECK(h.pf.nblocks <= WIRE_MAX_RAMBLOCKS && h.pf.nfeatures <= WIRE_MAX_CPU_FEATURES);
+	for (unsigned i = 0; i < h.pf.nblocks; i++)
+		CHECK(wire_label_ok(h.pf.blocks[i].name, strlen(h.pf.blocks[i].name)));
+	CHECK(!(h.pf.have & WIRE_PF_MACHINE) || wire_name_ok(h.pf.machine, strlen(h.pf.machine)));
+	CHECK(!(h.pf.have & WIRE_PF_CPU_MODEL) || wire_name_ok(h.pf.cpu_model, strlen(h.pf.cpu_model)));
 	n = wire_hello_encode(out, sizeof(out), &h);
 	/* Our encoding is never longer than what we accepted: TLVs are the same or fewer. */
 	CHECK(n >= WIRE_HELLO_FIXED_LEN && (size_t)n <= len);

@@ -6,7 +6,8 @@
  * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
  *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] [--hello-flags N] --case CASE
- *           [--expect WHAT]
+ *           [--expect WHAT] [--pf-ram BYTES] [--pf-machine NAME] [--pf-cpu MODEL] [--pf-features "A B ..."]
+ *   --pf-*: pre-flight facts in the HELLO (PROTOCOL.md §4.1, revision 1.2); features in ascending order
  *   CASE: hello            plain HELLO (prints WELCOME, then " after N ms" from HELLO to the answer)
  *         join-bad-token   HELLO on one connection, JOIN with a flipped token on another
  *         join-identity    as above with the right token, over --tls-dir2 (another identity)
@@ -55,6 +56,7 @@ static long hello_ms; /* HELLO sent -> its answer read */
 static int hello_multifd; /* --multifd N: multifd channels the HELLO asks for */
 static uint32_t hello_flags; /* --hello-flags N: HELLO flags (WIRE_HELLO_F_*), 0x.. accepted */
 static int njoins = 1;    /* --joins N: join-live sends N JOINs at once, each on its own connection */
+static struct wire_preflight hello_pf; /* --pf-*: pre-flight facts the HELLO carries */
 
 static struct mr_tls_cfg *load(const char *dir)
 {
@@ -283,6 +285,7 @@ static struct mr_tls *hello(struct mr_tls_cfg *cfg, int *fd, int nconns, struct 
 	snprintf(hl.target, sizeof(hl.target), "%s", target);
 	hl.multifd = (uint8_t)hello_multifd;
 	hl.flags = hello_flags;
+	hl.pf = hello_pf;
 	n = wire_hello_encode(p, sizeof(p), &hl);
 	if (n < 0)
 		exit(2);
@@ -352,6 +355,8 @@ int main(int argc, char **argv)
 		{ "target", required_argument, NULL, 'n' },   { "case", required_argument, NULL, 'c' },
 		{ "expect", required_argument, NULL, 'e' },   { "multifd", required_argument, NULL, 'm' },
 		{ "joins", required_argument, NULL, 'j' },   { "hello-flags", required_argument, NULL, 'f' },
+		{ "pf-ram", required_argument, NULL, 'R' },   { "pf-machine", required_argument, NULL, 'M' },
+		{ "pf-cpu", required_argument, NULL, 'C' },   { "pf-features", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct wire_welcome w;
@@ -372,6 +377,16 @@ int main(int argc, char **argv)
 		case 'm': hello_multifd = atoi(optarg); break;
 		case 'f': hello_flags = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'j': njoins = atoi(optarg) > 0 && atoi(optarg) <= 256 ? atoi(optarg) : 1; break;
+		case 'R': hello_pf.ram_base = strtoull(optarg, NULL, 0); hello_pf.have |= WIRE_PF_RAM; break;
+		case 'M': snprintf(hello_pf.machine, sizeof(hello_pf.machine), "%s", optarg); hello_pf.have |= WIRE_PF_MACHINE; break;
+		case 'C': snprintf(hello_pf.cpu_model, sizeof(hello_pf.cpu_model), "%s", optarg); hello_pf.have |= WIRE_PF_CPU_MODEL; break;
+		case 'F':
+			snprintf(hello_pf.features, sizeof(hello_pf.features), "%s", optarg);
+			hello_pf.nfeatures = optarg[0] ? 1 : 0;
+			for (const char *q = optarg; *q; q++)
+				hello_pf.nfeatures += *q == ' ';
+			hello_pf.have |= WIRE_PF_CPU_FEATURES;
+			break;
 		default: return 2;
 		}
 	}
