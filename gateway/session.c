@@ -177,7 +177,16 @@ static void conn_free(struct gw_conn *c)
 {
 	if (!c)
 		return;
+	/*
+	 * Lent chunks the socket still holds (its peer has not acknowledged
+	 * them): on close the kernel would go on sending them from memory
+	 * freed below. A reset on close discards them first.
+	 */
+	if (c->lent_n && mr_conn_unsent(c->conn) != 0 && c->fd >= 0)
+		(void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){.l_onoff = 1, .l_linger = 0},
+				 sizeof(struct linger));
 	mr_conn_free(c->conn); /* closes the socket */
+	conn_lent_release(c, true);
 	codec_free(c->enc);
 	codec_free(c->dec);
 	free(c->txbuf);

@@ -172,6 +172,21 @@ static bool writer_rekey_locked(struct gw_conn *c)
 	return true;
 }
 
+void conn_lent_release(struct gw_conn *c, bool all)
+{
+	ssize_t q = all ? 0 : mr_conn_unsent(c->conn);
+	uint64_t done;
+
+	if (q < 0)
+		return;
+	done = c->sock_bytes - (uint64_t)q;
+	while (c->lent_n && (all || c->lent[c->lent_head].end <= done)) {
+		chunk_put(c->lent[c->lent_head].ch);
+		c->lent_head = (c->lent_head + 1) % GW_LENT_MAX;
+		c->lent_n--;
+	}
+}
+
 void *conn_writer_main(void *arg)
 {
 	struct gw_conn *c = arg;
@@ -187,6 +202,7 @@ void *conn_writer_main(void *arg)
 		uint32_t raw = e->c ? e->c->len : 0;
 		bool sample = s->cfg.compress && s->cfg.compress_auto && zauto_take_sample(&s->za, raw);
 		uint64_t t = 0;
+		bool stable, lend;
 		const uint8_t *p;
 		size_t len;
 		ssize_t n;
@@ -200,9 +216,27 @@ void *conn_writer_main(void *arg)
 		if (sample)
 			t = gw_now_ns() - t;
 		/* a raw chunk stays untouched until the peer ACKs it: it may be lent to the kernel */
-		n = e->c && p == e->c->mem ? mr_conn_send_stable(c->conn, p, len) : mr_conn_send(c->conn, p, len);
+		stable = e->c && p == e->c->mem;
+		lend = stable && mr_conn_lends(c->conn);
+		if (lend && c->lent_n == GW_LENT_MAX)
+			conn_lent_release(c, false);
+		if (lend && c->lent_n == GW_LENT_MAX)
+			stable = lend = false; /* the socket holds enough lent memory: copy this one */
+		n = stable ? mr_conn_send_stable(c->conn, p, len) : mr_conn_send(c->conn, p, len);
+		if (n >= 0) {
+			c->sock_bytes += len;
+			if (lend) {
+				unsigned k = (c->lent_head + c->lent_n++) % GW_LENT_MAX;
+
+				atomic_fetch_add(&e->c->refs, 1);
+				c->lent[k].ch = e->c;
+				c->lent[k].end = c->sock_bytes;
+			}
+		}
 		chunk_put(e->c);
 		free(e);
+		if (c->lent_n)
+			conn_lent_release(c, false);
 		pthread_mutex_lock(&s->lock);
 		c->tx_since_ns = 0;
 		if (sample)

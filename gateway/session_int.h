@@ -67,6 +67,21 @@ struct gw_conn {
 	struct codec *enc, *dec;
 	uint8_t *txbuf, *rxbuf;
 	uint64_t tx_bytes, rx_bytes; /* wire bytes (frames), for reports */
+	/*
+	 * Writer, then conn_free: the chunks whose memory the engine lent to
+	 * the kernel (mr_conn_lends), oldest first, each with the count of
+	 * bytes written to the socket up to its end. Each holds a reference
+	 * until the socket no longer holds those bytes: the peer may have
+	 * acknowledged the chunk through another copy (a re-send after a
+	 * lost connection) while this one still waits in the socket, and
+	 * memory reused under it would go out in its place.
+	 */
+	struct {
+		struct gw_chunk *ch;
+		uint64_t end;
+	} lent[GW_LENT_MAX];
+	unsigned lent_head, lent_n;
+	uint64_t sock_bytes; /* written to the socket, every frame */
 };
 
 struct gw_stream {
@@ -195,6 +210,9 @@ bool others_replaced_locked(const struct gw_conn *c);
 void conn_dead_locked(struct gw_conn *c);
 /* Bytes one connection sends under one key before it is replaced. Any thread. */
 uint64_t gw_rekey_bytes(void);
+/* Writer (unlocked), or conn_free: drops the references of lent chunks the socket no longer holds; <all>: every one. */
+void conn_lent_release(struct gw_conn *c, bool all);
+
 /* Locked, writer. compress auto: accounts <raw> bytes sent (zauto_account) and logs each decision. */
 void auto_account(struct gw_session *s, uint32_t raw);
 

@@ -67,6 +67,16 @@ ssize_t mr_conn_send_stable(struct mr_conn *c, const void *p, size_t len)
 	return c->ops->send_stable ? c->ops->send_stable(c, p, len) : c->ops->send(c, p, len);
 }
 
+bool mr_conn_lends(const struct mr_conn *c)
+{
+	return c && c->ops->unsent;
+}
+
+ssize_t mr_conn_unsent(struct mr_conn *c)
+{
+	return c && c->ops->unsent ? c->ops->unsent(c) : -EOPNOTSUPP;
+}
+
 ssize_t mr_conn_recv(struct mr_conn *c, void *p, size_t len)
 {
 	if (!c || !p || len == 0)

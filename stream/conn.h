@@ -60,9 +60,20 @@ struct mr_conn_ops {
 	/*
 	 * Optional (NULL: send). Like send, for bytes the caller keeps
 	 * unchanged and allocated until the peer acknowledged them, which an
-	 * engine may lend to the kernel instead of copying (vmsplice).
+	 * engine may lend to the kernel instead of copying (vmsplice). An
+	 * engine that lends also has <unsent>: the caller must keep lent
+	 * bytes until the socket no longer holds them, since the peer can
+	 * acknowledge a chunk through another copy (a re-send on another
+	 * connection) before this one left the socket.
 	 */
 	ssize_t (*send_stable)(struct mr_conn *c, const void *p, size_t len);
+	/*
+	 * Optional (NULL: the engine never lends, send_stable copies).
+	 * Sending thread. Bytes written to the socket that its peer has not
+	 * yet acknowledged (SIOCOUTQ): the lent bytes among them are still
+	 * read by the kernel. Returns >= 0 or -errno.
+	 */
+	ssize_t (*unsent)(struct mr_conn *c);
 	/*
 	 * Receiving thread. Up to <len> bytes (len > 0). Returns > 0, 0 at a
 	 * clean end of the peer's stream, -EAGAIN when the socket's receive
@@ -113,6 +124,10 @@ void mr_conn_rx_error(struct mr_conn *c, const char *fmt, ...) __attribute__((fo
 /* See struct mr_conn_ops. Also -EINVAL for a NULL connection or buffer, -EMSGSIZE over SSIZE_MAX. */
 MR_MUST_CHECK ssize_t mr_conn_send(struct mr_conn *c, const void *p, size_t len);
 MR_MUST_CHECK ssize_t mr_conn_send_stable(struct mr_conn *c, const void *p, size_t len);
+/* Does <c>'s engine lend what send_stable gets (conn_ops.unsent)? */
+bool mr_conn_lends(const struct mr_conn *c);
+/* Sending thread, or after both threads ended: conn_ops.unsent, or -EOPNOTSUPP. */
+ssize_t mr_conn_unsent(struct mr_conn *c);
 MR_MUST_CHECK ssize_t mr_conn_recv(struct mr_conn *c, void *p, size_t len);
 
 /*

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -108,6 +110,16 @@ static ssize_t plain_send_stable(struct mr_conn *c, const void *p, size_t len)
 	return (ssize_t)len;
 }
 
+/* Sending thread. What the socket still holds of what was sent: lent pages among it are still read. */
+static ssize_t plain_unsent(struct mr_conn *c)
+{
+	int n = 0;
+
+	if (ioctl(c->fd, SIOCOUTQ, &n) < 0)
+		return -errno;
+	return n;
+}
+
 /* Receiving thread. The unread bytes first, then the socket straight into <p>; 0 when the peer closed. */
 static ssize_t plain_recv(struct mr_conn *c, void *p, size_t len)
 {
@@ -159,6 +171,7 @@ static const struct mr_conn_ops plain_ops = {
 	.name = "plaintext",
 	.send = plain_send,
 	.send_stable = plain_send_stable,
+	.unsent = plain_unsent,
 	.recv = plain_recv,
 	.bye = plain_bye,
 	.free = plain_free,
