@@ -333,9 +333,10 @@ static bool fwd_order_ok(struct fwd_path *p, unsigned long no)
 				"session %016llx",
 				p->path, no, next, p->last_id, prev);
 		else if (i.done && !i.ok)
-			gw_warn("%s: stream %d of session %016llx ended before the connection after it could go on (%s); "
-				"connection %lu opens session %016llx",
-				p->path, p->last_id, prev, i.why[0] ? i.why : "unknown reason", no, next);
+			gw_warn(
+			    "%s: stream %d of session %016llx ended before the connection after it could go on (%s); "
+			    "connection %lu opens session %016llx",
+			    p->path, p->last_id, prev, i.why[0] ? i.why : "unknown reason", no, next);
 		return i.opened || i.done;
 	}
 	if (i.seen)
@@ -551,7 +552,8 @@ static void fwd_run(struct fwd *f)
 		int n;
 
 		for (int i = 0; i < f->npaths; i++)
-			pfd[i] = (struct pollfd){.fd = f->paths[i].held_fd >= 0 ? -1 : f->paths[i].lfd, .events = POLLIN};
+			pfd[i] =
+			    (struct pollfd){.fd = f->paths[i].held_fd >= 0 ? -1 : f->paths[i].lfd, .events = POLLIN};
 		n = poll(pfd, (nfds_t)f->npaths, held ? FWD_GATE_MS : FWD_TICK_MS);
 		for (int i = 0; n > 0 && i < f->npaths; i++) {
 			struct fwd_path *p = &f->paths[i];

@@ -122,8 +122,8 @@ int gw_setup_welcome(const struct gw_link *l, const struct gw_session *s, uint16
 				 .chunk_size = cfg->chunk_size};
 	uint8_t wp[WIRE_WELCOME_LEN];
 	/* Every WELCOME of a session carries the flags of what its HELLO asked for and got (§4.2). */
-	uint8_t flags = (uint8_t)((cfg->plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0) |
-				  (cfg->open_ack ? WIRE_WELCOME_F_OPENED : 0));
+	uint8_t flags =
+	    (uint8_t)((cfg->plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0) | (cfg->open_ack ? WIRE_WELCOME_F_OPENED : 0));
 
 	memcpy(w.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	wire_welcome_encode(wp, &w);
@@ -163,9 +163,8 @@ static int fail(struct gw_setup_fail *f, int r, const char *fmt, ...)
 	return r;
 }
 
-int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
-		     uint8_t want, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
-		     struct gw_setup_fail *f)
+int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx, uint8_t want,
+		     const char *what, uint64_t deadline_ns, struct wire_welcome *w, struct gw_setup_fail *f)
 {
 	bool plaintext = (want & WIRE_WELCOME_F_PLAINTEXT) != 0;
 	uint8_t buf[WIRE_MAX_CONTROL];
@@ -205,9 +204,11 @@ int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, ui
 			    "the server answered %s for the %s mode, but this session uses %s (protocol error)", what,
 			    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
 	if ((h.flags & WIRE_WELCOME_F_OPENED) != (want & WIRE_WELCOME_F_OPENED))
-		return fail(f, -EPROTO, "the server answered %s %s OPEN acknowledgements, but this session %s them (protocol error)",
-			    what, (h.flags & WIRE_WELCOME_F_OPENED) ? "with" : "without",
-			    (want & WIRE_WELCOME_F_OPENED) ? "asked for" : "did not ask for");
+		return fail(
+		    f, -EPROTO,
+		    "the server answered %s %s OPEN acknowledgements, but this session %s them (protocol error)", what,
+		    (h.flags & WIRE_WELCOME_F_OPENED) ? "with" : "without",
+		    (want & WIRE_WELCOME_F_OPENED) ? "asked for" : "did not ask for");
 	if (plaintext && mr_tls_set_plaintext(l->tls) < 0)
 		return fail(f, -EPROTO, "cannot switch to plaintext after the answer to %s: %s", what,
 			    gw_link_error(l));

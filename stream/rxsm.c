@@ -172,8 +172,8 @@ static int on_open(struct rxsm *m, struct rxsm_stream *st, const struct rxsm_fac
  * session that asked for it, only for a stream this side opened; a repeat
  * (§2.3) and one for a stream that failed meanwhile change nothing.
  */
-static int on_opened(const struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f,
-		     const struct wire_hdr *h, struct rxsm_out *out)
+static int on_opened(const struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f, const struct wire_hdr *h,
+		     struct rxsm_out *out)
 {
 	if (!m->open_ack)
 		return violation(out, h, "OPENED for stream %u, but this session did not ask for OPENED", h->stream);
