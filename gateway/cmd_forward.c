@@ -328,15 +328,14 @@ static bool fwd_order_ok(struct fwd_path *p, unsigned long no)
 	prev = (unsigned long long)gw_session_id(p->last->s);
 	next = (unsigned long long)gw_session_id(p->cur->s);
 	if (gw_session_cfg_get(p->last->s)->open_ack) {
-		if (i.opened && !i.done)
+		if (i.opened)
 			gw_info("%s: connection %lu opens session %016llx after the destination connected stream %d of "
 				"session %016llx",
 				p->path, no, next, p->last_id, prev);
-		else if (i.done && !i.ok)
-			gw_warn(
-			    "%s: stream %d of session %016llx ended before the connection after it could go on (%s); "
-			    "connection %lu opens session %016llx",
-			    p->path, p->last_id, prev, i.why[0] ? i.why : "unknown reason", no, next);
+		else if (i.done)
+			gw_warn("%s: stream %d of session %016llx ended before the destination connected it (%s); "
+				"connection %lu opens session %016llx after it",
+				p->path, p->last_id, prev, i.why[0] ? i.why : "no reason given", no, next);
 		return i.opened || i.done;
 	}
 	if (i.seen)

@@ -12,7 +12,10 @@
 #   - against a server of revision 1.1 (MIGRELAY_WIRE_REVISION=1.1, which
 #     refuses the HELLO flag it does not know), the forward asks again
 #     without OPEN acknowledgements and works as before: every stream
-#     verified, the order best effort with its warnings.
+#     verified, the order best effort with its warnings;
+#   - a previous stream that the destination cannot connect (its target's
+#     backlog is full: it fails after 10 s) holds the next connection until
+#     it has failed; then the forward says why and goes on.
 . "$(dirname "$0")/lib.sh"
 mr_setup
 mr_pki
@@ -132,5 +135,67 @@ grep -q "shows no sign of stream 1 of session [0-9a-f]* after 5 s; opening the n
 mr_wait_log "$T/fwd2.log" "migration 1 \(target ord\): done: 3 stream\(s\)" 10 || fail "no migration line for the 3 streams"
 ! grep -i "error" "$T/fwd2.log" "$T/serve-$port2.log" || fail "an error was logged with the revision 1.1 server"
 ok "revision 1.1 server: asked again without OPENED, 3 streams verified, best effort with its warning"
+kill -TERM "$FWD_PID"
+wait "$FWD_PID" || fail "forward exited $? after SIGTERM"
+
+# 3. The previous stream fails before it is connected: the next one waits for
+# that, then goes on, and the forward says why. The target's backlog is full
+# (one connection pending, none accepted) until the test lets it accept.
+port3=$(mr_free_port)
+python3 - "$T/stall.sock" "$T/go" <<'PY' &
+import os, socket, sys, threading, time
+path, go = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path); s.listen(0)
+hold = socket.socket(socket.AF_UNIX); hold.connect(path)  # fills the backlog
+deadline = time.time() + 120
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+def echo(c):
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        c.sendall(b)
+    c.shutdown(socket.SHUT_WR)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=echo, args=(c,), daemon=True).start()
+PY
+MR_PIDS+=($!)
+mr_wait_file "$T/stall.sock" 10 || fail "stalled target did not start"
+mr_serve "$port3" --tls-dir "$T/srv" --target "stall=unix:$T/stall.sock" --max-streams 1
+"$MIGRELAY" forward --listen "unix:$T/o3.sock=stall" --to "127.0.0.1:$port3" --tls-dir "$T/cli" 2>"$T/fwd3.log" &
+MR_PIDS+=($!)
+FWD_PID=$!
+mr_wait_file "$T/o3.sock" 10 || { cat "$T/fwd3.log"; fail "forward did not listen"; }
+python3 - "$T/o3.sock" "$T/go" "$T/fwd3.log" <<'PY' || fail "client of the stalled target"
+import os, re, socket, sys, time
+path, go, log = sys.argv[1:4]
+a = socket.socket(socket.AF_UNIX); a.connect(path); a.settimeout(60)
+b = socket.socket(socket.AF_UNIX); b.connect(path); b.settimeout(60)
+deadline = time.time() + 60
+while time.time() < deadline and "ended before the destination connected it" not in open(log).read():
+    time.sleep(0.05)
+open(go, "w").close()
+# a's stream failed: the forward closes it
+if a.recv(1) != b"":
+    sys.exit("the failed stream's connection got bytes")
+b.sendall(b"after the failure\n")
+b.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    x = b.recv(65536)
+    if not x:
+        break
+    got += x
+if got != b"after the failure\n":
+    sys.exit("the next stream echoed %r" % got)
+PY
+grep -qE "warning: .*stream 0 of session [0-9a-f]+ ended before the destination connected it \(.*target stall: cannot connect to its socket: it accepted no connection within 10 s\); connection 2 opens session" \
+	"$T/fwd3.log" || fail "the forward did not say why it went on"
+grep -qE "info: .*opens session .*after the destination connected" "$T/fwd3.log" &&
+	fail "a stream that was never connected counted as connected"
+ok "a previous stream that failed unconnected: the next one waited for the failure, went on, and the forward said why"
 kill -TERM "$FWD_PID"
 wait "$FWD_PID" || fail "forward exited $? after SIGTERM"
