@@ -365,11 +365,12 @@ static int open_conn(const struct dest *d, struct mr_tls_cfg *cfg, struct gw_lin
 
 /*
  * Opens one connection and runs its setup request (HELLO or JOIN <p>) up to
- * WELCOME <w> for index <idx>. Returns 0 with *l set (receive and send
- * timeouts cleared), or -errno with <f> filled.
+ * WELCOME <w> for index <idx>, which must carry the WELCOME flags <want>
+ * (welcome_flags). Returns 0 with *l set (receive and send timeouts
+ * cleared), or -errno with <f> filled.
  */
 static int setup_conn(const struct dest *d, struct mr_tls_cfg *cfg, uint8_t type, const uint8_t *p, uint32_t len,
-		      uint16_t idx, bool plaintext, const char *what, struct wire_welcome *w, struct gw_link *l,
+		      uint16_t idx, uint8_t want, const char *what, struct wire_welcome *w, struct gw_link *l,
 		      struct gw_connect_fail *f)
 {
 	uint64_t deadline = gw_now_ns() + (uint64_t)GW_SETUP_TIMEOUT_MS * 1000000ull;
@@ -379,7 +380,7 @@ static int setup_conn(const struct dest *d, struct mr_tls_cfg *cfg, uint8_t type
 
 	if ((r = open_conn(d, cfg, &k, f)) < 0)
 		return r;
-	r = gw_setup_request(&k, type, p, len, idx, plaintext, what, deadline, w, &sf);
+	r = gw_setup_request(&k, type, p, len, idx, want, what, deadline, w, &sf);
 	if (r < 0) {
 		gw_link_free(&k);
 		f->wire_code = sf.wire_code;
@@ -388,6 +389,12 @@ static int setup_conn(const struct dest *d, struct mr_tls_cfg *cfg, uint8_t type
 	net_set_timeouts(k.fd, 0, 0);
 	*l = k;
 	return 0;
+}
+
+/* The WELCOME flags of a session in the plaintext mode or not, with OPEN acknowledgements or not (§4.2). */
+static uint8_t welcome_flags(bool plaintext, bool open_ack)
+{
+	return (uint8_t)((plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0) | (open_ack ? WIRE_WELCOME_F_OPENED : 0));
 }
 
 /* The connection of link <l> past its WELCOME; takes what <l> holds, even on failure. */
@@ -430,7 +437,8 @@ static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_ou
 	memcpy(j.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	wire_join_encode(jp, &j);
 	r = setup_conn(d, gw_session_tls_cfg(s), WIRE_T_JOIN, jp, sizeof(jp), (uint16_t)idx,
-		       gw_session_cfg_get(s)->plaintext, "JOIN", &w, &l, &f);
+		       welcome_flags(gw_session_cfg_get(s)->plaintext, gw_session_cfg_get(s)->open_ack), "JOIN", &w, &l,
+		       &f);
 	if (r == 0)
 		return link_conn(&l, conn_out);
 	gw_dbg("migrelay: rejoin of connection %d: %s", idx, f.text);
@@ -447,8 +455,11 @@ static int client_rejoin(struct gw_session *s, int idx, struct mr_conn **conn_ou
 	return -ECONNRESET;
 }
 
-/* HELLO for <o> into <buf> (WIRE_MAX_CONTROL). Length, or -EINVAL, or -EMSGSIZE (the pre-flight facts do not fit). */
-static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
+/*
+ * HELLO for <o> into <buf> (WIRE_MAX_CONTROL), asking for OPEN acknowledgements when <open_ack>.
+ * Length, or -EINVAL, or -EMSGSIZE (the pre-flight facts do not fit).
+ */
+static int encode_hello(const struct gw_client_opts *o, bool open_ack, uint8_t *buf)
 {
 	struct wire_hello hello;
 	int n;
@@ -457,7 +468,8 @@ static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 	hello.version = WIRE_VERSION;
 	hello.nconns = (uint16_t)o->connections;
 	hello.flags = (o->compress ? WIRE_HELLO_F_ZSTD : 0) | (o->plaintext ? WIRE_HELLO_F_PLAINTEXT : 0) |
-		      (o->postcopy ? WIRE_HELLO_F_POSTCOPY : 0) | (o->resume ? WIRE_HELLO_F_RESUME : 0);
+		      (o->postcopy ? WIRE_HELLO_F_POSTCOPY : 0) | (o->resume ? WIRE_HELLO_F_RESUME : 0) |
+		      (open_ack ? WIRE_HELLO_F_OPENED : 0);
 	snprintf(hello.target, sizeof(hello.target), "%s", o->target);
 	hello.multifd = o->multifd;
 	hello.ndevices = (uint8_t)o->ndevices;
@@ -470,17 +482,19 @@ static int encode_hello(const struct gw_client_opts *o, uint8_t *buf)
 }
 
 /*
- * A client session for <o> after WELCOME <w>, named by the WELCOME; takes
- * over <*cfg> and <*d> (set to NULL), even on failure. 0 or -ENOMEM.
+ * A client session for <o> after WELCOME <w>, named by the WELCOME, with
+ * OPEN acknowledgements when <open_ack>; takes over <*cfg> and <*d> (set
+ * to NULL), even on failure. 0 or -ENOMEM.
  */
-static int client_session(const struct gw_client_opts *o, const struct wire_welcome *w, struct mr_tls_cfg **cfg,
-			  struct dest **d, struct gw_session **out)
+static int client_session(const struct gw_client_opts *o, const struct wire_welcome *w, bool open_ack,
+			  struct mr_tls_cfg **cfg, struct dest **d, struct gw_session **out)
 {
 	struct gw_session_cfg sc = { .server = false, .window = w->window, .chunk_size = w->chunk_size,
 				     .max_streams = w->max_streams, .compress = o->compress,
 				     .compress_auto = o->compress_auto, .zlevel = o->zlevel,
 				     .reconnect_ms = o->reconnect_ms, .keepalive_ms = o->keepalive_ms,
-				     .plaintext = o->plaintext, .id = w->session_id, .nconns = o->connections,
+				     .plaintext = o->plaintext, .open_ack = open_ack, .id = w->session_id,
+				     .nconns = o->connections,
 				     .rejoin = client_rejoin, .rejoin_ctx = *d, .rejoin_ctx_free = free,
 				     .tls_cfg = *cfg };
 	struct gw_session *s = NULL;
@@ -511,7 +525,8 @@ static int join_all(const struct gw_client_opts *o, struct gw_session *s, struct
 		wire_join_encode(jp, &j);
 		snprintf(what, sizeof(what), "JOIN of connection %d", i);
 		if ((r = setup_conn(gw_session_rejoin_ctx(s), gw_session_tls_cfg(s), WIRE_T_JOIN, jp, sizeof(jp),
-				    (uint16_t)i, o->plaintext, what, &w, &l, f)) < 0)
+				    (uint16_t)i, welcome_flags(o->plaintext, gw_session_cfg_get(s)->open_ack), what, &w,
+				    &l, f)) < 0)
 			return r;
 		if ((r = add_conn(s, i, &l)) < 0)
 			return cfail(f, GW_CS_SESSION, r, "cannot add connection %d: %s", i, strerror(-r));
@@ -557,6 +572,39 @@ static int dest_new(const struct gw_client_opts *o, struct dest **out, struct gw
 	return 0;
 }
 
+/*
+ * Connection 0: HELLO for <o> up to its WELCOME <w>, on link *l. With
+ * o->open_ack, asks for OPEN acknowledgements; a server of revision 1.1
+ * refuses the flag it does not know with ERROR PROTOCOL (§8), and the
+ * HELLO is sent again without it on a new connection. *open_ack says
+ * whether the session has them. Returns 0, or -errno with <f> filled.
+ */
+static int hello_conn(const struct gw_client_opts *o, const struct dest *d, struct mr_tls_cfg *cfg, bool *open_ack,
+		      struct wire_welcome *w, struct gw_link *l, struct gw_connect_fail *f)
+{
+	uint8_t buf[WIRE_MAX_CONTROL];
+	int r = 0, n;
+
+	*open_ack = o->open_ack && gw_wire_open_ack();
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if ((n = encode_hello(o, *open_ack, buf)) < 0)
+			return cfail(f, GW_CS_CONFIG, n, "%s",
+				     n == -EMSGSIZE ? "the source QEMU's pre-flight facts (CPU features, RAM blocks) do not "
+						      "fit in a HELLO with these options; pass --no-preflight to migrate "
+						      "without the check"
+						    : "cannot encode HELLO (names too long?)");
+		/* Connection 0 alone first: a host key accepted by --ssh-accept-new is written once, before the JOINs. */
+		r = setup_conn(d, cfg, WIRE_T_HELLO, buf, (uint32_t)n, 0, welcome_flags(o->plaintext, *open_ack),
+			       "HELLO", w, l, f);
+		if (!(r == -EREMOTEIO && *open_ack && f->wire_code == WIRE_E_PROTOCOL))
+			break;
+		gw_dbg("the server refused HELLO with OPEN acknowledgements (%s); asking again without them", f->text);
+		*open_ack = false;
+		memset(f, 0, sizeof(*f));
+	}
+	return r;
+}
+
 int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, struct gw_connect_fail *f)
 {
 	struct mr_tls_cfg *cfg = NULL;
@@ -564,9 +612,9 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 	struct wire_welcome w;
 	struct gw_link l = { .fd = -1 };
 	struct dest *d = NULL;
-	uint8_t buf[WIRE_MAX_CONTROL];
 	char err[512] = "";
-	int r, n;
+	bool open_ack;
+	int r;
 
 	memset(f, 0, sizeof(*f));
 	if ((r = dest_new(o, &d, f)) < 0)
@@ -581,16 +629,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 		r = cfail(f, GW_CS_CONFIG, r, "%s", err);
 		goto out;
 	}
-	if ((n = encode_hello(o, buf)) < 0) {
-		r = cfail(f, GW_CS_CONFIG, n, "%s",
-			  n == -EMSGSIZE ? "the source QEMU's pre-flight facts (CPU features, RAM blocks) do not fit in "
-					   "a HELLO with these options; pass --no-preflight to migrate without the check"
-					 : "cannot encode HELLO (names too long?)");
-		goto out;
-	}
-	/* Connection 0 alone first: a host key accepted by --ssh-accept-new is written once, before the JOINs. */
-	r = setup_conn(d, cfg, WIRE_T_HELLO, buf, (uint32_t)n, 0, o->plaintext, "HELLO", &w, &l, f);
-	if (r < 0) {
+	if ((r = hello_conn(o, d, cfg, &open_ack, &w, &l, f)) < 0) {
 		if (o->plaintext && f->wire_code == WIRE_E_UNSUPPORTED)
 			snprintf(f->text + strlen(f->text), sizeof(f->text) - strlen(f->text), "%s",
 				 "\nmigrelay: --insecure-plaintext needs a server that offers it: start `migrelay serve` with --insecure-plaintext, or leave the option out here to use TLS");
@@ -601,7 +640,7 @@ int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out, s
 				 "pre-flight check: upgrade it, or pass --no-preflight to migrate without the check");
 		goto out;
 	}
-	if ((r = client_session(o, &w, &cfg, &d, &s)) < 0) {
+	if ((r = client_session(o, &w, open_ack, &cfg, &d, &s)) < 0) {
 		r = cfail(f, GW_CS_SESSION, r, "out of memory");
 		goto out;
 	}

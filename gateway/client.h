@@ -28,6 +28,12 @@ struct gw_client_opts {
 	int reconnect_ms;        /* 0: default; -1: no reconnection */
 	int keepalive_ms;        /* 0: default */
 	bool plaintext;          /* --insecure-plaintext: ask for the plaintext mode (PROTOCOL.md §4.4) */
+	/*
+	 * Ask for OPEN acknowledgements (PROTOCOL.md §5.1, revision 1.2); a
+	 * server without them is asked again without, and the session's
+	 * gw_session_cfg_get()->open_ack says which it got.
+	 */
+	bool open_ack;
 	bool json;
 	bool progress;           /* force the progress line */
 	bool quiet;
@@ -81,8 +87,8 @@ struct gw_connect_fail {
 
 /*
  * Opens the session: connection 0 with HELLO, then the JOINs. Prints
- * nothing. Returns 0 with *out set, or -errno with <f> filled. Any
- * thread; the session is the caller's.
+ * nothing but the plaintext warning. Returns 0 with *out set, or -errno
+ * with <f> filled. Any thread; the session is the caller's.
  */
 MR_MUST_CHECK int gw_client_connect(const struct gw_client_opts *o, struct gw_session **out,
 				    struct gw_connect_fail *f);

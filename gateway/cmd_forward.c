@@ -11,10 +11,15 @@
  * (or the session fails), the path rolls over: a new session takes the new
  * connections and the old one retires, closed only once every stream it
  * carries has ended. No open stream is ever cut by a rollover. Before the
- * first stream goes to the new session, the destination must have processed
- * the OPEN of the path's previous stream (gw_fwd_stream_get's "seen"), so
- * destination connections stay in accept order across sessions (QEMU needs
- * the main channel first).
+ * first stream goes to the new session, the destination must have connected
+ * the path's previous stream to its target (its OPENED, PROTOCOL.md §5.1:
+ * gw_fwd_stream_get's "opened"), or that stream must have ended, so
+ * destination connections are in accept order across sessions (QEMU needs
+ * the main channel first). Meanwhile the path holds the connection that
+ * waits and accepts no other, which wait in the socket's backlog in order;
+ * the other paths go on. With a server that does not acknowledge OPENs
+ * (revision 1.1), the wait is for some sign of the previous stream, 5 s
+ * at most, and the order is best effort.
  *
  * Everything here runs in the main thread; the sessions' own threads are
  * reached only through session.h and forward.h.
@@ -42,7 +47,8 @@
 enum {
 	FWD_MAX_PATHS = 32,  /* --listen options per forward */
 	FWD_TICK_MS = 250,   /* outcome and retirement sweep period */
-	FWD_ORDER_MS = 5000, /* wait for the previous stream's OPEN before using a new session */
+	FWD_GATE_MS = 5,     /* poll period while a path waits for its previous stream's OPENED */
+	FWD_ORDER_MS = 5000, /* without OPENED: wait for a sign of the previous stream's OPEN, at most this long */
 	FWD_STOP_MS = 30000, /* open streams may finish this long after SIGINT/SIGTERM */
 	O_SOCK_MODE = 0x2000,
 	O_SOCK_GROUP = 0x2001,
@@ -77,6 +83,15 @@ struct fwd_path {
 	struct fwd_sess *last; /* holds the path's last stream opened, id last_id */
 	int last_id;
 	unsigned long accepted;
+	/*
+	 * The connection that waits to be the first stream of session cur
+	 * until last_id is connected at the destination (-1: none); while it
+	 * waits the path accepts nothing more. <held_no> its number, <gate_t0>
+	 * when cur was set up.
+	 */
+	int held_fd;
+	unsigned long held_no;
+	uint64_t gate_t0;
 	/* the migration in progress: streams of this path open at the same time */
 	unsigned mig_no;
 	int mig_streams, mig_open, mig_failed;
@@ -148,6 +163,7 @@ static int add_path(struct fwd *f, const char *val)
 		}
 	memcpy(p->path, spec, plen);
 	p->lfd = -1;
+	p->held_fd = -1;
 	p->last_id = -1;
 	/* cmd_parse requires --target: one from a mapping stands in for it */
 	if (p->target && !f->o.target)
@@ -241,6 +257,19 @@ static struct gw_client_opts path_opts(const struct fwd *f, const struct fwd_pat
 	return o;
 }
 
+/* Once per process: a server without OPEN acknowledgements keeps the order across sessions only at best. */
+static void fwd_note_ack(const struct fwd *f, const struct fwd_sess *fs)
+{
+	static bool said;
+
+	if (gw_session_cfg_get(fs->s)->open_ack || said)
+		return;
+	said = true;
+	gw_warn("%s: the server at %s does not acknowledge stream opens (a migrelay before protocol revision 1.2); "
+		"the destination's connection order across sessions is best effort: upgrade it",
+		fs->p->path, f->o.to);
+}
+
 /* A new session for <p>, in f->sessions. Returns it, or NULL after logging why. */
 static struct fwd_sess *fwd_connect(struct fwd *f, struct fwd_path *p)
 {
@@ -260,6 +289,7 @@ static struct fwd_sess *fwd_connect(struct fwd *f, struct fwd_path *p)
 	fs->p = p;
 	fs->next = f->sessions;
 	f->sessions = fs;
+	fwd_note_ack(f, fs);
 	return fs;
 }
 
@@ -281,27 +311,41 @@ static void fwd_close(struct fwd *f, struct fwd_sess *fs)
 }
 
 /*
- * Before the first stream of a new session: waits until the destination has
- * processed the OPEN of the path's previous stream, which went in another
- * session, so that it connects the two in accept order (at most FWD_ORDER_MS:
- * a stream on which neither end says anything gives no sign).
+ * May the next connection of <p> be opened in p->cur? Yes within one
+ * session (the destination connects its OPENs in order). For the first
+ * stream of a new session, once the destination connected the path's
+ * previous stream (OPENED) or that stream ended; with a server that does
+ * not acknowledge OPENs, once it showed a sign of the previous OPEN or
+ * FWD_ORDER_MS passed (best effort, with a warning). Logs why it goes on.
  */
-static void fwd_keep_order(struct fwd_path *p)
+static bool fwd_order_ok(struct fwd_path *p, unsigned long no)
 {
 	struct gw_fwd_stream i;
-	uint64_t t0 = gw_now_ns();
+	unsigned long long prev, next;
 
-	if (!p->last || p->last == p->cur || p->last_id < 0)
-		return;
-	while (gw_fwd_stream_get(p->last->s, p->last_id, &i) == 0 && !i.seen) {
-		if (gw_now_ns() - t0 > (uint64_t)FWD_ORDER_MS * 1000000ull) {
-			gw_warn("%s: the destination shows no sign of stream %d of session %016llx after %d s; opening "
-				"the next stream in a new session anyway",
-				p->path, p->last_id, (unsigned long long)gw_session_id(p->last->s), FWD_ORDER_MS / 1000);
-			return;
-		}
-		usleep(5000);
+	if (!p->last || p->last == p->cur || p->last_id < 0 || gw_fwd_stream_get(p->last->s, p->last_id, &i) < 0)
+		return true;
+	prev = (unsigned long long)gw_session_id(p->last->s);
+	next = (unsigned long long)gw_session_id(p->cur->s);
+	if (gw_session_cfg_get(p->last->s)->open_ack) {
+		if (i.opened)
+			gw_info("%s: connection %lu opens session %016llx after the destination connected stream %d of "
+				"session %016llx",
+				p->path, no, next, p->last_id, prev);
+		else if (i.done)
+			gw_warn("%s: stream %d of session %016llx ended before the destination connected it (%s); "
+				"connection %lu opens session %016llx after it",
+				p->path, p->last_id, prev, i.why[0] ? i.why : "no reason given", no, next);
+		return i.opened || i.done;
 	}
+	if (i.seen)
+		return true;
+	if (gw_now_ns() - p->gate_t0 <= (uint64_t)FWD_ORDER_MS * 1000000ull)
+		return false;
+	gw_warn("%s: the destination shows no sign of stream %d of session %016llx after %d s; opening the next "
+		"stream in a new session anyway",
+		p->path, p->last_id, prev, FWD_ORDER_MS / 1000);
+	return true;
 }
 
 /* Retires <p>'s current session: it takes no new streams and closes once its streams have ended. */
@@ -331,40 +375,56 @@ static void fwd_rollover(struct fwd_path *p, int why, int max_streams)
 			(unsigned long long)gw_session_id(fs->s), strerror(-why));
 }
 
-/* A connection accepted on <p>: one stream, on the current session or, after a rollover, on a new one. */
-static void fwd_take(struct fwd *f, struct fwd_path *p, int fd)
+/* Stream <id> of p->cur now carries connection <no>: the path's and the migration's counts. */
+static void fwd_opened(struct fwd_path *p, int id, unsigned long no)
 {
-	p->accepted++;
+	if (p->mig_open == 0) {
+		p->mig_no++;
+		p->mig_streams = p->mig_failed = 0;
+		p->mig_out = p->mig_in = 0;
+		p->mig_why[0] = '\0';
+		p->mig_t0 = gw_now_ns();
+	}
+	p->mig_open++;
+	p->mig_streams++;
+	p->cur->nids = id + 1;
+	p->cur->open++;
+	p->last = p->cur;
+	p->last_id = id;
+	gw_dbg("%s: connection %lu is stream %d of session %016llx", p->path, no, id,
+	       (unsigned long long)gw_session_id(p->cur->s));
+}
+
+/*
+ * Connection <no> of <p> (socket <fd>, ours): one stream, on the current
+ * session or, after a rollover, on a new one. When it would be the first
+ * stream of a new session and the destination has not connected the
+ * path's previous stream yet, it is held (p->held_fd) and fwd_release
+ * brings it back here once fwd_order_ok says so.
+ */
+static void fwd_take(struct fwd *f, struct fwd_path *p, int fd, unsigned long no)
+{
 	for (int attempt = 0; attempt < 3; attempt++) {
 		int id;
 
 		if (!p->cur) {
 			if (!(p->cur = fwd_connect(f, p)))
 				break;
-			fwd_keep_order(p);
+			p->gate_t0 = gw_now_ns();
+		}
+		if (!fwd_order_ok(p, no)) {
+			p->held_fd = fd;
+			p->held_no = no;
+			return;
 		}
 		id = gw_stream_open(p->cur->s, WIRE_ROLE_PLAIN, fd, fd, &gw_sock_ops, NULL);
 		if (id >= 0) {
-			if (p->mig_open == 0) {
-				p->mig_no++;
-				p->mig_streams = p->mig_failed = 0;
-				p->mig_out = p->mig_in = 0;
-				p->mig_why[0] = '\0';
-				p->mig_t0 = gw_now_ns();
-			}
-			p->mig_open++;
-			p->mig_streams++;
-			p->cur->nids = id + 1;
-			p->cur->open++;
-			p->last = p->cur;
-			p->last_id = id;
-			gw_dbg("%s: connection %lu is stream %d of session %016llx", p->path, p->accepted, id,
-			       (unsigned long long)gw_session_id(p->cur->s));
+			fwd_opened(p, id, no);
 			return;
 		}
 		if (id != -ENOSPC && id != -EMFILE && id != -EPIPE) {
 			/* -ENOMEM left <fd> to us; anything else attached it to a stream that failed at once */
-			gw_err("%s: connection %lu: cannot open a stream: %s", p->path, p->accepted, strerror(-id));
+			gw_err("%s: connection %lu: cannot open a stream: %s", p->path, no, strerror(-id));
 			fwd_rollover(p, id, 0);
 			if (id == -ENOMEM)
 				close(fd);
@@ -372,8 +432,26 @@ static void fwd_take(struct fwd *f, struct fwd_path *p, int fd)
 		}
 		fwd_rollover(p, id, gw_session_cfg_get(p->cur->s)->max_streams);
 	}
-	gw_err("%s: dropping connection %lu: no session could take it", p->path, p->accepted);
+	gw_err("%s: dropping connection %lu: no session could take it", p->path, no);
 	close(fd);
+}
+
+/* Tries the held connection of every path again: opened once its path's previous stream is connected. */
+static bool fwd_release(struct fwd *f)
+{
+	bool held = false;
+
+	for (int i = 0; i < f->npaths; i++) {
+		struct fwd_path *p = &f->paths[i];
+		int fd = p->held_fd;
+
+		if (fd < 0)
+			continue;
+		p->held_fd = -1;
+		fwd_take(f, p, fd, p->held_no);
+		held |= p->held_fd >= 0;
+	}
+	return held;
 }
 
 /* Stream <id> of <fs> ended: its line, and the migration's line when it was the last one open on the path. */
@@ -458,26 +536,39 @@ static int fwd_open_streams(const struct fwd *f)
 	return n;
 }
 
-/* Accepts until SIGINT or SIGTERM. */
+/*
+ * Accepts until SIGINT or SIGTERM. A path that holds a connection (waiting
+ * for its previous stream's OPENED) is not polled: the connections after it
+ * wait in its socket's backlog, in order; it is looked at every FWD_GATE_MS.
+ */
 static void fwd_run(struct fwd *f)
 {
 	struct pollfd pfd[FWD_MAX_PATHS];
+	uint64_t swept = 0;
+	bool held = false;
 
-	for (int i = 0; i < f->npaths; i++)
-		pfd[i] = (struct pollfd){.fd = f->paths[i].lfd, .events = POLLIN};
 	while (!stop_flag) {
-		int n = poll(pfd, (nfds_t)f->npaths, FWD_TICK_MS);
+		int n;
 
+		for (int i = 0; i < f->npaths; i++)
+			pfd[i] =
+			    (struct pollfd){.fd = f->paths[i].held_fd >= 0 ? -1 : f->paths[i].lfd, .events = POLLIN};
+		n = poll(pfd, (nfds_t)f->npaths, held ? FWD_GATE_MS : FWD_TICK_MS);
 		for (int i = 0; n > 0 && i < f->npaths; i++) {
+			struct fwd_path *p = &f->paths[i];
 			int fd;
 
 			if (!(pfd[i].revents & POLLIN))
 				continue;
 			fd = accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0)
-				fwd_take(f, &f->paths[i], fd);
+				fwd_take(f, p, fd, ++p->accepted);
 		}
-		fwd_sweep(f);
+		held = fwd_release(f);
+		if (gw_now_ns() - swept >= (uint64_t)FWD_TICK_MS * 1000000ull) {
+			fwd_sweep(f);
+			swept = gw_now_ns();
+		}
 	}
 }
 
@@ -488,9 +579,17 @@ static void fwd_stop(struct fwd *f)
 	unsigned long total = 0;
 
 	for (int i = 0; i < f->npaths; i++) {
-		close(f->paths[i].lfd);
-		unlink(f->paths[i].path);
-		total += f->paths[i].accepted;
+		struct fwd_path *p = &f->paths[i];
+
+		close(p->lfd);
+		unlink(p->path);
+		total += p->accepted;
+		if (p->held_fd >= 0) {
+			gw_warn("%s: dropping connection %lu: it waited for the destination to connect stream %d first",
+				p->path, p->held_no, p->last_id);
+			close(p->held_fd);
+			p->held_fd = -1;
+		}
 	}
 	gw_info("stopping after %lu connection(s); %d stream(s) open", total, fwd_open_streams(f));
 	while (fwd_open_streams(f) > 0 && gw_now_ns() - t0 < (uint64_t)FWD_STOP_MS * 1000000ull) {
@@ -528,6 +627,7 @@ int cmd_forward(int argc, char **argv)
 	}
 	if ((r = parse_socket_opts(&f)) != 0)
 		return r;
+	f.o.open_ack = true; /* the destination says when it connected a stream (PROTOCOL.md §5.1) */
 	for (int i = 0; i < f.npaths; i++) {
 		if (f.paths[i].target)
 			continue;
@@ -553,6 +653,7 @@ int cmd_forward(int argc, char **argv)
 		fs->p = p;
 		fs->next = f.sessions;
 		f.sessions = p->cur = fs;
+		fwd_note_ack(&f, fs);
 	}
 	for (int i = 0; i < f.npaths; i++) {
 		if ((r = fwd_listen(&f, &f.paths[i])) < 0) {

@@ -14,6 +14,7 @@ int gw_fwd_stream_get(struct gw_session *s, int id, struct gw_fwd_stream *out)
 		return r;
 	out->ok = i.complete;
 	out->done = i.complete || i.fail_code;
+	out->opened = i.target_connected;
 	out->seen = i.peer_seen;
 	out->out_bytes = i.out_bytes;
 	out->in_bytes = i.in_bytes;

@@ -15,10 +15,18 @@ struct gw_fwd_stream {
 	bool done; /* complete or failed */
 	bool ok;   /* both directions verified */
 	/*
-	 * The destination has processed the stream's OPEN: it acknowledged a
-	 * chunk, sent bytes, or the stream ended. OPENs of one session are
-	 * handled in order (PROTOCOL.md §5.1); across sessions this is how the
-	 * forward keeps the accept order (no OPEN acknowledgement exists).
+	 * The destination connected the stream to its target: its OPENED
+	 * arrived (PROTOCOL.md §5.1). Only in a session whose server
+	 * acknowledges OPENs (gw_session_cfg_get()->open_ack); OPENs of one
+	 * session are handled in order, and across sessions this is how the
+	 * forward keeps the accept order.
+	 */
+	bool opened;
+	/*
+	 * Some sign that the destination processed the OPEN: it acknowledged
+	 * a chunk, sent bytes, or the stream ended. What the forward goes by
+	 * with a server that does not acknowledge OPENs (best effort: a
+	 * stream on which neither end says anything gives no sign).
 	 */
 	bool seen;
 	uint64_t out_bytes;		   /* raw bytes sent to the destination */

@@ -157,6 +157,7 @@ int gw_session_new(struct gw_session **out, const struct gw_session_cfg *cfg)
 	if (s->cfg.keepalive_ms <= 0)
 		s->cfg.keepalive_ms = GW_DEFAULT_KEEPALIVE_MS;
 	rxsm_init(&s->sm, s->cfg.server, s->cfg.window, s->cfg.max_streams);
+	s->sm.open_ack = s->cfg.open_ack;
 	stripe_init(&s->stripe);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);

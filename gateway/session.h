@@ -75,6 +75,12 @@ struct gw_session_cfg {
 	int keepalive_ms; /* 0: default */
 	int idle_ms;      /* server: close a session with no open stream after this long (0: never) */
 	bool plaintext;   /* --insecure-plaintext: every connection moves its frames raw after WELCOME (PROTOCOL.md §4.4) */
+	/*
+	 * OPEN acknowledgements (PROTOCOL.md §5.1, revision 1.2): the HELLO
+	 * asked for them and the WELCOME confirmed it. The server then sends
+	 * OPENED once a stream's target is connected; the client accepts them.
+	 */
+	bool open_ack;
 
 	/* Who the session is: set here once, read back with gw_session_id() and the other getters. */
 	uint64_t id;                     /* server, 0: gw_session_new draws one at random; client: the WELCOME's */
@@ -246,6 +252,12 @@ struct gw_stream_info {
 	 * sent bytes or its END, or the stream ended (complete or failed).
 	 */
 	bool peer_seen;
+	/*
+	 * The stream's target is connected: on the server, on_open succeeded;
+	 * on a client, the server's OPENED arrived (only in a session with
+	 * cfg.open_ack; never in others).
+	 */
+	bool target_connected;
 	int session_code;             /* the session's own failure, 0 for none */
 	char session_text[WIRE_MAX_ERROR_TEXT + 1];
 };

@@ -302,8 +302,13 @@ static void open_stream(struct gw_session *s, struct gw_stream *st, uint8_t role
 		return;
 	}
 	st->opened = true;
-	if (stream_start(st) < 0)
+	if (stream_start(st) < 0) {
 		stream_fail_locked(st, WIRE_E_INTERNAL, true, "cannot start stream threads");
+		return;
+	}
+	/* The target is connected: a client that asked is told so (§5.1), and may open its next stream elsewhere. */
+	if (s->cfg.open_ack && !st->fail_code)
+		send_ctl(s, WIRE_T_OPENED, st->id, 0, NULL, 0);
 }
 
 /* Locked (open_stream aside). Carries out one action of the receive state machine for stream <st> (may be NULL). */
@@ -345,6 +350,9 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 	case RXSM_A_BYE:
 		s->bye = true;
 		pthread_cond_broadcast(&s->cond);
+		break;
+	case RXSM_A_OPENED:
+		pthread_cond_broadcast(&s->cond); /* gw_stream_snapshot's target_connected is now true */
 		break;
 	case RXSM_A_PROTOCOL:
 		protocol_error(c, "%s", a->text);

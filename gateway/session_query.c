@@ -118,6 +118,7 @@ int gw_stream_snapshot(struct gw_session *s, int id, struct gw_stream_info *o)
 	o->in_bytes = st->sm.in_bytes;
 	o->peer_seen = st->complete || st->fail_code || st->sm.cr.acked_chunks > 0 || st->sm.in_bytes > 0 ||
 		       st->sm.in_held > 0 || st->sm.in_end_seen;
+	o->target_connected = s->cfg.server ? st->opened : st->sm.opened_seen;
 	o->session_code = s->err_code;
 	snprintf(o->session_text, sizeof(o->session_text), "%s", s->err_text);
 	pthread_mutex_unlock(&s->lock);

@@ -176,7 +176,7 @@ struct gw_chunk *chunk_of(struct stripe_ent *e)
  * Locked. After losing connection <lost> (or, with -1, after a rejoin):
  * re-queue the unacknowledged chunks that were on a connection that is gone,
  * and repeat the control state a lost frame may have carried: OPENs, ENDs,
- * ACKs and VERIFIEDs (PROTOCOL.md §2.3). The receiver drops duplicates.
+ * ACKs, VERIFIEDs and OPENEDs (PROTOCOL.md §2.3). The receiver drops duplicates.
  */
 void resync_locked(struct gw_session *s, int lost)
 {
@@ -190,7 +190,8 @@ void resync_locked(struct gw_session *s, int lost)
 			continue;
 		plan = stripe_resync_plan(&(struct stripe_resync_facts){
 			.client = !s->cfg.server, .failed = st->fail_code != 0, .opened = st->opened,
-			.end_sent = st->sm.out_end_sent, .verified = st->sm.out_verified, .in_done = st->sm.in_done });
+			.end_sent = st->sm.out_end_sent, .verified = st->sm.out_verified, .in_done = st->sm.in_done,
+			.open_ack = s->cfg.open_ack });
 		if (plan & STRIPE_RS_OPEN) {
 			uint8_t p[WIRE_OPEN_LEN];
 
@@ -207,6 +208,8 @@ void resync_locked(struct gw_session *s, int lost)
 			send_ack(st);
 		if (plan & STRIPE_RS_VERIFIED)
 			send_verified(st);
+		if (plan & STRIPE_RS_OPENED)
+			send_ctl(s, WIRE_T_OPENED, st->id, 0, NULL, 0);
 	}
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -120,11 +121,14 @@ int gw_setup_welcome(const struct gw_link *l, const struct gw_session *s, uint16
 				 .window = cfg->window,
 				 .chunk_size = cfg->chunk_size};
 	uint8_t wp[WIRE_WELCOME_LEN];
+	/* Every WELCOME of a session carries the flags of what its HELLO asked for and got (§4.2). */
+	uint8_t flags =
+	    (uint8_t)((cfg->plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0) | (cfg->open_ack ? WIRE_WELCOME_F_OPENED : 0));
 
 	memcpy(w.token, gw_session_token(s), WIRE_TOKEN_LEN);
 	wire_welcome_encode(wp, &w);
 	/* Plaintext: the switch comes right after the WELCOME, before anything more is read or sent (§4.4). */
-	if (gw_setup_send(l, WIRE_T_WELCOME, cfg->plaintext ? WIRE_WELCOME_F_PLAINTEXT : 0, wp, sizeof(wp)) < 0 ||
+	if (gw_setup_send(l, WIRE_T_WELCOME, flags, wp, sizeof(wp)) < 0 ||
 	    (cfg->plaintext && (!l->tls || mr_tls_set_plaintext(l->tls) < 0)))
 		return -EPIPE;
 	return 0;
@@ -137,6 +141,13 @@ void gw_setup_refuse(const struct gw_link *l, uint16_t code, const char *text)
 
 	(void)!gw_setup_send(l, WIRE_T_ERROR, 0, p, (uint32_t)n);
 	link_bye(l);
+}
+
+bool gw_wire_open_ack(void)
+{
+	const char *e = getenv("MIGRELAY_WIRE_REVISION");
+
+	return !e || strcmp(e, "1.1") != 0;
 }
 
 /* --- client --- */
@@ -152,10 +163,10 @@ static int fail(struct gw_setup_fail *f, int r, const char *fmt, ...)
 	return r;
 }
 
-int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
-		     bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
-		     struct gw_setup_fail *f)
+int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx, uint8_t want,
+		     const char *what, uint64_t deadline_ns, struct wire_welcome *w, struct gw_setup_fail *f)
 {
+	bool plaintext = (want & WIRE_WELCOME_F_PLAINTEXT) != 0;
 	uint8_t buf[WIRE_MAX_CONTROL];
 	struct wire_errmsg em;
 	struct wire_hdr h;
@@ -192,6 +203,12 @@ int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, ui
 		return fail(f, -EPROTO,
 			    "the server answered %s for the %s mode, but this session uses %s (protocol error)", what,
 			    got ? "plaintext" : "TLS", plaintext ? "plaintext" : "TLS");
+	if ((h.flags & WIRE_WELCOME_F_OPENED) != (want & WIRE_WELCOME_F_OPENED))
+		return fail(
+		    f, -EPROTO,
+		    "the server answered %s %s OPEN acknowledgements, but this session %s them (protocol error)", what,
+		    (h.flags & WIRE_WELCOME_F_OPENED) ? "with" : "without",
+		    (want & WIRE_WELCOME_F_OPENED) ? "asked for" : "did not ask for");
 	if (plaintext && mr_tls_set_plaintext(l->tls) < 0)
 		return fail(f, -EPROTO, "cannot switch to plaintext after the answer to %s: %s", what,
 			    gw_link_error(l));
@@ -305,6 +322,7 @@ static int hello_session(const struct gw_setup_srv *c, const struct wire_hello *
 				    .keepalive_ms = c->keepalive_ms,
 				    .idle_ms = c->idle_ms,
 				    .plaintext = (hello->flags & WIRE_HELLO_F_PLAINTEXT) != 0,
+				    .open_ack = (hello->flags & WIRE_HELLO_F_OPENED) != 0,
 				    .hello = *hello,
 				    .nconns = hello->nconns};
 
@@ -323,7 +341,9 @@ static int serve_hello(const struct gw_setup_srv *c, const struct gw_link *l, co
 	struct gw_session *s = NULL;
 	int r;
 
-	if (wire_hello_decode(&hello, p, len) < 0)
+	/* As a server of revision 1.1 would: it knows neither the OPENED flag nor the pre-flight TLVs (§8). */
+	if (wire_hello_decode(&hello, p, len) < 0 ||
+	    (((hello.flags & WIRE_HELLO_F_OPENED) || hello.pf.have) && !gw_wire_open_ack()))
 		return refuse(l, peer, WIRE_E_PROTOCOL, "malformed HELLO");
 	if ((r = hello_check(c, l, peer, identity, &hello, &tgt)) < 0)
 		return r;

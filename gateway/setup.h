@@ -85,6 +85,15 @@ MR_MUST_CHECK int gw_setup_welcome(const struct gw_link *l, const struct gw_sess
  */
 void gw_setup_refuse(const struct gw_link *l, uint16_t code, const char *text);
 
+/*
+ * Whether this process speaks revision 1.2 (OPEN acknowledgements and
+ * pre-flight TLVs, PROTOCOL.md §4.1.1, §5.1, §8): yes, unless
+ * MIGRELAY_WIRE_REVISION=1.1 makes it answer and ask as a migrelay of
+ * revision 1.1 does (compatibility tests).
+ * Any thread.
+ */
+bool gw_wire_open_ack(void);
+
 /* What a client's setup request ended with, when it did not end in WELCOME. */
 struct gw_setup_fail {
 	uint16_t wire_code;		      /* the server's ERROR code, 0 if none came */
@@ -94,16 +103,17 @@ struct gw_setup_fail {
 /*
  * Client: sends the setup frame <type> (HELLO or JOIN) with payload <p>
  * and reads the answer by <deadline_ns>. On WELCOME, checks it names
- * connection <idx> in the mode asked for (<plaintext>) and switches the
- * connection to plaintext right after it when so (§4.4). <what> names the
- * request in messages ("HELLO", "JOIN of connection 2").
+ * connection <idx> with exactly the WELCOME flags <want> (what the
+ * session's HELLO asked for: WIRE_WELCOME_F_PLAINTEXT, _OPENED), and
+ * switches the connection to plaintext right after it when so (§4.4).
+ * <what> names the request in messages ("HELLO", "JOIN of connection 2").
  * Returns 0 with *w filled, or -ECONNRESET/-ETIMEDOUT (no answer),
  * -EACCES (TLS alert: our certificate was refused), -EPROTO (malformed
  * or wrong answer), -EREMOTEIO (the server refused: f->wire_code), with
- * f->text set. <plaintext> only with a TLS link. Any thread that owns <l>.
+ * f->text set. The plaintext mode only with a TLS link. Any thread that owns <l>.
  */
 MR_MUST_CHECK int gw_setup_request(const struct gw_link *l, uint8_t type, const uint8_t *p, uint32_t len, uint16_t idx,
-				   bool plaintext, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
+				   uint8_t want, const char *what, uint64_t deadline_ns, struct wire_welcome *w,
 				   struct gw_setup_fail *f);
 
 /* Server side (`migrelay serve`). */

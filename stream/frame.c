@@ -34,6 +34,8 @@ static int fixed_len(uint8_t type)
 		return WIRE_PING_LEN;
 	case WIRE_T_BYE:
 		return WIRE_BYE_LEN;
+	case WIRE_T_OPENED:
+		return WIRE_OPENED_LEN;
 	default:
 		return -1;
 	}
@@ -93,7 +95,7 @@ static int control_hdr_check(const struct wire_hdr *h)
 
 	if (h->len > WIRE_MAX_CONTROL)
 		return -EMSGSIZE;
-	if (h->flags && !(h->type == WIRE_T_WELCOME && h->flags == WIRE_WELCOME_F_PLAINTEXT))
+	if (h->flags && !(h->type == WIRE_T_WELCOME && !(h->flags & ~WIRE_WELCOME_F_MASK)))
 		return -EBADMSG;
 	want = fixed_len(h->type);
 	if (want >= 0 && h->len != (uint32_t)want)
@@ -670,6 +672,7 @@ const char *wire_type_name(uint8_t type)
 		[WIRE_T_PING] = "PING",
 		[WIRE_T_PONG] = "PONG",
 		[WIRE_T_BYE] = "BYE",
+		[WIRE_T_OPENED] = "OPENED",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

@@ -167,6 +167,25 @@ static int on_open(struct rxsm *m, struct rxsm_stream *st, const struct rxsm_fac
 	return 0;
 }
 
+/*
+ * Client: the server connected stream <st> to its target (§5.1). Only in a
+ * session that asked for it, only for a stream this side opened; a repeat
+ * (§2.3) and one for a stream that failed meanwhile change nothing.
+ */
+static int on_opened(const struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f, const struct wire_hdr *h,
+		     struct rxsm_out *out)
+{
+	if (!m->open_ack)
+		return violation(out, h, "OPENED for stream %u, but this session did not ask for OPENED", h->stream);
+	if (!st)
+		return violation(out, h, "OPENED for stream %u, which this side never opened", h->stream);
+	if (st->opened_seen || f->stream_failed)
+		return 0;
+	st->opened_seen = true;
+	act(out, RXSM_A_OPENED, h);
+	return 0;
+}
+
 static int on_error(struct rxsm_stream *st, const struct rxsm_facts *f, const struct wire_hdr *h,
 		    const struct wire_errmsg *em, struct rxsm_out *out)
 {
@@ -216,6 +235,10 @@ int rxsm_step(struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f
 		if (!m->server || wire_open_decode(&role, p, h->len) < 0)
 			return malformed(out, h);
 		return on_open(m, st, f, h, role, out);
+	case WIRE_T_OPENED:
+		if (m->server || h->len != WIRE_OPENED_LEN)
+			return malformed(out, h); /* from the client, or a bad length */
+		return on_opened(m, st, f, h, out);
 	case WIRE_T_ERROR:
 		if (wire_error_decode(&em, p, h->len) < 0)
 			return malformed(out, h);

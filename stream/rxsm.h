@@ -40,6 +40,7 @@ struct rxsm_stream {
 	uint64_t in_end_chunks;		   /* ... and this many chunks */
 	bool in_done;			   /* END matched, VERIFIED sent */
 	bool open_seen;			   /* server: its OPEN was accepted */
+	bool opened_seen;		   /* client: the server's OPENED arrived: the target is connected */
 };
 
 /* Session-wide rule state. */
@@ -48,6 +49,11 @@ struct rxsm {
 	uint32_t window;      /* bytes per stream direction (§5.3) */
 	uint16_t max_streams; /* open at once (§5.1) */
 	uint16_t next_open;   /* server: the stream id the next OPEN must name */
+	/*
+	 * The session's HELLO asked for OPENED and its WELCOME confirmed it
+	 * (§5.1): a client accepts OPENED only then. Set after rxsm_init.
+	 */
+	bool open_ack;
 };
 
 /* What the session knows and the machine reads, for the frame at hand. */
@@ -68,6 +74,7 @@ enum rxsm_act {
 	RXSM_A_PONG = 7,	 /* answer a PING on the same connection with the nonce at <view> */
 	RXSM_A_BYE = 8,		 /* server: the client opens no more streams */
 	RXSM_A_PROTOCOL = 9,	 /* violation (§7): fail the session with PROTOCOL, <text>; stop reading */
+	RXSM_A_OPENED = 10,	 /* client: the server connected the stream to its target: wake who waits for that */
 };
 
 enum { RXSM_MAX_ACTIONS = 2 };

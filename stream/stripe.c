@@ -94,6 +94,8 @@ unsigned stripe_resync_plan(const struct stripe_resync_facts *f)
 	r = STRIPE_RS_CHUNKS | STRIPE_RS_ACK;
 	if (f->client && f->opened)
 		r |= STRIPE_RS_OPEN;
+	if (!f->client && f->opened && f->open_ack)
+		r |= STRIPE_RS_OPENED;
 	if (f->end_sent && !f->verified)
 		r |= STRIPE_RS_END;
 	if (f->in_done)

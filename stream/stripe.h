@@ -112,12 +112,14 @@ enum stripe_loss stripe_on_loss(const struct stripe_loss_facts *f);
 #define STRIPE_RS_END 0x04u	 /* the END, not verified yet */
 #define STRIPE_RS_ACK 0x08u	 /* the current ACK */
 #define STRIPE_RS_VERIFIED 0x10u /* the VERIFIED, inbound done */
+#define STRIPE_RS_OPENED 0x20u	 /* the OPENED (server, target connected, the session asked for OPENED) */
 
 struct stripe_resync_facts {
 	bool client;
 	bool failed; /* the stream failed: nothing more is sent for it (§5.6) */
-	bool opened;
+	bool opened; /* client: OPEN sent; server: the target is connected */
 	bool end_sent, verified, in_done;
+	bool open_ack; /* the session acknowledges OPENs with OPENED (§5.1) */
 };
 unsigned stripe_resync_plan(const struct stripe_resync_facts *f);
 

@@ -31,7 +31,8 @@ enum wire_type {
 	WIRE_T_PING = 10,    /* either way: liveness probe */
 	WIRE_T_PONG = 11,    /* answer to PING, same nonce */
 	WIRE_T_BYE = 12,     /* client -> server: the session has no more streams */
-	WIRE_T_MAX = 12,
+	WIRE_T_OPENED = 13,  /* server -> client: stream <stream> is connected to the target (revision 1.2) */
+	WIRE_T_MAX = 13,
 };
 
 /* DATA flags. */
@@ -39,8 +40,10 @@ enum wire_type {
 #define WIRE_F_ZERO 0x02u /* payload: be32 raw length; the raw bytes are all zero */
 #define WIRE_F_DATA_MASK (WIRE_F_ZSTD | WIRE_F_ZERO)
 
-/* WELCOME flag (header flags byte): this connection carries the session's frames in plaintext after the WELCOME. */
-#define WIRE_WELCOME_F_PLAINTEXT 0x01u
+/* WELCOME flags (header flags byte). */
+#define WIRE_WELCOME_F_PLAINTEXT 0x01u /* this connection carries the session's frames in plaintext after the WELCOME */
+#define WIRE_WELCOME_F_OPENED 0x02u    /* the server acknowledges every OPEN with OPENED (PROTOCOL.md §5.1) */
+#define WIRE_WELCOME_F_MASK (WIRE_WELCOME_F_PLAINTEXT | WIRE_WELCOME_F_OPENED)
 
 /* Stream id in an ERROR frame that concerns the whole session. */
 #define WIRE_STREAM_SESSION 0xffffu
@@ -79,6 +82,7 @@ enum wire_fixed_len {
 	WIRE_VERIFIED_LEN = 8,
 	WIRE_PING_LEN = 8,
 	WIRE_BYE_LEN = 0,
+	WIRE_OPENED_LEN = 0,
 	WIRE_HELLO_FIXED_LEN = 8, /* version, nconns, flags; TLVs follow */
 	WIRE_ERROR_MIN_LEN = 2,
 	WIRE_ZHDR_LEN = 4, /* be32 raw length in front of a ZSTD/ZERO payload */
@@ -89,7 +93,8 @@ enum wire_fixed_len {
 #define WIRE_HELLO_F_PLAINTEXT 0x00000002u /* client asks for the plaintext mode (PROTOCOL.md §4.4) */
 #define WIRE_HELLO_F_POSTCOPY 0x00000004u  /* the destination QEMU is to enable postcopy-ram (PROTOCOL.md §4.1) */
 #define WIRE_HELLO_F_RESUME 0x00000008u    /* the destination QEMU is to run the guest once the migration is verified (§4.1) */
-#define WIRE_HELLO_F_MASK 0x0000000fu
+#define WIRE_HELLO_F_OPENED 0x00000010u    /* the client asks for OPENED, the acknowledgement of each OPEN (§5.1) */
+#define WIRE_HELLO_F_MASK 0x0000001fu
 
 /* HELLO TLV tags: u8 tag, u8 len, value. Unknown tags are an error. */
 enum wire_hello_tag {

@@ -11,7 +11,9 @@
 # started loading (no migrate-incoming: query-migrate is empty there).
 #  4. a matching pair migrates, and its RAM is equal on both sides;
 #  5. --no-preflight skips the check (QEMU itself then refuses the
-#     different RAM size, as test_migrelay_failures shows).
+#     different RAM size, as test_migrelay_failures shows);
+#  6. a destination gateway of revision 1.1 refuses the facts: migrate says
+#     to upgrade it or pass --no-preflight, and with it the pair migrates.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/migrelay.sh"
 
@@ -83,5 +85,22 @@ mr_e2e_migrate src5 "$port" vm --no-preflight || rc=$?
 ! grep -q "pre-flight" "$E2E_TMP/src5-migrate.log" "$E2E_TMP/gw5.log" || e2e_fail "--no-preflight still checked"
 e2e_qmp src5 --wait-status running 10 || e2e_fail "--no-preflight: the guest is not running on the source"
 e2e_stop src5 dst5 gw5
+
+# 6. a destination gateway of revision 1.1 knows no pre-flight facts: migrate says so and names the
+#    choice; with --no-preflight the same pair migrates
+port=$(e2e_free_port)
+e2e_start_dst dst6 64 idle
+MIGRELAY_WIRE_REVISION=1.1 mr_e2e_serve gw6 "$port" --target "vm=qmp:$(e2e_qmp_sock dst6),log=$E2E_TMP/dst6.log"
+e2e_start_src src6 64 idle
+rc=0
+mr_e2e_migrate src6 "$port" vm || rc=$?
+[ "$rc" != 0 ] || e2e_fail "a revision 1.1 gateway took the pre-flight facts"
+grep -q "older than protocol revision 1.2 does not know the pre-flight check: upgrade it, or pass --no-preflight" \
+	"$E2E_TMP/src6-migrate.log" || e2e_fail "revision 1.1: no clear message: $(cat "$E2E_TMP/src6-migrate.log")"
+[ "$(e2e_qmp src6 query-migrate)" = "{}" ] || e2e_fail "revision 1.1: the source QEMU started a migration"
+mr_e2e_migrate src6 "$port" vm --no-preflight || e2e_fail "revision 1.1 with --no-preflight: $(cat "$E2E_TMP/src6-migrate.log")"
+e2e_ram_check src6 dst6 data
+e2e_stop src6 dst6 gw6
+e2e_log "revision 1.1 gateway: refused with the upgrade-or---no-preflight message, then migrated with --no-preflight"
 
 e2e_log "PASS in $(e2e_since "$t0") s"

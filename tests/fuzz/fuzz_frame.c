@@ -171,6 +171,7 @@ static void control_frame(const struct wire_frame *f)
 		break;
 	}
 	case WIRE_T_BYE:
+	case WIRE_T_OPENED:
 		CHECK(len == 0);
 		break;
 	default:

@@ -7,11 +7,13 @@
  * creates streams when asked, carries out the actions, runs the inbound
  * pump (delivers chunks in order, ACKs as told, verifies the END) and the
  * outbound one (sends chunks within credit, keeps them in the unacked list
- * until ACKed, ends the direction). The first byte picks client or server
- * and max_streams; then each op byte is followed by its arguments:
+ * until ACKed, ends the direction). The first byte picks client or server,
+ * max_streams, and whether the session asked for OPENED (§5.1); then each
+ * op byte is followed by its arguments:
  *   FRAME  u8 type, u8 stream, be16 seq, u8 a, u8 b   (a frame from the peer;
  *          a and b shape its payload: DATA length, ACK/VERIFIED/END counts,
- *          ERROR code, OPEN role, payload length tampering)
+ *          ERROR code, OPEN role, payload length tampering; a type byte of
+ *          0xf0 and up is OPENED)
  *   POP    u8 stream    (the inbound pump delivers what it can)
  *   SEND   u8 stream, u8 length   (the outbound pump sends one chunk)
  *   ENDOUT u8 stream    (the outbound direction ends)
@@ -22,7 +24,9 @@
  * an ERROR for a stream the session does not have creates nothing; OPENs
  * connect streams in id order, each once, never a failed one; no stream is
  * created beyond max_streams; credit is never broken by what is accepted;
- * ACKs release exactly the chunks they cover.
+ * ACKs release exactly the chunks they cover; OPENED is taken only by a
+ * client that asked for it, only for a stream it opened, and marks that
+ * stream connected once (a repeat or one for a failed stream does nothing).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -37,6 +41,11 @@
 
 enum { OP_FRAME, OP_POP, OP_SEND, OP_ENDOUT, OP_FAIL, OP_COUNT };
 enum { NSTREAMS = 6, WINDOW = 4096, MAGIC_LIVE = 0x6c697665, MAGIC_DEAD = 0x64656164 };
+/*
+ * Frame types a type byte below 0xf0 picks: those of revision 1.0, so the
+ * corpus keeps its meaning; 0xf0 and up pick OPENED (revision 1.2).
+ */
+enum { OLD_TYPES = 12, OPENED_BYTE = 0xf0 };
 
 struct chunk {
 	uint32_t magic;
@@ -53,6 +62,7 @@ struct sent {
 
 struct mstream {
 	bool exists, failed, opened;
+	bool target_opened; /* client: an OPENED was taken */
 	/* inbound */
 	bool held[WIRE_WINDOW_CHUNKS];
 	uint64_t held_seq[WIRE_WINDOW_CHUNKS];
@@ -71,7 +81,7 @@ struct fx {
 	struct rxsm m;
 	struct rxsm_stream *st[WIRE_MAX_STREAMS];
 	struct mstream ms[WIRE_MAX_STREAMS];
-	bool server, session_failed;
+	bool server, session_failed, open_ack;
 	uint16_t max_streams, next_open;
 	int open_streams;
 	long live; /* chunks from the peer allocated and not freed */
@@ -151,6 +161,7 @@ static void check_stream(const struct fx *x, uint16_t id)
 	CHECK(st->cr.acked_chunks == ms->ack_c && st->cr.acked_bytes == ms->ack_b);
 	CHECK(st->cr.acked_chunks <= st->cr.sent_chunks && st->cr.acked_bytes <= st->cr.sent_bytes);
 	CHECK(st->out_verified == ms->verified && st->out_end_sent == ms->end_sent);
+	CHECK(st->opened_seen == ms->target_opened);
 	CHECK(ms->unacked.count == ms->sent_c - ms->ack_c);
 	CHECK(!ms->unacked.head || ms->unacked.head->seq == ms->ack_c);
 }
@@ -172,7 +183,8 @@ static void check_all(const struct fx *x)
 static bool op_frame(struct fx *x, const uint8_t *a)
 {
 	uint8_t p[WIRE_MAX_CONTROL];
-	struct wire_hdr h = {.type = (uint8_t)(1 + a[0] % WIRE_T_MAX), .seq = wire_load_be16(a + 2)};
+	struct wire_hdr h = {.type = a[0] >= OPENED_BYTE ? WIRE_T_OPENED : (uint8_t)(1 + a[0] % OLD_TYPES),
+			     .seq = wire_load_be16(a + 2)};
 	uint16_t id = a[1] < 240 ? (uint16_t)(a[1] % NSTREAMS) : a[1] == 255 ? WIRE_STREAM_SESSION : a[1];
 	struct mstream *ms = id < WIRE_MAX_STREAMS ? &x->ms[id] : NULL;
 	struct mstream before = {0};
@@ -226,6 +238,9 @@ static bool op_frame(struct fx *x, const uint8_t *a)
 	case WIRE_T_PING:
 	case WIRE_T_PONG:
 		h.len = tamper ? 7 : WIRE_PING_LEN;
+		break;
+	case WIRE_T_OPENED:
+		h.len = tamper ? 1 + a[4] % 8 : WIRE_OPENED_LEN;
 		break;
 	default:
 		h.len = a[5] % 8;
@@ -292,6 +307,12 @@ static bool op_frame(struct fx *x, const uint8_t *a)
 	}
 	if (h.type == WIRE_T_END && r == 0 && before.end_seen)
 		CHECK(out.n == 0 && h.seq == before.end_total && wire_load_be64(p) == before.end_bytes);
+	if (h.type == WIRE_T_OPENED) {
+		/* Only a client that asked, for a stream it opened, empty (§5.1); else a violation. */
+		CHECK((r == 0) == (!x->server && x->m.open_ack && existed && !tamper));
+		if (r == 0)
+			CHECK(out.n == (before.failed || before.target_opened ? 0u : 1u));
+	}
 
 	for (unsigned i = 0; i < out.n; i++) {
 		const struct rxsm_action *ac = &out.act[i];
@@ -343,6 +364,10 @@ static bool op_frame(struct fx *x, const uint8_t *a)
 			break;
 		case RXSM_A_WAKE_IN:
 			CHECK(h.type == WIRE_T_DATA || h.type == WIRE_T_END);
+			break;
+		case RXSM_A_OPENED:
+			CHECK(!x->server && h.type == WIRE_T_OPENED && existed && !ms->failed && !ms->target_opened);
+			ms->target_opened = true;
 			break;
 		case RXSM_A_PROTOCOL:
 			x->session_failed = true;
@@ -433,12 +458,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (p < end) {
 		x->server = !(*p & 1);
 		x->max_streams = (uint16_t)(1 + (*p >> 1) % NSTREAMS);
+		x->open_ack = ((*p >> 1) / NSTREAMS) & 1;
 		p++;
 	} else {
 		x->server = true;
 		x->max_streams = 2;
 	}
 	rxsm_init(&x->m, x->server, WINDOW, x->max_streams);
+	x->m.open_ack = x->open_ack;
 	while (p < end) {
 		uint8_t op = *p++ % OP_COUNT;
 

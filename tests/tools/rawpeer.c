@@ -2,8 +2,8 @@
 /*
  * A misbehaving client for integration tests: completes a real TLS
  * handshake, then does one scripted thing a correct client never does, and
- * prints what the server answered as "ERROR <code> <text>", "WELCOME",
- * "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
+ * prints what the server answered as "ERROR <code> <text>", "WELCOME" (with
+ * " (flags 0xNN)" when its header has flags), "CLOSED" or "TIMEOUT" on stdout. Exit 0 when the answer matches --expect.
  *
  *   rawpeer --to H:P --tls-dir D [--psk-file F] --target NAME [--multifd N] [--hello-flags N] --case CASE
  *           [--expect WHAT] [--pf-ram BYTES] [--pf-machine NAME] [--pf-cpu MODEL] [--pf-features "A B ..."]
@@ -145,7 +145,10 @@ static void answer(struct mr_tls *t, char *out, size_t outlen, struct wire_welco
 				snprintf(out, outlen, "GARBAGE");
 				return;
 			}
-			snprintf(out, outlen, "WELCOME");
+			if (h.flags)
+				snprintf(out, outlen, "WELCOME (flags 0x%02x)", h.flags);
+			else
+				snprintf(out, outlen, "WELCOME");
 			return;
 		}
 		/* ACKs and the like: keep reading */

@@ -66,9 +66,13 @@ static const struct {
 	{ "0a 00 0000 00000008 0000000000000000", WIRE_HDR_LEN },  /* PING */
 	{ "0b 00 0000 00000008 0000000000000000", WIRE_HDR_LEN },  /* PONG */
 	{ "0c 00 0000 00000000 0000000000000000", WIRE_HDR_LEN },  /* BYE */
+	{ "0d 00 0000 00000000 0000000000000000", WIRE_HDR_LEN },  /* OPENED, stream 0 */
+	{ "0d 00 003f 00000000 0000000000000000", WIRE_HDR_LEN },  /* OPENED, last stream id */
+	{ "02 02 0000 00000034 0000000000000000", WIRE_HDR_LEN },  /* WELCOME, OPEN acknowledgements */
+	{ "02 03 0000 00000034 0000000000000000", WIRE_HDR_LEN },  /* WELCOME, both flags */
 	/* unknown types */
 	{ "00 00 0000 00000000 0000000000000000", -EBADMSG },
-	{ "0d 00 0000 00000000 0000000000000000", -EBADMSG },
+	{ "0e 00 0000 00000000 0000000000000000", -EBADMSG },
 	{ "ff 00 0000 ffffffff 0000000000000000", -EBADMSG },
 	/* oversize */
 	{ "05 00 0001 00100001 0000000000000000", -EMSGSIZE },     /* DATA over 1 MiB */
@@ -90,8 +94,10 @@ static const struct {
 	/* flags on control frames */
 	{ "06 01 0000 00000008 0000000000000000", -EBADMSG },
 	{ "0c 02 0000 00000000 0000000000000000", -EBADMSG },
-	{ "02 02 0000 00000034 0000000000000000", -EBADMSG },      /* WELCOME: only PLAINTEXT */
+	{ "02 04 0000 00000034 0000000000000000", -EBADMSG },      /* WELCOME: only PLAINTEXT and OPENED */
 	{ "02 81 0000 00000034 0000000000000000", -EBADMSG },
+	{ "0d 02 0001 00000000 0000000000000000", -EBADMSG },      /* OPENED carries no flag */
+	{ "0d 01 0001 00000000 0000000000000000", -EBADMSG },
 	{ "01 01 0000 00000008 0000000000000000", -EBADMSG },      /* PLAINTEXT only on WELCOME */
 	{ "03 01 0000 0000002a 0000000000000000", -EBADMSG },
 	/* fixed lengths must match exactly */
@@ -106,6 +112,8 @@ static const struct {
 	{ "0a 00 0000 00000000 0000000000000000", -EBADMSG },
 	{ "0b 00 0000 00000010 0000000000000000", -EBADMSG },
 	{ "0c 00 0000 00000001 0000000000000000", -EBADMSG },
+	{ "0d 00 0001 00000001 0000000000000000", -EBADMSG },      /* OPENED is empty */
+	{ "0d 00 0001 00000004 0000000000000000", -EBADMSG },
 	{ "09 00 0000 00000001 0000000000000000", -EBADMSG },      /* ERROR without a code */
 	{ "09 00 0000 00000102 0000000000000000", -EBADMSG },      /* ERROR text over 255 */
 	/* stream ids */
@@ -117,6 +125,8 @@ static const struct {
 	{ "0c 00 0001 00000000 0000000000000000", -EBADMSG },
 	{ "04 00 0040 00000004 0000000000000000", -EBADMSG },
 	{ "04 00 ffff 00000004 0000000000000000", -EBADMSG },
+	{ "0d 00 0040 00000000 0000000000000000", -EBADMSG },      /* OPENED: a stream id, never 0xffff */
+	{ "0d 00 ffff 00000000 0000000000000000", -EBADMSG },
 	{ "06 00 ffff 00000008 0000000000000000", -EBADMSG },
 	{ "07 00 0040 00000018 0000000000000000", -EBADMSG },
 	{ "08 00 ffff 00000008 0000000000000000", -EBADMSG },
@@ -337,7 +347,7 @@ static void test_hello_encode_bad(void **state)
 	h.nconns = WIRE_MAX_CONNS + 1;
 	assert_int_equal(wire_hello_encode(buf, sizeof(buf), &h), -EINVAL);
 	h = base;
-	h.flags = 0x10;
+	h.flags = 0x20;
 	assert_int_equal(wire_hello_encode(buf, sizeof(buf), &h), -EINVAL);
 	h = base;
 	h.target[0] = '\0';
@@ -379,7 +389,8 @@ static const struct {
 	{ "0001 0000 00000000 01 02 766d", -EBADMSG },              /* nconns 0 */
 	{ "0001 0041 00000000 01 02 766d", -EBADMSG },              /* nconns 65 */
 	{ "0001 ffff 00000000 01 02 766d", -EBADMSG },
-	{ "0001 0001 00000010 01 02 766d", -EBADMSG },              /* unknown flag */
+	{ "0001 0001 00000010 01 02 766d", 0 },                     /* OPENED (revision 1.2) */
+	{ "0001 0001 00000020 01 02 766d", -EBADMSG },              /* unknown flag */
 	{ "0001 0001 80000000 01 02 766d", -EBADMSG },
 	{ "0001 0001 00000000 01 02 766d 01 02 766d", -EBADMSG },   /* duplicate target */
 	{ "0001 0001 00000000 01 00", -EBADMSG },                   /* empty target */
@@ -635,6 +646,8 @@ static void test_names(void **state)
 	assert_string_equal(wire_error_name(WIRE_E_MAX + 1), "unknown error");
 	assert_string_equal(wire_type_name(WIRE_T_DATA), "DATA");
 	assert_string_equal(wire_type_name(WIRE_T_BYE), "BYE");
+	assert_string_equal(wire_type_name(WIRE_T_OPENED), "OPENED");
+	assert_string_equal(wire_type_name(WIRE_T_MAX + 1), "UNKNOWN");
 	assert_string_equal(wire_type_name(0), "UNKNOWN");
 	for (unsigned t = 1; t <= WIRE_T_MAX; t++)
 		assert_string_not_equal(wire_type_name((uint8_t)t), "UNKNOWN");

@@ -423,6 +423,98 @@ static void test_ack_pacing(void **state)
 	hx_free(&x);
 }
 
+/* ---- OPENED (§5.1, revision 1.2): the server says a stream's target is connected ---- */
+
+/* clang-format off */
+static const struct opened_refusal {
+	const char *name;
+	bool client;     /* the machine of a client (else a server) */
+	bool ack;        /* the session asked for OPENED */
+	int streams;     /* streams 0..streams-1 this side has (a client opened them) */
+	struct fr bad;
+	const char *why;
+} opened_refusals[] = {
+	{ "OPENED to the server", false, true, 1, { WIRE_T_OPENED, 0, 0, 0, NULL }, "malformed OPENED" },
+	{ "OPENED to a server that has no stream", false, true, 0, { WIRE_T_OPENED, 0, 0, 0, NULL },
+	  "malformed OPENED" },
+	{ "OPENED not asked for", true, false, 1, { WIRE_T_OPENED, 0, 0, 0, NULL }, "did not ask for OPENED" },
+	{ "OPENED for a stream never opened", true, true, 2, { WIRE_T_OPENED, 2, 0, 0, NULL }, "never opened" },
+	{ "OPENED for stream 63, never opened", true, true, 1, { WIRE_T_OPENED, 63, 0, 0, NULL }, "never opened" },
+	{ "OPENED for stream id 64", true, true, 1, { WIRE_T_OPENED, 64, 0, 0, NULL }, "never opened" },
+	{ "OPENED for the session id", true, true, 1, { WIRE_T_OPENED, WIRE_STREAM_SESSION, 0, 0, NULL },
+	  "never opened" },
+	{ "OPENED with a payload", true, true, 1, { WIRE_T_OPENED, 0, 0, 0, "00000000" }, "malformed OPENED" },
+	{ "OPENED with one byte", true, true, 1, { WIRE_T_OPENED, 0, 0, 0, "01" }, "malformed OPENED" },
+};
+/* clang-format on */
+
+static void test_opened_refusals(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(opened_refusals) / sizeof(opened_refusals[0]); i++) {
+		const struct opened_refusal *c = &opened_refusals[i];
+		struct rxsm_out out;
+		struct hx x;
+		int r;
+
+		hx_init(&x, !c->client, 8);
+		x.m.open_ack = c->ack;
+		for (uint16_t id = 0; id < c->streams; id++)
+			hx_new(&x, id);
+		r = hx_step(&x, &c->bad, &out);
+		if (r != -EBADMSG)
+			fail_msg("%s: got %d", c->name, r);
+		assert_int_equal(out.n, 1);
+		assert_int_equal(out.act[0].kind, RXSM_A_PROTOCOL);
+		assert_int_equal(out.act[0].code, WIRE_E_PROTOCOL);
+		if (!strstr(out.act[0].text, c->why))
+			fail_msg("%s: text \"%s\" lacks \"%s\"", c->name, out.act[0].text, c->why);
+		/* A refused OPENED marks nothing, and a server creates no stream for it. */
+		for (uint16_t id = 0; id < WIRE_MAX_STREAMS; id++)
+			assert_true(!x.st[id] || !x.st[id]->opened_seen);
+		assert_int_equal(x.created, c->streams);
+		hx_free(&x);
+	}
+}
+
+static void test_opened(void **state)
+{
+	struct rxsm_out out;
+	struct hx x;
+	(void)state;
+
+	hx_init(&x, false, 8);
+	x.m.open_ack = true;
+	hx_new(&x, 0);
+	hx_new(&x, 1);
+	hx_new(&x, 2);
+	/* in any order: each says its stream is connected, once */
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPENED, 1, 0, 0, NULL}, &out), 0);
+	assert_int_equal(out.n, 1);
+	assert_int_equal(out.act[0].kind, RXSM_A_OPENED);
+	assert_int_equal(out.act[0].stream, 1);
+	assert_true(x.st[1]->opened_seen);
+	assert_false(x.st[0]->opened_seen);
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPENED, 0, 7, 0, NULL}, &out), 0); /* seq is ignored */
+	assert_int_equal(out.n, 1);
+	assert_true(x.st[0]->opened_seen);
+	/* a repeat after a lost connection (§2.3) is ignored */
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPENED, 1, 0, 0, NULL}, &out), 0);
+	assert_int_equal(out.n, 0);
+	assert_true(x.st[1]->opened_seen);
+	/* for a stream that failed meanwhile: ignored, like every frame for it (§5.6) */
+	x.failed[2] = true;
+	assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_OPENED, 2, 0, 0, NULL}, &out), 0);
+	assert_int_equal(out.n, 0);
+	assert_false(x.st[2]->opened_seen);
+	/* nothing else of the stream changed */
+	assert_int_equal(x.st[0]->in_chunks, 0);
+	assert_false(x.st[0]->in_end_seen);
+	assert_int_equal(x.st[0]->cr.acked_chunks, 0);
+	assert_int_equal(x.created, 3);
+	hx_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +527,8 @@ int main(void)
 	    cmocka_unit_test(test_ack_and_verified),
 	    cmocka_unit_test(test_open_order_ping_bye),
 	    cmocka_unit_test(test_ack_pacing),
+	    cmocka_unit_test(test_opened_refusals),
+	    cmocka_unit_test(test_opened),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

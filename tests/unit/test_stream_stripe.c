@@ -165,14 +165,19 @@ static void test_resync_plan(void **state)
 		struct stripe_resync_facts f;
 		unsigned want;
 	} cases[] = {
-		{ { true, true, true, true, false, true }, 0 },  /* failed: nothing more for it (§5.6) */
-		{ { false, false, true, false, false, false }, STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
-		{ { true, false, true, false, false, false }, STRIPE_RS_OPEN | STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
-		{ { true, false, false, false, false, false }, STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
-		{ { true, false, true, true, false, false },
+		{ { true, true, true, true, false, true, false }, 0 },  /* failed: nothing more for it (§5.6) */
+		{ { false, false, true, false, false, false, false }, STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
+		{ { true, false, true, false, false, false, false }, STRIPE_RS_OPEN | STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
+		{ { true, false, false, false, false, false, false }, STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
+		{ { true, false, true, true, false, false, false },
 		  STRIPE_RS_OPEN | STRIPE_RS_CHUNKS | STRIPE_RS_END | STRIPE_RS_ACK },
-		{ { true, false, true, true, true, true },
+		{ { true, false, true, true, true, true, false },
 		  STRIPE_RS_OPEN | STRIPE_RS_CHUNKS | STRIPE_RS_ACK | STRIPE_RS_VERIFIED },
+		/* OPENED: a server's, for a connected stream, in a session that asked for it (§5.1) */
+		{ { false, false, true, false, false, false, true }, STRIPE_RS_OPENED | STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
+		{ { false, false, false, false, false, false, true }, STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
+		{ { false, true, true, false, false, false, true }, 0 },
+		{ { true, false, true, false, false, false, true }, STRIPE_RS_OPEN | STRIPE_RS_CHUNKS | STRIPE_RS_ACK },
 	};
 	/* clang-format on */
 	(void)state;
