@@ -81,6 +81,16 @@ mr_serve() {
 	mr_wait_port "$port"
 }
 
+# mr_fake_qmp SOCKET LOG [fakeqmp.py options]: a QMP server answering like a
+# QEMU started with -incoming defer (tests/tools/fakeqmp.py), logging every
+# command to LOG, until the test ends.
+mr_fake_qmp() {
+	python3 "${MR_SRC:?MR_SRC must point at the source tree}/tests/tools/fakeqmp.py" "$@" &
+	MR_PIDS+=($!)
+	mr_wait_file "$1" 10 || fail "the fake QMP server did not start"
+	: >"$2"
+}
+
 # Waits up to $2 seconds for file $1 to exist.
 mr_wait_file() {
 	local i

@@ -12,41 +12,7 @@ mr_pki
 
 # A QMP server that answers like a QEMU started with -incoming defer and
 # appends each command, as JSON, to $T/qmp.log.
-python3 - "$T/qmp.sock" "$T/qmp.log" <<'PY' &
-import json, socket, sys, threading
-path, log = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX)
-s.bind(path); s.listen(16)
-def serve(c):
-    c.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}\r\n')
-    buf, dec = "", json.JSONDecoder()
-    while True:
-        b = c.recv(65536)
-        if not b:
-            return
-        buf += b.decode(errors="replace")
-        while True:
-            buf = buf.lstrip()
-            try:
-                msg, n = dec.raw_decode(buf)
-            except ValueError:
-                break
-            buf = buf[n:]
-            with open(log, "a") as f:
-                f.write(json.dumps({"execute": msg.get("execute"), "arguments": msg.get("arguments")}) + "\n")
-            cmd = msg.get("execute", "?")
-            ret = {"status": "inmigrate", "running": False} if cmd == "query-status" else {}
-            reply = {"return": ret}
-            if "id" in msg:
-                reply["id"] = msg["id"]
-            c.sendall((json.dumps(reply) + "\r\n").encode())
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-MR_PIDS+=($!)
-mr_wait_file "$T/qmp.sock" 10 || fail "fake QMP server did not start"
-: >"$T/qmp.log"
+mr_fake_qmp "$T/qmp.sock" "$T/qmp.log" --log-format json
 
 port=$(mr_free_port)
 mr_serve "$port" --tls-dir "$T/srv" --target "q=qmp:$T/qmp.sock" --target d=discard

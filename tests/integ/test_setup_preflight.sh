@@ -12,9 +12,7 @@ mr_setup
 mr_pki
 : "${RAWPEER:?RAWPEER must point at the mr_rawpeer test tool}"
 
-python3 - "$T/qmp.sock" "$T/qmp.log" <<'PY' &
-import json, socket, sys, threading
-path, log = sys.argv[1], sys.argv[2]
+cat >"$T/answers.py" <<'PY'
 cpu = "/machine/unattached/device[0]"
 props = {"apic": True, "pni": True, "svm": True, "vmx": False, "family": 15, "model-id": "QEMU Virtual CPU"}
 blocks = ("              Block Name    PSize              Offset               Used              Total\r\n"
@@ -36,37 +34,9 @@ def answer(cmd, args):
         if prop == "type":
             return "pc-i440fx-7.2-machine" if p == "/machine" else "qemu64-x86_64-cpu"
         return props.get(prop, False)
-    return {}
-s = socket.socket(socket.AF_UNIX)
-s.bind(path); s.listen(16)
-def serve(c):
-    c.sendall(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}\r\n')
-    buf, dec = "", json.JSONDecoder()
-    while True:
-        b = c.recv(65536)
-        if not b:
-            return
-        buf += b.decode(errors="replace")
-        while True:
-            buf = buf.lstrip()
-            try:
-                msg, n = dec.raw_decode(buf)
-            except ValueError:
-                break
-            buf = buf[n:]
-            cmd, args = msg.get("execute", "?"), msg.get("arguments") or {}
-            with open(log, "a") as f:
-                f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
-            reply = {"return": answer(cmd, args)}
-            if "id" in msg:
-                reply["id"] = msg["id"]
-            c.sendall((json.dumps(reply) + "\r\n").encode())
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    return None
 PY
-MR_PIDS+=($!)
-mr_wait_file "$T/qmp.sock" 10 || fail "fake QMP server did not start"
+mr_fake_qmp "$T/qmp.sock" "$T/qmp.log" --log-format json --answers "$T/answers.py"
 
 port=$(mr_free_port)
 mr_serve "$port" --tls-dir "$T/srv" --target "q=qmp:$T/qmp.sock" --target d=discard
