@@ -12,35 +12,7 @@
 #include <cmocka.h>
 
 #include "stream/frame.h"
-
-/* Decodes hex (spaces ignored) into <out>; returns the byte count. */
-static size_t unhex(const char *s, uint8_t *out, size_t cap)
-{
-	size_t n = 0;
-	int hi = -1;
-
-	for (; *s; s++) {
-		int v = 0;
-
-		if (*s == ' ')
-			continue;
-		if (*s >= '0' && *s <= '9')
-			v = *s - '0';
-		else if (*s >= 'a' && *s <= 'f')
-			v = *s - 'a' + 10;
-		else
-			fail_msg("bad hex in test table: %s", s);
-		if (hi < 0) {
-			hi = v;
-			continue;
-		}
-		assert_true(n < cap);
-		out[n++] = (uint8_t)(hi << 4 | v);
-		hi = -1;
-	}
-	assert_int_equal(hi, -1);
-	return n;
-}
+#include "util.h"
 
 static void base_hello(struct wire_hello *h)
 {

@@ -54,17 +54,26 @@ static void drive(struct zauto *z, const struct path *p, uint64_t bytes, uint64_
 	}
 }
 
+/* A fresh policy driven with <bytes> over <p>: returns what went how; the policy is left in <z>. */
+static struct run fresh(struct zauto *z, const struct path *p, uint64_t bytes)
+{
+	struct run r = {0};
+	uint64_t now = 1000;
+
+	zauto_init(z);
+	drive(z, p, bytes, &now, &r);
+	return r;
+}
+
 /* Loopback: the link is nearly free, zstd's CPU is the cost: never a probe window, only samples. */
 static void test_fast_link_never_probes(void **state)
 {
 	struct path p = {.s = 1.0, .l = 0.1, .c = 2.0, .r = 0.3};
 	struct zauto z;
-	struct run r = {0};
-	uint64_t now = 1000;
+	struct run r;
 
 	(void)state;
-	zauto_init(&z);
-	drive(&z, &p, 4ull << 30, &now, &r);
+	r = fresh(&z, &p, 4ull << 30);
 	assert_int_equal(r.flips, 0);
 	assert_false(z.on);
 	assert_int_equal(r.zstd, r.samples);   /* nothing compressed but the samples */
@@ -77,12 +86,10 @@ static void test_slow_link_compresses(void **state)
 {
 	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 0.3};
 	struct zauto z;
-	struct run r = {0};
-	uint64_t now = 1000;
+	struct run r;
 
 	(void)state;
-	zauto_init(&z);
-	drive(&z, &p, 1ull << 30, &now, &r);
+	r = fresh(&z, &p, 1ull << 30);
 	assert_true(z.on);
 	assert_true(zauto_can_pay(&z));
 	assert_true(r.zstd > r.raw * 8); /* the raw windows are the warm-up, one measure and short probes */
@@ -93,12 +100,10 @@ static void test_incompressible_never_probes(void **state)
 {
 	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 1.0};
 	struct zauto z;
-	struct run r = {0};
-	uint64_t now = 1000;
+	struct run r;
 
 	(void)state;
-	zauto_init(&z);
-	drive(&z, &p, 1ull << 30, &now, &r);
+	r = fresh(&z, &p, 1ull << 30);
 	assert_false(z.on);
 	assert_int_equal(r.flips, 0);
 	assert_int_equal(r.zstd, r.samples);

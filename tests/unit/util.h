@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Helpers shared by unit tests: socket pairs and temporary trees (include
+ * Helpers shared by unit tests: socket pairs, temporary trees and hex tables (include
  * after <cmocka.h>). Not a test of its own: tests/unit/CMakeLists.txt
  * builds only test_*.c.
  */
@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -66,6 +67,35 @@ static inline void test_rm_tree(const char *dir)
 {
 	if (dir[0])
 		nftw(dir, test_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Decodes hex (spaces ignored) into <out>; returns the byte count. */
+static inline size_t unhex(const char *s, uint8_t *out, size_t cap)
+{
+	size_t n = 0;
+	int hi = -1;
+
+	for (; *s; s++) {
+		int v = 0;
+
+		if (*s == ' ')
+			continue;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			v = *s - 'a' + 10;
+		else
+			fail_msg("bad hex in test table: %s", s);
+		if (hi < 0) {
+			hi = v;
+			continue;
+		}
+		assert_true(n < cap);
+		out[n++] = (uint8_t)(hi << 4 | v);
+		hi = -1;
+	}
+	assert_int_equal(hi, -1);
+	return n;
 }
 
 #endif
