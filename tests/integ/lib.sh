@@ -91,6 +91,44 @@ mr_fake_qmp() {
 	: >"$2"
 }
 
+# mr_order_echo SOCK LOG: a unix-socket echo server that numbers connections
+# in the order it accepts them: it writes "accept K" to LOG when it accepts
+# connection K and "K FIRST_LINE" once that connection's first line arrived,
+# then echoes until EOF (and closes its side), until the test ends.
+mr_order_echo() {
+	python3 - "$1" "$2" <<'PY' &
+import socket, sys, threading
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(128)
+log = open(sys.argv[2], "a", buffering=1)
+lock = threading.Lock()
+def serve(c, k):
+    first, rec = b"", False
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        if not rec:
+            first += b
+            if b"\n" in first:
+                with lock:
+                    log.write("%d %s\n" % (k, first.split(b"\n")[0].decode()))
+                rec = True
+        c.sendall(b)
+    c.shutdown(socket.SHUT_WR)
+    c.close()
+k = 0
+while True:
+    c, _ = s.accept()
+    with lock:
+        log.write("accept %d\n" % k)
+    threading.Thread(target=serve, args=(c, k), daemon=True).start()
+    k += 1
+PY
+	MR_PIDS+=($!)
+	mr_wait_file "$1" 10 || fail "the order echo server did not start on $1"
+}
+
 # Waits up to $2 seconds for file $1 to exist.
 mr_wait_file() {
 	local i

@@ -20,43 +20,6 @@
 mr_setup
 mr_pki
 
-# order_target SOCK LOG: accepts connections, numbered in accept order; writes
-# "accept K" when it accepts connection K and "K LINE" once that
-# connection's first line arrived, then echoes until EOF.
-order_target() {
-	python3 - "$1" "$2" <<'PY' &
-import socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(64)
-log = open(sys.argv[2], "a", buffering=1)
-lock = threading.Lock()
-def serve(c, k):
-    first, rec = b"", False
-    while True:
-        b = c.recv(1 << 16)
-        if not b:
-            break
-        if not rec:
-            first += b
-            if b"\n" in first:
-                with lock:
-                    log.write("%d %s\n" % (k, first.split(b"\n")[0].decode()))
-                rec = True
-        c.sendall(b)
-    c.shutdown(socket.SHUT_WR)
-    c.close()
-k = 0
-while True:
-    c, _ = s.accept()
-    with lock:
-        log.write("accept %d\n" % k)
-    threading.Thread(target=serve, args=(c, k), daemon=True).start()
-    k += 1
-PY
-	MR_PIDS+=($!)
-	mr_wait_file "$1" 10 || fail "order target did not start on $1"
-}
-
 # silent_client SOCK N ACCEPTLOG: N connections to SOCK one after the other,
 # all silent until ACCEPTLOG shows N accepts at the destination; then each
 # sends "conn I" (the last first) and 64 KiB, and must get all of it back.
@@ -94,7 +57,7 @@ PY
 
 # 1. A server of this revision: OPENED keeps the order exact.
 port=$(mr_free_port)
-order_target "$T/ord.sock" "$T/ord.txt"
+mr_order_echo "$T/ord.sock" "$T/ord.txt"
 mr_serve "$port" --tls-dir "$T/srv" --target "ord=unix:$T/ord.sock" --max-streams 2
 "$MIGRELAY" forward --listen "unix:$T/o.sock=ord" --to "127.0.0.1:$port" --tls-dir "$T/cli" --connections 2 \
 	2>"$T/fwd.log" &
@@ -120,7 +83,7 @@ wait "$FWD_PID" || fail "forward exited $? after SIGTERM"
 
 # 2. A server of revision 1.1: no OPENED; the forward falls back to its best effort.
 port2=$(mr_free_port)
-order_target "$T/ord2.sock" "$T/ord2.txt"
+mr_order_echo "$T/ord2.sock" "$T/ord2.txt"
 MIGRELAY_WIRE_REVISION=1.1 mr_serve "$port2" --tls-dir "$T/srv" --target "ord=unix:$T/ord2.sock" --max-streams 2
 "$MIGRELAY" forward --listen "unix:$T/o2.sock=ord" --to "127.0.0.1:$port2" --tls-dir "$T/cli" 2>"$T/fwd2.log" &
 MR_PIDS+=($!)

@@ -17,42 +17,8 @@ mr_setup
 mr_pki
 port=$(mr_free_port)
 
-# order_echo SOCK LOG: an echo server that writes "ACCEPT_INDEX FIRST_LINE"
-# to LOG for every connection, numbered in the order it accepted them.
-order_echo() {
-	python3 - "$1" "$2" <<'PY' &
-import socket, sys, threading
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1]); s.listen(128)
-log = open(sys.argv[2], "a", buffering=1)
-lock = threading.Lock()
-def serve(c, k):
-    first, rec = b"", False
-    while True:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        if not rec:
-            first += b
-            if b"\n" in first:
-                with lock:
-                    log.write("%d %s\n" % (k, first.split(b"\n")[0].decode()))
-                rec = True
-        c.sendall(b)
-    c.shutdown(socket.SHUT_WR)
-    c.close()
-k = 0
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c, k), daemon=True).start()
-    k += 1
-PY
-	MR_PIDS+=($!)
-	mr_wait_file "$1" 10 || fail "echo server did not start on $1"
-}
-
-order_echo "$T/echo-a.sock" "$T/order-a.txt"
-order_echo "$T/echo-b.sock" "$T/order-b.txt"
+mr_order_echo "$T/echo-a.sock" "$T/order-a.txt"
+mr_order_echo "$T/echo-b.sock" "$T/order-b.txt"
 mr_serve "$port" --tls-dir "$T/srv" --target "ea=unix:$T/echo-a.sock" --target "eb=unix:$T/echo-b.sock" -v
 (umask 000 && exec "$MIGRELAY" forward --listen "unix:$T/a.sock=ea" --listen "unix:$T/b.sock=eb" \
 	--to "127.0.0.1:$port" --tls-dir "$T/cli" --connections 2 2>"$T/fwd.log") &
