@@ -44,19 +44,30 @@ int gw_pf_model_name(const char *type, char *out, size_t len)
 	return 0;
 }
 
-/* qom-get of string property <prop> of <path> into <out>. 0 or -errno. */
-static int qom_get_string(struct qmp *q, const char *path, const char *prop, char *out, size_t len, char *err,
-			  size_t errlen)
+/* qom-get of property <prop> of <path>: its value in <*ret> (the caller puts it). 0 or -errno. */
+static int qom_get(struct qmp *q, const char *path, const char *prop, struct json_object **ret, char *err,
+		   size_t errlen)
 {
-	struct json_object *args = json_object_new_object(), *ret = NULL;
+	struct json_object *args = json_object_new_object();
 	int r;
 
+	*ret = NULL;
 	if (!args)
 		return -ENOMEM;
 	json_object_object_add(args, "path", json_object_new_string(path));
 	json_object_object_add(args, "property", json_object_new_string(prop));
-	r = qmp_cmd(q, "qom-get", args, &ret, err, errlen);
+	r = qmp_cmd(q, "qom-get", args, ret, err, errlen);
 	json_object_put(args);
+	return r;
+}
+
+/* qom-get of string property <prop> of <path> into <out>. 0 or -errno. */
+static int qom_get_string(struct qmp *q, const char *path, const char *prop, char *out, size_t len, char *err,
+			  size_t errlen)
+{
+	struct json_object *ret;
+	int r = qom_get(q, path, prop, &ret, err, errlen);
+
 	if (r == 0 && !json_object_is_type(ret, json_type_string))
 		r = -EREMOTEIO;
 	if (r == 0)
@@ -135,15 +146,9 @@ static int expand_model(struct qmp *q, const char *model, struct json_object **r
 static int vcpu_feature(struct qmp *q, const char *path, const char *name, bool dflt, bool *on, char *err,
 			size_t errlen)
 {
-	struct json_object *args = json_object_new_object(), *ret = NULL;
-	int r;
+	struct json_object *ret;
+	int r = qom_get(q, path, name, &ret, err, errlen);
 
-	if (!args)
-		return -ENOMEM;
-	json_object_object_add(args, "path", json_object_new_string(path));
-	json_object_object_add(args, "property", json_object_new_string(name));
-	r = qmp_cmd(q, "qom-get", args, &ret, err, errlen);
-	json_object_put(args);
 	*on = r == 0 && json_object_is_type(ret, json_type_boolean) ? json_object_get_boolean(ret) : dflt;
 	json_object_put(ret);
 	return monitor_failed(r) ? r : 0;
