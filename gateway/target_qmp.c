@@ -5,6 +5,8 @@
  * count, devices to export); everything said to QEMU is built here.
  *
  *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
+ *   the end   the "events" capability; when QEMU closes the main stream,
+ *             one query-migrate, then its MIGRATION event if still loading
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
  *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
