@@ -16,7 +16,10 @@
 #   bench_wait_port SIDE PORT SECS   until something listens on TCP PORT there
 #   bench_wait_sock PATH SECS    until the unix socket PATH exists
 #   bench_drive SPEC OUT         one timed migration (see the Python below)
-#   bench_cpu_tree NAME          CPU seconds of a process started here and its children
+#   bench_spawn_cpu NAME SIDE CMD...  bench_spawn through bench/cpuwrap.py: when it has
+#                                ended, bench_cpu_file NAME gives the CPU seconds of CMD
+#                                and every descendant (processes that end by themselves)
+#   bench_cpu_tree NAME          CPU seconds so far of a living process started here and its children
 #   bench_report ...             tables and chart from the raw results (bench/report.py)
 #
 # Only processes started here (through e2e_spawn) are ever signalled, by PID;
@@ -119,6 +122,25 @@ bench_spawn() {
 	mapfile -t pre < <(bench_prefix "$2")
 	shift 2
 	e2e_spawn "$name" "${pre[@]}" "$@"
+}
+
+bench_spawn_cpu() {
+	local name=$1 side=$2
+	shift 2
+	rm -f -- "$E2E_TMP/$name.cpu"
+	bench_spawn "$name" "$side" python3 "$(dirname "${BASH_SOURCE[0]}")/cpuwrap.py" "$E2E_TMP/$name.cpu" "$@"
+}
+
+# bench_cpu_file NAME: what bench/cpuwrap.py wrote for NAME once it ended, or nothing.
+bench_cpu_file() {
+	[ -s "$E2E_TMP/$1.cpu" ] && cat "$E2E_TMP/$1.cpu"
+	return 0
+}
+
+# bench_cpu_sum A B: A + B, or nothing when either is missing.
+bench_cpu_sum() {
+	[ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a + b }'
+	return 0
 }
 
 # bench_cpu_tree NAME...: user + system seconds of the processes started here as NAME, their threads

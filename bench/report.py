@@ -182,8 +182,8 @@ def cpu_section(w, meta, scens, results):
       "GiB of guest RAM (%d MiB here), median (min–max). **Source end**: the stunnel, socat or ssh client, or "
       "`migrelay migrate`; **destination end**: the stunnel or socat server, sshd with its per-connection "
       "processes, or `migrelay serve` (for mr-ssh1 and mr-ssh4 the sshd in front of it too). Each is summed over "
-      "the process, its threads and its children, from its start to the end of the migration, handshakes "
-      "included. QEMU's own transports have no such process (their TLS runs in QEMU's migration threads) and "
+      "the process, its threads and its children over its whole life (start-up and handshakes included; "
+      "the tunnels' idle time until the run stops them costs next to nothing). QEMU's own transports have no such process (their TLS runs in QEMU's migration threads) and "
       "are not listed." % meta["mib"])
     w("")
     w("| scenario | transport | source end s/GiB | destination end s/GiB | both s/GiB |")
