@@ -296,6 +296,13 @@ try:
             time.sleep(0.05)
         t1 = time.monotonic()
         c1 = counters()
+        # QEMU says completed a moment before its migration thread has set total-time and downtime
+        # (both 0 until then): ask again, 0.5 s at most
+        for _ in range(100):
+            if mig.get("status") != "completed" or mig.get("total-time"):
+                break
+            time.sleep(0.005)
+            mig = src.cmd("query-migrate")
     res["wall"] = t1 - t0
     res["wire"] = c1 - c0
     res["migrate"] = mig
