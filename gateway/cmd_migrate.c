@@ -387,6 +387,9 @@ static int set_parameters(struct mig *m)
 			     "{\"capability\": \"xbzrle\", \"state\": %s}]}",
 			     m->o.postcopy ? "true" : "false", m->auto_converge ? "true" : "false",
 			     m->xbzrle_cache ? "true" : "false");
+	/* A MIGRATION event at each status change: migrate_follow learns of the completion from it. */
+	if (r == 0)
+		r = qemu_enable_migration_events(m->q, m->err, sizeof(m->err));
 	if (r == 0 && m->pc_bandwidth)
 		r = qmp_cmdf(m->q, "migrate-set-parameters", NULL, m->err, sizeof(m->err),
 			     "{\"max-postcopy-bandwidth\": %" PRIu64 "}", m->pc_bandwidth);
@@ -432,6 +435,7 @@ static int start_migration(struct mig *m)
 	}
 	if (r < 0)
 		return mig_fail(m, MR_EXIT_QEMU, "source QEMU refused to migrate: %s", m->err);
+	gw_dbg("QEMU migrating after %.1f ms", (double)(gw_now_ns() - m->t0) / 1e6);
 	return 0;
 }
 
@@ -442,6 +446,7 @@ static int migrate_open(struct mig *m)
 
 	if ((r = cmd_connect(&m->o, &m->s)) != MR_EXIT_OK)
 		return mig_fail(m, r, "no session with %s", m->o.to);
+	gw_dbg("session with %d connection(s) up after %.1f ms", m->o.connections, (double)(gw_now_ns() - m->t0) / 1e6);
 	gw_proc_mem(0, &m->rss0, &m->peak);
 	/* From here on Ctrl-C cancels the migration instead of killing us: the guest must keep running. */
 	sigaction(SIGINT, m->sa, NULL);
@@ -567,6 +572,40 @@ static enum tick follow_tick(struct mig *m, double secs, bool first, int *rc)
 	return !strcmp(m->mi.status, "completed") ? TICK_DONE : TICK_WAIT;
 }
 
+/*
+ * Between two looks at QEMU: until its next MIGRATION event (a status
+ * change, among them the completion), <ms> at most, so that the progress
+ * line, `ctl` requests and the session's health are still looked at.
+ */
+static void follow_wait(struct mig *m, int ms)
+{
+	char status[32];
+	int r = qemu_wait_migration_event(m->q, ms, status, sizeof(status));
+
+	if (r == 0)
+		gw_dbg("QEMU: migration %s", status);
+	else if (r != -ETIMEDOUT)
+		usleep((useconds_t)ms * 1000); /* the next look reports the monitor's failure */
+}
+
+/*
+ * QEMU says "completed" (and sends the event) a moment before its migration
+ * thread has computed total-time and downtime, which start at 0: a look that
+ * fell in between asks again, 100 ms at most.
+ */
+static void follow_final_times(struct mig *m)
+{
+	struct qemu_mig_info mi;
+	char err[QMP_ERR_MAX];
+
+	for (int i = 0; i < 100 && m->mi.total_time == 0; i++) {
+		usleep(1000);
+		if (qemu_query_migrate(m->q, &mi, err, sizeof(err)) < 0)
+			return;
+		m->mi = mi;
+	}
+}
+
 /* Phase 4: follows QEMU until it completed, then the session until every stream is verified. Returns 0 or an exit code. */
 static int migrate_follow(struct mig *m)
 {
@@ -582,9 +621,12 @@ static int migrate_follow(struct mig *m)
 		if (t == TICK_FAIL)
 			return r;
 		if (t == TICK_WAIT)
-			usleep(m->mirrors ? 50000 : 250000);
+			follow_wait(m, m->mirrors ? 50 : 250);
 	}
+	follow_final_times(m);
 	m->completed = true;
+	gw_dbg("QEMU completed (total %" PRIu64 " ms), seen after %.1f ms", m->mi.total_time,
+	       (double)(gw_now_ns() - m->t0) / 1e6);
 	mig_control_publish(m, "verifying", (double)(gw_now_ns() - m->t0) / 1e9, false);
 	mig_end_line(m);
 	if (m->mirrors) {
@@ -594,8 +636,10 @@ static int migrate_follow(struct mig *m)
 	}
 	mig_listener_stop(&m->mf);
 	/* Every stream must now end verified: the main one also says the destination QEMU loaded everything. */
-	if ((r = gw_session_wait_idle(m->s, 120000)) == 0)
+	if ((r = gw_session_wait_idle(m->s, 120000)) == 0) {
+		gw_dbg("every stream verified after %.1f ms", (double)(gw_now_ns() - m->t0) / 1e6);
 		return 0;
+	}
 	if (cmd_first_failure(m->s, -1, &code, why, sizeof(why)) == 0)
 		return mig_fail(m, MR_EXIT_PEER_GONE, "after QEMU completed: %s",
 			    r == -ETIMEDOUT ? "streams did not end within 120 s" : "the session failed");

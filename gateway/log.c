@@ -51,6 +51,13 @@ void gw_log(int level, const char *func, int err, const char *fmt, ...)
 	if (level > gw_log_level)
 		return;
 	n = (size_t)snprintf(msg, sizeof(msg), "%s: %s: ", gw_prefix, names[level]);
+	if (level == GW_LOG_DEBUG && n < sizeof(msg)) {
+		/* the monotonic clock is one for every process of the host: steps of both gateways line up */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "[%ld.%06ld] ", (long)ts.tv_sec, ts.tv_nsec / 1000);
+	}
 	if (func && n < sizeof(msg))
 		n += (size_t)snprintf(msg + n, sizeof(msg) - n, "%s: ", func);
 	if (n < sizeof(msg)) {

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Logging to stderr: one line per message, prefixed with the program name and level. */
+/*
+ * Logging to stderr: one line per message, prefixed with the program name and
+ * level; debug lines also carry the monotonic clock's seconds ("[12.345678]"),
+ * which is the same clock in every process of a host.
+ */
 #ifndef MR_GATEWAY_LOG_H
 #define MR_GATEWAY_LOG_H
 

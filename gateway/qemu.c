@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t get_u64(struct json_object *o, const char *key)
 {
@@ -72,6 +73,43 @@ int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t
 		snprintf(status, len, "unknown");
 	json_object_put(ret);
 	return 0;
+}
+
+int qemu_enable_migration_events(struct qmp *q, char *err, size_t errlen)
+{
+	return qmp_cmdf(q, "migrate-set-capabilities", NULL, err, errlen,
+			"{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}");
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qemu_wait_migration_event(struct qmp *q, int timeout_ms, char *status, size_t len)
+{
+	int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+
+	/* bounded by the deadline, and by a count against a QEMU that floods other events */
+	for (int i = 0; i < 100000; i++) {
+		struct json_object *ev = NULL, *data, *v;
+		int64_t left = deadline - mono_ms();
+		int r = qmp_next_event(q, left > 0 ? (int)left : 0, &ev);
+
+		if (r < 0)
+			return r;
+		if (!strcmp(qmp_event_name(ev), "MIGRATION") && json_object_object_get_ex(ev, "data", &data) &&
+		    json_object_object_get_ex(data, "status", &v)) {
+			snprintf(status, len, "%s", json_object_get_string(v));
+			json_object_put(ev);
+			return 0;
+		}
+		json_object_put(ev);
+	}
+	return -ETIMEDOUT;
 }
 
 bool qemu_mig_terminal(const char *status)

@@ -34,5 +34,14 @@ MR_MUST_CHECK int qemu_query_migrate(struct qmp *q, struct qemu_mig_info *mi, ch
 /* "running", "inmigrate", "postmigrate", "paused", ... into <status>. */
 MR_MUST_CHECK int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t errlen);
 bool qemu_mig_terminal(const char *status);
+/* Turns on QEMU's "events" migration capability (a MIGRATION event at each status change). 0 or -errno (err set). */
+MR_MUST_CHECK int qemu_enable_migration_events(struct qmp *q, char *err, size_t errlen);
+/*
+ * Waits up to <timeout_ms> for QEMU's next MIGRATION event and puts its
+ * status in <status>; other events are dropped. Returns 0, -ETIMEDOUT, or an
+ * error as qmp_cmd (-ECONNRESET when QEMU closed the monitor). Events that
+ * came while a command ran were queued and are taken first.
+ */
+MR_MUST_CHECK int qemu_wait_migration_event(struct qmp *q, int timeout_ms, char *status, size_t len);
 
 #endif

@@ -328,6 +328,8 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 		pthread_cond_broadcast(&st->cond);
 		break;
 	case RXSM_A_OUT_VERIFIED:
+		gw_dbg("session %016llx stream %u: the peer verified the %llu bytes sent", (unsigned long long)s->id,
+		       st->id, (unsigned long long)st->sm.out_bytes);
 		stream_check_complete(st);
 		break;
 	case RXSM_A_OPEN:
@@ -348,6 +350,7 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 		break;
 	}
 	case RXSM_A_BYE:
+		gw_dbg("session %016llx: BYE received", (unsigned long long)s->id);
 		s->bye = true;
 		pthread_cond_broadcast(&s->cond);
 		break;

@@ -122,6 +122,8 @@ static void *stream_out_main(void *arg)
 				memcpy(st->out_end, end, sizeof(end));
 				st->sm.out_end_sent = true;
 				send_ctl(s, WIRE_T_END, st->id, seq, end, sizeof(end));
+				gw_dbg("session %016llx stream %u: local side ended after %llu bytes, END sent",
+				       (unsigned long long)s->id, st->id, (unsigned long long)e.bytes);
 			}
 			pthread_mutex_unlock(&s->lock);
 			break;
@@ -221,6 +223,8 @@ static void *stream_in_main(void *arg)
 				st->sm.in_done = true;
 				send_ack(st);
 				send_verified(st);
+				gw_dbg("session %016llx stream %u: %llu bytes received and verified, VERIFIED sent",
+				       (unsigned long long)s->id, st->id, (unsigned long long)st->sm.in_bytes);
 				stream_check_complete(st);
 			}
 			pthread_mutex_unlock(&s->lock);

@@ -5,6 +5,8 @@
  * count, devices to export); everything said to QEMU is built here.
  *
  *   fd mode   stream 0 (MIGRATION): socketpair, getfd, migrate-incoming fd:
+ *   the end   the "events" capability; when QEMU closes the main stream,
+ *             one query-migrate, then its MIGRATION event if still loading
  *   multifd   multifd capability + channels, migrate-incoming unix:PRIVATE;
  *             MIGRATION streams connect there in OPEN order, main first
  *   postcopy  postcopy-ram capability (HELLO flag), before migrate-incoming
@@ -32,6 +34,8 @@
 #include "preflight.h"
 #include "qemu.h"
 #include "target.h"
+
+enum { TQ_LOAD_WAIT_MS = 30000 }; /* for QEMU to finish loading once it closed its end */
 
 struct qmp_tsess {
 	struct gw_target *t;
@@ -102,57 +106,85 @@ static void log_reason(struct qmp_tsess *ts, char *why, size_t whylen)
 }
 
 /*
+ * How the destination QEMU's load ended, seen on <q>: one query-migrate,
+ * then (the load still running after QEMU closed its end) its MIGRATION
+ * events (the "events" capability is on since tq_init) until it completed
+ * or failed, 30 s at most. Returns 0 when it completed, else -errno with <why>.
+ */
+static int tq_await_load(struct qmp *q, bool eof, int ioerr, char *why, size_t whylen)
+{
+	uint64_t until = gw_now_ns() + (uint64_t)TQ_LOAD_WAIT_MS * 1000000;
+	struct qemu_mig_info mi;
+	char err[QMP_ERR_MAX], status[32];
+	int r;
+
+	if (qemu_query_migrate(q, &mi, err, sizeof(err)) < 0) {
+		snprintf(why, whylen, "destination QEMU went away during the migration");
+		return -EIO;
+	}
+	snprintf(status, sizeof(status), "%s", mi.status);
+	for (;;) {
+		uint64_t now = gw_now_ns();
+
+		if (!strcmp(status, "completed"))
+			return 0;
+		if (!strcmp(status, "failed")) {
+			/* the event has no reason; the query does */
+			if (strcmp(mi.status, "failed") && qemu_query_migrate(q, &mi, err, sizeof(err)) < 0)
+				mi.error[0] = '\0';
+			snprintf(why, whylen, "destination QEMU failed to load the migration%s%s", mi.error[0] ? ": " : "",
+				 mi.error);
+			return -EIO;
+		}
+		if (!eof) {
+			snprintf(why, whylen, "destination QEMU stopped taking the migration stream (%s, status %s)",
+				 strerror(-ioerr), status);
+			return -EIO;
+		}
+		if (now >= until) {
+			snprintf(why, whylen, "destination QEMU closed the migration stream but did not complete the "
+					      "migration within %d s (status %s)", TQ_LOAD_WAIT_MS / 1000, status);
+			return -ETIMEDOUT;
+		}
+		r = qemu_wait_migration_event(q, (int)((until - now) / 1000000) + 1, status, sizeof(status));
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r < 0) {
+			snprintf(why, whylen, "destination QEMU went away during the migration");
+			return -EIO;
+		}
+		gw_dbg("destination QEMU: migration %s", status);
+	}
+}
+
+/*
  * check op for the main migration stream: the destination QEMU closed its
- * end (eof) or took no more bytes. Asks QEMU how the load went.
+ * end (eof) or took no more bytes. Asks QEMU how the load went; QEMU 7.2
+ * reports completed before it closes, so one query usually settles it.
  */
 static int tq_check(struct gw_stream *st, bool eof, int ioerr, char *why, size_t whylen)
 {
 	struct qmp_tsess *ts = gw_session_ctx(gw_stream_session(st));
-	struct qemu_mig_info mi;
 	struct qmp *q = NULL;
 	char err[QMP_ERR_MAX];
-	int r = -EIO;
+	int r;
 
+	gw_dbg("destination QEMU %s the migration stream", eof ? "closed" : "stopped taking");
 	pthread_mutex_lock(&ts->lock);
-	for (int i = 0; i < 300; i++) { /* 30 s at most for QEMU to finish loading */
-		if (!q && qmp_open(&q, ts->t->path, 2000, err, sizeof(err)) < 0) {
-			snprintf(why, whylen, "destination QEMU went away during the migration (%s)", err);
-			log_reason(ts, why, whylen);
-			break;
-		}
-		if (qemu_query_migrate(q, &mi, err, sizeof(err)) < 0) {
-			snprintf(why, whylen, "destination QEMU went away during the migration");
-			log_reason(ts, why, whylen);
-			break;
-		}
-		if (!strcmp(mi.status, "completed")) {
-			r = 0;
-			break;
-		}
-		if (!strcmp(mi.status, "failed")) {
-			snprintf(why, whylen, "destination QEMU failed to load the migration%s%s",
-				 mi.error[0] ? ": " : "", mi.error);
-			log_reason(ts, why, whylen);
-			break;
-		}
-		if (!eof) {
-			snprintf(why, whylen, "destination QEMU stopped taking the migration stream (%s, status %s)",
-				 strerror(-ioerr), mi.status);
-			log_reason(ts, why, whylen);
-			break;
-		}
-		usleep(100000);
-	}
+	if ((r = qmp_open(&q, ts->t->path, 2000, err, sizeof(err))) < 0)
+		snprintf(why, whylen, "destination QEMU went away during the migration (%s)", err);
+	else
+		r = tq_await_load(q, eof, ioerr, why, whylen);
 	qmp_close(q);
+	if (r == 0)
+		ts->loaded = true;
 	pthread_mutex_unlock(&ts->lock);
 	if (r == 0) {
-		pthread_mutex_lock(&ts->lock);
-		ts->loaded = true;
-		pthread_mutex_unlock(&ts->lock);
 		gw_info("destination QEMU loaded the migration");
+		return 0;
 	}
-	else
-		gw_err("%s", why);
+	log_reason(ts, why, whylen);
+	gw_err("%s", why);
 	return r;
 }
 
@@ -400,6 +432,11 @@ static int tq_init(struct gw_session *s, struct gw_target *t, char *why, size_t 
 	/* Only queries: a refusal leaves the QEMU as it was (PROTOCOL.md §2.2). */
 	if (hello->pf.have && (r = tq_preflight(s, q, why, whylen)) < 0)
 		goto out;
+	/* A MIGRATION event at each status change: the end of the load is learnt from it (tq_await_load). */
+	if ((r = qemu_enable_migration_events(q, err, sizeof(err))) < 0) {
+		snprintf(why, whylen, "destination QEMU refused the migration events capability: %s", err);
+		goto out;
+	}
 	if ((r = net_private_dir(ts->dir, sizeof(ts->dir), "migrelay-dst")) < 0) {
 		ts->dir[0] = '\0';
 		snprintf(why, whylen, "cannot create a private directory: %s", strerror(-r));

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The QMP client: the pure reply parser on byte tables, then the client
- * against a scripted fake monitor on a socketpair (a thread plays QEMU).
+ * against a scripted fake monitor on a socketpair (a thread plays QEMU),
+ * and qemu.c's wait for MIGRATION events.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "gateway/log.h"
+#include "gateway/qemu.h"
 #include "gateway/qmp.h"
 
 /* Feeds <in> in pieces of <chunk> bytes (0: all); counts messages until the end or an error. */
@@ -398,6 +400,44 @@ static void test_client_timeout(void **state)
 	rig_stop(&g);
 }
 
+/* qemu.c: the MIGRATION events migrate and the qmp: target wait for. */
+static void test_migration_events(void **state)
+{
+	static const struct step steps[] = {
+	    {"qmp_capabilities", "{\"return\": {}, \"id\": @ID@}", 0},
+	    /* events around the reply: the ones before it are queued, the rest stay on the socket */
+	    {"migrate-set-capabilities",
+	     "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}, \"timestamp\": {}}"
+	     "{\"return\": {}, \"id\": @ID@}"
+	     "{\"event\": \"STOP\", \"timestamp\": {}}"
+	     "{\"event\": \"MIGRATION_PASS\", \"data\": {\"pass\": 2}, \"timestamp\": {}}"
+	     "{\"event\": \"MIGRATION\", \"data\": {}, \"timestamp\": {}}"
+	     "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}, \"timestamp\": {}}",
+	     0},
+	    {"query-migrate", "{\"return\": {\"status\": \"completed\", \"total-time\": 12}, \"id\": @ID@}", 0},
+	    {NULL, "CLOSE", 0},
+	};
+	struct qemu_mig_info mi;
+	char err[QMP_ERR_MAX], status[32];
+	struct rig g;
+
+	(void)state;
+	rig_start(&g, steps, 2000);
+	assert_int_equal(qemu_enable_migration_events(g.q, err, sizeof(err)), 0);
+	assert_int_equal(qemu_wait_migration_event(g.q, 1000, status, sizeof(status)), 0);
+	assert_string_equal(status, "setup");
+	/* STOP, MIGRATION_PASS and a MIGRATION without a status are passed over */
+	assert_int_equal(qemu_wait_migration_event(g.q, 1000, status, sizeof(status)), 0);
+	assert_string_equal(status, "completed");
+	assert_int_equal(qemu_wait_migration_event(g.q, 50, status, sizeof(status)), -ETIMEDOUT);
+	assert_int_equal(qemu_query_migrate(g.q, &mi, err, sizeof(err)), 0);
+	assert_string_equal(mi.status, "completed");
+	assert_int_equal(mi.total_time, 12);
+	/* the monitor closes */
+	assert_int_equal(qemu_wait_migration_event(g.q, 1000, status, sizeof(status)), -ECONNRESET);
+	rig_stop(&g);
+}
+
 static void test_open_errors(void **state)
 {
 	static const struct step not_qmp[] = {
@@ -438,6 +478,7 @@ int main(void)
 	    cmocka_unit_test(test_parser_table),   cmocka_unit_test(test_parser_limits),
 	    cmocka_unit_test(test_classify),	   cmocka_unit_test(test_client_basic),
 	    cmocka_unit_test(test_client_timeout), cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_migration_events),
 	};
 
 	gw_log_level = -1;
