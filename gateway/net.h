@@ -25,6 +25,15 @@ MR_MUST_CHECK int net_unix_connect(const char *path);
 MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
 /* Socket options for data connections: TCP_NODELAY and large buffers. */
 void net_tune_tcp(int fd);
+/*
+ * The sending buffer of a local stream socket that carries a migration
+ * stream to or from QEMU: NET_LOCAL_SNDBUF (the kernel doubles it, up to
+ * net.core.wmem_max), so a 256 KiB chunk passes in one call and a writer
+ * or reader waits for its peer about once per chunk instead of several
+ * times. Best effort: the default stays where the kernel refuses.
+ */
+enum { NET_LOCAL_SNDBUF = 1 << 20 };
+void net_local_sndbuf(int fd);
 /* True when connected socket <fd>'s peer is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
 bool net_peer_is_loopback(int fd);
 
