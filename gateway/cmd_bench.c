@@ -106,6 +106,8 @@ static void *gen_main(void *arg)
 	uint64_t left = g->size;
 	size_t off = 0, total = (size_t)PATTERN_PAGES * PAGE;
 
+	(void)pthread_setname_np(pthread_self(), "mr-bench-gen");
+
 	while (left) {
 		size_t n = total - off < left ? total - off : (size_t)left;
 		ssize_t w = net_write_all(g->fd, g->pattern + off, n > (1 << 20) ? (1 << 20) : n);

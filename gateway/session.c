@@ -257,6 +257,14 @@ bool gw_session_awaits_bye_locked(const struct gw_session *s)
 	return true;
 }
 
+void thread_name(const char *what, unsigned n)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%s%u", what, n);
+	(void)pthread_setname_np(pthread_self(), name);
+}
+
 bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)
 {
 	struct timespec ts;

@@ -194,6 +194,7 @@ void *conn_writer_main(void *arg)
 	struct gw_qent *e;
 	bool bye;
 
+	thread_name("mr-wr", (unsigned)c->idx);
 	conn_io_start(c, true);
 
 	pthread_mutex_lock(&s->lock);
@@ -504,6 +505,7 @@ void *conn_reader_main(void *arg)
 	bool peer_clean = false;
 	ssize_t n;
 
+	thread_name("mr-rd", (unsigned)c->idx);
 	conn_io_start(c, false);
 
 	for (;;) {

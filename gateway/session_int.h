@@ -247,6 +247,9 @@ struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t role);
 /* Locked. Starts both pumps of <st>. 0 or -errno (pthread_create). */
 int stream_start(struct gw_stream *st);
 
+/* Names the calling thread "<what><n>" (as top -H and perf show it), e.g. "mr-rd0". */
+void thread_name(const char *what, unsigned n);
+
 /* session_conn.c: thread bodies, started by gw_session_add_conn. <arg> is the struct gw_conn. */
 void *conn_reader_main(void *arg);
 void *conn_writer_main(void *arg);

@@ -85,6 +85,7 @@ static void *stream_out_main(void *arg)
 	uint32_t csize = s->cfg.chunk_size;
 	uint64_t seq = 0;
 
+	thread_name("mr-out", st->id);
 	for (;;) {
 		struct gw_chunk *ch;
 		ssize_t n;
@@ -219,6 +220,7 @@ static void *stream_in_main(void *arg)
 	struct gw_stream *st = arg;
 	struct gw_session *s = st->s;
 
+	thread_name("mr-in", st->id);
 	for (;;) {
 		uint32_t len = 0, off = 0;
 		uint8_t *buf = NULL;
