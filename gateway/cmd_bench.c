@@ -364,7 +364,6 @@ int cmd_bench(int argc, char **argv)
 	g.pattern = make_pattern(ba.profile);
 	if (!g.pattern || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		goto out;
-	net_local_sndbuf(sv[0]); /* as migrate does for QEMU's end */
 	if ((rc = cmd_connect(&o, &s)) != MR_EXIT_OK)
 		goto out;
 	rc = MR_EXIT_FAIL;

@@ -416,7 +416,6 @@ static int start_migration(struct mig *m)
 	} else {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 			return mig_fail(m, MR_EXIT_FAIL, "socketpair: %s", strerror(errno));
-		net_local_sndbuf(sv[0]); /* QEMU's end: it writes the stream */
 		r = qmp_getfd(m->q, sv[0], "migrelay-out", m->err, sizeof(m->err));
 		close(sv[0]);
 		if (r < 0) {

@@ -26,11 +26,13 @@ MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
 /* Socket options for data connections: TCP_NODELAY and large buffers. */
 void net_tune_tcp(int fd);
 /*
- * The sending buffer of a local stream socket that carries a migration
- * stream to or from QEMU: NET_LOCAL_SNDBUF (the kernel doubles it, up to
- * net.core.wmem_max), so a 256 KiB chunk passes in one call and a writer
- * or reader waits for its peer about once per chunk instead of several
- * times. Best effort: the default stays where the kernel refuses.
+ * The sending buffer of a local stream socket on which the destination
+ * gateway writes a migration stream to QEMU: NET_LOCAL_SNDBUF (the kernel
+ * doubles it, up to net.core.wmem_max), so a 256 KiB chunk usually goes in
+ * one call that does not wait and a reader can write it itself
+ * (session_stream.c). Not for QEMU's end on the source: measured with
+ * real guests, the larger buffer there saved wake-ups but cost both
+ * gateways more CPU per byte. Best effort.
  */
 enum { NET_LOCAL_SNDBUF = 1 << 20 };
 void net_local_sndbuf(int fd);
