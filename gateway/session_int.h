@@ -101,6 +101,7 @@ struct gw_stream {
 
 	/* outbound: local rfd -> peer */
 	struct digest out_dg;
+	bool out_sock; /* rfd is a socket: reads that do not wait are one call each */
 	struct stripe_list unacked; /* of struct gw_chunk, by ent */
 	uint8_t out_end[WIRE_END_LEN];
 

@@ -42,7 +42,9 @@ static int stream_failed(const struct gw_stream *st)
 /*
  * Reads up to <cap> bytes: waits for the first bytes (checking for failure
  * of the stream every 200 ms, since pipes and files cannot be shut down),
- * then takes what is ready at once. Returns bytes, 0 at EOF, -errno.
+ * then takes what is ready at once: from a socket with reads that do not
+ * wait (one call each), else after asking poll(). Returns bytes, 0 at EOF,
+ * -errno.
  */
 static ssize_t read_fill(const struct gw_stream *st, int fd, uint8_t *p, size_t cap)
 {
@@ -53,6 +55,15 @@ static ssize_t read_fill(const struct gw_stream *st, int fd, uint8_t *p, size_t 
 		ssize_t n;
 		int pr;
 
+		if (got && st->out_sock) {
+			n = recv(fd, p + got, cap - got, MSG_DONTWAIT);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) /* nothing more ready (or an error or the end, which the next call sees) */
+				break;
+			got += (size_t)n;
+			continue;
+		}
 		pr = poll(&pfd, 1, got ? 0 : 200);
 		if (pr < 0 && errno != EINTR)
 			return got ? (ssize_t)got : -errno;
@@ -428,6 +439,7 @@ void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_si
 	st->rfd = rfd;
 	st->wfd = wfd;
 	st->in_sock = wfd >= 0 && fstat(wfd, &sb) == 0 && S_ISSOCK(sb.st_mode);
+	st->out_sock = rfd >= 0 && fstat(rfd, &sb) == 0 && S_ISSOCK(sb.st_mode);
 	st->ops = ops;
 	st->ctx = ctx;
 }
