@@ -291,7 +291,7 @@ static void *stream_in_main(void *arg)
 		}
 		pthread_mutex_lock(&s->lock);
 		st->in_busy = false;
-		if (rxsm_delivered(&st->sm, len, s->cfg.window, s->cfg.chunk_size))
+		if (rxsm_delivered(&st->sm, len, s->cfg.window))
 			send_ack(st);
 		pthread_mutex_unlock(&s->lock);
 	}
@@ -345,7 +345,7 @@ void stream_in_arrived_locked(struct gw_stream *st)
 			break;
 		}
 		free(buf);
-		if (rxsm_delivered(&st->sm, len, s->cfg.window, s->cfg.chunk_size))
+		if (rxsm_delivered(&st->sm, len, s->cfg.window))
 			send_ack(st);
 		if (st->fail_code)
 			break;

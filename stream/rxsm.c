@@ -275,24 +275,14 @@ int rxsm_step(struct rxsm *m, struct rxsm_stream *st, const struct rxsm_facts *f
 	}
 }
 
-bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window, uint32_t chunk_size)
+bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window)
 {
-	uint64_t since;
-
 	st->in_chunks++;
 	st->in_bytes += len;
 	st->in_held -= len;
-	since = st->in_bytes - st->in_acked_bytes;
-	/* ACK every quarter window (§5.3) ... */
-	if (st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 || since >= window / 4)
-		return true;
-	/*
-	 * ... and, caught up, once an eighth of the window went out since the
-	 * last ACK, or at once when the sender may be waiting for room for a
-	 * whole chunk (what it has unacknowledged is at least this much), so
-	 * credit never stalls it.
-	 */
-	return !reorder_ready(&st->ro) && (since >= window / 8 || since + chunk_size > window);
+	/* ACK every quarter window, or when the writer caught up, so credit never stalls the sender (§5.3). */
+	return st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 ||
+	       st->in_bytes - st->in_acked_bytes >= window / 4 || !reorder_ready(&st->ro);
 }
 
 void rxsm_ack_taken(struct rxsm_stream *st)

@@ -123,15 +123,12 @@ MR_MUST_CHECK int rxsm_step(struct rxsm *m, struct rxsm_stream *st, const struct
 /*
  * Inbound pump bookkeeping, serialised with rxsm_step:
  * rxsm_delivered counts a chunk of <len> raw bytes written to the local side
- * and says whether an ACK should go now (§5.3: a quarter of the window in
- * bytes or chunks since the last one; with the next chunk not there, an
- * eighth of the window, or more than <window> - <chunk_size> bytes, the
- * session's chunk size, so a sender waiting for room for a whole chunk is
- * always answered); rxsm_ack_taken
+ * and says whether an ACK should go now (a quarter of the window in bytes or
+ * chunks since the last one, or nothing more held, §5.3); rxsm_ack_taken
  * records that an ACK with the current counts was queued; rxsm_in_ended says
  * every chunk up to the END's total was delivered.
  */
-bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window, uint32_t chunk_size);
+bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window);
 void rxsm_ack_taken(struct rxsm_stream *st);
 bool rxsm_in_ended(const struct rxsm_stream *st);
 

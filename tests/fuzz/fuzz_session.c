@@ -405,14 +405,13 @@ static void op_pop(struct fx *x, uint16_t id)
 		ms->delivered++;
 		ms->delivered_b += len;
 		chunk_free(c, x);
-		/* chunks as large as the window: the sender waits for room for one after any unacknowledged byte */
-		if (rxsm_delivered(x->st[id], len, WINDOW, WINDOW)) {
+		if (rxsm_delivered(x->st[id], len, WINDOW)) {
 			rxsm_ack_taken(x->st[id]);
 			ms->acked_c = ms->delivered;
 			ms->acked_b = ms->delivered_b;
 		}
 	}
-	/* caught up: nothing delivered is left unacknowledged, or such a sender could wait forever (§5.3) */
+	/* caught up: nothing delivered is left unacknowledged, or a sender waiting for room could wait forever (§5.3) */
 	CHECK(ms->acked_b == ms->delivered_b);
 	if (rxsm_in_ended(x->st[id]) && !ms->done) {
 		CHECK(ms->end_seen && ms->delivered == ms->end_total);

@@ -122,7 +122,7 @@ static void hx_drain(struct hx *x, uint16_t id)
 
 	while ((c = reorder_pop(&x->st[id]->ro, &len))) {
 		free(c);
-		(void)rxsm_delivered(x->st[id], len, W, W);
+		(void)rxsm_delivered(x->st[id], len, W);
 	}
 }
 
@@ -408,38 +408,18 @@ static void test_ack_pacing(void **state)
 		void *c = reorder_pop(&x.st[0]->ro, &len);
 
 		free(c);
-		assert_false(rxsm_delivered(x.st[0], len, W, 100)); /* 100 < 250, more held */
+		assert_false(rxsm_delivered(x.st[0], len, W)); /* 100 < 250, more held */
 		c = reorder_pop(&x.st[0]->ro, &len);
 		free(c);
-		assert_false(rxsm_delivered(x.st[0], len, W, 100));
+		assert_false(rxsm_delivered(x.st[0], len, W));
 		c = reorder_pop(&x.st[0]->ro, &len);
 		free(c);
-		assert_true(rxsm_delivered(x.st[0], len, W, 100)); /* 300 >= 250 */
+		assert_true(rxsm_delivered(x.st[0], len, W)); /* 300 >= 250 */
 	}
 	rxsm_ack_taken(x.st[0]);
 	assert_int_equal(x.st[0]->in_acked, 3);
 	assert_int_equal(x.st[0]->in_acked_bytes, 300);
 	assert_int_equal(x.st[0]->in_held, 0);
-	/* Caught up: an ACK once an eighth of the window (125) went out since the last one ... */
-	{
-		uint32_t len;
-		void *c;
-
-		assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 3, 100, NULL}, &out), 0);
-		c = reorder_pop(&x.st[0]->ro, &len);
-		free(c);
-		assert_false(rxsm_delivered(x.st[0], len, W, 100)); /* 100 < 125; the sender has room for a chunk */
-		assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 4, 100, NULL}, &out), 0);
-		c = reorder_pop(&x.st[0]->ro, &len);
-		free(c);
-		assert_true(rxsm_delivered(x.st[0], len, W, 100)); /* 200 >= 125 */
-		rxsm_ack_taken(x.st[0]);
-		/* ... or at once when the sender may wait for room for a whole chunk: 100 + 1000 > 1000 */
-		assert_int_equal(hx_step(&x, &(struct fr){WIRE_T_DATA, 0, 5, 100, NULL}, &out), 0);
-		c = reorder_pop(&x.st[0]->ro, &len);
-		free(c);
-		assert_true(rxsm_delivered(x.st[0], len, W, W));
-	}
 	hx_free(&x);
 }
 
