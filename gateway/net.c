@@ -219,6 +219,13 @@ void net_tune_tcp(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+void net_local_sndbuf(int fd)
+{
+	int v = NET_LOCAL_SNDBUF;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+}
+
 bool net_peer_is_loopback(int fd)
 {
 	struct sockaddr_storage ss;

@@ -25,6 +25,17 @@ MR_MUST_CHECK int net_unix_connect(const char *path);
 MR_MUST_CHECK int net_unix_listen(const char *path, int backlog);
 /* Socket options for data connections: TCP_NODELAY and large buffers. */
 void net_tune_tcp(int fd);
+/*
+ * The sending buffer of a local stream socket on which the destination
+ * gateway writes a migration stream to QEMU: NET_LOCAL_SNDBUF (the kernel
+ * doubles it, up to net.core.wmem_max), so a 256 KiB chunk usually goes in
+ * one call that does not wait and a reader can write it itself
+ * (session_stream.c). Not for QEMU's end on the source: measured with
+ * real guests, the larger buffer there saved wake-ups but cost both
+ * gateways more CPU per byte. Best effort.
+ */
+enum { NET_LOCAL_SNDBUF = 1 << 20 };
+void net_local_sndbuf(int fd);
 /* True when connected socket <fd>'s peer is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x). */
 bool net_peer_is_loopback(int fd);
 

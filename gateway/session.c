@@ -66,7 +66,8 @@ void stream_fail_locked(struct gw_stream *st, int code, bool tell_peer, const ch
 		shutdown(st->rfd, SHUT_RDWR);
 	if (st->wfd >= 0 && st->wfd != st->rfd)
 		shutdown(st->wfd, SHUT_RDWR);
-	pthread_cond_broadcast(&st->cond);
+	pthread_cond_broadcast(&st->out_cond);
+	pthread_cond_broadcast(&st->in_cond);
 	pthread_cond_broadcast(&st->s->cond);
 }
 
@@ -255,6 +256,14 @@ bool gw_session_awaits_bye_locked(const struct gw_session *s)
 		if (s->streams[i] && s->streams[i]->fail_code)
 			return false;
 	return true;
+}
+
+void thread_name(const char *what, unsigned n)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%s%u", what, n);
+	(void)pthread_setname_np(pthread_self(), name);
 }
 
 bool gw_session_conn_gone_locked(struct gw_session *s, int idx, int timeout_ms)
@@ -506,11 +515,13 @@ void gw_session_close(struct gw_session *s)
 		if (st->ops && st->ops->close)
 			st->ops->close(st);
 		reorder_clear(&st->sm.ro, free);
+		free(st->in_cur);
 		for (struct stripe_ent *e; (e = stripe_list_pop(&st->unacked));)
 			chunk_put(chunk_of(e));
 		digest_free(&st->out_dg);
 		digest_free(&st->in_dg);
-		pthread_cond_destroy(&st->cond);
+		pthread_cond_destroy(&st->out_cond);
+		pthread_cond_destroy(&st->in_cond);
 		free(st);
 	}
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)

@@ -194,6 +194,7 @@ void *conn_writer_main(void *arg)
 	struct gw_qent *e;
 	bool bye;
 
+	thread_name("mr-wr", (unsigned)c->idx);
 	conn_io_start(c, true);
 
 	pthread_mutex_lock(&s->lock);
@@ -311,7 +312,10 @@ static void open_stream(struct gw_session *s, struct gw_stream *st, uint8_t role
 		send_ctl(s, WIRE_T_OPENED, st->id, 0, NULL, 0);
 }
 
-/* Locked (open_stream aside). Carries out one action of the receive state machine for stream <st> (may be NULL). */
+/*
+ * Locked (open_stream and stream_in_arrived_locked aside). Carries out one
+ * action of the receive state machine for stream <st> (may be NULL).
+ */
 static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxsm_action *a)
 {
 	struct gw_session *s = c->s;
@@ -320,12 +324,12 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 	case RXSM_A_NONE:
 		break;
 	case RXSM_A_WAKE_IN:
-		pthread_cond_signal(&st->cond);
+		stream_in_arrived_locked(st); /* may drop the lock around a write to the local side */
 		break;
 	case RXSM_A_ACKED:
 		for (struct stripe_ent *e; (e = stripe_list_acked(&st->unacked, a->seq));)
 			chunk_put(chunk_of(e));
-		pthread_cond_broadcast(&st->cond);
+		pthread_cond_signal(&st->out_cond); /* credit: the out pump is its only waiter */
 		break;
 	case RXSM_A_OUT_VERIFIED:
 		gw_dbg("session %016llx stream %u: the peer verified the %llu bytes sent", (unsigned long long)s->id,
@@ -365,7 +369,8 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 
 /*
  * Reader thread of <c>, locked (the lock is dropped only inside
- * open_stream, for on_open). Runs one frame through the receive state
+ * open_stream, for on_open, and around writes to a stream's local side
+ * in stream_in_arrived_locked). Runs one frame through the receive state
  * machine (stream/rxsm.h), creating the stream it names when the machine
  * asks, then carries out the machine's actions in order. Owns <chunk>
  * (DATA): the reorder buffer took it or it is freed here. Returns 0, or <0
@@ -503,6 +508,7 @@ void *conn_reader_main(void *arg)
 	bool peer_clean = false;
 	ssize_t n;
 
+	thread_name("mr-rd", (unsigned)c->idx);
 	conn_io_start(c, false);
 
 	for (;;) {

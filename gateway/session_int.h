@@ -92,7 +92,11 @@ struct gw_stream {
 	int rfd, wfd;      /* local fds; -1 for none (outbound ends at once / inbound discarded) */
 	const struct gw_sink_ops *ops;
 	void *ctx;         /* sink's own data */
-	pthread_cond_t cond;
+	/*
+	 * Each pump waits on its own: the out pump for credit (an ACK), the in
+	 * pump for the reorder buffer or the END; an ACK wakes no in pump.
+	 */
+	pthread_cond_t out_cond, in_cond;
 	pthread_t out_thr, in_thr;
 	bool out_started, in_started;
 
@@ -101,11 +105,23 @@ struct gw_stream {
 
 	/* outbound: local rfd -> peer */
 	struct digest out_dg;
+	bool out_sock; /* rfd is a socket: reads that do not wait are one call each */
 	struct stripe_list unacked; /* of struct gw_chunk, by ent */
 	uint8_t out_end[WIRE_END_LEN];
 
 	/* inbound: peer -> local wfd */
 	struct digest in_dg;
+	/*
+	 * Who delivers (writes to wfd, updates in_dg): the in pump, or a
+	 * reader that found the in pump idle and the local side ready
+	 * (stream_in_arrived_locked). One at a time, the one that set
+	 * in_busy under the lock; in_cur is a chunk a reader began to write
+	 * and left for the in pump to finish (its digest already taken).
+	 */
+	bool in_busy;
+	bool in_sock; /* wfd is a socket: a write that does not wait can be tried */
+	uint8_t *in_cur;
+	uint32_t in_cur_len, in_cur_off;
 
 	bool complete;     /* both directions verified */
 	int fail_code;     /* WIRE_E_*, 0 while fine */
@@ -220,6 +236,13 @@ void auto_account(struct gw_session *s, uint32_t raw);
 
 /* Locked. Both directions verified: marks the stream complete. */
 void stream_check_complete(struct gw_stream *st);
+/*
+ * Reader, locked: a chunk or the END of <st> arrived. Wakes the in pump,
+ * or, when it is idle and the local side takes the chunks without waiting,
+ * writes the chunks that are next in order itself (dropping the lock
+ * around each write), so the chunk needs no hand-off to another thread.
+ */
+void stream_in_arrived_locked(struct gw_stream *st);
 /* Locked. Sends the ACK (and credit) for what stream <st> delivered. */
 void send_ack(struct gw_stream *st);
 /* Locked. Sends VERIFIED for the direction <st> received in full. */
@@ -228,6 +251,9 @@ void send_verified(struct gw_stream *st);
 struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t role);
 /* Locked. Starts both pumps of <st>. 0 or -errno (pthread_create). */
 int stream_start(struct gw_stream *st);
+
+/* Names the calling thread "<what><n>" (as top -H and perf show it), e.g. "mr-rd0". */
+void thread_name(const char *what, unsigned n);
 
 /* session_conn.c: thread bodies, started by gw_session_add_conn. <arg> is the struct gw_conn. */
 void *conn_reader_main(void *arg);

@@ -144,6 +144,7 @@ void *session_timer_main(void *arg)
 	struct gw_session *s = arg;
 	uint64_t ka = (uint64_t)s->cfg.keepalive_ms * 1000000ull;
 
+	thread_name("mr-timer", 0);
 	pthread_mutex_lock(&s->lock);
 	while (!s->finished) {
 		struct timespec ts;

@@ -237,6 +237,7 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 			snprintf(why, whylen, "cannot reach the destination QEMU's migration socket: %s", strerror(-fd));
 			return fd;
 		}
+		net_local_sndbuf(fd);
 		gw_stream_attach(st, fd, fd, ts->mig_streams == 0 ? &tq_main_ops : &gw_sock_ops, NULL);
 		ts->mig_streams++;
 		return 0;
@@ -250,6 +251,7 @@ static int tq_open_stream(struct gw_session *s, struct gw_stream *st, char *why,
 		snprintf(why, whylen, "socketpair: %s", strerror(errno));
 		return r;
 	}
+	net_local_sndbuf(sv[1]); /* ours: we write the stream */
 	pthread_mutex_lock(&ts->lock);
 	r = tq_open(ts, &q, why, whylen);
 	if (r == 0 && (r = qmp_getfd(q, sv[0], "migrelay-in", err, sizeof(err))) == 0)

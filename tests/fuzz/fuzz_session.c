@@ -411,6 +411,8 @@ static void op_pop(struct fx *x, uint16_t id)
 			ms->acked_b = ms->delivered_b;
 		}
 	}
+	/* caught up: nothing delivered is left unacknowledged, or a sender waiting for room could wait forever (§5.3) */
+	CHECK(ms->acked_b == ms->delivered_b);
 	if (rxsm_in_ended(x->st[id]) && !ms->done) {
 		CHECK(ms->end_seen && ms->delivered == ms->end_total);
 		/* the digest matched (or not: then the stream fails; both are the pump's business) */
