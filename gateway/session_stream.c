@@ -28,8 +28,7 @@ void stream_check_complete(struct gw_stream *st)
 	st->complete = true;
 	if (--st->s->open_streams == 0)
 		st->s->idle_since_ns = gw_now_ns();
-	pthread_cond_broadcast(&st->out_cond);
-	pthread_cond_broadcast(&st->in_cond);
+	pthread_cond_broadcast(&st->cond);
 	pthread_cond_broadcast(&st->s->cond);
 }
 
@@ -104,7 +103,7 @@ static void *stream_out_main(void *arg)
 
 		pthread_mutex_lock(&s->lock);
 		while (!st->fail_code && !credit_can_send(&st->sm.cr, csize))
-			pthread_cond_wait(&st->out_cond, &s->lock);
+			pthread_cond_wait(&st->cond, &s->lock);
 		pthread_mutex_unlock(&s->lock);
 		if (stream_failed(st))
 			break;
@@ -257,7 +256,7 @@ static void *stream_in_main(void *arg)
 				if ((buf = reorder_pop(&st->sm.ro, &len)) || (ended = rxsm_in_ended(&st->sm)))
 					break;
 			}
-			pthread_cond_wait(&st->in_cond, &s->lock);
+			pthread_cond_wait(&st->cond, &s->lock);
 		}
 		if (st->fail_code) {
 			pthread_mutex_unlock(&s->lock);
@@ -330,7 +329,7 @@ void stream_in_arrived_locked(struct gw_stream *st)
 	 * or pipe, where a write may wait.
 	 */
 	if (st->in_cur || !st->in_started || st->fail_code || (st->wfd >= 0 && !st->in_sock)) {
-		pthread_cond_signal(&st->in_cond);
+		pthread_cond_signal(&st->cond);
 		return;
 	}
 	for (int i = 0; i < GW_DIRECT_CHUNKS && (buf = reorder_pop(&st->sm.ro, &len)); i++) {
@@ -357,7 +356,7 @@ void stream_in_arrived_locked(struct gw_stream *st)
 	}
 	/* what is left (a chunk begun, more chunks, the END, a failure) is the in pump's */
 	if (st->in_cur || st->fail_code || reorder_ready(&st->sm.ro) || rxsm_in_ended(&st->sm))
-		pthread_cond_signal(&st->in_cond);
+		pthread_cond_signal(&st->cond);
 }
 
 int stream_start(struct gw_stream *st)
@@ -389,8 +388,7 @@ struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t role)
 	st->id = id;
 	st->role = role;
 	st->rfd = st->wfd = -1;
-	pthread_cond_init(&st->out_cond, NULL);
-	pthread_cond_init(&st->in_cond, NULL);
+	pthread_cond_init(&st->cond, NULL);
 	rxsm_stream_init(&st->sm, s->cfg.window);
 	s->streams[id] = st;
 	if (id >= s->nstreams)
