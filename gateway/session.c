@@ -514,7 +514,6 @@ void gw_session_close(struct gw_session *s)
 		if (st->ops && st->ops->close)
 			st->ops->close(st);
 		reorder_clear(&st->sm.ro, free);
-		free(st->in_cur);
 		for (struct stripe_ent *e; (e = stripe_list_pop(&st->unacked));)
 			chunk_put(chunk_of(e));
 		digest_free(&st->out_dg);

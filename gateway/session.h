@@ -39,7 +39,6 @@ enum {
 	GW_URING_TX_BUFSIZE = 288 << 10,   /* ... each holding a sealed 256 KiB chunk frame */
 	GW_URING_RX_BUFS = 16,             /* provided receive buffers per connection ... */
 	GW_URING_RX_BUFSIZE = 64 << 10,    /* ... of this size */
-	GW_DIRECT_CHUNKS = 4,              /* chunks a reader writes to a stream's local side per frame it received */
 	GW_LENT_MAX = 32,                  /* chunks one connection's socket may hold lent (8 MiB of 256 KiB chunks) */
 };
 

@@ -312,10 +312,7 @@ static void open_stream(struct gw_session *s, struct gw_stream *st, uint8_t role
 		send_ctl(s, WIRE_T_OPENED, st->id, 0, NULL, 0);
 }
 
-/*
- * Locked (open_stream and stream_in_arrived_locked aside). Carries out one
- * action of the receive state machine for stream <st> (may be NULL).
- */
+/* Locked (open_stream aside). Carries out one action of the receive state machine for stream <st> (may be NULL). */
 static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxsm_action *a)
 {
 	struct gw_session *s = c->s;
@@ -324,7 +321,7 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 	case RXSM_A_NONE:
 		break;
 	case RXSM_A_WAKE_IN:
-		stream_in_arrived_locked(st); /* may drop the lock around a write to the local side */
+		pthread_cond_signal(&st->cond);
 		break;
 	case RXSM_A_ACKED:
 		for (struct stripe_ent *e; (e = stripe_list_acked(&st->unacked, a->seq));)
@@ -369,8 +366,7 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 
 /*
  * Reader thread of <c>, locked (the lock is dropped only inside
- * open_stream, for on_open, and around writes to a stream's local side
- * in stream_in_arrived_locked). Runs one frame through the receive state
+ * open_stream, for on_open). Runs one frame through the receive state
  * machine (stream/rxsm.h), creating the stream it names when the machine
  * asks, then carries out the machine's actions in order. Owns <chunk>
  * (DATA): the reorder buffer took it or it is freed here. Returns 0, or <0

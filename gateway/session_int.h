@@ -107,17 +107,6 @@ struct gw_stream {
 
 	/* inbound: peer -> local wfd */
 	struct digest in_dg;
-	/*
-	 * Who delivers (writes to wfd, updates in_dg): the in pump, or a
-	 * reader that found the in pump idle and the local side ready
-	 * (stream_in_arrived_locked). One at a time, the one that set
-	 * in_busy under the lock; in_cur is a chunk a reader began to write
-	 * and left for the in pump to finish (its digest already taken).
-	 */
-	bool in_busy;
-	bool in_sock; /* wfd is a socket: a write that does not wait can be tried */
-	uint8_t *in_cur;
-	uint32_t in_cur_len, in_cur_off;
 
 	bool complete;     /* both directions verified */
 	int fail_code;     /* WIRE_E_*, 0 while fine */
@@ -232,13 +221,6 @@ void auto_account(struct gw_session *s, uint32_t raw);
 
 /* Locked. Both directions verified: marks the stream complete. */
 void stream_check_complete(struct gw_stream *st);
-/*
- * Reader, locked: a chunk or the END of <st> arrived. Wakes the in pump,
- * or, when it is idle and the local side takes the chunks without waiting,
- * writes the chunks that are next in order itself (dropping the lock
- * around each write), so the chunk needs no hand-off to another thread.
- */
-void stream_in_arrived_locked(struct gw_stream *st);
 /* Locked. Sends the ACK (and credit) for what stream <st> delivered. */
 void send_ack(struct gw_stream *st);
 /* Locked. Sends VERIFIED for the direction <st> received in full. */

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -185,51 +184,6 @@ void send_verified(struct gw_stream *st)
 	send_ctl(st->s, WIRE_T_VERIFIED, st->id, st->sm.in_chunks, p, sizeof(p));
 }
 
-/*
- * Locked, in pump. The inbound direction is complete: checks the byte count
- * and digest against END, finishes the local side, sends the final ACK and
- * VERIFIED (or fails the stream). May drop the lock around ops->finish.
- */
-static void stream_in_finish_locked(struct gw_stream *st)
-{
-	struct gw_session *s = st->s;
-	uint8_t dg[WIRE_DIGEST_LEN];
-	char want[33], got[33];
-	int r = 0;
-
-	digest_final(&st->in_dg, dg);
-	if (st->sm.in_bytes != st->sm.in_end.bytes || memcmp(dg, st->sm.in_end.digest, sizeof(dg))) {
-		char t[WIRE_MAX_ERROR_TEXT + 1];
-
-		digest_hex(st->sm.in_end.digest, want);
-		digest_hex(dg, got);
-		snprintf(
-		    t, sizeof(t),
-		    "stream %u: digest mismatch: sender says %llu bytes xxh3-128 %s, received %llu bytes xxh3-128 %s",
-		    st->id, (unsigned long long)st->sm.in_end.bytes, want, (unsigned long long)st->sm.in_bytes, got);
-		gw_err("%s", t);
-		stream_fail_locked(st, WIRE_E_DIGEST, true, t);
-		return;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (st->ops && st->ops->finish)
-		r = st->ops->finish(st);
-	pthread_mutex_lock(&s->lock);
-	if (r < 0) {
-		char t[128];
-
-		snprintf(t, sizeof(t), "stream %u: finishing the target failed: %s", st->id, strerror(-r));
-		stream_fail_locked(st, WIRE_E_TARGET, true, t);
-	} else if (!st->fail_code) {
-		st->sm.in_done = true;
-		send_ack(st);
-		send_verified(st);
-		gw_dbg("session %016llx stream %u: %llu bytes received and verified, VERIFIED sent",
-		       (unsigned long long)st->s->id, st->id, (unsigned long long)st->sm.in_bytes);
-		stream_check_complete(st);
-	}
-}
-
 static void *stream_in_main(void *arg)
 {
 	struct gw_stream *st = arg;
@@ -237,48 +191,68 @@ static void *stream_in_main(void *arg)
 
 	thread_name("mr-in", st->id);
 	for (;;) {
-		uint32_t len = 0, off = 0;
+		uint32_t len = 0;
 		uint8_t *buf = NULL;
-		bool begun = false, ended = false;
 		int r = 0;
 
 		pthread_mutex_lock(&s->lock);
-		/* next: a chunk a reader began, else the reorder buffer's; nothing while a reader delivers */
-		while (!st->fail_code) {
-			if (!st->in_busy) {
-				if ((buf = st->in_cur)) {
-					begun = true;
-					len = st->in_cur_len;
-					off = st->in_cur_off;
-					st->in_cur = NULL;
-					break;
-				}
-				if ((buf = reorder_pop(&st->sm.ro, &len)) || (ended = rxsm_in_ended(&st->sm)))
-					break;
-			}
+		while (!st->fail_code && !(buf = reorder_pop(&st->sm.ro, &len)) &&
+		       !rxsm_in_ended(&st->sm))
 			pthread_cond_wait(&st->cond, &s->lock);
-		}
 		if (st->fail_code) {
 			pthread_mutex_unlock(&s->lock);
-			free(buf);
+			if (buf)
+				free(buf);
 			break;
 		}
-		if (ended) {
-			stream_in_finish_locked(st);
+		if (!buf) {
+			uint8_t dg[WIRE_DIGEST_LEN];
+			char want[33], got[33];
+
+			digest_final(&st->in_dg, dg);
+			if (st->sm.in_bytes != st->sm.in_end.bytes || memcmp(dg, st->sm.in_end.digest, sizeof(dg))) {
+				char t[WIRE_MAX_ERROR_TEXT + 1];
+
+				digest_hex(st->sm.in_end.digest, want);
+				digest_hex(dg, got);
+				snprintf(t, sizeof(t),
+					 "stream %u: digest mismatch: sender says %llu bytes xxh3-128 %s, received %llu bytes xxh3-128 %s",
+					 st->id, (unsigned long long)st->sm.in_end.bytes, want,
+					 (unsigned long long)st->sm.in_bytes, got);
+				gw_err("%s", t);
+				stream_fail_locked(st, WIRE_E_DIGEST, true, t);
+				pthread_mutex_unlock(&s->lock);
+				break;
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (st->ops && st->ops->finish)
+				r = st->ops->finish(st);
+			pthread_mutex_lock(&s->lock);
+			if (r < 0) {
+				char t[128];
+
+				snprintf(t, sizeof(t), "stream %u: finishing the target failed: %s", st->id, strerror(-r));
+				stream_fail_locked(st, WIRE_E_TARGET, true, t);
+			} else if (!st->fail_code) {
+				st->sm.in_done = true;
+				send_ack(st);
+				send_verified(st);
+				gw_dbg("session %016llx stream %u: %llu bytes received and verified, VERIFIED sent",
+				       (unsigned long long)s->id, st->id, (unsigned long long)st->sm.in_bytes);
+				stream_check_complete(st);
+			}
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
-		st->in_busy = true;
 		pthread_mutex_unlock(&s->lock);
 
-		if (!begun)
-			digest_update(&st->in_dg, buf, len);
 		if (st->wfd >= 0) {
-			ssize_t w = net_write_all(st->wfd, buf + off, len - off);
+			ssize_t w = net_write_all(st->wfd, buf, len);
 
 			if (w < 0)
 				r = (int)w;
 		}
+		digest_update(&st->in_dg, buf, len);
 		free(buf);
 
 		if (r < 0) {
@@ -288,75 +262,16 @@ static void *stream_in_main(void *arg)
 			if (st->ops && st->ops->check && !stream_failed(st))
 				(void)st->ops->check(st, false, r, t, sizeof(t));
 			pthread_mutex_lock(&s->lock);
-			st->in_busy = false;
 			stream_fail_locked(st, WIRE_E_TARGET, true, t);
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
 		pthread_mutex_lock(&s->lock);
-		st->in_busy = false;
 		if (rxsm_delivered(&st->sm, len, s->cfg.window))
 			send_ack(st);
 		pthread_mutex_unlock(&s->lock);
 	}
 	return NULL;
-}
-
-/* Reader, unlocked, holding in_busy: writes what the local side takes at once. Returns the bytes written. */
-static size_t write_nowait(const struct gw_stream *st, const uint8_t *p, size_t len)
-{
-	ssize_t n;
-
-	if (st->wfd < 0)
-		return len; /* no local side: the bytes are verified and dropped */
-	do
-		n = send(st->wfd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n > 0 ? (size_t)n : 0;
-}
-
-void stream_in_arrived_locked(struct gw_stream *st)
-{
-	struct gw_session *s = st->s;
-	uint32_t len;
-	uint8_t *buf;
-
-	if (st->in_busy)
-		return; /* whoever delivers takes this chunk next */
-	/*
-	 * The in pump delivers while it runs or has a chunk to finish, before
-	 * it started (the local side may not be attached yet), and to a file
-	 * or pipe, where a write may wait.
-	 */
-	if (st->in_cur || !st->in_started || st->fail_code || (st->wfd >= 0 && !st->in_sock)) {
-		pthread_cond_signal(&st->cond);
-		return;
-	}
-	for (int i = 0; i < GW_DIRECT_CHUNKS && (buf = reorder_pop(&st->sm.ro, &len)); i++) {
-		size_t w;
-
-		st->in_busy = true;
-		pthread_mutex_unlock(&s->lock);
-		digest_update(&st->in_dg, buf, len);
-		w = write_nowait(st, buf, len);
-		pthread_mutex_lock(&s->lock);
-		st->in_busy = false;
-		if (w < len) {
-			/* the local side is full (or failed): the in pump finishes the chunk, waiting as it may */
-			st->in_cur = buf;
-			st->in_cur_len = len;
-			st->in_cur_off = (uint32_t)w;
-			break;
-		}
-		free(buf);
-		if (rxsm_delivered(&st->sm, len, s->cfg.window))
-			send_ack(st);
-		if (st->fail_code)
-			break;
-	}
-	/* what is left (a chunk begun, more chunks, the END, a failure) is the in pump's */
-	if (st->in_cur || st->fail_code || reorder_ready(&st->sm.ro) || rxsm_in_ended(&st->sm))
-		pthread_cond_signal(&st->cond);
 }
 
 int stream_start(struct gw_stream *st)
@@ -438,12 +353,8 @@ out:
 
 void gw_stream_attach(struct gw_stream *st, int rfd, int wfd, const struct gw_sink_ops *ops, void *ctx)
 {
-	struct stat sb;
-
 	st->rfd = rfd;
 	st->wfd = wfd;
-	st->in_sock = wfd >= 0 && fstat(wfd, &sb) == 0 && S_ISSOCK(sb.st_mode);
-	st->out_sock = rfd >= 0 && fstat(rfd, &sb) == 0 && S_ISSOCK(sb.st_mode);
 	st->ops = ops;
 	st->ctx = ctx;
 }

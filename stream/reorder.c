@@ -67,12 +67,6 @@ void *reorder_pop(struct reorder *r, uint32_t *len)
 	return chunk;
 }
 
-/* Caller serialises. */
-bool reorder_ready(const struct reorder *r)
-{
-	return r->slot[slot_of(r->next_seq)].chunk != NULL;
-}
-
 /*
  * Caller serialises. <free_fn> may be NULL when the caller frees the chunks
  * some other way. next_seq is kept, so a late duplicate is still recognised.

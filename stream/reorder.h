@@ -9,7 +9,6 @@
 #ifndef MR_STREAM_REORDER_H
 #define MR_STREAM_REORDER_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
 #include "wire.h"
@@ -40,9 +39,6 @@ MR_MUST_CHECK int reorder_put(struct reorder *r, uint64_t seq, void *chunk, uint
 /* Returns the chunk for next_seq and advances, or NULL if it has not arrived.
  * The caller owns the returned chunk; *len gets its raw length. */
 void *reorder_pop(struct reorder *r, uint32_t *len);
-
-/* True when the chunk for next_seq has arrived (reorder_pop would return it). */
-bool reorder_ready(const struct reorder *r);
 
 /* Calls <free_fn> on every stored chunk and empties the buffer. */
 void reorder_clear(struct reorder *r, void (*free_fn)(void *chunk));

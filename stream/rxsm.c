@@ -282,7 +282,8 @@ bool rxsm_delivered(struct rxsm_stream *st, uint32_t len, uint32_t window)
 	st->in_held -= len;
 	/* ACK every quarter window, or when the writer caught up, so credit never stalls the sender (§5.3). */
 	return st->in_chunks - st->in_acked >= WIRE_WINDOW_CHUNKS / 4 ||
-	       st->in_bytes - st->in_acked_bytes >= window / 4 || !reorder_ready(&st->ro);
+	       st->in_bytes - st->in_acked_bytes >= window / 4 ||
+	       st->ro.slot[st->ro.next_seq % WIRE_WINDOW_CHUNKS].chunk == NULL;
 }
 
 void rxsm_ack_taken(struct rxsm_stream *st)
