@@ -226,8 +226,16 @@ e2e_start_dst() {
 	shift 3
 	[ "${E2E_PREALLOC:-0}" = 1 ] && pre=(-mem-prealloc)
 	e2e_qemu "$name" "$mib" "$mode" -incoming defer -S "${pre[@]}" "$@"
+	# a QEMU that refuses to start is reported at once, not after the monitor's timeout
+	e2e_wait_until "$E2E_BOOT_SECS" e2e_qmp_or_gone "$name" ||
+		e2e_fail "destination $name did not open its monitor within $E2E_BOOT_SECS s"
+	e2e_alive "$name" ||
+		e2e_fail "destination QEMU $name exited at start: $(tail -n 3 "$E2E_TMP/$name.log" | tr '\n' ' ')"
 	e2e_qmp "$name" query-status >/dev/null || e2e_fail "destination $name has no monitor"
 }
+
+# e2e_qmp_or_gone NAME: NAME's monitor socket exists, or its QEMU has exited.
+e2e_qmp_or_gone() { [ -S "${E2E_QMPSOCK[$1]}" ] || ! e2e_alive "$1"; }
 
 # e2e_qmp NAME CMD [JSON_ARGS]: prints the return value; non-zero with QEMU's error.
 e2e_qmp() {

@@ -55,7 +55,7 @@ grep -iE "does not read its control frames|send made no progress" "$T/serve-$por
 by=$!
 MR_PIDS+=($by)
 n=0
-while kill -0 "$by" 2>/dev/null && [ "$n" -lt 20 ]; do
+while kill -0 "$by" 2>/dev/null && [ "$n" -lt 5 ]; do
 	out=$(rp --target f --case ping-flood)
 	echo "$out" | grep -q "^DROPPED after" || fail "PING flood $n beside the bystander: $out"
 	n=$((n + 1))
