@@ -230,6 +230,7 @@ void *conn_writer_main(void *arg)
 				unsigned k = (c->lent_head + c->lent_n++) % GW_LENT_MAX;
 
 				atomic_fetch_add(&e->c->refs, 1);
+				atomic_fetch_or(&e->c->flags, CHUNK_LENT);
 				c->lent[k].ch = e->c;
 				c->lent[k].end = c->sock_bytes;
 			}

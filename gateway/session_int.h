@@ -25,13 +25,36 @@
  * The session's own structures: opaque to every other file, which goes
  * through the functions of session.h.
  */
-/* A chunk on the sending side: header and raw bytes in one buffer, kept until acknowledged. */
+/*
+ * A chunk on the sending side: header and raw bytes in one buffer, kept
+ * until acknowledged. The buffer is whole pages of its own (chunk_alloc), so
+ * that chunk_put can take its pages away from under a kernel that still
+ * reads them (CHUNK_LENT and CHUNK_RESENT, below).
+ */
 struct gw_chunk {
 	struct stripe_ent ent; /* place in its stream's unacked list, and the connection it was last queued on */
 	atomic_int refs;       /* 1 for the unacked list + 1 per queue entry */
+	atomic_uint flags;     /* CHUNK_* */
 	uint64_t seq;
 	uint32_t len;
+	uint32_t cap;          /* bytes allocated from the chunk's start: a multiple of the page size */
 	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
+};
+
+enum {
+	CHUNK_QUEUED = 1u << 0, /* queued on a connection at least once */
+	/*
+	 * Queued again after a connection was lost: more than one copy of it
+	 * may be on its way, and the peer's ACK says that one arrived, not that
+	 * every other copy has left the kernel.
+	 */
+	CHUNK_RESENT = 1u << 1,
+	/*
+	 * Its pages were lent to the kernel (vmsplice): a socket's peer on
+	 * this host (loopback, veth) holds them in its receive queue until it
+	 * reads them, after its TCP has acknowledged them.
+	 */
+	CHUNK_LENT = 1u << 2,
 };
 
 struct gw_qent {
@@ -191,7 +214,14 @@ void outcome_locked(const struct gw_session *s, struct gw_outcome *o);
 
 /* session_sched.c */
 
-/* Drops one reference to chunk <c>; frees it with the last. NULL-safe; any thread. */
+/* A chunk for up to <payload> raw bytes, whole pages; NULL without memory. Free with chunk_put or free(). */
+struct gw_chunk *chunk_alloc(size_t payload);
+/*
+ * Drops one reference to chunk <c>; frees it with the last. A chunk both
+ * lent and re-sent first has its pages unmapped (MADV_DONTNEED): a copy the
+ * kernel still holds keeps the bytes it was given, and the memory malloc
+ * hands out next is fresh. NULL-safe; any thread.
+ */
 void chunk_put(struct gw_chunk *c);
 /* The chunk that holds stripe entry <e>; NULL for NULL. */
 struct gw_chunk *chunk_of(struct stripe_ent *e);

@@ -13,14 +13,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
+struct gw_chunk *chunk_alloc(size_t payload)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), cap;
+	void *p;
+
+	cap = (sizeof(struct gw_chunk) + WIRE_HDR_LEN + payload + page - 1) / page * page;
+	if (cap > UINT32_MAX || posix_memalign(&p, page, cap))
+		return NULL;
+	((struct gw_chunk *)p)->cap = (uint32_t)cap;
+	atomic_init(&((struct gw_chunk *)p)->flags, 0);
+	return p;
+}
+
 void chunk_put(struct gw_chunk *c)
 {
-	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
-		free(c);
+	unsigned f;
+
+	if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	f = atomic_load(&c->flags);
+	/*
+	 * Whole pages of its own (chunk_alloc): malloc's bookkeeping lies
+	 * outside them, and what free() writes into them lands on fresh pages.
+	 */
+	if ((f & (CHUNK_LENT | CHUNK_RESENT)) == (CHUNK_LENT | CHUNK_RESENT))
+		(void)madvise(c, c->cap, MADV_DONTNEED);
+	free(c);
 }
 
 /* ---- queues ---------------------------------------------------------- */
@@ -162,6 +187,8 @@ int queue_chunk(struct gw_session *s, struct gw_chunk *ch)
 	e->c = ch;
 	e->len = WIRE_HDR_LEN + ch->len;
 	atomic_fetch_add(&ch->refs, 1);
+	if (atomic_fetch_or(&ch->flags, CHUNK_QUEUED) & CHUNK_QUEUED)
+		atomic_fetch_or(&ch->flags, CHUNK_RESENT);
 	ch->ent.link = c->idx;
 	conn_enqueue(c, &c->data_head, &c->data_tail, e);
 	return 0;

@@ -107,7 +107,7 @@ static void *stream_out_main(void *arg)
 		if (stream_failed(st))
 			break;
 
-		ch = malloc(sizeof(*ch) + WIRE_HDR_LEN + csize);
+		ch = chunk_alloc(csize);
 		if (!ch) {
 			gw_session_fail(s, WIRE_E_INTERNAL, true, "out of memory");
 			break;

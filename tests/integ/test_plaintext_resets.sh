@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Plaintext mode lends chunk memory to the kernel (vmsplice): a chunk
 # re-sent after a lost connection may be acknowledged through its first
-# copy while the second still waits in another socket, and that socket must
-# still send the chunk's own bytes, not memory reused for a later one (which
-# the peer reads as a bad frame header, or as wrong data). Four connections
+# copy while the second still waits in another socket, or (on loopback, as
+# here) in the receive queue of that socket's peer after its TCP has
+# acknowledged it; either must still carry the chunk's own bytes, not memory
+# reused for a later one (which the peer reads as a bad frame header, or as
+# wrong data). Four connections
 # are reset one after another, ten times over: every transfer arrives
 # byte-exact with no protocol error.
 . "$(dirname "$0")/lib.sh"
