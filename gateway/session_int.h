@@ -27,8 +27,9 @@
  */
 /*
  * A chunk on the sending side: header and raw bytes in one buffer, kept
- * until acknowledged. The buffer is whole pages of its own (chunk_alloc), so
- * that chunk_put can take its pages away from under a kernel that still
+ * until acknowledged. The buffer starts on a page of the chunk's own malloc
+ * block, with a page of slack at each end, so its pages hold nothing of
+ * malloc's and chunk_put can take them away from under a kernel that still
  * reads them (CHUNK_LENT and CHUNK_RESENT, below).
  */
 struct gw_chunk {
@@ -37,8 +38,8 @@ struct gw_chunk {
 	atomic_uint flags;     /* CHUNK_* */
 	uint64_t seq;
 	uint32_t len;
-	uint32_t cap;          /* bytes allocated from the chunk's start: a multiple of the page size */
-	uint8_t mem[];         /* WIRE_HDR_LEN header, then len raw bytes */
+	uint32_t cap;          /* bytes of whole pages from mem: what chunk_put unmaps */
+	uint8_t *mem;          /* WIRE_HDR_LEN header, then len raw bytes; page-aligned, in the chunk's own block */
 };
 
 enum {
@@ -214,7 +215,7 @@ void outcome_locked(const struct gw_session *s, struct gw_outcome *o);
 
 /* session_sched.c */
 
-/* A chunk for up to <payload> raw bytes, whole pages; NULL without memory. Free with chunk_put or free(). */
+/* A chunk for up to <payload> raw bytes (one malloc block); NULL without memory. Free with chunk_put or free(). */
 struct gw_chunk *chunk_alloc(size_t payload);
 /*
  * Drops one reference to chunk <c>; frees it with the last. A chunk both

@@ -21,15 +21,20 @@
 
 struct gw_chunk *chunk_alloc(size_t payload)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE), cap;
-	void *p;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), cap = (WIRE_HDR_LEN + payload + page - 1) / page * page;
+	struct gw_chunk *c;
 
-	cap = (sizeof(struct gw_chunk) + WIRE_HDR_LEN + payload + page - 1) / page * page;
-	if (cap > UINT32_MAX || posix_memalign(&p, page, cap))
+	/*
+	 * mem is the first page boundary after the struct; it and its cap
+	 * bytes end at least a page before the block does, so neither
+	 * malloc's header before the block nor the next block's lies in them.
+	 */
+	if (cap > UINT32_MAX || !(c = malloc(sizeof(*c) + cap + 2 * page)))
 		return NULL;
-	((struct gw_chunk *)p)->cap = (uint32_t)cap;
-	atomic_init(&((struct gw_chunk *)p)->flags, 0);
-	return p;
+	c->mem = (uint8_t *)(((uintptr_t)(c + 1) + page - 1) & ~(uintptr_t)(page - 1));
+	c->cap = (uint32_t)cap;
+	atomic_init(&c->flags, 0);
+	return c;
 }
 
 void chunk_put(struct gw_chunk *c)
@@ -41,10 +46,10 @@ void chunk_put(struct gw_chunk *c)
 	f = atomic_load(&c->flags);
 	/*
 	 * Whole pages of its own (chunk_alloc): malloc's bookkeeping lies
-	 * outside them, and what free() writes into them lands on fresh pages.
+	 * outside them, and what malloc's next user writes lands on fresh pages.
 	 */
 	if ((f & (CHUNK_LENT | CHUNK_RESENT)) == (CHUNK_LENT | CHUNK_RESENT))
-		(void)madvise(c, c->cap, MADV_DONTNEED);
+		(void)madvise(c->mem, c->cap, MADV_DONTNEED);
 	free(c);
 }
 
