@@ -27,10 +27,11 @@
  */
 /*
  * A chunk on the sending side: header and raw bytes in one buffer, kept
- * until acknowledged. The buffer starts on a page of the chunk's own malloc
- * block, with a page of slack at each end, so its pages hold nothing of
- * malloc's and chunk_put can take them away from under a kernel that still
- * reads them (CHUNK_LENT and CHUNK_RESENT, below).
+ * until acknowledged. The buffer starts on the first page boundary after
+ * the struct, inside the chunk's own malloc block and ending before it does,
+ * so its pages hold nothing of malloc's and chunk_put can take them away
+ * from under a kernel that still reads them (CHUNK_LENT and CHUNK_RESENT,
+ * below).
  */
 struct gw_chunk {
 	struct stripe_ent ent; /* place in its stream's unacked list, and the connection it was last queued on */

@@ -25,9 +25,10 @@ struct gw_chunk *chunk_alloc(size_t payload)
 	struct gw_chunk *c;
 
 	/*
-	 * mem is the first page boundary after the struct; it and its cap
-	 * bytes end at least a page before the block does, so neither
-	 * malloc's header before the block nor the next block's lies in them.
+	 * mem is the first page boundary after the struct, and its cap bytes
+	 * end before the block does (two pages of slack; one would do), so
+	 * neither malloc's header before the block nor the next block's lies
+	 * in them.
 	 */
 	if (cap > UINT32_MAX || !(c = malloc(sizeof(*c) + cap + 2 * page)))
 		return NULL;
