@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pf_cpuid.h"
 
 /* --- gathering --- */
 
@@ -142,16 +143,143 @@ static int expand_model(struct qmp *q, const char *model, struct json_object **r
 	return r;
 }
 
-/* Whether the vCPU at <path> has feature <name> on; <dflt> (the model's) when QEMU cannot say. 0 or -errno. */
-static int vcpu_feature(struct qmp *q, const char *path, const char *name, bool dflt, bool *on, char *err,
-			size_t errlen)
+const struct gw_cpuid_bit *gw_cpuid_find(const char *name)
 {
-	struct json_object *ret;
-	int r = qom_get(q, path, name, &ret, err, errlen);
+	size_t lo = 0, hi = gw_cpuid_nbits;
 
-	*on = r == 0 && json_object_is_type(ret, json_type_boolean) ? json_object_get_boolean(ret) : dflt;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, gw_cpuid_bits[mid].name);
+
+		if (c == 0)
+			return &gw_cpuid_bits[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+enum { PF_MAX_WORDS = 64 };
+
+/* The CPUID feature words of an x86 vCPU (its "feature-words" property). */
+struct cpuid_words {
+	size_t n;
+	struct {
+		uint32_t eax, features;
+		int32_t ecx; /* -1: a leaf without sub-leaves */
+		char reg;
+	} w[PF_MAX_WORDS];
+};
+
+static bool int_member(struct json_object *o, const char *key, int64_t lo, int64_t hi, int64_t *v)
+{
+	struct json_object *m;
+
+	if (!json_object_object_get_ex(o, key, &m) || !json_object_is_type(m, json_type_int))
+		return false;
+	*v = json_object_get_int64(m);
+	return *v >= lo && *v <= hi;
+}
+
+/*
+ * The vCPU's feature words into <cw>. Returns 0, -EREMOTEIO when QEMU has
+ * none to give (not x86) or gives something we do not understand (the
+ * features are then read by name), or a monitor failure.
+ */
+static int read_words(struct qmp *q, const char *path, struct cpuid_words *cw, char *err, size_t errlen)
+{
+	struct json_object *ret = NULL, *reg;
+	int r = qom_get(q, path, "feature-words", &ret, err, errlen);
+	size_t n;
+
+	cw->n = 0;
+	if (r < 0)
+		return r;
+	n = json_object_is_type(ret, json_type_array) ? json_object_array_length(ret) : 0;
+	if (n == 0 || n > PF_MAX_WORDS)
+		r = -EREMOTEIO;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(ret, i);
+		const char *rs;
+		int64_t eax, ecx = -1, f;
+
+		if (!int_member(e, "cpuid-input-eax", 0, UINT32_MAX, &eax) ||
+		    !int_member(e, "features", 0, UINT32_MAX, &f) ||
+		    (json_object_object_get_ex(e, "cpuid-input-ecx", NULL) &&
+		     !int_member(e, "cpuid-input-ecx", 0, INT32_MAX, &ecx)) ||
+		    !json_object_object_get_ex(e, "cpuid-register", &reg) ||
+		    !json_object_is_type(reg, json_type_string) || strlen(rs = json_object_get_string(reg)) != 3 ||
+		    rs[0] != 'E' || rs[2] != 'X' || !strchr("ABCD", rs[1])) {
+			r = -EREMOTEIO;
+			break;
+		}
+		cw->w[i].eax = (uint32_t)eax;
+		cw->w[i].ecx = (int32_t)ecx;
+		cw->w[i].reg = rs[1];
+		cw->w[i].features = (uint32_t)f;
+	}
+	cw->n = r == 0 ? n : 0;
 	json_object_put(ret);
-	return monitor_failed(r) ? r : 0;
+	return r;
+}
+
+/* Whether feature <name> is on by the words: 1 or 0, or -1 when the table or the words do not say. */
+static int word_bit(const struct cpuid_words *cw, const char *name)
+{
+	const struct gw_cpuid_bit *b = gw_cpuid_find(name);
+
+	for (size_t i = 0; b && i < cw->n; i++)
+		if (cw->w[i].eax == b->eax && cw->w[i].ecx == b->ecx && cw->w[i].reg == b->reg)
+			return (int)(cw->w[i].features >> b->bit & 1);
+	return -1;
+}
+
+/*
+ * Features the guest sees only through an MSR or CPUID leaf that another
+ * feature enables: while that one is off, QEMU clears them (its feature
+ * dependencies) and the guest could not see them anyway, so they count
+ * as off without a qom-get. Names not listed here are read.
+ */
+static const struct {
+	const char *name; /* a name, or a prefix ending in '-' */
+	const char *gate;
+} pf_gates[] = {
+    {"vmx-", "vmx"}, /* the VMX capability MSRs */
+    {"rdctl-no", "arch-capabilities"},
+    {"ibrs-all", "arch-capabilities"},
+    {"rsba", "arch-capabilities"},
+    {"skip-l1dfl-vmentry", "arch-capabilities"},
+    {"ssb-no", "arch-capabilities"},
+    {"mds-no", "arch-capabilities"},
+    {"pschange-mc-no", "arch-capabilities"},
+    {"tsx-ctrl", "arch-capabilities"},
+    {"taa-no", "arch-capabilities"},
+    {"split-lock-detect", "core-capability"},
+    {"full-width-write", "pdcm"}, /* IA32_PERF_CAPABILITIES */
+};
+
+/* Whether <name> is off because the feature that enables it is, by the words. */
+static bool gated_off(const struct cpuid_words *cw, const char *name)
+{
+	for (size_t i = 0; i < sizeof(pf_gates) / sizeof(pf_gates[0]); i++) {
+		size_t l = strlen(pf_gates[i].name);
+		bool prefix = pf_gates[i].name[l - 1] == '-';
+
+		if (prefix ? !strncmp(name, pf_gates[i].name, l) : !strcmp(name, pf_gates[i].name))
+			return word_bit(cw, pf_gates[i].gate) == 0;
+	}
+	/* The KVM paravirtual features are the bits of leaf 0x40000001 EAX and EDX. */
+	if (!strncmp(name, "kvm", 3)) {
+		int zero = 0;
+
+		for (size_t i = 0; i < cw->n; i++)
+			if (cw->w[i].eax == 0x40000001u && (cw->w[i].reg == 'A' || cw->w[i].reg == 'D'))
+				zero += cw->w[i].features == 0 ? 1 : -2;
+		return zero == 2;
+	}
+	return false;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -163,28 +291,66 @@ static int cmp_str(const void *a, const void *b)
  * The features the running vCPU has on: every boolean of its model's
  * expansion, read from the vCPU itself, so -cpu's +/- options and what
  * the accelerator filtered out count. Sorted, into pf->features.
+ *
+ * On x86 one qom-get of the vCPU's CPUID feature words answers for every
+ * feature the table in pf_cpuid.c knows, and for those pf_gates holds off
+ * while their enabling feature is. The rest (names newer than the table,
+ * or enabled) are read one by one, pipelined; <by_name> reads every
+ * feature that way.
  */
-static int facts_features(struct qmp *q, const char *path, struct json_object *props, struct wire_preflight *pf,
-			  char *err, size_t errlen)
+static int facts_features(struct qmp *q, const char *path, struct json_object *props, bool by_name,
+			  struct wire_preflight *pf, char *err, size_t errlen)
 {
-	const char **names = calloc((size_t)json_object_object_length(props) + 1, sizeof(*names));
-	size_t n = 0, off = 0;
+	size_t cap = (size_t)json_object_object_length(props) + 1, n = 0, k = 0, nread = 0, off = 0;
+	const char **keys = calloc(cap, sizeof(*keys)), **names = calloc(cap, sizeof(*names));
+	struct json_object **args = calloc(cap, sizeof(*args)), **rets = calloc(cap, sizeof(*rets));
+	struct cpuid_words *cw = calloc(1, sizeof(*cw));
+	signed char *on = calloc(cap, 1); /* 1, 0, or -1: to be read */
+	bool *dflt = calloc(cap, sizeof(*dflt));
+	int *rcs = calloc(cap, sizeof(*rcs));
 	int r = 0;
 
-	if (!names)
-		return -ENOMEM;
+	if (!keys || !names || !args || !rets || !cw || !on || !dflt || !rcs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!by_name && (r = read_words(q, path, cw, err, errlen)) < 0 && monitor_failed(r))
+		goto out;
+	r = 0;
 	json_object_object_foreach(props, key, val)
 	{
-		bool on;
-
 		if (!json_object_is_type(val, json_type_boolean) || !wire_name_ok(key, strlen(key)))
 			continue;
-		if ((r = vcpu_feature(q, path, key, json_object_get_boolean(val), &on, err, errlen)) < 0)
-			break;
-		if (on)
-			names[n++] = key;
+		dflt[k] = json_object_get_boolean(val);
+		on[k] = (signed char)word_bit(cw, key);
+		if (on[k] < 0 && gated_off(cw, key))
+			on[k] = 0;
+		if (on[k] < 0) {
+			if (!(args[nread] = json_object_new_object())) {
+				r = -ENOMEM;
+				goto out;
+			}
+			json_object_object_add(args[nread], "path", json_object_new_string(path));
+			json_object_object_add(args[nread], "property", json_object_new_string(key));
+			nread++;
+		}
+		keys[k++] = key;
 	}
-	if (r == 0 && n <= WIRE_MAX_CPU_FEATURES) {
+	/* pipelined rather than a round trip each */
+	if ((r = qmp_cmd_many(q, "qom-get", nread, args, rets, rcs, err, errlen)) < 0)
+		goto out;
+	gw_dbg("pre-flight: %zu CPU features, %zu from the CPUID words, %zu read by name", k, k - nread, nread);
+	for (size_t i = 0, j = 0; i < k; i++) {
+		if (on[i] < 0) { /* a property QEMU cannot read keeps the model's value */
+			on[i] = rcs[j] == 0 && json_object_is_type(rets[j], json_type_boolean)
+					? json_object_get_boolean(rets[j])
+					: dflt[i];
+			j++;
+		}
+		if (on[i])
+			names[n++] = keys[i];
+	}
+	if (n <= WIRE_MAX_CPU_FEATURES) {
 		qsort(names, n, sizeof(*names), cmp_str);
 		for (size_t i = 0; i < n; i++) {
 			size_t l = strlen(names[i]);
@@ -205,11 +371,23 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 			pf->nfeatures = 0;
 		}
 	}
+out:
+	for (size_t i = 0; args && rets && i < nread; i++) {
+		json_object_put(args[i]);
+		json_object_put(rets[i]);
+	}
+	free(keys);
 	free(names);
+	free(args);
+	free(rets);
+	free(cw);
+	free(on);
+	free(dflt);
+	free(rcs);
 	return r;
 }
 
-static int facts_cpu(struct qmp *q, struct wire_preflight *pf, char *err, size_t errlen)
+static int facts_cpu(struct qmp *q, bool by_name, struct wire_preflight *pf, char *err, size_t errlen)
 {
 	struct json_object *ret = NULL, *props = NULL;
 	char path[256], type[128];
@@ -221,7 +399,7 @@ static int facts_cpu(struct qmp *q, struct wire_preflight *pf, char *err, size_t
 		pf->have |= WIRE_PF_CPU_MODEL;
 		r = expand_model(q, pf->cpu_model, &ret, &props, err, errlen);
 		if (r == 0)
-			r = facts_features(q, path, props, pf, err, errlen);
+			r = facts_features(q, path, props, by_name, pf, err, errlen);
 		json_object_put(ret);
 	}
 	return monitor_failed(r) ? r : 0;
@@ -294,15 +472,20 @@ static int facts_blocks(struct qmp *q, struct gw_qemu_facts *f, char *err, size_
 	return monitor_failed(r) ? r : 0;
 }
 
-int gw_qemu_facts(struct qmp *q, struct gw_qemu_facts *f, char *err, size_t errlen)
+int gw_qemu_facts_how(struct qmp *q, bool by_name, struct gw_qemu_facts *f, char *err, size_t errlen)
 {
 	int r;
 
 	memset(f, 0, sizeof(*f));
 	if ((r = facts_ram(q, &f->pf, err, errlen)) < 0 || (r = facts_machine(q, &f->pf, err, errlen)) < 0 ||
-	    (r = facts_cpu(q, &f->pf, err, errlen)) < 0 || (r = facts_blocks(q, f, err, errlen)) < 0)
+	    (r = facts_cpu(q, by_name, &f->pf, err, errlen)) < 0 || (r = facts_blocks(q, f, err, errlen)) < 0)
 		return r;
 	return 0;
+}
+
+int gw_qemu_facts(struct qmp *q, struct gw_qemu_facts *f, char *err, size_t errlen)
+{
+	return gw_qemu_facts_how(q, false, f, err, errlen);
 }
 
 /* --- comparing --- */

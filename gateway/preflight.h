@@ -10,6 +10,7 @@
 #ifndef MR_GATEWAY_PREFLIGHT_H
 #define MR_GATEWAY_PREFLIGHT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,13 +34,17 @@ struct gw_qemu_facts {
 
 /*
  * Asks the QEMU behind <q> for its facts (query-memory-size-summary, qom-get
- * of the machine's and the first vCPU's type, query-cpu-model-expansion
- * and one qom-get per feature of that vCPU, `info ramblock`): only
- * queries, nothing that changes QEMU. A fact QEMU cannot give (a command it
- * does not have) is left out of f->pf.have. Returns 0, or -errno when the
- * monitor itself failed (<err> set). Any thread that owns <q>.
+ * of the machine's and the first vCPU's type, query-cpu-model-expansion,
+ * the vCPU's features: on x86 its CPUID feature words and a qom-get for
+ * each feature they do not answer, elsewhere a qom-get each; `info
+ * ramblock`): only queries, nothing that changes QEMU. A fact QEMU cannot
+ * give (a command it does not have) is left out of f->pf.have. Returns 0,
+ * or -errno when the monitor itself failed (<err> set). Any thread that
+ * owns <q>.
  */
 MR_MUST_CHECK int gw_qemu_facts(struct qmp *q, struct gw_qemu_facts *f, char *err, size_t errlen);
+/* The same; <by_name> reads every CPU feature with its own qom-get, as a check of the words (tests). */
+MR_MUST_CHECK int gw_qemu_facts_how(struct qmp *q, bool by_name, struct gw_qemu_facts *f, char *err, size_t errlen);
 
 /*
  * The destination's check: the source's facts <src> against this QEMU's

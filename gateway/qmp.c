@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * QMP client. The wire is a stream of JSON objects in both directions; we
- * send one command at a time with an increasing integer id and skip replies
- * that carry another id (left over from a command that timed out). Events
+ * send commands with increasing integer ids, one at a time or a window of
+ * them (qmp_cmd_many), and skip replies that carry an id not in flight (left
+ * over from a command that timed out). Events
  * may arrive at any time and are queued until qmp_next_event().
  */
 #include "qmp.h"
@@ -27,6 +28,7 @@ enum {
 	QMP_ERR_TEXT_MAX = 400, /* bytes of QEMU's error description we keep */
 	QMP_CONNECT_RETRY_MS = 50,
 	QMP_MAX_SKIP = 1000, /* stale replies skipped per call; QEMU sends one per timed-out command */
+	QMP_PIPELINE = 32,   /* commands in flight in qmp_cmd_many */
 };
 
 struct qmp_event {
@@ -346,89 +348,161 @@ static struct json_object *pop_event(struct qmp *q)
 	return ev;
 }
 
+/* Writes command <cmd> with <args> and id <id>, the first byte carrying <pass_fd> when it is >= 0. */
+static int send_cmd(struct qmp *q, const char *cmd, struct json_object *args, int64_t id, int pass_fd,
+		    int64_t deadline, char *err, size_t errlen)
+{
+	struct json_object *o = json_object_new_object();
+	const char *text;
+	int r;
+
+	if (!o || json_object_object_add(o, "execute", json_object_new_string(cmd)) < 0 ||
+	    (args && json_object_object_add(o, "arguments", json_object_get(args)) < 0) ||
+	    json_object_object_add(o, "id", json_object_new_int64(id)) < 0) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text) {
+		json_object_put(o);
+		return -ENOMEM;
+	}
+	gw_dbg("qmp: -> %.300s", text);
+	r = send_all(q, text, strlen(text), pass_fd, deadline);
+	if (r < 0)
+		set_err(err, errlen, "qmp %s: sending: %s", cmd, strerror(-r));
+	json_object_put(o);
+	return r;
+}
+
+/*
+ * Reads until a reply whose id lies in [lo, hi] (or has none, which answers
+ * the oldest command in flight, lo). Events on the way are queued, replies
+ * to other ids skipped. Returns 0 with *msg, *kind (RETURN or ERROR) and
+ * *got (the reply's id), or -errno with a sentence in err.
+ */
+static int wait_reply(struct qmp *q, const char *cmd, int64_t lo, int64_t hi, int64_t deadline,
+		      struct json_object **msg, int *kind, int64_t *got, char *qerr, size_t qerrlen, char *err,
+		      size_t errlen)
+{
+	int r, skipped = 0;
+
+	for (;;) {
+		if ((r = read_msg(q, deadline, msg)) < 0) {
+			set_err(err, errlen, "qmp %s: %s", cmd,
+				r == -ETIMEDOUT	   ? "no reply in time"
+				: r == -ECONNRESET ? "QEMU closed the monitor"
+						   : strerror(-r));
+			return r;
+		}
+		*kind = qmp_msg_classify(*msg, got, qerr, qerrlen);
+		if (*kind == QMP_MSG_EVENT) {
+			gw_dbg("qmp: event %.64s", qmp_event_name(*msg));
+			queue_event(q, *msg);
+			*msg = NULL;
+			/* a stream of events must not hold the command past its deadline */
+			if (left_ms(deadline) == 0) {
+				set_err(err, errlen, "qmp %s: no reply in time", cmd);
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
+		if (*kind < 0 || *kind == QMP_MSG_GREETING) {
+			json_object_put(*msg);
+			*msg = NULL;
+			set_err(err, errlen, "qmp %s: unexpected message from QEMU", cmd);
+			return -EBADMSG;
+		}
+		if (*got == -1)
+			*got = lo;
+		if (*got >= lo && *got <= hi)
+			return 0;
+		gw_dbg("qmp: skipping a reply for id %lld", (long long)*got);
+		json_object_put(*msg);
+		*msg = NULL;
+		if (++skipped > QMP_MAX_SKIP) {
+			set_err(err, errlen, "qmp %s: too many replies to other commands", cmd);
+			return -EBADMSG;
+		}
+	}
+}
+
 /* Sends one command and waits for its reply; events on the way are queued. */
 static int run(struct qmp *q, const char *cmd, struct json_object *args, int pass_fd, struct json_object **ret,
 	       char *err, size_t errlen)
 {
-	struct json_object *o = NULL, *msg = NULL, *v;
+	struct json_object *msg = NULL, *v;
 	char qerr[QMP_ERR_TEXT_MAX + 64];
-	const char *text;
 	int64_t id = q->next_id++, got, deadline = now_ms() + q->timeout_ms;
-	int r, kind, skipped = 0;
+	int r, kind;
 
 	if (ret)
 		*ret = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	o = json_object_new_object();
-	if (!o || json_object_object_add(o, "execute", json_object_new_string(cmd)) < 0 ||
-	    (args && json_object_object_add(o, "arguments", json_object_get(args)) < 0) ||
-	    json_object_object_add(o, "id", json_object_new_int64(id)) < 0) {
-		r = -ENOMEM;
-		goto out;
-	}
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (!text) {
-		r = -ENOMEM;
-		goto out;
-	}
-	gw_dbg("qmp: -> %.300s", text);
-	if ((r = send_all(q, text, strlen(text), pass_fd, deadline)) < 0) {
-		set_err(err, errlen, "qmp %s: sending: %s", cmd, strerror(-r));
-		goto out;
-	}
-	for (;;) {
-		if ((r = read_msg(q, deadline, &msg)) < 0) {
-			set_err(err, errlen, "qmp %s: %s", cmd,
-				r == -ETIMEDOUT	   ? "no reply in time"
-				: r == -ECONNRESET ? "QEMU closed the monitor"
-						   : strerror(-r));
-			goto out;
-		}
-		kind = qmp_msg_classify(msg, &got, qerr, sizeof(qerr));
-		if (kind == QMP_MSG_EVENT) {
-			gw_dbg("qmp: event %.64s", qmp_event_name(msg));
-			queue_event(q, msg);
-			msg = NULL;
-			/* a stream of events must not hold the command past its deadline */
-			if (left_ms(deadline) == 0) {
-				r = -ETIMEDOUT;
-				set_err(err, errlen, "qmp %s: no reply in time", cmd);
-				goto out;
-			}
-			continue;
-		}
-		if (kind < 0 || kind == QMP_MSG_GREETING) {
-			r = -EBADMSG;
-			set_err(err, errlen, "qmp %s: unexpected message from QEMU", cmd);
-			goto out;
-		}
-		if (got != id && got != -1) {
-			gw_dbg("qmp: skipping a reply for id %lld", (long long)got);
-			json_object_put(msg);
-			msg = NULL;
-			if (++skipped > QMP_MAX_SKIP) {
-				r = -EBADMSG;
-				set_err(err, errlen, "qmp %s: too many replies to other commands", cmd);
-				goto out;
-			}
-			continue;
-		}
-		break;
-	}
+	if ((r = send_cmd(q, cmd, args, id, pass_fd, deadline, err, errlen)) < 0)
+		return r;
+	if ((r = wait_reply(q, cmd, id, id, deadline, &msg, &kind, &got, qerr, sizeof(qerr), err, errlen)) < 0)
+		return r;
 	if (kind == QMP_MSG_ERROR) {
 		gw_dbg("qmp: %s refused: %s", cmd, qerr);
 		set_err(err, errlen, "%s", qerr);
 		r = -EREMOTEIO;
-		goto out;
-	}
-	if (ret && json_object_object_get_ex(msg, "return", &v))
+	} else if (ret && json_object_object_get_ex(msg, "return", &v)) {
 		*ret = json_object_get(v);
-	r = 0;
-out:
+	}
 	json_object_put(msg);
-	json_object_put(o);
 	return r;
+}
+
+int qmp_cmd_many(struct qmp *q, const char *cmd, size_t n, struct json_object *const *args,
+		 struct json_object **rets, int *rcs, char *err, size_t errlen)
+{
+	struct json_object *msg = NULL, *v;
+	char qerr[QMP_ERR_TEXT_MAX + 64];
+	int64_t base = q->next_id, got, deadline;
+	size_t sent = 0, done = 0, i;
+	int r = 0, kind;
+
+	if (err && errlen)
+		err[0] = '\0';
+	for (i = 0; i < n; i++) {
+		rets[i] = NULL;
+		rcs[i] = -EINPROGRESS;
+	}
+	q->next_id += (int64_t)n;
+	while (done < n) {
+		/* the window: QEMU queues a few commands itself and stops reading the rest */
+		deadline = now_ms() + q->timeout_ms;
+		while (sent < n && sent - done < QMP_PIPELINE)
+			if ((r = send_cmd(q, cmd, args[sent], base + (int64_t)sent, -1, deadline, err, errlen)) < 0)
+				return r;
+			else
+				sent++;
+		r = wait_reply(q, cmd, base + (int64_t)done, base + (int64_t)sent - 1, deadline, &msg, &kind, &got,
+			       qerr, sizeof(qerr), err, errlen);
+		if (r < 0)
+			return r;
+		i = (size_t)(got - base);
+		if (rcs[i] != -EINPROGRESS) { /* a second reply to one command */
+			json_object_put(msg);
+			set_err(err, errlen, "qmp %s: two replies to one command", cmd);
+			return -EBADMSG;
+		}
+		if (kind == QMP_MSG_ERROR) {
+			gw_dbg("qmp: %s refused: %s", cmd, qerr);
+			rcs[i] = -EREMOTEIO;
+		} else {
+			rcs[i] = 0;
+			if (json_object_object_get_ex(msg, "return", &v))
+				rets[i] = json_object_get(v);
+		}
+		json_object_put(msg);
+		msg = NULL;
+		while (done < n && rcs[done] != -EINPROGRESS)
+			done++;
+	}
+	return 0;
 }
 
 int qmp_cmd(struct qmp *q, const char *cmd, struct json_object *args, struct json_object **ret, char *err,

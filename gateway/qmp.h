@@ -105,6 +105,17 @@ MR_MUST_CHECK int qmp_cmdf(struct qmp *q, const char *cmd, struct json_object **
 			   const char *argfmt, ...) __attribute__((format(printf, 6, 7)));
 
 /*
+ * Runs <n> commands <cmd>, the i-th with args[i] (borrowed; NULL for none),
+ * with up to a window of them in flight instead of one round trip each.
+ * Returns 0 when every command got its reply: rcs[i] is then 0 with rets[i]
+ * (QEMU's "return", put by the caller, may be NULL) or -EREMOTEIO when QEMU
+ * refused that one. A failure of the monitor itself returns -errno as
+ * qmp_cmd, with a sentence in err; rets[] then holds what had arrived.
+ */
+MR_MUST_CHECK int qmp_cmd_many(struct qmp *q, const char *cmd, size_t n, struct json_object *const *args,
+			       struct json_object **rets, int *rcs, char *err, size_t errlen);
+
+/*
  * Passes <fd> to QEMU over SCM_RIGHTS together with {"execute": "getfd",
  * "arguments": {"fdname": <name>}}. QEMU holds its own copy afterwards; the
  * caller still owns (and should close) <fd>. Returns as qmp_cmd.

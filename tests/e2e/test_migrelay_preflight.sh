@@ -6,7 +6,8 @@
 #  1. another RAM size (-m): both sizes and the -m to use;
 #  2. another machine type (pc vs q35): both machine types;
 #  3. another CPU model (qemu64 vs Nehalem): both models and the features
-#     the destination's lacks;
+#     the destination's lacks; and the same model with a feature turned off
+#     on the destination (-cpu qemu64,-lahf-lm): that feature;
 # each time the source guest keeps running and the destination QEMU never
 # started loading (no migrate-incoming: query-migrate is empty there).
 #  4. a matching pair migrates, and its RAM is equal on both sides;
@@ -62,6 +63,12 @@ msg 3 | grep -q "CPU model is qemu64 and the destination QEMU's Nehalem (which l
 	e2e_fail "CPU: $(msg 3)"
 msg 3 | grep -q "start the destination with -cpu qemu64" || e2e_fail "CPU: no fix named: $(msg 3)"
 e2e_log "CPU model refused: $(msg 3)"
+
+# 3b. the same CPU model, one feature turned off on the destination (lahf-lm, which the CPUID words carry)
+refused 3b 64 idle -cpu qemu64,-lahf-lm -- 64 idle -cpu qemu64
+msg 3b | grep -q "the destination QEMU's CPU (qemu64) lacks lahf-lm compared with the source guest's" ||
+	e2e_fail "CPU feature: $(msg 3b)"
+e2e_log "CPU feature refused: $(msg 3b)"
 
 # 4. a matching pair (same -m, machine and CPU) passes the check and migrates
 port=$(e2e_free_port)

@@ -400,6 +400,68 @@ static void test_client_timeout(void **state)
 	rig_stop(&g);
 }
 
+/* qmp_cmd_many: more commands than the window, answered in order, with the oddities QEMU's stream may hold. */
+static void test_client_many(void **state)
+{
+	enum { N = 75 };
+	static char replies[N][256];
+	static struct step steps[N + 3];
+	struct json_object *args[N], *rets[N], *ev = NULL;
+	char err[QMP_ERR_MAX];
+	int rcs[N];
+	struct rig g;
+
+	(void)state;
+	memset(steps, 0, sizeof(steps));
+	steps[0] = (struct step){"qmp_capabilities", "{\"return\": {}, \"id\": @ID@}", 0};
+	for (int i = 0; i < N; i++) {
+		if (i == 3)
+			snprintf(replies[i], sizeof(replies[i]),
+				 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no f3\"}, \"id\": @ID@}");
+		else if (i == 40) /* no id: QEMU could not parse it; answers the oldest in flight */
+			snprintf(replies[i], sizeof(replies[i]),
+				 "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error\"}}");
+		else if (i == 50) /* an event and a stale reply first */
+			snprintf(replies[i], sizeof(replies[i]),
+				 "{\"event\": \"STOP\", \"timestamp\": {}}{\"return\": 7, \"id\": 9999}"
+				 "{\"return\": %s, \"id\": @ID@}",
+				 i % 2 ? "true" : "false");
+		else
+			snprintf(replies[i], sizeof(replies[i]), "{\"return\": %s, \"id\": @ID@}",
+				 i % 2 ? "true" : "false");
+		steps[1 + i] = (struct step){"qom-get", replies[i], 0};
+	}
+	steps[1 + N] = (struct step){NULL, "CLOSE", 0};
+	for (int i = 0; i < N; i++) {
+		args[i] = json_object_new_object();
+		json_object_object_add(args[i], "property", json_object_new_int(i));
+	}
+	rig_start(&g, steps, 2000);
+	assert_int_equal(qmp_cmd_many(g.q, "qom-get", N, args, rets, rcs, err, sizeof(err)), 0);
+	for (int i = 0; i < N; i++) {
+		if (i == 3 || i == 40) {
+			assert_int_equal(rcs[i], -EREMOTEIO);
+			assert_null(rets[i]);
+			continue;
+		}
+		assert_int_equal(rcs[i], 0);
+		assert_true(json_object_is_type(rets[i], json_type_boolean));
+		assert_int_equal(json_object_get_boolean(rets[i]), i % 2);
+		json_object_put(rets[i]);
+	}
+	/* the event was queued, and the stream is still in step */
+	assert_int_equal(qmp_next_event(g.q, 1000, &ev), 0);
+	assert_string_equal(qmp_event_name(ev), "STOP");
+	json_object_put(ev);
+	/* the monitor closes: a batch fails as a whole, with what arrived in rets */
+	assert_int_equal(qmp_cmd_many(g.q, "qom-get", 2, args, rets, rcs, err, sizeof(err)), -ECONNRESET);
+	assert_non_null(strstr(err, "qmp qom-get: ")); /* closed while sending or while waiting */
+	assert_int_equal(qmp_cmd_many(g.q, "qom-get", 0, args, rets, rcs, err, sizeof(err)), 0);
+	for (int i = 0; i < N; i++)
+		json_object_put(args[i]);
+	rig_stop(&g);
+}
+
 /* qemu.c: the MIGRATION events migrate and the qmp: target wait for. */
 static void test_migration_events(void **state)
 {
@@ -478,7 +540,7 @@ int main(void)
 	    cmocka_unit_test(test_parser_table),   cmocka_unit_test(test_parser_limits),
 	    cmocka_unit_test(test_classify),	   cmocka_unit_test(test_client_basic),
 	    cmocka_unit_test(test_client_timeout), cmocka_unit_test(test_open_errors),
-	    cmocka_unit_test(test_migration_events),
+	    cmocka_unit_test(test_migration_events), cmocka_unit_test(test_client_many),
 	};
 
 	gw_log_level = -1;
