@@ -343,8 +343,8 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 	for (size_t i = 0, j = 0; i < k; i++) {
 		if (on[i] < 0) { /* a property QEMU cannot read keeps the model's value */
 			on[i] = rcs[j] == 0 && json_object_is_type(rets[j], json_type_boolean)
-					? json_object_get_boolean(rets[j])
-					: dflt[i];
+				    ? json_object_get_boolean(rets[j])
+				    : dflt[i];
 			j++;
 		}
 		if (on[i])

@@ -349,8 +349,8 @@ static struct json_object *pop_event(struct qmp *q)
 }
 
 /* Writes command <cmd> with <args> and id <id>, the first byte carrying <pass_fd> when it is >= 0. */
-static int send_cmd(struct qmp *q, const char *cmd, struct json_object *args, int64_t id, int pass_fd,
-		    int64_t deadline, char *err, size_t errlen)
+static int send_cmd(struct qmp *q, const char *cmd, struct json_object *args, int64_t id, int pass_fd, int64_t deadline,
+		    char *err, size_t errlen)
 {
 	struct json_object *o = json_object_new_object();
 	const char *text;
@@ -455,8 +455,8 @@ static int run(struct qmp *q, const char *cmd, struct json_object *args, int pas
 	return r;
 }
 
-int qmp_cmd_many(struct qmp *q, const char *cmd, size_t n, struct json_object *const *args,
-		 struct json_object **rets, int *rcs, char *err, size_t errlen)
+int qmp_cmd_many(struct qmp *q, const char *cmd, size_t n, struct json_object *const *args, struct json_object **rets,
+		 int *rcs, char *err, size_t errlen)
 {
 	struct json_object *msg = NULL, *v;
 	char qerr[QMP_ERR_TEXT_MAX + 64];

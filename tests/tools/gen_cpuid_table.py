@@ -122,7 +122,7 @@ def main():
     print()
     print("const struct gw_cpuid_bit gw_cpuid_bits[] = {")
     for n, (eax, ecx, reg, bit) in rows:
-        print('\t{"%s", 0x%xu, %d, \'%s\', %d},' % (n, eax, ecx, REGS[reg], bit))
+        print('    {"%s", 0x%xu, %d, \'%s\', %d},' % (n, eax, ecx, REGS[reg], bit))
     print("};")
     print()
     print("const size_t gw_cpuid_nbits = sizeof(gw_cpuid_bits) / sizeof(gw_cpuid_bits[0]);")

@@ -537,9 +537,9 @@ static void test_open_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parser_table),   cmocka_unit_test(test_parser_limits),
-	    cmocka_unit_test(test_classify),	   cmocka_unit_test(test_client_basic),
-	    cmocka_unit_test(test_client_timeout), cmocka_unit_test(test_open_errors),
+	    cmocka_unit_test(test_parser_table),     cmocka_unit_test(test_parser_limits),
+	    cmocka_unit_test(test_classify),	     cmocka_unit_test(test_client_basic),
+	    cmocka_unit_test(test_client_timeout),   cmocka_unit_test(test_open_errors),
 	    cmocka_unit_test(test_migration_events), cmocka_unit_test(test_client_many),
 	};
 
