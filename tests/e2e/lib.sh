@@ -181,7 +181,7 @@ e2e_qemu() {
 	local name=$1 mib=$2 mode=$3
 	shift 3
 	E2E_QMPSOCK[$name]=$E2E_TMP/$name.qmp
-	e2e_spawn "$name" "$E2E_QEMU" -name "$name" -machine "$E2E_MACHINE" -accel "${E2E_ACCEL:-tcg}" \
+	e2e_spawn "$name" "$E2E_QEMU" -name "$name,debug-threads=on" -machine "$E2E_MACHINE" -accel "${E2E_ACCEL:-tcg}" \
 		-m "$mib" -nodefaults -no-user-config -display none \
 		-kernel "$E2E_GUEST" -append "$mode" -serial "file:$E2E_TMP/$name.serial" \
 		-qmp "unix:${E2E_QMPSOCK[$name]},server=on,wait=off" "$@"
