@@ -66,7 +66,8 @@ void stream_fail_locked(struct gw_stream *st, int code, bool tell_peer, const ch
 		shutdown(st->rfd, SHUT_RDWR);
 	if (st->wfd >= 0 && st->wfd != st->rfd)
 		shutdown(st->wfd, SHUT_RDWR);
-	pthread_cond_broadcast(&st->cond);
+	pthread_cond_broadcast(&st->out_cond);
+	pthread_cond_broadcast(&st->in_cond);
 	pthread_cond_broadcast(&st->s->cond);
 }
 
@@ -518,7 +519,8 @@ void gw_session_close(struct gw_session *s)
 			chunk_put(chunk_of(e));
 		digest_free(&st->out_dg);
 		digest_free(&st->in_dg);
-		pthread_cond_destroy(&st->cond);
+		pthread_cond_destroy(&st->out_cond);
+		pthread_cond_destroy(&st->in_cond);
 		free(st);
 	}
 	for (int i = 0; i < WIRE_MAX_CONNS; i++)

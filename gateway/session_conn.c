@@ -322,12 +322,12 @@ static void run_action(struct gw_conn *c, struct gw_stream *st, const struct rxs
 	case RXSM_A_NONE:
 		break;
 	case RXSM_A_WAKE_IN:
-		pthread_cond_signal(&st->cond);
+		pthread_cond_signal(&st->in_cond);
 		break;
 	case RXSM_A_ACKED:
 		for (struct stripe_ent *e; (e = stripe_list_acked(&st->unacked, a->seq));)
 			chunk_put(chunk_of(e));
-		pthread_cond_broadcast(&st->cond);
+		pthread_cond_signal(&st->out_cond); /* credit: the out pump is its only waiter */
 		break;
 	case RXSM_A_OUT_VERIFIED:
 		gw_dbg("session %016llx stream %u: the peer verified the %llu bytes sent", (unsigned long long)s->id,

@@ -117,7 +117,11 @@ struct gw_stream {
 	int rfd, wfd;      /* local fds; -1 for none (outbound ends at once / inbound discarded) */
 	const struct gw_sink_ops *ops;
 	void *ctx;         /* sink's own data */
-	pthread_cond_t cond;
+	/*
+	 * Each pump waits on its own: the out pump for credit (an ACK), the in
+	 * pump for the reorder buffer or the END; an ACK wakes no in pump.
+	 */
+	pthread_cond_t out_cond, in_cond;
 	pthread_t out_thr, in_thr;
 	bool out_started, in_started;
 

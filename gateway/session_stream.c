@@ -27,7 +27,8 @@ void stream_check_complete(struct gw_stream *st)
 	st->complete = true;
 	if (--st->s->open_streams == 0)
 		st->s->idle_since_ns = gw_now_ns();
-	pthread_cond_broadcast(&st->cond);
+	pthread_cond_broadcast(&st->out_cond);
+	pthread_cond_broadcast(&st->in_cond);
 	pthread_cond_broadcast(&st->s->cond);
 }
 
@@ -102,7 +103,7 @@ static void *stream_out_main(void *arg)
 
 		pthread_mutex_lock(&s->lock);
 		while (!st->fail_code && !credit_can_send(&st->sm.cr, csize))
-			pthread_cond_wait(&st->cond, &s->lock);
+			pthread_cond_wait(&st->out_cond, &s->lock);
 		pthread_mutex_unlock(&s->lock);
 		if (stream_failed(st))
 			break;
@@ -198,7 +199,7 @@ static void *stream_in_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		while (!st->fail_code && !(buf = reorder_pop(&st->sm.ro, &len)) &&
 		       !rxsm_in_ended(&st->sm))
-			pthread_cond_wait(&st->cond, &s->lock);
+			pthread_cond_wait(&st->in_cond, &s->lock);
 		if (st->fail_code) {
 			pthread_mutex_unlock(&s->lock);
 			if (buf)
@@ -303,7 +304,8 @@ struct gw_stream *stream_new(struct gw_session *s, uint16_t id, uint8_t role)
 	st->id = id;
 	st->role = role;
 	st->rfd = st->wfd = -1;
-	pthread_cond_init(&st->cond, NULL);
+	pthread_cond_init(&st->out_cond, NULL);
+	pthread_cond_init(&st->in_cond, NULL);
 	rxsm_stream_init(&st->sm, s->cfg.window);
 	s->streams[id] = st;
 	if (id >= s->nstreams)
