@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -510,28 +511,75 @@ static int client_session(const struct gw_client_opts *o, const struct wire_welc
 }
 
 /* Connections 1.. of session <s>: each JOINs with the session's token. 0 or -errno with <f> filled. */
-static int join_all(const struct gw_client_opts *o, struct gw_session *s, struct gw_connect_fail *f)
-{
-	struct wire_join j = { .session_id = gw_session_id(s) };
-	struct wire_welcome w;
+/* One JOIN of join_all, on a thread of its own. */
+struct join_job {
+	const struct gw_client_opts *o;
+	struct gw_session *s;
+	int idx, r;
+	bool started;
+	pthread_t th;
 	struct gw_link l;
+	struct gw_connect_fail f;
+};
+
+static void *join_main(void *arg)
+{
+	struct join_job *jb = arg;
+	struct wire_join j = { .session_id = gw_session_id(jb->s), .conn_index = (uint16_t)jb->idx };
+	struct wire_welcome w;
 	uint8_t jp[WIRE_JOIN_LEN];
 	char what[32];
-	int r;
 
-	memcpy(j.token, gw_session_token(s), WIRE_TOKEN_LEN);
-	for (int i = 1; i < o->connections; i++) {
-		j.conn_index = (uint16_t)i;
-		wire_join_encode(jp, &j);
-		snprintf(what, sizeof(what), "JOIN of connection %d", i);
-		if ((r = setup_conn(gw_session_rejoin_ctx(s), gw_session_tls_cfg(s), WIRE_T_JOIN, jp, sizeof(jp),
-				    (uint16_t)i, welcome_flags(o->plaintext, gw_session_cfg_get(s)->open_ack), what, &w,
-				    &l, f)) < 0)
-			return r;
-		if ((r = add_conn(s, i, &l)) < 0)
-			return cfail(f, GW_CS_SESSION, r, "cannot add connection %d: %s", i, strerror(-r));
+	memcpy(j.token, gw_session_token(jb->s), WIRE_TOKEN_LEN);
+	wire_join_encode(jp, &j);
+	snprintf(what, sizeof(what), "JOIN of connection %d", jb->idx);
+	jb->r = setup_conn(gw_session_rejoin_ctx(jb->s), gw_session_tls_cfg(jb->s), WIRE_T_JOIN, jp, sizeof(jp),
+			   (uint16_t)jb->idx, welcome_flags(jb->o->plaintext, gw_session_cfg_get(jb->s)->open_ack), what,
+			   &w, &jb->l, &jb->f);
+	return NULL;
+}
+
+/*
+ * Connections 1.. JOIN the session of connection 0, all at once: each
+ * costs a TCP and a TLS or SSH handshake (an SSH one is about 70 ms on
+ * loopback), so in series they would delay the migration by their sum.
+ * The session takes them in index order. Returns 0, or -errno with <f>
+ * filled from the first that failed (the others are closed).
+ */
+static int join_all(const struct gw_client_opts *o, struct gw_session *s, struct gw_connect_fail *f)
+{
+	int n = o->connections - 1, r = 0;
+	struct join_job *jobs;
+
+	if (n <= 0)
+		return 0;
+	if (!(jobs = calloc((size_t)n, sizeof(*jobs))))
+		return cfail(f, GW_CS_SESSION, -ENOMEM, "out of memory");
+	for (int i = 0; i < n; i++) {
+		jobs[i] = (struct join_job){ .o = o, .s = s, .idx = i + 1, .l = { .fd = -1 } };
+		jobs[i].started = pthread_create(&jobs[i].th, NULL, join_main, &jobs[i]) == 0;
+		if (!jobs[i].started)
+			join_main(&jobs[i]); /* no thread to spare: this one in series */
 	}
-	return 0;
+	for (int i = 0; i < n; i++)
+		if (jobs[i].started)
+			pthread_join(jobs[i].th, NULL);
+	for (int i = 0; i < n; i++) {
+		if (r == 0 && jobs[i].r < 0) {
+			*f = jobs[i].f;
+			r = jobs[i].r;
+		}
+		if (jobs[i].r < 0)
+			continue;
+		if (r < 0) {
+			gw_link_free(&jobs[i].l);
+			continue;
+		}
+		if ((r = add_conn(s, jobs[i].idx, &jobs[i].l)) < 0)
+			r = cfail(f, GW_CS_SESSION, r, "cannot add connection %d: %s", jobs[i].idx, strerror(-r));
+	}
+	free(jobs);
+	return r;
 }
 
 /* Where <o> sends its connections, into a new *out. 0, or -errno with <f> filled. */
