@@ -48,14 +48,15 @@ bool zauto_can_pay(const struct zauto *z)
 
 bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns)
 {
-	bool was = z->on, best;
+	bool was = z->on, probing = z->probe, best;
 
 	if (!z->t0) {
 		z->t0 = now_ns ? now_ns : 1;
 		z->sample_want = true;
 	}
 	z->raw += raw;
-	if (z->raw < (z->probe || !z->every ? ZAUTO_PROBE : ZAUTO_WINDOW))
+	if (z->raw < (z->probe || !z->every ? ZAUTO_PROBE : ZAUTO_WINDOW) &&
+	    (z->raw < ZAUTO_SHORT_MIN || now_ns - z->t0 < (z->every ? ZAUTO_WINDOW_NS : ZAUTO_WARMUP_NS)))
 		return false;
 	if (!z->every) {
 		/* the first window warms up (QEMU's first pass starts slowly): not a measurement */
@@ -87,8 +88,10 @@ bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns)
 	best = z->cost[1] < z->cost[0];
 	if (best != was) {
 		z->on = best;
-		z->every = ZAUTO_EXPLORE;
 		z->windows = 0;
+		/* back from a probe that confirmed the choice: the next probe waits longer (every doubled already) */
+		if (!probing)
+			z->every = ZAUTO_EXPLORE;
 		return true;
 	}
 	if (z->windows >= z->every) {

@@ -10,7 +10,10 @@
  * in it. After a warm-up window, raw is measured; a shorter probe window
  * compresses; the cheaper mode goes on and the other is tried again after
  * some windows (doubling while the choice holds, back to the first count
- * when it flips), so the choice follows the data and the network.
+ * when it flips), so the choice follows the data and the network. A window
+ * ends after its bytes or, on a slow link, after 100 ms (the warm-up after
+ * 200 ms) with at least ZAUTO_SHORT_MIN bytes: at 100 Mbit/s the 32 MiB of
+ * a window would take 2.7 s before the first decision.
  *
  * While raw, one chunk a window is compressed as a sample (it is sent so:
  * its cost is not wasted): zstd's time per raw byte and its ratio. A
@@ -31,8 +34,13 @@ enum zauto_limits {
 	ZAUTO_PROBE = 16 << 20,     /* raw bytes of a window that tries the other mode */
 	ZAUTO_EXPLORE = 8,          /* windows before the other mode is tried again, at first */
 	ZAUTO_EXPLORE_MAX = 64,     /* ... doubling up to this while the choice holds */
-	ZAUTO_SAMPLE_MIN = 64 << 10 /* smallest chunk taken as a zstd sample */
+	ZAUTO_SAMPLE_MIN = 64 << 10, /* smallest chunk taken as a zstd sample */
+	ZAUTO_SHORT_MIN = 4 << 20    /* raw bytes a window needs at least when it ends by time */
 };
+
+/* A window also ends after this long (with ZAUTO_SHORT_MIN bytes): on a slow link the bytes would take seconds. */
+#define ZAUTO_WINDOW_NS 100000000ull     /* measurement and probe windows */
+#define ZAUTO_WARMUP_NS 200000000ull     /* the warm-up */
 
 struct zauto {
 	bool on;           /* chunks go compressed now */

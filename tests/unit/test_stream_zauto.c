@@ -95,6 +95,28 @@ static void test_slow_link_compresses(void **state)
 	assert_true(r.zstd > r.raw * 8); /* the raw windows are the warm-up, one measure and short probes */
 }
 
+/*
+ * A 100 Mbit/s link: windows end by time (100 ms, the warm-up 200 ms), not
+ * after their 32 MiB of raw bytes (2.7 s each here), so compression starts
+ * within the first 16 MiB; and the probes of raw that keep confirming it
+ * come ever more rarely (every 8, 16, 32, 64 windows).
+ */
+static void test_slow_link_decides_soon(void **state)
+{
+	struct path p = {.s = 1.0, .l = 80.0, .c = 2.0, .r = 0.3};
+	struct zauto z;
+	struct run r;
+
+	(void)state;
+	r = fresh(&z, &p, 16ull << 20);
+	assert_true(z.on);
+	assert_true(r.raw <= (12ull << 20));
+	r = fresh(&z, &p, 4ull << 30);
+	assert_true(z.on);
+	assert_true(z.every >= 32);
+	assert_true(r.raw * 50 < r.zstd); /* the warm-up, one measure and a few short probes */
+}
+
 /* A slow link and incompressible data: zstd would remove nothing, so it is never probed. */
 static void test_incompressible_never_probes(void **state)
 {
@@ -161,7 +183,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fast_link_never_probes),
-		cmocka_unit_test(test_slow_link_compresses),
+		cmocka_unit_test(test_slow_link_compresses), cmocka_unit_test(test_slow_link_decides_soon),
 		cmocka_unit_test(test_incompressible_never_probes),
 		cmocka_unit_test(test_follows_the_data),
 		cmocka_unit_test(test_samples),
