@@ -29,12 +29,16 @@ void zauto_sample(struct zauto *z, uint32_t raw, uint64_t ns, uint32_t wire)
 	ratio = (double)wire / raw;
 	if (ratio > 1.0)
 		ratio = 1.0;
-	/* moving averages over about four samples; the first sets them */
+	/*
+	 * Moving averages over about four samples; the first sets them. A
+	 * faster sample is taken at once: the first ones run with cold caches
+	 * and a fresh zstd context, and a busy CPU only ever makes one slower.
+	 */
 	if (!z->samples++) {
 		z->sample_ns = t;
 		z->sample_ratio = ratio;
 	} else {
-		z->sample_ns += (t - z->sample_ns) / 4;
+		z->sample_ns = t < z->sample_ns ? t : z->sample_ns + (t - z->sample_ns) / 4;
 		z->sample_ratio += (ratio - z->sample_ratio) / 4;
 	}
 }
@@ -74,7 +78,8 @@ bool zauto_account(struct zauto *z, uint32_t raw, uint64_t now_ns)
 	z->windows++;
 	if (!was) {
 		z->sample_want = true; /* the next raw window samples zstd once more */
-		if (!zauto_can_pay(z)) {
+		/* after a probe of raw from zstd, the two measured costs decide, not the samples' estimate */
+		if (!probing && !zauto_can_pay(z)) {
 			/* zstd's own time exceeds all it could save: no probe */
 			z->windows = 0;
 			return true;

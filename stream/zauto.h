@@ -16,8 +16,9 @@
  * a window would take 2.7 s before the first decision.
  *
  * While raw, one chunk a window is compressed as a sample (it is sent so:
- * its cost is not wasted): zstd's time per raw byte and its ratio. A
- * probe window happens only when zstd can pay: the time of the bytes it
+ * its cost is not wasted): zstd's time per raw byte (a faster sample counts
+ * at once, a slower one a quarter) and its ratio. A probe window of zstd
+ * happens only when zstd can pay: the time of the bytes it
  * would remove, raw's time per byte times (1 - ratio), is more than its own
  * time per byte. Both are wall-clock times: on a busy host, waiting for a
  * CPU inflates both alike. On loopback or a fast LAN it is not, and auto costs one

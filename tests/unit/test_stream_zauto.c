@@ -117,6 +117,39 @@ static void test_slow_link_decides_soon(void **state)
 	assert_true(r.raw * 50 < r.zstd); /* the warm-up, one measure and a few short probes */
 }
 
+/*
+ * Compressing on a slow link while the samples say zstd could not pay (cold
+ * or disturbed ones): a probe of raw that finds raw slower goes back to
+ * zstd at once, on the two measured costs, and the probes keep spacing out.
+ */
+static void test_probe_of_raw_uses_measured_costs(void **state)
+{
+	struct path p = {.s = 1.0, .l = 8.0, .c = 2.0, .r = 0.3};
+	struct run r = {0};
+	struct zauto z;
+	uint64_t now = 1000;
+	int probes = 0;
+
+	(void)state;
+	zauto_init(&z);
+	drive(&z, &p, 256ull << 20, &now, &r);
+	assert_true(z.on);
+	for (uint64_t sent = 0; sent < (4ull << 30); sent += CHUNK) {
+		bool was = z.on;
+
+		z.sample_ns = 100.0; /* whatever the samples said, it is the measures that decide here */
+		now += (uint64_t)((z.on ? maxd(p.s + p.c, p.l * p.r) : maxd(p.s, p.l)) * CHUNK);
+		zauto_account(&z, CHUNK, now);
+		if (was && !z.on)
+			probes++;
+		if (!was)
+			assert_true(z.on || z.probe || z.raw > 0); /* raw only for the probe window itself */
+	}
+	assert_true(z.on);
+	assert_true(z.every >= 32);
+	assert_true(probes <= 6);
+}
+
 /* A slow link and incompressible data: zstd would remove nothing, so it is never probed. */
 static void test_incompressible_never_probes(void **state)
 {
@@ -174,6 +207,11 @@ static void test_samples(void **state)
 	assert_int_equal(z.samples, 1);
 	assert_true(z.sample_ratio <= 1.0);
 	assert_true(z.sample_ns > 1.9 && z.sample_ns < 2.1);
+	/* a faster sample counts at once, a slower one a quarter */
+	zauto_sample(&z, CHUNK, CHUNK, CHUNK / 2);
+	assert_true(z.sample_ns > 0.99 && z.sample_ns < 1.01);
+	zauto_sample(&z, CHUNK, 5 * CHUNK, CHUNK / 2);
+	assert_true(z.sample_ns > 1.99 && z.sample_ns < 2.01);
 	z.on = true;
 	z.sample_want = true;
 	assert_false(zauto_take_sample(&z, CHUNK)); /* compressing anyway: no sample */
@@ -184,6 +222,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fast_link_never_probes),
 		cmocka_unit_test(test_slow_link_compresses), cmocka_unit_test(test_slow_link_decides_soon),
+		cmocka_unit_test(test_probe_of_raw_uses_measured_costs),
 		cmocka_unit_test(test_incompressible_never_probes),
 		cmocka_unit_test(test_follows_the_data),
 		cmocka_unit_test(test_samples),
