@@ -83,7 +83,11 @@ pc=$(grep -c "postcopy-active" "$E2E_TMP/src4-migrate.log" || true)
 e2e_qmp dst4 --wait-status running 10 || e2e_fail "the destination guest is not running after post-copy"
 passes4() { grep -ac "check pass" "$E2E_TMP/dst4.serial" || true; }
 more4() { [ "$(passes4)" -ge $(($1 + 2)) ]; }
-e2e_wait_until 60 more4 "$(passes4)" || e2e_fail "the guest does not check its RAM on the destination after post-copy"
+e2e_wait_until 60 more4 "$(passes4)" ||
+	e2e_fail "the guest does not check its RAM on the destination after post-copy; its serial ends:
+$(tail -n 5 "$E2E_TMP/dst4.serial" 2>/dev/null)
+destination query-migrate: $(e2e_qmp dst4 query-migrate 2>&1 | head -c 600)
+return path: $(grep -h "done: received" "$E2E_TMP/gw4.log")"
 ! grep -aq MISMATCH "$E2E_TMP/dst4.serial" || e2e_fail "post-copy: the guest found a wrong page: $(grep -a -m3 MISMATCH "$E2E_TMP/dst4.serial")"
 e2e_log "post-copy: resumed at the switch, $pc progress lines in post-copy, guest checks pass on the destination"
 e2e_log "passed in $(e2e_since "$t0") s"
