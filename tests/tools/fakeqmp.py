@@ -9,7 +9,8 @@ reached "the QEMU".
 --log-format json   {"execute": ..., "arguments": ...} a line
 --answers FILE      a Python file defining answer(cmd, args): the value to
                     return, or None for the default (query-status says
-                    "inmigrate", everything else returns {})
+                    "inmigrate", everything else returns {}); an Error(DESC)
+                    (defined for that file) is answered as a QMP error
 Runs until killed.
 """
 import argparse, json, socket, threading
@@ -22,9 +23,18 @@ ap.add_argument("--log-format", choices=("names", "json"), default="names")
 ap.add_argument("--answers")
 a = ap.parse_args()
 
+
+
+class Error:
+    """What answer() returns for a QMP error reply."""
+
+    def __init__(self, desc, cls="GenericError"):
+        self.desc, self.cls = desc, cls
+
+
 custom = None
 if a.answers:
-    scope = {}
+    scope = {"Error": Error}
     with open(a.answers) as f:
         exec(compile(f.read(), a.answers, "exec"), scope)
     custom = scope["answer"]
@@ -60,7 +70,8 @@ def serve(c):
             line = cmd if a.log_format == "names" else json.dumps({"execute": cmd, "arguments": args})
             with log_lock, open(a.log, "a") as f:
                 f.write(line + "\n")
-            reply = {"return": answer(cmd, args or {})}
+            r = answer(cmd, args or {})
+            reply = {"error": {"class": r.cls, "desc": r.desc}} if isinstance(r, Error) else {"return": r}
             if "id" in msg:
                 reply["id"] = msg["id"]
             c.sendall((json.dumps(reply) + "\r\n").encode())
