@@ -46,17 +46,27 @@ int gw_pf_model_name(const char *type, char *out, size_t len)
 }
 
 /* qom-get of property <prop> of <path>: its value in <*ret> (the caller puts it). 0 or -errno. */
+/* The arguments of a qom-get of <prop> of <path>, or NULL without memory. */
+static struct json_object *qom_get_args(const char *path, const char *prop)
+{
+	struct json_object *args = json_object_new_object();
+
+	if (args) {
+		json_object_object_add(args, "path", json_object_new_string(path));
+		json_object_object_add(args, "property", json_object_new_string(prop));
+	}
+	return args;
+}
+
 static int qom_get(struct qmp *q, const char *path, const char *prop, struct json_object **ret, char *err,
 		   size_t errlen)
 {
-	struct json_object *args = json_object_new_object();
+	struct json_object *args = qom_get_args(path, prop);
 	int r;
 
 	*ret = NULL;
 	if (!args)
 		return -ENOMEM;
-	json_object_object_add(args, "path", json_object_new_string(path));
-	json_object_object_add(args, "property", json_object_new_string(prop));
 	r = qmp_cmd(q, "qom-get", args, ret, err, errlen);
 	json_object_put(args);
 	return r;
@@ -301,16 +311,26 @@ static int cmp_str(const void *a, const void *b)
 static int facts_features(struct qmp *q, const char *path, struct json_object *props, bool by_name,
 			  struct wire_preflight *pf, char *err, size_t errlen)
 {
-	size_t cap = (size_t)json_object_object_length(props) + 1, n = 0, k = 0, nread = 0, off = 0;
-	const char **keys = calloc(cap, sizeof(*keys)), **names = calloc(cap, sizeof(*names));
-	struct json_object **args = calloc(cap, sizeof(*args)), **rets = calloc(cap, sizeof(*rets));
+	struct feat {
+		const char *name;
+		bool dflt;      /* the model's value */
+		signed char on; /* 1, 0, or -1: to be read by name */
+	} *f;
+	/* the qom-gets of the features read by name: qmp_cmd_many's arrays */
+	struct {
+		struct json_object **args, **rets;
+		int *rcs;
+	} rd;
+	size_t cap = (size_t)json_object_object_length(props) + 1, k = 0, nread = 0;
 	struct cpuid_words *cw = calloc(1, sizeof(*cw));
-	signed char *on = calloc(cap, 1); /* 1, 0, or -1: to be read */
-	bool *dflt = calloc(cap, sizeof(*dflt));
-	int *rcs = calloc(cap, sizeof(*rcs));
+	const char **names = calloc(cap, sizeof(*names));
 	int r = 0;
 
-	if (!keys || !names || !args || !rets || !cw || !on || !dflt || !rcs) {
+	f = calloc(cap, sizeof(*f));
+	rd.args = calloc(cap, sizeof(*rd.args));
+	rd.rets = calloc(cap, sizeof(*rd.rets));
+	rd.rcs = calloc(cap, sizeof(*rd.rcs));
+	if (!f || !rd.args || !rd.rets || !rd.rcs || !cw || !names) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -321,36 +341,36 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 	{
 		if (!json_object_is_type(val, json_type_boolean) || !wire_name_ok(key, strlen(key)))
 			continue;
-		dflt[k] = json_object_get_boolean(val);
-		on[k] = (signed char)word_bit(cw, key);
-		if (on[k] < 0 && gated_off(cw, key))
-			on[k] = 0;
-		if (on[k] < 0) {
-			if (!(args[nread] = json_object_new_object())) {
-				r = -ENOMEM;
-				goto out;
-			}
-			json_object_object_add(args[nread], "path", json_object_new_string(path));
-			json_object_object_add(args[nread], "property", json_object_new_string(key));
-			nread++;
+		f[k].name = key;
+		f[k].dflt = json_object_get_boolean(val);
+		f[k].on = (signed char)word_bit(cw, key);
+		if (f[k].on < 0 && gated_off(cw, key))
+			f[k].on = 0;
+		if (f[k].on < 0 && !(rd.args[nread++] = qom_get_args(path, key))) {
+			r = -ENOMEM;
+			goto out;
 		}
-		keys[k++] = key;
+		k++;
 	}
 	/* pipelined rather than a round trip each */
-	if ((r = qmp_cmd_many(q, "qom-get", nread, args, rets, rcs, err, errlen)) < 0)
+	if ((r = qmp_cmd_many(q, "qom-get", nread, rd.args, rd.rets, rd.rcs, err, errlen)) < 0)
 		goto out;
 	gw_dbg("pre-flight: %zu CPU features, %zu from the CPUID words, %zu read by name", k, k - nread, nread);
-	for (size_t i = 0, j = 0; i < k; i++) {
-		if (on[i] < 0) { /* a property QEMU cannot read keeps the model's value */
-			on[i] = rcs[j] == 0 && json_object_is_type(rets[j], json_type_boolean)
-				    ? json_object_get_boolean(rets[j])
-				    : dflt[i];
-			j++;
+	{
+		size_t n = 0, off = 0;
+
+		for (size_t i = 0, j = 0; i < k; i++) {
+			if (f[i].on < 0) { /* a property QEMU cannot read keeps the model's value */
+				f[i].on = rd.rcs[j] == 0 && json_object_is_type(rd.rets[j], json_type_boolean)
+					      ? json_object_get_boolean(rd.rets[j])
+					      : f[i].dflt;
+				j++;
+			}
+			if (f[i].on)
+				names[n++] = f[i].name;
 		}
-		if (on[i])
-			names[n++] = keys[i];
-	}
-	if (n <= WIRE_MAX_CPU_FEATURES) {
+		if (n > WIRE_MAX_CPU_FEATURES)
+			goto out;
 		qsort(names, n, sizeof(*names), cmp_str);
 		for (size_t i = 0; i < n; i++) {
 			size_t l = strlen(names[i]);
@@ -372,18 +392,16 @@ static int facts_features(struct qmp *q, const char *path, struct json_object *p
 		}
 	}
 out:
-	for (size_t i = 0; args && rets && i < nread; i++) {
-		json_object_put(args[i]);
-		json_object_put(rets[i]);
+	for (size_t i = 0; rd.args && rd.rets && i < nread; i++) {
+		json_object_put(rd.args[i]);
+		json_object_put(rd.rets[i]);
 	}
-	free(keys);
-	free(names);
-	free(args);
-	free(rets);
+	free(f);
+	free(rd.args);
+	free(rd.rets);
+	free(rd.rcs);
 	free(cw);
-	free(on);
-	free(dflt);
-	free(rcs);
+	free(names);
 	return r;
 }
 
