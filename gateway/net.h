@@ -28,9 +28,9 @@ void net_tune_tcp(int fd);
 /*
  * The sending buffer of a local stream socket on which the destination
  * gateway writes a migration stream to QEMU: NET_LOCAL_SNDBUF (the kernel
- * doubles it, up to net.core.wmem_max), so a 256 KiB chunk usually goes in
- * one call that does not wait and a reader can write it itself
- * (session_stream.c). Not for QEMU's end on the source: measured with
+ * doubles it, up to net.core.wmem_max), so that the stream's in pump
+ * (session_stream.c) usually writes a 256 KiB chunk in one call that does
+ * not wait. Not for QEMU's end on the source: measured with
  * real guests, the larger buffer there saved wake-ups but cost both
  * gateways more CPU per byte. Best effort.
  */
