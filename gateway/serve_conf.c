@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "log.h"
 #include "serve.h"
 
@@ -62,7 +63,8 @@ const char serve_usage[] =
 	"                            (default 0: only --max-sessions), so that one peer\n"
 	"                            cannot take every slot from the others\n"
 	"      --max-streams N       streams open at once per session (default 8)\n"
-	"      --window BYTES        bytes in flight per stream direction (default 4194304);\n"
+	"      --window BYTES        bytes in flight per stream direction, 1M to 64M (K, M\n"
+	"                            suffixes; default 4M);\n"
 	"                            memory per session is at most 2 x max-streams x window\n"
 	"      --max-connections N   connections per session (default 16, at most 64)\n"
 	"      --idle-timeout S      close a session that has no open stream for S seconds\n"
@@ -166,6 +168,17 @@ static int parse_num(struct srvopts *o, const struct numopt *n, const char *arg)
 	char *end;
 	long v;
 
+	if (n->opt == O_WINDOW) { /* a size: 4194304, 4096K or 4M */
+		uint64_t b;
+
+		if (cli_parse_bytes(arg, (uint64_t)n->lo, (uint64_t)n->hi, &b) < 0) {
+			snprintf(o->why, sizeof(o->why), "--%s takes %ld to %ld bytes (or 1M to 64M), not \"%.40s\"",
+				 n->name, n->lo, n->hi, arg);
+			return -EINVAL;
+		}
+		*dst = (int)b;
+		return 0;
+	}
 	errno = 0;
 	v = strtol(arg, &end, 10);
 	if (errno || end == arg || *end || v < n->lo || v > n->hi) {

@@ -31,6 +31,14 @@ expect2 "unknown SPEC" serve --listen 127.0.0.1:0 --target x=tcp:1.2.3.4
 expect2 "QMP socket path" serve --listen 127.0.0.1:0 --target "x=qmp:,log=/tmp/q.log"
 expect2 "given twice" serve --listen 127.0.0.1:0 --target x=discard --target x=discard
 expect2 "cannot read|no such" serve --listen 127.0.0.1:0 --target x=discard --tls-dir "$T/nonexistent"
+# --window is a size: 1M to 64M, with or without a suffix (accepted, the missing TLS directory is what stops these)
+for w in 1048576 1M 4096K 2.5M 64M; do
+	expect2 "cannot read|no such" serve --listen 127.0.0.1:0 --target x=discard --window "$w" --tls-dir "$T/nonexistent"
+done
+for w in 512K 65M 1G x ""; do
+	expect2 "--window takes 1048576 to 67108864 bytes \\(or 1M to 64M\\), not \"$w\"" serve --listen 127.0.0.1:0 \
+		--target x=discard --window "$w"
+done
 expect2 "qmp" migrate --to 127.0.0.1:1 --target x
 expect2 "bandwidth" migrate --qmp q --to 127.0.0.1:1 --target x --bandwidth fast
 expect2 "both --copy-storage and --copy-storage-inc" migrate --qmp q --to 127.0.0.1:1 --target x \
