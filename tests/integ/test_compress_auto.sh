@@ -16,6 +16,10 @@ ns_cleanup() {
 	ip netns del "$B" 2>/dev/null || true
 }
 trap ns_cleanup EXIT
+# namespaces of an earlier run of this test that was killed before its trap ran (its PID is gone)
+for ns in $(ip netns list 2>/dev/null | sed -n 's/^\(mrauto-\([0-9]*\)-[ab]\)\( .*\)\{0,1\}$/\1 \2/p' | awk '{print $1 ":" $2}'); do
+	kill -0 "${ns#*:}" 2>/dev/null || ip netns del "${ns%:*}" 2>/dev/null || true
+done
 ip netns add "$A" 2>/dev/null || { echo "skip: cannot create a network namespace"; exit 77; }
 ip netns add "$B"
 ip -n "$A" link set lo up
