@@ -56,8 +56,22 @@ LIBSSH2_RECV_FUNC(ssh_recv_cb)
 
 	if (n < 0)
 		return -errno;
-	if (n > 0)
+	if (n > 0) {
 		c->consumed = true;
+		if (socket == c->fd) {
+			/*
+			 * sshd does not set TCP_NODELAY for a forwarding-only
+			 * connection, so its small frame (an END, a VERIFIED)
+			 * waits behind an unacknowledged one until our ACK,
+			 * which the kernel would delay by 40 ms; quick-ack mode
+			 * ends after each ACK, hence after every read. Over SSH
+			 * this took 60 to 140 ms off a migration's end.
+			 */
+			int one = 1;
+
+			(void)setsockopt(socket, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+		}
+	}
 	return n;
 }
 
