@@ -28,8 +28,8 @@ peer_expect() {
 
 ENOKEY=126 EKEYREJECTED=129 EACCES=13 ENXIO=6 EINVAL=22
 
-# Strongest methods libssh2 and sshd share.
-peer_expect 0 "cipher aes256-ctr/aes256-ctr, mac hmac-sha2-512" open "$URL" --known-hosts "$SSH_KH" --key "$SSH_KEY"
+# The cheapest cipher and MAC of ours that sshd shares (crypto/ssh.c).
+peer_expect 0 "cipher aes128-ctr/aes128-ctr, mac hmac-sha2-256" open "$URL" --known-hosts "$SSH_KH" --key "$SSH_KEY"
 ok "connected: $(head -1 "$T/peer.out")"
 
 # Byte-exact, 4 connections x 64 MiB, full duplex.
