@@ -45,7 +45,6 @@ int gw_pf_model_name(const char *type, char *out, size_t len)
 	return 0;
 }
 
-/* qom-get of property <prop> of <path>: its value in <*ret> (the caller puts it). 0 or -errno. */
 /* The arguments of a qom-get of <prop> of <path>, or NULL without memory. */
 static struct json_object *qom_get_args(const char *path, const char *prop)
 {
@@ -58,6 +57,7 @@ static struct json_object *qom_get_args(const char *path, const char *prop)
 	return args;
 }
 
+/* qom-get of property <prop> of <path>: its value in <*ret> (the caller puts it). 0 or -errno. */
 static int qom_get(struct qmp *q, const char *path, const char *prop, struct json_object **ret, char *err,
 		   size_t errlen)
 {
