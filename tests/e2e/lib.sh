@@ -38,8 +38,8 @@ E2E_KVM_PROBE_SECS=${E2E_KVM_PROBE_SECS:-5}
 E2E_KVM_DEV=${E2E_KVM_DEV:-/dev/kvm}
 E2E_NAME=e2e
 E2E_TMP=
-E2E_LINE='migrelay-guest: filled '
-E2E_LINE_WHOLE='migrelay-guest: filled [0-9]+ MiB, end 0x[0-9a-f]{8}, (idle|dirty [0-9]+ MiB/s)'
+# the guest's line once it is whole (grep -E)
+E2E_LINE='migrelay-guest: filled [0-9]+ MiB, end 0x[0-9a-f]{8}, (idle|dirty [0-9]+ MiB/s)'
 declare -gA E2E_PID=()      # name -> pid
 declare -gA E2E_QMPSOCK=()  # name -> QMP socket
 declare -gA E2E_DATAEND=()  # name -> end of the guest's data region
@@ -169,7 +169,7 @@ e2e_wait_line() {
 		# The guest writes the line a byte at a time: only a whole one counts,
 		# or a read in the middle of it would leave the data's end unknown
 		# and the RAM check would judge the firmware's pages above it.
-		if line=$(grep -a -m1 -E "$E2E_LINE_WHOLE" "$ser" 2>/dev/null); then
+		if line=$(grep -a -m1 -E "$E2E_LINE" "$ser" 2>/dev/null); then
 			E2E_DATAEND[$name]=$(sed -n 's/.*, end \(0x[0-9a-f]\{8\}\),.*/\1/p' <<<"$line")
 			return 0
 		fi
@@ -221,7 +221,7 @@ e2e_start_src() {
 	t0=$(e2e_now)
 	e2e_qemu "$@"
 	e2e_wait_line "$name" "$E2E_BOOT_SECS" || e2e_fail "guest $name did not come up"
-	e2e_log "$name: $(grep -a -m1 "$E2E_LINE" "$E2E_TMP/$name.serial" | tr -d '\r') ($(e2e_since "$t0") s)"
+	e2e_log "$name: $(grep -a -m1 -E "$E2E_LINE" "$E2E_TMP/$name.serial" | tr -d '\r') ($(e2e_since "$t0") s)"
 }
 
 # e2e_start_dst NAME MIB MODE [qemu args]: paused after the migration (-S).

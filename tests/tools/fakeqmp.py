@@ -24,7 +24,6 @@ ap.add_argument("--answers")
 a = ap.parse_args()
 
 
-
 class Error:
     """What answer() returns for a QMP error reply."""
 
