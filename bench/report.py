@@ -6,7 +6,8 @@ transport into a Markdown page and a gnuplot bar chart.
 
 META (written by bench/compare): title, command, chart_title, mib, rounds,
 machine [[key, value]...], scenarios [{id, title, network, wire_where}...],
-transports [{id, class, desc}...], notes [...].
+transports [{id, class, desc}...], notes [...], and floor_csv when
+bench_floor ran (round, mode, src_s_per_gb, dst_s_per_gb per row).
 """
 import csv
 import json
@@ -193,6 +194,65 @@ def cpu_section(w, meta, scens, results):
     w("")
 
 
+# the migrelay transports whose whole work bench_floor's floors describe (no compression, TLS or plaintext)
+FLOOR_MODE = {"mr-c1": "tls", "mr-c2": "tls", "mr-c4": "tls", "mr-posix": "tls", "mr-mfd2": "tls",
+              "mr-plain": "plaintext"}
+
+
+def floor_section(w, meta, scens, results):
+    path = meta.get("floor_csv")
+    if not path or not os.path.exists(path):
+        return
+    rows = list(csv.DictReader(open(path)))
+    floor = {}
+    for mode in ("tls", "plaintext"):
+        mr = [r for r in rows if r["mode"] == mode]
+        if mr:
+            floor[mode] = (stat([num(r, "src_s_per_gb") for r in mr]), stat([num(r, "dst_s_per_gb") for r in mr]),
+                           len(mr))
+    if not floor:
+        return
+    w("## The floor: what no data path can leave out")
+    w("")
+    w("`bench_floor` (bench/floor.c) ran after every round: one thread per gateway side doing only the work "
+      "every design of this data path must do, with stand-in QEMUs that are not counted. Source: read QEMU's "
+      "stream from a unix socket into 256 KiB chunks, XXH3-128, seal 16 KiB TLS 1.3 records with AES-128-GCM, "
+      "send them over TCP loopback; destination: receive, open, XXH3-128, write to QEMU's unix socket. "
+      "Plaintext leaves the records out. CPU seconds per GB (10^9 bytes) of migration stream, median (min–max) "
+      "of the rounds:")
+    w("")
+    w("| floor | source s/GB | destination s/GB | rounds |")
+    w("|---|---|---|---|")
+    for mode, (fs, fd, n) in floor.items():
+        w("| %s | %s | %s | %d |" % ("TLS (AES-128-GCM)" if mode == "tls" else "plaintext", rng(fs, "%.3f"),
+                                     rng(fd, "%.3f"), n))
+    w("")
+    out = []
+    gib = meta["mib"] / 1024
+    for sc in scens:
+        res = results[sc["id"]]
+        for tid, mode in FLOOR_MODE.items():
+            r = res.get(tid)
+            if mode not in floor or not r or not r["cpu_src"] or not r["qbytes"]:
+                continue
+            per_gib = r["qbytes"][0] / 1e9 / gib  # GB of stream per GiB of guest RAM
+            fs, fd = floor[mode][0][0] * per_gib, floor[mode][1][0] * per_gib
+            out.append("| %s | %s | %.2f | %.2f | %.2f× | %.2f | %.2f | %.2f× |" % (
+                sc["short"], tid, r["cpu_src"][0], fs, r["cpu_src"][0] / fs, r["cpu_dst"][0], fd,
+                r["cpu_dst"][0] / fd))
+    if out:
+        w("Each migrelay transport's gateway CPU (medians, from the table above) against the floor of its mode, "
+          "both per GiB of guest RAM: the floor per GB times the GB of stream the transport's runs moved per "
+          "GiB of guest (median). The gateways' figures include their start-up and handshakes; the floor's "
+          "TCP is loopback, whose receiving half runs on the sender's CPU, as in 1x2.")
+        w("")
+        w("| scenario | transport | source s/GiB | floor | source/floor | destination s/GiB | floor | destination/floor |")
+        w("|---|---|---|---|---|---|---|---|")
+        for line in out:
+            w(line)
+        w("")
+
+
 def e2e_section(w, meta, scens, results):
     rows = []
     for sc in scens:
@@ -325,6 +385,7 @@ def main():
                         "## Results: %s" % sc["title"] if len(scens) > 1 else "## Results")
     e2e_section(w, meta, scens, results)
     cpu_section(w, meta, scens, results)
+    floor_section(w, meta, scens, results)
     mem_section(w, meta, scens, rows_by_sc)
     fails = [(sc["short"], t["id"], e) for sc in scens for t in meta["transports"] if t["class"] != "na"
              for e in results[sc["id"]][t["id"]]["errors"]]

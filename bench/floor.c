@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_floor: the least CPU time a gateway side can spend per GB of
+ * migration stream on this machine, whatever its threads, framing and
+ * scheduling: the work no design of migrelay's data path can leave out.
+ *
+ *   source side:      read QEMU's stream from a unix socket into 256 KiB
+ *                     chunks (kept in a 4 MiB window, as the gateway keeps
+ *                     them until acknowledged), XXH3-128 over them, seal
+ *                     16 KiB TLS 1.3 records with AES-128-GCM
+ *                     (crypto/record.c), send them over TCP;
+ *   destination side: receive them from TCP, open the records into
+ *                     chunks, XXH3-128, write the chunks to QEMU's socket.
+ *
+ * Four threads: a stand-in for each QEMU (not counted) and one thread per
+ * gateway side doing all of its side's steps in turn, with no hand-off,
+ * frame header, acknowledgement or wake-up beyond the sockets' own. Each
+ * step is timed by the thread's CPU clock. --plaintext leaves the records
+ * out (migrelay's --insecure-plaintext). TCP runs over loopback, where the
+ * sender's CPU also carries the receiver's TCP input, as in bench/compare's
+ * one-host layout.
+ *
+ * Prints a table and one line for scripts:
+ *   floor MODE src S dst S    (CPU seconds per GB = 1e9 bytes of stream)
+ * The best run of --runs counts (a floor: interference only adds).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crypto/record.h"
+#include "stream/digest.h"
+
+enum {
+	CHUNK = 256 << 10,                  /* the gateway's chunk */
+	WINDOW_CHUNKS = 16,                 /* its default window, 4 MiB */
+	REC_PLAIN = MR_REC_MAX_PLAIN,       /* 16 KiB records */
+	RECS = CHUNK / REC_PLAIN,
+	SEALED = RECS * (REC_PLAIN + MR_REC_OVERHEAD),
+	QEMU_READ = 32 << 10,               /* what QEMU's QEMUFile reads at a time */
+	LOCAL_SNDBUF = 1 << 20,             /* the gateway's send buffer towards QEMU */
+};
+
+enum step { S_QREAD, S_DIGEST_SRC, S_SEAL, S_SEND, S_RECV, S_OPEN, S_DIGEST_DST, S_QWRITE, S_N };
+
+static const char *const step_name[S_N] = {
+	"read QEMU's stream (unix socket)", "XXH3-128", "AES-128-GCM seal", "TCP send",
+	"TCP receive", "AES-128-GCM open", "XXH3-128", "write to QEMU (unix socket)",
+};
+
+struct run {
+	bool plaintext;
+	size_t chunks;
+	int qsrc[2], qdst[2], tcp[2];
+	struct mr_rec seal, open;
+	double cpu[S_N];
+	const char *err;
+};
+
+static double thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	while (n > 0) {
+		ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		b += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+	unsigned char *b = p;
+
+	while (n > 0) {
+		ssize_t k = recv(fd, b, n, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		b += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Stands for the source QEMU: writes the stream, mixed bytes, into its socket. */
+static void *qemu_src_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned char *b = malloc(CHUNK);
+
+	if (b) {
+		for (size_t i = 0; i < CHUNK; i++)
+			b[i] = (unsigned char)(i * 2654435761u >> 13);
+		for (size_t c = 0; c < r->chunks && write_all(r->qsrc[0], b, CHUNK) == 0; c++)
+			;
+	}
+	free(b);
+	shutdown(r->qsrc[0], SHUT_WR);
+	return NULL;
+}
+
+/* Stands for the destination QEMU: reads 32 KiB at a time until EOF. */
+static void *qemu_dst_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned char *b = malloc(QEMU_READ);
+
+	while (b && recv(r->qdst[1], b, QEMU_READ, 0) > 0)
+		;
+	free(b);
+	return NULL;
+}
+
+static void *src_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned char *win = malloc((size_t)WINDOW_CHUNKS * CHUNK), *out = malloc(SEALED);
+	struct digest d = { 0 };
+	double t;
+
+	if (!win || !out || digest_init(&d) < 0) {
+		r->err = "out of memory";
+		goto done;
+	}
+	for (size_t c = 0; c < r->chunks; c++) {
+		unsigned char *ch = win + (c % WINDOW_CHUNKS) * CHUNK;
+		size_t olen = 0;
+
+		t = thread_cpu();
+		if (read_all(r->qsrc[1], ch, CHUNK) < 0) {
+			r->err = "reading the stand-in QEMU's stream failed";
+			break;
+		}
+		r->cpu[S_QREAD] += thread_cpu() - t;
+		t = thread_cpu();
+		digest_update(&d, ch, CHUNK);
+		r->cpu[S_DIGEST_SRC] += thread_cpu() - t;
+		if (!r->plaintext) {
+			t = thread_cpu();
+			for (int k = 0; k < RECS; k++) {
+				struct iovec v = { ch + (size_t)k * REC_PLAIN, REC_PLAIN };
+				ssize_t n = mr_rec_seal(&r->seal, MR_REC_T_DATA, &v, 1, out + olen, SEALED - olen);
+
+				if (n < 0) {
+					r->err = "sealing a record failed";
+					goto done;
+				}
+				olen += (size_t)n;
+			}
+			r->cpu[S_SEAL] += thread_cpu() - t;
+		}
+		t = thread_cpu();
+		if (write_all(r->tcp[0], r->plaintext ? ch : out, r->plaintext ? CHUNK : olen) < 0) {
+			r->err = "sending over TCP failed";
+			break;
+		}
+		r->cpu[S_SEND] += thread_cpu() - t;
+	}
+done:
+	shutdown(r->tcp[0], SHUT_WR);
+	digest_free(&d);
+	free(win);
+	free(out);
+	return NULL;
+}
+
+static void *dst_main(void *arg)
+{
+	struct run *r = arg;
+	unsigned char *in = malloc(SEALED), *chunk = malloc(CHUNK + 1); /* + the inner content type of the last record */
+	size_t reclen = REC_PLAIN + MR_REC_OVERHEAD;
+	struct digest d = { 0 };
+	double t;
+
+	if (!in || !chunk || digest_init(&d) < 0) {
+		r->err = "out of memory";
+		goto done;
+	}
+	for (size_t c = 0; c < r->chunks; c++) {
+		t = thread_cpu();
+		if (read_all(r->tcp[1], r->plaintext ? chunk : in, r->plaintext ? CHUNK : SEALED) < 0) {
+			r->err = "receiving over TCP failed";
+			break;
+		}
+		r->cpu[S_RECV] += thread_cpu() - t;
+		if (!r->plaintext) {
+			t = thread_cpu();
+			for (int k = 0; k < RECS; k++) {
+				size_t pl = 0;
+				unsigned char type = 0;
+
+				if (mr_rec_open_to(&r->open, in + (size_t)k * reclen, reclen, chunk + (size_t)k * REC_PLAIN,
+						   REC_PLAIN + 1, &pl, &type) < 0 ||
+				    pl != REC_PLAIN || type != MR_REC_T_DATA) {
+					r->err = "opening a record failed";
+					goto done;
+				}
+			}
+			r->cpu[S_OPEN] += thread_cpu() - t;
+		}
+		t = thread_cpu();
+		digest_update(&d, chunk, CHUNK);
+		r->cpu[S_DIGEST_DST] += thread_cpu() - t;
+		t = thread_cpu();
+		if (write_all(r->qdst[0], chunk, CHUNK) < 0) {
+			r->err = "writing to the stand-in QEMU failed";
+			break;
+		}
+		r->cpu[S_QWRITE] += thread_cpu() - t;
+	}
+done:
+	shutdown(r->qdst[0], SHUT_WR);
+	digest_free(&d);
+	free(in);
+	free(chunk);
+	return NULL;
+}
+
+/* A TCP connection over loopback: [0] connects, [1] accepted. Returns 0 or -1. */
+static int tcp_pair(int fds[2])
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+	int one = 1, lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	fds[0] = fds[1] = -1;
+	if (lfd < 0)
+		return -1;
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 1) < 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &l) < 0 ||
+	    (fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fds[0], (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    (fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		close(lfd);
+		if (fds[0] >= 0)
+			close(fds[0]);
+		return -1;
+	}
+	close(lfd);
+	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+static int one_run(struct run *r)
+{
+	static const unsigned char key[16] = { 0x6d, 0x69, 0x67, 0x72, 0x65, 0x6c, 0x61, 0x79 };
+	static const unsigned char iv[MR_REC_IV] = { 1 };
+	pthread_t th[4];
+	int v = LOCAL_SNDBUF, rc = -1;
+
+	r->qsrc[0] = r->qsrc[1] = r->qdst[0] = r->qdst[1] = r->tcp[0] = r->tcp[1] = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qsrc) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qdst) < 0 || tcp_pair(r->tcp) < 0) {
+		fprintf(stderr, "bench_floor: cannot make the sockets: %s\n", strerror(errno));
+		goto out;
+	}
+	(void)setsockopt(r->qdst[0], SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	if (mr_rec_init(&r->seal, MR_REC_AES_128_GCM, key, sizeof(key), iv, sizeof(iv), 0) < 0 ||
+	    mr_rec_init(&r->open, MR_REC_AES_128_GCM, key, sizeof(key), iv, sizeof(iv), 0) < 0) {
+		fprintf(stderr, "bench_floor: AES-128-GCM is not available from GnuTLS\n");
+		goto out;
+	}
+	pthread_create(&th[0], NULL, qemu_src_main, r);
+	pthread_create(&th[1], NULL, src_main, r);
+	pthread_create(&th[2], NULL, dst_main, r);
+	pthread_create(&th[3], NULL, qemu_dst_main, r);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	if (r->err)
+		fprintf(stderr, "bench_floor: %s\n", r->err);
+	else
+		rc = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (r->qsrc[i] >= 0)
+			close(r->qsrc[i]);
+		if (r->qdst[i] >= 0)
+			close(r->qdst[i]);
+		if (r->tcp[i] >= 0)
+			close(r->tcp[i]);
+	}
+	mr_rec_free(&r->seal);
+	mr_rec_free(&r->open);
+	return rc;
+}
+
+static double side(const struct run *r, bool src)
+{
+	double s = 0;
+
+	for (int i = src ? S_QREAD : S_RECV; i <= (src ? S_SEND : S_QWRITE); i++)
+		s += r->cpu[i];
+	return s;
+}
+
+static const char usage[] =
+	"Usage: bench_floor [--mib N] [--runs N] [--plaintext]\n"
+	"\n"
+	"Measures the least CPU time a gateway side spends per GB of migration\n"
+	"stream on this machine: one thread per side doing only the work no data\n"
+	"path can leave out (the socket to QEMU, XXH3-128, AES-128-GCM records,\n"
+	"TCP over loopback), with stand-in QEMUs that are not counted. Prints\n"
+	"each step and a line `floor tls|plaintext src S dst S` (CPU seconds\n"
+	"per GB of stream); the best of the runs counts.\n"
+	"\n"
+	"      --mib N      stream length per run in MiB (default 512)\n"
+	"      --runs N     runs, the best counts (default 3)\n"
+	"      --plaintext  without the records (--insecure-plaintext's floor)\n"
+	"  -h, --help       this text\n";
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mib", required_argument, NULL, 'm' },
+		{ "runs", required_argument, NULL, 'r' },
+		{ "plaintext", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	long mib = 512, runs = 3;
+	bool plaintext = false;
+	struct run best = { 0 };
+	double gb;
+	int o;
+
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		char *end = NULL;
+
+		switch (o) {
+		case 'm':
+			mib = strtol(optarg, &end, 10);
+			if (!end || *end || mib < 16 || mib > 65536) {
+				fprintf(stderr, "bench_floor: --mib takes 16 to 65536, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			runs = strtol(optarg, &end, 10);
+			if (!end || *end || runs < 1 || runs > 20) {
+				fprintf(stderr, "bench_floor: --runs takes 1 to 20, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p':
+			plaintext = true;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bench_floor: unexpected argument '%s'\n%s", argv[optind], usage);
+		return 2;
+	}
+	for (long i = 0; i < runs; i++) {
+		struct run r = { .plaintext = plaintext, .chunks = (size_t)mib * (1 << 20) / CHUNK };
+
+		if (one_run(&r) < 0)
+			return 1;
+		if (i == 0 || side(&r, true) + side(&r, false) < side(&best, true) + side(&best, false))
+			best = r;
+	}
+	gb = (double)best.chunks * CHUNK / 1e9;
+	printf("CPU seconds per GB of stream, best of %ld run(s) of %ld MiB, %s:\n", runs, mib,
+	       plaintext ? "plaintext" : "TLS records (AES-128-GCM)");
+	for (int i = 0; i < S_N; i++) {
+		if (plaintext && (i == S_SEAL || i == S_OPEN))
+			continue;
+		if (i == S_QREAD || i == S_RECV)
+			printf("  %s side\n", i == S_QREAD ? "source" : "destination");
+		printf("    %-34s %6.3f\n", step_name[i], best.cpu[i] / gb);
+	}
+	printf("floor %s src %.3f dst %.3f\n", plaintext ? "plaintext" : "tls", side(&best, true) / gb,
+	       side(&best, false) / gb);
+	return 0;
+}
