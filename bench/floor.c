@@ -186,6 +186,7 @@ static void *src_main(void *arg)
 	}
 done:
 	shutdown(r->tcp[0], SHUT_WR);
+	shutdown(r->qsrc[1], SHUT_RDWR); /* a stand-in still writing stops */
 	digest_free(&d);
 	free(win);
 	free(out);
@@ -238,6 +239,7 @@ static void *dst_main(void *arg)
 	}
 done:
 	shutdown(r->qdst[0], SHUT_WR);
+	shutdown(r->tcp[1], SHUT_RDWR); /* after a failure, the source's sends fail instead of waiting */
 	digest_free(&d);
 	free(in);
 	free(chunk);
