@@ -18,17 +18,22 @@
  * step is timed by the thread's CPU clock. --plaintext leaves the records
  * out (migrelay's --insecure-plaintext). TCP runs over loopback, where the
  * sender's CPU also carries the receiver's TCP input, as in bench/compare's
- * one-host layout.
+ * one-host layout; or, with --listen on the destination side and --connect
+ * on the source side, two processes measure one side each over whatever
+ * path joins them (bench/compare's 2x1 layout: a veth pair between two
+ * network namespaces, each side on its own CPU).
  *
  * Prints a table and one line for scripts:
  *   floor MODE src S dst S    (CPU seconds per GB = 1e9 bytes of stream)
- * The best run of --runs counts (a floor: interference only adds).
+ * (only the side measured with --listen or --connect). For each side the
+ * best run of --runs counts (a floor: interference only adds).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,6 +66,7 @@ static const char *const step_name[S_N] = {
 
 struct run {
 	bool plaintext;
+	bool src, dst;          /* the sides this process measures */
 	size_t chunks;
 	int qsrc[2], qdst[2], tcp[2];
 	struct mr_rec seal, open;
@@ -272,33 +278,111 @@ static int tcp_pair(int fds[2])
 	return 0;
 }
 
-static int one_run(struct run *r)
+/* Parses IPv4 "ADDR:PORT" into <a>. Returns 0 or -1. */
+static int parse_addr(const char *arg, struct sockaddr_in *a)
+{
+	char host[64];
+	const char *colon = strrchr(arg, ':');
+	char *end = NULL;
+	long port;
+
+	if (!colon || (size_t)(colon - arg) >= sizeof(host))
+		return -1;
+	memcpy(host, arg, (size_t)(colon - arg));
+	host[colon - arg] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (!end || *end || colon[1] == '\0' || port < 0 || port > 65535)
+		return -1;
+	memset(a, 0, sizeof(*a));
+	a->sin_family = AF_INET;
+	a->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
+}
+
+/* Destination side alone: the next connection on <lfd>, within 30 s. Returns the socket or -1. */
+static int accept_one(int lfd)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	int fd, one = 1;
+
+	if (poll(&p, 1, 30000) != 1) {
+		fprintf(stderr, "bench_floor: no source side connected within 30 s\n");
+		return -1;
+	}
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		fprintf(stderr, "bench_floor: accept: %s\n", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* Source side alone: connects to <a>, trying for 10 s while it is refused. Returns the socket or -1. */
+static int connect_to(const struct sockaddr_in *a)
+{
+	int one = 1;
+
+	for (int tries = 0; tries < 100; tries++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			break;
+		if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0) {
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			return fd;
+		}
+		close(fd);
+		if (errno != ECONNREFUSED)
+			break;
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "bench_floor: cannot connect to the destination side: %s\n", strerror(errno));
+	return -1;
+}
+
+/* One run of the sides this process measures; <lfd> or <to> for one side alone. Returns 0 or -1. */
+static int one_run(struct run *r, int lfd, const struct sockaddr_in *to)
 {
 	static const unsigned char key[16] = { 0x6d, 0x69, 0x67, 0x72, 0x65, 0x6c, 0x61, 0x79 };
 	static const unsigned char iv[MR_REC_IV] = { 1 };
 	pthread_t th[4];
+	bool started[4] = { false };
 	int v = LOCAL_SNDBUF, rc = -1;
 
 	r->qsrc[0] = r->qsrc[1] = r->qdst[0] = r->qdst[1] = r->tcp[0] = r->tcp[1] = -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qsrc) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qdst) < 0 || tcp_pair(r->tcp) < 0) {
+	if ((r->src && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qsrc) < 0) ||
+	    (r->dst && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->qdst) < 0)) {
 		fprintf(stderr, "bench_floor: cannot make the sockets: %s\n", strerror(errno));
 		goto out;
 	}
-	(void)setsockopt(r->qdst[0], SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	if (r->src && r->dst ? tcp_pair(r->tcp) < 0 :
+	    r->dst ? (r->tcp[1] = accept_one(lfd)) < 0 : (r->tcp[0] = connect_to(to)) < 0) {
+		if (r->src && r->dst)
+			fprintf(stderr, "bench_floor: cannot connect over loopback: %s\n", strerror(errno));
+		goto out;
+	}
+	if (r->dst)
+		(void)setsockopt(r->qdst[0], SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 	if (mr_rec_init(&r->seal, MR_REC_AES_128_GCM, key, sizeof(key), iv, sizeof(iv), 0) < 0 ||
 	    mr_rec_init(&r->open, MR_REC_AES_128_GCM, key, sizeof(key), iv, sizeof(iv), 0) < 0) {
 		fprintf(stderr, "bench_floor: AES-128-GCM is not available from GnuTLS\n");
 		goto out;
 	}
-	pthread_create(&th[0], NULL, qemu_src_main, r);
-	pthread_create(&th[1], NULL, src_main, r);
-	pthread_create(&th[2], NULL, dst_main, r);
-	pthread_create(&th[3], NULL, qemu_dst_main, r);
+	if (r->src) {
+		started[0] = pthread_create(&th[0], NULL, qemu_src_main, r) == 0;
+		started[1] = pthread_create(&th[1], NULL, src_main, r) == 0;
+	}
+	if (r->dst) {
+		started[2] = pthread_create(&th[2], NULL, dst_main, r) == 0;
+		started[3] = pthread_create(&th[3], NULL, qemu_dst_main, r) == 0;
+	}
 	for (int i = 0; i < 4; i++)
-		pthread_join(th[i], NULL);
+		if (started[i])
+			pthread_join(th[i], NULL);
 	if (r->err || r->dst_err)
 		fprintf(stderr, "bench_floor: %s\n", r->err ? r->err : r->dst_err);
+	else if ((r->src && !(started[0] && started[1])) || (r->dst && !(started[2] && started[3])))
+		fprintf(stderr, "bench_floor: cannot start its threads\n");
 	else
 		rc = 0;
 out:
@@ -326,18 +410,33 @@ static double side(const struct run *r, bool src)
 
 static const char usage[] =
 	"Usage: bench_floor [--mib N] [--runs N] [--plaintext]\n"
+	"                   [--listen ADDR:PORT | --connect ADDR:PORT]\n"
 	"\n"
 	"Measures the least CPU time a gateway side spends per GB of migration\n"
 	"stream on this machine: one thread per side doing only the work no data\n"
 	"path can leave out (the socket to QEMU, XXH3-128, AES-128-GCM records,\n"
-	"TCP over loopback), with stand-in QEMUs that are not counted. Prints\n"
-	"each step and a line `floor tls|plaintext src S dst S` (CPU seconds\n"
-	"per GB of stream); the best of the runs counts.\n"
+	"TCP), with stand-in QEMUs that are not counted. Prints each step and a\n"
+	"line `floor tls|plaintext src S dst S` (CPU seconds per GB of stream);\n"
+	"for each side the best of the runs counts. Both sides run here over\n"
+	"loopback, or one side each in two processes (same --mib, --runs and\n"
+	"--plaintext on both):\n"
 	"\n"
-	"      --mib N      stream length per run in MiB (default 512)\n"
-	"      --runs N     runs, the best counts (default 3)\n"
-	"      --plaintext  without the records (--insecure-plaintext's floor)\n"
-	"  -h, --help       this text\n";
+	"      --mib N              stream length per run in MiB (default 512)\n"
+	"      --runs N             runs (default 3)\n"
+	"      --plaintext          without the records (--insecure-plaintext's floor)\n"
+	"      --listen ADDR:PORT   the destination side alone: accept the source\n"
+	"                           side's connections on this IPv4 address (port 0:\n"
+	"                           any; the first line printed is `listening PORT`)\n"
+	"      --connect ADDR:PORT  the source side alone: connect to a --listen\n"
+	"  -h, --help               this text\n";
+
+static void print_side(const struct run *r, bool src, double gb)
+{
+	printf("  %s side\n", src ? "source" : "destination");
+	for (int i = src ? S_QREAD : S_RECV; i <= (src ? S_SEND : S_QWRITE); i++)
+		if (!r->plaintext || (i != S_SEAL && i != S_OPEN))
+			printf("    %-34s %6.3f\n", step_name[i], r->cpu[i] / gb);
+}
 
 int main(int argc, char **argv)
 {
@@ -345,14 +444,17 @@ int main(int argc, char **argv)
 		{ "mib", required_argument, NULL, 'm' },
 		{ "runs", required_argument, NULL, 'r' },
 		{ "plaintext", no_argument, NULL, 'p' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "connect", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	long mib = 512, runs = 3;
-	bool plaintext = false;
-	struct run best = { 0 };
+	bool plaintext = false, src = true, dst = true;
+	struct sockaddr_in addr;
+	struct run best_src = { 0 }, best_dst = { 0 };
+	int lfd = -1, o;
 	double gb;
-	int o;
 
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		char *end = NULL;
@@ -375,6 +477,20 @@ int main(int argc, char **argv)
 		case 'p':
 			plaintext = true;
 			break;
+		case 'l':
+		case 'c':
+			if (!src || !dst) {
+				fprintf(stderr, "bench_floor: --listen and --connect exclude each other\n");
+				return 2;
+			}
+			if (parse_addr(optarg, &addr) < 0) {
+				fprintf(stderr, "bench_floor: --%s takes an IPv4 ADDR:PORT, not '%s'\n",
+					o == 'l' ? "listen" : "connect", optarg);
+				return 2;
+			}
+			src = o == 'c';
+			dst = o == 'l';
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -387,25 +503,49 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_floor: unexpected argument '%s'\n%s", argv[optind], usage);
 		return 2;
 	}
-	for (long i = 0; i < runs; i++) {
-		struct run r = { .plaintext = plaintext, .chunks = (size_t)mib * (1 << 20) / CHUNK };
+	if (!src) {
+		struct sockaddr_in got;
+		socklen_t l = sizeof(got);
+		int one = 1;
 
-		if (one_run(&r) < 0)
+		if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(lfd, 4) < 0 ||
+		    getsockname(lfd, (struct sockaddr *)&got, &l) < 0) {
+			fprintf(stderr, "bench_floor: cannot listen on the --listen address: %s\n", strerror(errno));
 			return 1;
-		if (i == 0 || side(&r, true) + side(&r, false) < side(&best, true) + side(&best, false))
-			best = r;
+		}
+		printf("listening %u\n", ntohs(got.sin_port));
+		fflush(stdout);
 	}
-	gb = (double)best.chunks * CHUNK / 1e9;
+	for (long i = 0; i < runs; i++) {
+		struct run r = { .plaintext = plaintext, .src = src, .dst = dst,
+				 .chunks = (size_t)mib * (1 << 20) / CHUNK };
+
+		if (one_run(&r, lfd, &addr) < 0) {
+			if (lfd >= 0)
+				close(lfd);
+			return 1;
+		}
+		if (i == 0 || side(&r, true) < side(&best_src, true))
+			best_src = r;
+		if (i == 0 || side(&r, false) < side(&best_dst, false))
+			best_dst = r;
+	}
+	if (lfd >= 0)
+		close(lfd);
+	gb = (double)best_src.chunks * CHUNK / 1e9;
 	printf("CPU seconds per GB of stream, best of %ld run(s) of %ld MiB, %s:\n", runs, mib,
 	       plaintext ? "plaintext" : "TLS records (AES-128-GCM)");
-	for (int i = 0; i < S_N; i++) {
-		if (plaintext && (i == S_SEAL || i == S_OPEN))
-			continue;
-		if (i == S_QREAD || i == S_RECV)
-			printf("  %s side\n", i == S_QREAD ? "source" : "destination");
-		printf("    %-34s %6.3f\n", step_name[i], best.cpu[i] / gb);
-	}
-	printf("floor %s src %.3f dst %.3f\n", plaintext ? "plaintext" : "tls", side(&best, true) / gb,
-	       side(&best, false) / gb);
+	if (src)
+		print_side(&best_src, true, gb);
+	if (dst)
+		print_side(&best_dst, false, gb);
+	printf("floor %s", plaintext ? "plaintext" : "tls");
+	if (src)
+		printf(" src %.3f", side(&best_src, true) / gb);
+	if (dst)
+		printf(" dst %.3f", side(&best_dst, false) / gb);
+	printf("\n");
 	return 0;
 }

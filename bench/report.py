@@ -7,7 +7,8 @@ transport into a Markdown page and a gnuplot bar chart.
 META (written by bench/compare): title, command, chart_title, mib, rounds,
 machine [[key, value]...], scenarios [{id, title, network, wire_where}...],
 transports [{id, class, desc}...], notes [...], and floor_csv when
-bench_floor ran (round, mode, src_s_per_gb, dst_s_per_gb per row).
+bench_floor ran (scenario, round, mode, src_s_per_gb, dst_s_per_gb per row;
+a file without the scenario column holds one floor for every scenario).
 """
 import csv
 import json
@@ -204,28 +205,32 @@ def floor_section(w, meta, scens, results):
     if not path or not os.path.exists(path):
         return
     rows = list(csv.DictReader(open(path)))
-    floor = {}
-    for mode in ("tls", "plaintext"):
-        mr = [r for r in rows if r["mode"] == mode]
-        if mr:
-            floor[mode] = (stat([num(r, "src_s_per_gb") for r in mr]), stat([num(r, "dst_s_per_gb") for r in mr]),
-                           len(mr))
+    floor = {}  # (scenario id, mode) -> (source stat, destination stat, rounds)
+    for sc in scens:
+        for mode in ("tls", "plaintext"):
+            mr = [r for r in rows if r["mode"] == mode and r.get("scenario", sc["id"]) == sc["id"]]
+            if mr:
+                floor[(sc["id"], mode)] = (stat([num(r, "src_s_per_gb") for r in mr]),
+                                           stat([num(r, "dst_s_per_gb") for r in mr]), len(mr))
     if not floor:
         return
     w("## The floor: what no data path can leave out")
     w("")
-    w("`bench_floor` (bench/floor.c) ran after every round: one thread per gateway side doing only the work "
-      "every design of this data path must do, with stand-in QEMUs that are not counted. Source: read QEMU's "
-      "stream from a unix socket into 256 KiB chunks, XXH3-128, seal 16 KiB TLS 1.3 records with AES-128-GCM, "
-      "send them over TCP loopback; destination: receive, open, XXH3-128, write to QEMU's unix socket. "
-      "Plaintext leaves the records out. CPU seconds per GB (10^9 bytes) of migration stream, median (min–max) "
-      "of the rounds:")
+    w("`bench_floor` (bench/floor.c) ran after every round, in each host layout: one thread per gateway side "
+      "doing only the work every design of this data path must do, with stand-in QEMUs that are not counted. "
+      "Source: read QEMU's stream from a unix socket into 256 KiB chunks, XXH3-128, seal 16 KiB TLS 1.3 records "
+      "with AES-128-GCM, send them over TCP; destination: receive, open, XXH3-128, write to QEMU's unix socket. "
+      "Plaintext leaves the records out. The two sides run as two processes placed as the gateways are: both on "
+      "the loopback of one namespace in 1x2 (whose receiving TCP half runs on the sender's CPU), or in the two "
+      "namespaces across the veth pair, each on its side's CPU, in 2x1. CPU seconds per GB (10^9 bytes) of "
+      "migration stream, median (min–max) of the rounds:")
     w("")
-    w("| floor | source s/GB | destination s/GB | rounds |")
-    w("|---|---|---|---|")
-    for mode, (fs, fd, n) in floor.items():
-        w("| %s | %s | %s | %d |" % ("TLS (AES-128-GCM)" if mode == "tls" else "plaintext", rng(fs, "%.3f"),
-                                     rng(fd, "%.3f"), n))
+    w("| scenario | floor | source s/GB | destination s/GB | rounds |")
+    w("|---|---|---|---|---|")
+    for (sid, mode), (fs, fd, n) in floor.items():
+        short = next(sc["short"] for sc in scens if sc["id"] == sid)
+        w("| %s | %s | %s | %s | %d |" % (short, "TLS (AES-128-GCM)" if mode == "tls" else "plaintext",
+                                          rng(fs, "%.3f"), rng(fd, "%.3f"), n))
     w("")
     out = []
     gib = meta["mib"] / 1024
@@ -233,18 +238,18 @@ def floor_section(w, meta, scens, results):
         res = results[sc["id"]]
         for tid, mode in FLOOR_MODE.items():
             r = res.get(tid)
-            if mode not in floor or not r or not r["cpu_src"] or not r["qbytes"]:
+            f = floor.get((sc["id"], mode))
+            if not f or not r or not r["cpu_src"] or not r["qbytes"]:
                 continue
             per_gib = r["qbytes"][0] / 1e9 / gib  # GB of stream per GiB of guest RAM
-            fs, fd = floor[mode][0][0] * per_gib, floor[mode][1][0] * per_gib
+            fs, fd = f[0][0] * per_gib, f[1][0] * per_gib
             out.append("| %s | %s | %.2f | %.2f | %.2f× | %.2f | %.2f | %.2f× |" % (
                 sc["short"], tid, r["cpu_src"][0], fs, r["cpu_src"][0] / fs, r["cpu_dst"][0], fd,
                 r["cpu_dst"][0] / fd))
     if out:
-        w("Each migrelay transport's gateway CPU (medians, from the table above) against the floor of its mode, "
-          "both per GiB of guest RAM: the floor per GB times the GB of stream the transport's runs moved per "
-          "GiB of guest (median). The gateways' figures include their start-up and handshakes; the floor's "
-          "TCP is loopback, whose receiving half runs on the sender's CPU, as in 1x2.")
+        w("Each migrelay transport's gateway CPU (medians, from the table above) against the floor of its mode in "
+          "the same layout, both per GiB of guest RAM: the floor per GB times the GB of stream the transport's "
+          "runs moved per GiB of guest (median). The gateways' figures include their start-up and handshakes.")
         w("")
         w("| scenario | transport | source s/GiB | floor | source/floor | destination s/GiB | floor | destination/floor |")
         w("|---|---|---|---|---|---|---|---|")
