@@ -36,6 +36,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,12 +83,13 @@ static double thread_cpu(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int write_all(int fd, const void *p, size_t n)
+/* Sends (<out>) or receives all <n> bytes at <p> on socket <fd>. Returns 0, or -1 on an error or EOF. */
+static int move_all(int fd, void *p, size_t n, bool out)
 {
-	const unsigned char *b = p;
+	unsigned char *b = p;
 
 	while (n > 0) {
-		ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+		ssize_t k = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
 
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -99,21 +101,21 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+static int write_all(int fd, const void *p, size_t n)
+{
+	return move_all(fd, (void *)(uintptr_t)p, n, true); /* send() only reads it */
+}
+
 static int read_all(int fd, void *p, size_t n)
 {
-	unsigned char *b = p;
+	return move_all(fd, p, n, false);
+}
 
-	while (n > 0) {
-		ssize_t k = recv(fd, b, n, 0);
+static void nodelay(int fd)
+{
+	int one = 1;
 
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		b += k;
-		n -= (size_t)k;
-	}
-	return 0;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 /* Stands for the source QEMU: writes the stream, mixed bytes, into its socket. */
@@ -257,7 +259,7 @@ static int tcp_pair(int fds[2])
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t l = sizeof(a);
-	int one = 1, lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	fds[0] = fds[1] = -1;
 	if (lfd < 0)
@@ -273,8 +275,8 @@ static int tcp_pair(int fds[2])
 		return -1;
 	}
 	close(lfd);
-	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nodelay(fds[0]);
+	nodelay(fds[1]);
 	return 0;
 }
 
@@ -303,7 +305,7 @@ static int parse_addr(const char *arg, struct sockaddr_in *a)
 static int accept_one(int lfd)
 {
 	struct pollfd p = { .fd = lfd, .events = POLLIN };
-	int fd, one = 1;
+	int fd;
 
 	if (poll(&p, 1, 30000) != 1) {
 		fprintf(stderr, "bench_floor: no source side connected within 30 s\n");
@@ -313,22 +315,20 @@ static int accept_one(int lfd)
 		fprintf(stderr, "bench_floor: accept: %s\n", strerror(errno));
 		return -1;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nodelay(fd);
 	return fd;
 }
 
 /* Source side alone: connects to <a>, trying for 10 s while it is refused. Returns the socket or -1. */
 static int connect_to(const struct sockaddr_in *a)
 {
-	int one = 1;
-
 	for (int tries = 0; tries < 100; tries++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 		if (fd < 0)
 			break;
 		if (connect(fd, (const struct sockaddr *)a, sizeof(*a)) == 0) {
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			nodelay(fd);
 			return fd;
 		}
 		close(fd);
@@ -430,6 +430,19 @@ static const char usage[] =
 	"      --connect ADDR:PORT  the source side alone: connect to a --listen\n"
 	"  -h, --help               this text\n";
 
+/* --<name> <arg>: a whole number from <lo> to <hi> into <*v>. Returns 0, or -1 with the message printed. */
+static int ranged(const char *name, const char *arg, long lo, long hi, long *v)
+{
+	char *end = NULL;
+
+	*v = strtol(arg, &end, 10);
+	if (end == arg || *end || *v < lo || *v > hi) {
+		fprintf(stderr, "bench_floor: --%s takes %ld to %ld, not '%s'\n", name, lo, hi, arg);
+		return -1;
+	}
+	return 0;
+}
+
 static void print_side(const struct run *r, bool src, double gb)
 {
 	printf("  %s side\n", src ? "source" : "destination");
@@ -457,22 +470,14 @@ int main(int argc, char **argv)
 	double gb;
 
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		char *end = NULL;
-
 		switch (o) {
 		case 'm':
-			mib = strtol(optarg, &end, 10);
-			if (!end || *end || mib < 16 || mib > 65536) {
-				fprintf(stderr, "bench_floor: --mib takes 16 to 65536, not '%s'\n", optarg);
+			if (ranged("mib", optarg, 16, 65536, &mib) < 0)
 				return 2;
-			}
 			break;
 		case 'r':
-			runs = strtol(optarg, &end, 10);
-			if (!end || *end || runs < 1 || runs > 20) {
-				fprintf(stderr, "bench_floor: --runs takes 1 to 20, not '%s'\n", optarg);
+			if (ranged("runs", optarg, 1, 20, &runs) < 0)
 				return 2;
-			}
 			break;
 		case 'p':
 			plaintext = true;
@@ -506,7 +511,7 @@ int main(int argc, char **argv)
 	if (!src) {
 		struct sockaddr_in got;
 		socklen_t l = sizeof(got);
-		int one = 1;
+		int one = 1; /* SO_REUSEADDR */
 
 		if ((lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 		    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
