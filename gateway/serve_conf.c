@@ -145,13 +145,13 @@ static const struct numopt {
 	int opt;
 	const char *name;
 	long lo, hi;
-	int scale; /* 1000 for seconds given, milliseconds kept */
+	int scale; /* 1000 for seconds given, milliseconds kept; 0 for a size in bytes (K and M suffixes) */
 	size_t off; /* of the int in struct srvopts */
 } numopts[] = {
 	{ O_MAXS, "max-sessions", 1, 256, 1, offsetof(struct srvopts, max_sessions) },
 	{ O_PER_ID, "max-sessions-per-identity", 0, 256, 1, offsetof(struct srvopts, max_per_identity) },
 	{ O_MAXST, "max-streams", 1, WIRE_MAX_STREAMS, 1, offsetof(struct srvopts, max_streams) },
-	{ O_WINDOW, "window", WIRE_MIN_WINDOW, WIRE_MAX_WINDOW, 1, offsetof(struct srvopts, window) },
+	{ O_WINDOW, "window", WIRE_MIN_WINDOW, WIRE_MAX_WINDOW, 0, offsetof(struct srvopts, window) },
 	{ O_MAXC, "max-connections", 1, WIRE_MAX_CONNS, 1, offsetof(struct srvopts, max_conns) },
 	{ O_IDLE, "idle-timeout", 0, 86400, 1000, offsetof(struct srvopts, idle_ms) },
 	{ O_RECONNECT, "reconnect-timeout", 0, 3600, 1000, offsetof(struct srvopts, reconnect_ms) },
@@ -168,12 +168,12 @@ static int parse_num(struct srvopts *o, const struct numopt *n, const char *arg)
 	char *end;
 	long v;
 
-	if (n->opt == O_WINDOW) { /* a size: 4194304, 4096K or 4M */
+	if (n->scale == 0) { /* a size: 4194304, 4096K or 4M */
 		uint64_t b;
 
 		if (cli_parse_bytes(arg, (uint64_t)n->lo, (uint64_t)n->hi, &b) < 0) {
-			snprintf(o->why, sizeof(o->why), "--%s takes %ld to %ld bytes (or 1M to 64M), not \"%.40s\"",
-				 n->name, n->lo, n->hi, arg);
+			snprintf(o->why, sizeof(o->why), "--%s takes %ld to %ld bytes (or %ldM to %ldM), not \"%.40s\"",
+				 n->name, n->lo, n->hi, n->lo >> 20, n->hi >> 20, arg);
 			return -EINVAL;
 		}
 		*dst = (int)b;
