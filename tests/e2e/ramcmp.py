@@ -8,8 +8,9 @@ The region from --data-start (default 2 MiB) up is where the test guest keeps
 its data: every differing page there is reported by address and fails the
 check. Below it live the guest's own code, stack and tick counter; there a
 difference fails only with --whole (an idle guest), otherwise it is reported
-as a note: QEMU 7.2 under TCG has been seen to deliver such a page one pass
-stale while the guest keeps running.
+as a note: QEMU before 9.0 under TCG misses writes to such hot pages in its
+dirty tracking and delivers them stale (the guest now empties TCG's TLB after
+each burst of writes to avoid it; see guest.c, tlb_flush_all).
 
 The destination dump is also checked against what the guest wrote (see
 guest/guest.c): zero and pattern pages up to --data-end (the "end 0x..." the
@@ -21,8 +22,9 @@ holding an older generation of what the guest wrote there than the source
 holds is "stale" (QEMU did not send its last write; the relay's digests
 tell separately whether every byte QEMU sent arrived). --stale-ok N lets up
 to N stale pages pass, for post-copy under TCG, where QEMU 7.2 has been
-seen to leave one page one pass behind; a page holding none of the guest's
-generations ("lost or corrupted") always fails.
+seen to leave one page one pass behind (the dirty-tracking bug above); a
+page holding none of the guest's generations ("lost or corrupted") always
+fails.
 
 Exit 0 if the dumps match, 1 if they differ, 2 on usage or I/O errors.
 """

@@ -500,6 +500,44 @@ static void test_migration_events(void **state)
 	rig_stop(&g);
 }
 
+/* TCG before QEMU 9.0 is told apart from KVM, from 9.0, and from a QEMU without the commands. */
+static void test_tcg_stale_risk(void **state)
+{
+#define KVM(on) "{\"return\": {\"enabled\": " on ", \"present\": true}, \"id\": @ID@}"
+#define VERSION(maj, min, mic)                                                                                         \
+	"{\"return\": {\"qemu\": {\"major\": " maj ", \"minor\": " min ", \"micro\": " mic                             \
+	"}, \"package\": \"\"}, \"id\": @ID@}"
+	static const struct step steps[] = {
+	    {"qmp_capabilities", "{\"return\": {}, \"id\": @ID@}", 0},
+	    {"query-kvm", KVM("true"), 0},
+	    {"query-kvm", KVM("false"), 0},
+	    {"query-version", VERSION("7", "2", "22"), 0},
+	    {"query-kvm", KVM("false"), 0},
+	    {"query-version", VERSION("9", "0", "0"), 0},
+	    {"query-kvm", "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no\"}, \"id\": @ID@}", 0},
+	    {"query-kvm", KVM("false"), 0},
+	    {"query-version", "{\"return\": {}, \"id\": @ID@}", 0},
+	    {"query-kvm", "CLOSE", 0},
+	    {NULL, NULL, 0},
+	};
+#undef KVM
+#undef VERSION
+	char err[QMP_ERR_MAX], ver[32] = "";
+	struct rig g;
+
+	(void)state;
+	rig_start(&g, steps, 2000);
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), 0); /* KVM */
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), 1); /* TCG, 7.2 */
+	assert_string_equal(ver, "7.2.22");
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), 0); /* TCG, 9.0 */
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), 0); /* no query-kvm */
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), 0); /* no version given */
+	/* the monitor itself failing is an error, not an answer */
+	assert_int_equal(qemu_tcg_stale_risk(g.q, ver, sizeof(ver), err, sizeof(err)), -ECONNRESET);
+	rig_stop(&g);
+}
+
 static void test_open_errors(void **state)
 {
 	static const struct step not_qmp[] = {
@@ -541,6 +579,7 @@ int main(void)
 	    cmocka_unit_test(test_classify),	     cmocka_unit_test(test_client_basic),
 	    cmocka_unit_test(test_client_timeout),   cmocka_unit_test(test_open_errors),
 	    cmocka_unit_test(test_migration_events), cmocka_unit_test(test_client_many),
+	    cmocka_unit_test(test_tcg_stale_risk),
 	};
 
 	gw_log_level = -1;

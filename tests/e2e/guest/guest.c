@@ -77,11 +77,10 @@ static u32 generation;
 /* check mode: the generation each noise page was last written with (0: the fill), for pages below CHECK_PAGES */
 #define CHECK_PAGES (192u * 1024u) /* 768 MiB of data above 2 MiB */
 /*
- * Page-aligned, so that no page of the table also holds code: QEMU 7.2's
- * TCG has been seen to leave a page that holds both translated code and
- * data the guest keeps writing out of a migration's later passes (the
- * destination got that page one pass stale, with socat as well as with
- * migrelay), which made every page the table covered look wrong.
+ * Page-aligned, so that no page of the table also holds code or the
+ * guest's counters. A table page delivered stale makes every data page it
+ * covers look wrong ("the generation table is stale"); see tlb_flush_all for
+ * the QEMU bug that did that, with socat as well as with migrelay.
  */
 static u32 gen_of[CHECK_PAGES] __attribute__((aligned(4096)));
 static int checking;
@@ -140,6 +139,29 @@ static void putu_serial(u32 v)
 		v /= 10;
 	} while (v && i > 0);
 	puts_serial(buf + i);
+}
+
+/*
+ * Empties the TLB that QEMU's TCG keeps for this vCPU (paging is off, so
+ * toggling CR4.PSE changes nothing else; under KVM it costs two exits).
+ *
+ * QEMU before 9.0 (commit 03bfc2188f06, "physmem: Fix migration dirty bitmap
+ * coherency with TCG memory access") does not reset TCG's TLB when a
+ * migration's dirty-bitmap sync clears a page's dirty bit: stores through a
+ * TLB entry filled while the page was dirty keep bypassing the dirty
+ * tracking until that entry is dropped, so the page is not sent again and
+ * the destination gets it stale. Hot pages suffer: the stack, the check's
+ * counters, the generation table. Refilling every entry after each burst of
+ * writes makes the next write to any page mark it dirty again, so what the
+ * guest checks is what a migration tool delivered, not this QEMU bug.
+ */
+static void tlb_flush_all(void)
+{
+	u32 cr4;
+
+	__asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4 ^ 0x10u) : "memory");
+	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
 }
 
 /* A 32-bit integer hash, so neighbouring pages get unrelated classes and seeds. */
@@ -238,6 +260,7 @@ static void dirty_one(void)
 	if (checking)
 		gen_of[dirty_pos - first] = generation;
 	dirty_pos++;
+	tlb_flush_all();
 }
 
 /* The seed of noise page <pfn> as fill_page or dirty_one last wrote it. */
@@ -537,5 +560,6 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 			if (checking)
 				check_some(64 * 256 / TICK_HZ); /* 64 MiB/s of verification */
 		}
+		tlb_flush_all(); /* before the halt: the next tick's writes are tracked afresh */
 	}
 }
