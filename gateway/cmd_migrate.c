@@ -344,6 +344,24 @@ static int gather_facts(struct mig *m)
 	return r < 0 ? mig_fail(m, MR_EXIT_QEMU, "source QEMU: %s", m->err) : 0;
 }
 
+/*
+ * A source QEMU whose own dirty tracking can leave pages stale (TCG before
+ * 9.0) gets a warning: the digests prove that every byte QEMU sent arrived,
+ * but nothing on the wire can restore a write QEMU never sent. Only a
+ * warning, as tests and demos run TCG on purpose.
+ */
+static void warn_tcg(struct mig *m)
+{
+	char ver[32], err[QMP_ERR_MAX];
+
+	if (qemu_tcg_stale_risk(m->q, ver, sizeof(ver), err, sizeof(err)) == 1)
+		gw_warn("the source QEMU %s runs its guest under TCG, without KVM: QEMU before 9.0 can miss guest "
+			"writes in its dirty tracking and leave pages stale on the destination, whatever carries "
+			"the stream (fixed in QEMU 9.0, commit 03bfc2188f06); for guests that matter, use KVM or "
+			"QEMU 9.0 or later",
+			ver);
+}
+
 /* Phase 2: the source QEMU answers and has a guest that is not migrating yet. Returns 0 or an exit code. */
 static int migrate_preflight(struct mig *m)
 {
@@ -357,6 +375,7 @@ static int migrate_preflight(struct mig *m)
 		return mig_fail(m, MR_EXIT_QEMU, "the source QEMU is already migrating (status %s)", m->mi.status);
 	if (!strcmp(status, "inmigrate") || !strcmp(status, "postmigrate"))
 		return mig_fail(m, MR_EXIT_QEMU, "the source QEMU is %s; it has no guest to send", status);
+	warn_tcg(m);
 	/* As libvirt: the destination runs the guest afterwards only if it ran here (HELLO flag RESUME). */
 	m->src_running = !strcmp(status, "running");
 	m->o.resume = m->src_running && !m->suspend;

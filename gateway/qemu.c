@@ -2,6 +2,7 @@
 #include "qemu.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -73,6 +74,34 @@ int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t
 		snprintf(status, len, "unknown");
 	json_object_put(ret);
 	return 0;
+}
+
+int qemu_tcg_stale_risk(struct qmp *q, char *ver, size_t verlen, char *err, size_t errlen)
+{
+	struct json_object *ret = NULL, *v, *qv;
+	uint64_t major, minor, micro;
+	bool kvm;
+	int r;
+
+	if ((r = qmp_cmd(q, "query-kvm", NULL, &ret, err, errlen)) < 0)
+		return r == -EREMOTEIO ? 0 : r;
+	kvm = json_object_object_get_ex(ret, "enabled", &v) && json_object_get_boolean(v);
+	json_object_put(ret);
+	ret = NULL;
+	if (kvm)
+		return 0;
+	if ((r = qmp_cmd(q, "query-version", NULL, &ret, err, errlen)) < 0)
+		return r == -EREMOTEIO ? 0 : r;
+	qv = NULL;
+	json_object_object_get_ex(ret, "qemu", &qv);
+	major = get_u64(qv, "major");
+	minor = get_u64(qv, "minor");
+	micro = get_u64(qv, "micro");
+	json_object_put(ret);
+	if (!qv || major == 0 || major >= 9)
+		return 0;
+	snprintf(ver, verlen, "%" PRIu64 ".%" PRIu64 ".%" PRIu64, major, minor, micro);
+	return 1;
 }
 
 int qemu_enable_migration_events(struct qmp *q, char *err, size_t errlen)

@@ -34,6 +34,16 @@ MR_MUST_CHECK int qemu_query_migrate(struct qmp *q, struct qemu_mig_info *mi, ch
 /* "running", "inmigrate", "postmigrate", "paused", ... into <status>. */
 MR_MUST_CHECK int qemu_query_status(struct qmp *q, char *status, size_t len, char *err, size_t errlen);
 bool qemu_mig_terminal(const char *status);
+/*
+ * Whether this QEMU runs its guest without KVM (TCG) and is older than 9.0:
+ * such a QEMU does not reset TCG's TLB when a migration's dirty-bitmap sync
+ * clears a page's bit (fixed upstream by commit 03bfc2188f06), so guest
+ * writes through an entry filled earlier go untracked and the page can reach
+ * the destination stale, whatever carries the stream. Returns 1 and QEMU's
+ * version ("7.2.22") in <ver>, 0 (KVM, a newer QEMU, or a command it lacks),
+ * or -errno when the monitor itself failed (err set).
+ */
+MR_MUST_CHECK int qemu_tcg_stale_risk(struct qmp *q, char *ver, size_t verlen, char *err, size_t errlen);
 /* Turns on QEMU's "events" migration capability (a MIGRATION event at each status change). 0 or -errno (err set). */
 MR_MUST_CHECK int qemu_enable_migration_events(struct qmp *q, char *err, size_t errlen);
 /*
