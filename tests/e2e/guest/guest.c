@@ -84,6 +84,7 @@ static u32 generation;
  */
 static u32 gen_of[CHECK_PAGES] __attribute__((aligned(4096)));
 static int checking;
+static int tcg_tlb = 1; /* tlb_flush_all does its work (not under KVM) */
 static int check_fault; /* "checkfault": after the first pass, corrupt one page and make one stale (proves the check sees both) */
 
 static inline void outb(u16 port, u8 v)
@@ -143,7 +144,8 @@ static void putu_serial(u32 v)
 
 /*
  * Empties the TLB that QEMU's TCG keeps for this vCPU (paging is off, so
- * toggling CR4.PSE changes nothing else; under KVM it costs two exits).
+ * toggling CR4.PSE changes nothing else). Not under KVM (tcg_tlb is 0):
+ * there the hardware tracks dirty pages and each CR4 write would cost an exit.
  *
  * QEMU before 9.0 (commit 03bfc2188f06, "physmem: Fix migration dirty bitmap
  * coherency with TCG memory access") does not reset TCG's TLB when a
@@ -159,9 +161,28 @@ static void tlb_flush_all(void)
 {
 	u32 cr4;
 
+	if (!tcg_tlb)
+		return;
 	__asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
 	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4 ^ 0x10u) : "memory");
 	__asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+}
+
+static void cpuid(u32 leaf, u32 r[4])
+{
+	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
+}
+
+/* Whether the guest runs under KVM: the hypervisor bit, then KVM's signature "KVMKVMKVM\0\0\0". */
+static int under_kvm(void)
+{
+	u32 r[4];
+
+	cpuid(1, r);
+	if (!(r[2] & 0x80000000u))
+		return 0;
+	cpuid(0x40000000u, r);
+	return r[1] == 0x4b4d564bu && r[2] == 0x564b4d56u && r[3] == 0x4du;
 }
 
 /* A 32-bit integer hash, so neighbouring pages get unrelated classes and seeds. */
@@ -524,6 +545,7 @@ void guest_main(u32 magic, const struct mb_info *mbi)
 	idle = cmdline_word(cl, "idle") != 0;
 	check_fault = cmdline_word(cl, "checkfault") != 0;
 	checking = check_fault || cmdline_word(cl, "check") != 0;
+	tcg_tlb = !under_kvm();
 	v = cmdline_word(cl, "rate");
 	if (v && *v == '=') {
 		for (rate = 0, v++; *v >= '0' && *v <= '9' && rate < 1024; v++)
