@@ -65,8 +65,7 @@ e2e_stop src3 dst3 gw3
 # the background, 4 MiB/s), and checks its own RAM there while the rest is still on its way.
 port=$(e2e_free_port)
 # (rate=16: see test_migrelay_postcopy for the guest that does not converge; here the point is where the
-# guest runs. Under TCG, QEMU 7.2 has been seen, rarely, to leave one page stale on a destination that
-# runs during post-copy at 64 MiB/s of writes, with every byte relayed verified: a QEMU matter, kept rarer.)
+# guest runs.)
 e2e_start_dst dst4 128 "check rate=16"
 mr_e2e_serve gw4 "$port" --target "vm=qmp:$(e2e_qmp_sock dst4),log=$E2E_TMP/dst4.log"
 e2e_start_src src4 128 "check rate=16"
