@@ -352,14 +352,16 @@ static int gather_facts(struct mig *m)
  */
 static void warn_tcg(struct mig *m)
 {
-	char ver[32], err[QMP_ERR_MAX];
+	char err[QMP_ERR_MAX];
 
-	if (qemu_tcg_stale_risk(m->q, ver, sizeof(ver), err, sizeof(err)) == 1)
-		gw_warn("the source QEMU %s runs its guest under TCG, without KVM: QEMU before 9.0 can miss guest "
-			"writes in its dirty tracking and leave pages stale on the destination, whatever carries "
-			"the stream (fixed in QEMU 9.0, commit 03bfc2188f06); for guests that matter, use KVM or "
-			"QEMU 9.0 or later",
-			ver);
+	if (qemu_tcg_stale_risk(m->q, m->tcg_risk, sizeof(m->tcg_risk), err, sizeof(err)) != 1) {
+		m->tcg_risk[0] = '\0';
+		return;
+	}
+	gw_warn("the source QEMU %s runs its guest under TCG, without KVM: QEMU before 9.0 can miss guest writes in "
+		"its dirty tracking and leave pages stale on the destination, whatever carries the stream (fixed "
+		"in QEMU 9.0, commit 03bfc2188f06); for guests that matter, use KVM or QEMU 9.0 or later",
+		m->tcg_risk);
 }
 
 /* Phase 2: the source QEMU answers and has a guest that is not migrating yet. Returns 0 or an exit code. */
@@ -696,6 +698,7 @@ static void migrate_report(struct mig *m)
 		json_object_object_add(ev, "verified", json_object_new_boolean(1));
 		json_object_object_add(ev, "destination_resume", json_object_new_boolean(m->o.resume));
 		json_object_object_add(ev, "insecure_plaintext", json_object_new_boolean(m->o.plaintext));
+		json_object_object_add(ev, "source_tcg_stale_risk", json_object_new_boolean(m->tcg_risk[0] != '\0'));
 		gw_json_emit(stdout, ev);
 		return;
 	}
@@ -715,6 +718,10 @@ static void migrate_report(struct mig *m)
 	if (m->o.plaintext)
 		fprintf(stderr,
 			"  INSECURE PLAINTEXT: the migration travelled unencrypted and unauthenticated after the TLS handshake (--insecure-plaintext)\n");
+	if (m->tcg_risk[0])
+		fprintf(stderr,
+			"  the source QEMU %s ran TCG: its dirty tracking may have left pages unsent (see above)\n",
+			m->tcg_risk);
 }
 
 /* Phase 6, after a failure: ends the mirrors, and takes the guest back if QEMU had handed it over. */

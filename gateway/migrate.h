@@ -59,6 +59,7 @@ struct mig {
 	bool no_preflight;   /* --no-preflight */
 	struct wire_preflight pf; /* the source QEMU's facts for the destination's pre-flight check */
 	bool src_running;    /* the guest ran here when migrate started */
+	char tcg_risk[32];   /* the source QEMU's version when it runs TCG before 9.0 (qemu_tcg_stale_risk), else "" */
 	struct migctl *ctl;
 	uint64_t last_raw, last_ns; /* for the stream rate `ctl info` shows */
 	double last_rate;

@@ -37,6 +37,18 @@ run 2 dirty data --connections 4 --compress zstd
 run 3 idle whole --connections 2 --compress auto --json
 grep -q '"event":"progress"' "$E2E_TMP/src3-migrate.out" || e2e_fail "no JSON progress lines"
 e2e_log "JSON report: $(grep '"event":"report"' "$E2E_TMP/src3-migrate.out")"
+# QEMU's version and accelerator decide the TCG warning: QEMU 7.2 under TCG gets it, KVM or QEMU 9.0+ does not
+ver=$("$E2E_QEMU" --version | sed -n '1s/.*version \([0-9]*\)\..*/\1/p')
+if [ "$E2E_ACCEL" = tcg ] && [ -n "$ver" ] && [ "$ver" -lt 9 ]; then
+	grep -q '"source_tcg_stale_risk":true' "$E2E_TMP/src3-migrate.out" || e2e_fail "the JSON report does not flag TCG"
+	grep -q "warning: the source QEMU [0-9.]* runs its guest under TCG" "$E2E_TMP/src1-migrate.log" ||
+		e2e_fail "migrate did not warn about TCG before QEMU 9.0"
+	grep -q "ran TCG: its dirty tracking may have left pages unsent" "$E2E_TMP/src1-migrate.log" ||
+		e2e_fail "migrate's report does not repeat the TCG caution"
+else
+	grep -q '"source_tcg_stale_risk":false' "$E2E_TMP/src3-migrate.out" || e2e_fail "the JSON report flags TCG ($E2E_ACCEL, QEMU $ver)"
+	! grep -q "runs its guest under TCG" "$E2E_TMP/src1-migrate.log" || e2e_fail "a TCG warning with $E2E_ACCEL, QEMU $ver"
+fi
 
 SERVE_ARGS=(--insecure-plaintext)
 run 4 dirty data --connections 4 --insecure-plaintext
