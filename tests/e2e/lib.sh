@@ -279,7 +279,7 @@ e2e_migrate_unix() {
 	e2e_log "$src -> $dst: completed in $(e2e_since "$t0") s (QEMU: total $(e2e_migrate_info "$src" total-time) ms, downtime $(e2e_migrate_info "$src" downtime) ms)"
 }
 
-# e2e_ram_check SRC DST [whole]: the source stopped (postmigrate), the
+# e2e_ram_check SRC DST [data|whole|strict-low]: the source stopped (postmigrate), the
 # destination paused and never continued; dumps guest-physical RAM 0..size
 # of both with pmemsave and compares them page by page (ramcmp.py).
 e2e_ram_check() {
@@ -297,6 +297,7 @@ e2e_ram_check() {
 	wait $p1 || e2e_fail "pmemsave on $src"
 	wait $p2 || e2e_fail "pmemsave on $dst"
 	[ "$how" = whole ] && opts+=(--whole)
+	[ "$how" = strict-low ] && opts+=(--strict-low)
 	end=${E2E_DATAEND[$src]:-}
 	# without it the pages above the guest's data (firmware tables) would be judged as data
 	[ -n "$end" ] || e2e_fail "the end of $src's data region is unknown: its guest's \"filled\" line was not read"
