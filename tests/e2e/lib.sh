@@ -9,7 +9,7 @@
 #   e2e_start_src N MIB MODE [qemu args]   source QEMU named N; waits for the guest's line
 #   e2e_start_dst N MIB MODE [qemu args]   destination QEMU (-incoming defer, -S)
 #   e2e_qmp N CMD [JSON]     one QMP command, prints the return value
-#   e2e_migrate_unix S D SECS              QEMU's own unix: migration
+#   e2e_migrate_unix S D SECS [BW]         QEMU's own unix: migration (BW bytes/s)
 #   e2e_wait_migration N SECS              until completed (0) or failed (1)
 #   e2e_ram_check S D [whole]              dump both RAMs and compare (see ramcmp.py)
 #   e2e_spawn N CMD...       any background process, killed at exit
@@ -266,13 +266,13 @@ for k in sys.argv[2].split("."):
 print(v if v != {} else "")' "$E2E_TMP/$1.migrate.json" "$2"
 }
 
-# e2e_migrate_unix SRC DST SECS: QEMU's own unix: transport, bandwidth unthrottled.
+# e2e_migrate_unix SRC DST SECS [BYTES_PER_S]: QEMU's own unix: transport, bandwidth unthrottled unless given.
 e2e_migrate_unix() {
-	local src=$1 dst=$2 secs=$3 uri t0
+	local src=$1 dst=$2 secs=$3 bw=${4:-1099511627776} uri t0
 	uri="unix:$E2E_TMP/$src-$dst.mig"
 	t0=$(e2e_now)
 	e2e_qmp "$dst" migrate-incoming "{\"uri\": \"$uri\"}" >/dev/null || e2e_fail "migrate-incoming"
-	e2e_qmp "$src" migrate-set-parameters '{"max-bandwidth": 1099511627776}' >/dev/null ||
+	e2e_qmp "$src" migrate-set-parameters "{\"max-bandwidth\": $bw}" >/dev/null ||
 		e2e_fail "migrate-set-parameters"
 	e2e_qmp "$src" migrate "{\"uri\": \"$uri\"}" >/dev/null || e2e_fail "migrate"
 	e2e_wait_migration "$src" "$secs" || e2e_fail "migration $src -> $dst did not complete"

@@ -23,10 +23,9 @@ Every differing data page is classified from its contents: a noise page
 holding an older generation of what the guest wrote there than the source
 holds is "stale" (QEMU did not send its last write; the relay's digests
 tell separately whether every byte QEMU sent arrived). --stale-ok N lets up
-to N stale pages pass, for post-copy under TCG, where QEMU 7.2 has been
-seen to leave one page one pass behind (the dirty-tracking bug above); a
-page holding none of the guest's generations ("lost or corrupted") always
-fails.
+to N stale pages pass, for investigations of QEMU's dirty tracking (no test
+uses it); a page holding none of the guest's generations ("lost or
+corrupted") always fails.
 
 Exit 0 if the dumps match, 1 if they differ, 2 on usage or I/O errors.
 """
